@@ -1,0 +1,3 @@
+from cryobox.cli.main import main
+
+main()

@@ -1,0 +1,88 @@
+"""Shared CLI plumbing: consoles, error handling (exit 2, one sentence), JSON output."""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+from typing import Callable
+
+import numpy as np
+import typer
+from rich.console import Console
+
+from cryobox.errors import InputError
+
+# Wide enough for the candidate table when piped to a file or a log (rich would use 80 columns).
+_WIDTH = None if sys.stdout.isatty() else 140
+console = Console(highlight=False, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 140)
+
+
+def fail(message: str) -> None:
+    """Print one clear sentence to stderr and exit with status 2."""
+    err_console.print(f"[bold red]cryobox: error:[/] {message}", soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def handle_input_errors(fn: Callable) -> Callable:
+    """Turn ``InputError`` (bad input) into one sentence on stderr and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            err_console.print("cryobox: interrupted; outputs are written atomically, re-run to start again.")
+            raise typer.Exit(code=130) from None
+
+    return wrapper
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def print_json(obj) -> None:
+    """JSON on stdout (non-finite floats become null, numpy scalars plain numbers)."""
+    sys.stdout.write(json.dumps(_jsonable(obj), indent=2) + "\n")
+
+
+def parse_size(text: str | None, *, flag: str) -> tuple[int, int] | None:
+    """'5760x4092' -> (5760, 4092) (width x height, px)."""
+    if text is None:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().replace("*", "x").split("x"))
+        if w <= 0 or h <= 0:
+            raise ValueError
+    except ValueError:
+        fail(f"{flag} takes WIDTHxHEIGHT in pixels, like 5760x4092; got {text!r}.")
+    return w, h
+
+
+def fmt(value, spec: str = ".3g", none: str = "-") -> str:
+    if value is None:
+        return none
+    if isinstance(value, list):
+        return ", ".join(fmt(v, spec) for v in value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return "∞"
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return f"{value:,}"
+    if isinstance(value, (float, np.floating)):
+        return format(value, spec)
+    return str(value)

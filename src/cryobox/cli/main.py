@@ -1,0 +1,46 @@
+"""The `cryobox` command: one typer app, one module per verb."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from cryobox import __version__
+from cryobox.cli import advise, ctf, example, inspect
+
+app = typer.Typer(
+    name="cryobox",
+    help="cryobox: choose the particle box, (re)extract and crop particles in it, and prove which box gives the better map.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cryobox {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """cryobox: the particle box for cryo-EM."""
+
+
+app.command("advise", epilog=advise.EPILOG)(advise.advise_command)
+app.command("inspect", epilog=inspect.EPILOG)(inspect.inspect_command)
+app.command("ctf", epilog=ctf.EPILOG)(ctf.ctf_command)
+app.command("example", epilog=example.EPILOG)(example.example_command)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

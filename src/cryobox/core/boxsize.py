@@ -1,0 +1,423 @@
+"""Box-size physics: delocalisation, CTF aliasing, FFT-friendly sizes and the box advisor.
+
+References
+----------
+- Rosenthal P.B. & Henderson R. (2003) J. Mol. Biol. 333:721-745: the signal of a particle of
+  diameter D is spread by the CTF over D + 2 lambda dF / d at resolution d, so a box of that size
+  keeps the delocalised signal (here with Cs included: D + 2 max_{k <= 1/d} R(k), R(k) =
+  |lambda df k - Cs lambda^3 k^3|).
+- CTF aliasing: on the Fourier grid of a box of B px at pixel size p (spacing 1 / (B p)) the CTF
+  phase chi(k) changes by |d chi / d k| / (B p) per Fourier pixel, with d chi / d k =
+  2 pi (lambda df k - Cs lambda^3 k^3); it aliases where that exceeds pi, i.e. where
+  B p < 2 R(k). CTF^2 (CTF-premultiplied data) oscillates twice as fast: B p < 4 R(k).
+
+Per particle, the defocus used is the larger of defocus U and V: the CTF oscillates fastest
+along that direction, so a box that samples it there samples it everywhere. All functions
+are pure numpy and vectorised over particles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from cryobox.core.optics import electron_wavelength_a, max_local_oscillation_a
+
+__all__ = [
+    "rosenthal_henderson_box_a",
+    "aliasing_free_box_a",
+    "aliasing_limited_resolution_a",
+    "edge_clipped",
+    "is_fft_friendly",
+    "fft_friendly_sizes",
+    "next_fft_friendly_size",
+    "BoxCandidate",
+    "BoxAdvice",
+    "advise_box",
+]
+
+
+def _check_positive(name: str, value: ArrayLike) -> NDArray[np.float64]:
+    arr = np.asarray(value, dtype=np.float64)
+    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+        raise ValueError(f"{name} must be positive and finite, got {value!r}")
+    return arr
+
+
+def rosenthal_henderson_box_a(
+    diameter_a: ArrayLike,
+    resolution_a: ArrayLike,
+    *,
+    defocus_a: ArrayLike,
+    voltage_kv: ArrayLike,
+    cs_mm: ArrayLike = 0.0,
+) -> NDArray[np.float64] | float:
+    """Box (Å) that holds a particle's signal delocalised by the CTF (Rosenthal & Henderson 2003).
+
+    B = D + 2 max_{k <= 1/d} |lambda dF k - Cs lambda^3 k^3|; with ``cs_mm=0`` this is the
+    classic B = D + 2 lambda dF / d. Broadcasts over all arguments.
+    """
+    d = _check_positive("diameter", diameter_a)
+    res = _check_positive("resolution", resolution_a)
+    out = d + 2.0 * max_local_oscillation_a(
+        1.0 / res, defocus_a=np.abs(defocus_a), voltage_kv=voltage_kv, cs_mm=cs_mm
+    )
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def aliasing_free_box_a(
+    resolution_a: ArrayLike,
+    *,
+    defocus_a: ArrayLike,
+    voltage_kv: ArrayLike,
+    cs_mm: ArrayLike,
+    ctf_power: int = 1,
+) -> NDArray[np.float64] | float:
+    """Smallest box (Å) whose Fourier grid samples the CTF (``ctf_power=2``: CTF^2) without
+    aliasing at every frequency up to 1 / ``resolution_a``: 2 * power * max_{k <= 1/d} R(k)."""
+    if ctf_power not in (1, 2):
+        raise ValueError(f"ctf_power must be 1 (CTF) or 2 (CTF^2), got {ctf_power}")
+    res = _check_positive("resolution", resolution_a)
+    out = 2.0 * ctf_power * max_local_oscillation_a(
+        1.0 / res, defocus_a=np.abs(defocus_a), voltage_kv=voltage_kv, cs_mm=cs_mm
+    )
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def aliasing_limited_resolution_a(
+    box_px: ArrayLike,
+    pixel_size_a: ArrayLike,
+    *,
+    defocus_a: ArrayLike,
+    voltage_kv: ArrayLike,
+    cs_mm: ArrayLike,
+    ctf_power: int = 1,
+) -> NDArray[np.float64] | float:
+    """Finest resolution (Å) to which a box samples the CTF without aliasing.
+
+    The largest K such that 2 * power * R(k) <= B p for every k <= K, capped at Nyquist (2 p).
+    Found by bisection on the monotone max_{k <= K} R(k); broadcasts over all arguments.
+    """
+    if ctf_power not in (1, 2):
+        raise ValueError(f"ctf_power must be 1 (CTF) or 2 (CTF^2), got {ctf_power}")
+    box_a = _check_positive("box", box_px) * _check_positive("pixel size", pixel_size_a)
+    nyquist = 0.5 / np.asarray(pixel_size_a, dtype=np.float64)
+    df = np.abs(np.asarray(defocus_a, dtype=np.float64))
+    shape = np.broadcast_shapes(box_a.shape, nyquist.shape, df.shape, np.shape(voltage_kv), np.shape(cs_mm))
+    lo = np.zeros(shape)
+    hi = np.broadcast_to(nyquist, shape).astype(np.float64)
+
+    def ok(k):
+        need = 2.0 * ctf_power * max_local_oscillation_a(k, defocus_a=df, voltage_kv=voltage_kv, cs_mm=cs_mm)
+        return need <= box_a
+
+    fits_at_nyquist = ok(hi)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        good = ok(mid)
+        lo = np.where(good, mid, lo)
+        hi = np.where(good, hi, mid)
+    k_limit = np.where(fits_at_nyquist, np.broadcast_to(nyquist, shape), lo)
+    with np.errstate(divide="ignore"):
+        out = np.where(k_limit > 0, 1.0 / k_limit, np.inf)
+    return float(out) if out.ndim == 0 else out
+
+
+def edge_clipped(
+    coord_x_px: ArrayLike,
+    coord_y_px: ArrayLike,
+    *,
+    micrograph_width_px: ArrayLike,
+    micrograph_height_px: ArrayLike,
+    box_px: int,
+) -> NDArray[np.bool_]:
+    """True where a box of ``box_px`` centred on the coordinate leaves its micrograph.
+
+    The box spans [round(x) - N//2, round(x) - N//2 + N) on each axis (the centre is pixel N//2,
+    as RELION and cryoSPARC extract). Programs that drop such particles (cryoSPARC) lose them.
+    """
+    half = int(box_px) // 2
+    x0 = np.rint(np.asarray(coord_x_px, dtype=np.float64)) - half
+    y0 = np.rint(np.asarray(coord_y_px, dtype=np.float64)) - half
+    return (
+        (x0 < 0)
+        | (y0 < 0)
+        | (x0 + box_px > np.asarray(micrograph_width_px))
+        | (y0 + box_px > np.asarray(micrograph_height_px))
+    )
+
+
+_SMALL_PRIMES = (2, 3, 5, 7)
+
+
+def is_fft_friendly(n: int) -> bool:
+    """True for even sizes whose only prime factors are 2, 3, 5 and 7."""
+    n = int(n)
+    if n < 2 or n % 2:
+        return False
+    for p in _SMALL_PRIMES:
+        while n % p == 0:
+            n //= p
+    return n == 1
+
+
+def fft_friendly_sizes(min_px: int, max_px: int) -> list[int]:
+    """All FFT-friendly (even, 7-smooth) sizes in [min_px, max_px]."""
+    return [n for n in range(max(2, int(min_px)), int(max_px) + 1) if is_fft_friendly(n)]
+
+
+def next_fft_friendly_size(n: float) -> int:
+    """The smallest FFT-friendly size >= n."""
+    m = max(2, int(np.ceil(n)))
+    while not is_fft_friendly(m):
+        m += 1
+    return m
+
+
+@dataclass(frozen=True)
+class BoxCandidate:
+    """One candidate box and what it does for a particle set."""
+
+    box_px: int
+    box_a: float
+    aliasing_free_fraction: float
+    ctf2_aliasing_free_fraction: float
+    aliasing_limited_resolution_p95_a: float
+    ctf2_aliasing_limited_resolution_p95_a: float
+    delocalisation_fraction: float
+    edge_loss_fraction: float | None
+    relative_cost_2d: float
+    relative_cost_3d: float
+
+
+@dataclass(frozen=True)
+class BoxAdvice:
+    """The advisor's answer: per-candidate table, key boxes and a recommendation with reasons."""
+
+    diameter_a: float
+    resolution_a: float
+    pixel_size_a: float
+    n_particles: int
+    wavelength_a: float
+    defocus_max_a: float
+    defocus_p95_a: float
+    rosenthal_henderson_box_a: float
+    aliasing_free_box_a: float
+    ctf2_aliasing_free_box_a: float
+    recommended_refine_box_px: int
+    recommended_extract_box_px: int
+    premultiply: bool
+    candidates: list[BoxCandidate]
+    reasons: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _fraction_at_most(sorted_values: NDArray, threshold: float) -> float:
+    if sorted_values.size == 0:
+        return float("nan")
+    return float(np.searchsorted(sorted_values, threshold, side="right") / sorted_values.size)
+
+
+def _thin(sizes: list[int], keep: set[int], min_ratio: float) -> list[int]:
+    out: list[int] = []
+    for n in sizes:
+        if n in keep or not out or n >= out[-1] * min_ratio:
+            out.append(n)
+    return out
+
+
+def advise_box(
+    *,
+    diameter_a: float,
+    resolution_a: float,
+    pixel_size_a: float,
+    defocus_u_a: ArrayLike,
+    defocus_v_a: ArrayLike,
+    voltage_kv: ArrayLike,
+    cs_mm: ArrayLike,
+    coord_x_px: ArrayLike | None = None,
+    coord_y_px: ArrayLike | None = None,
+    micrograph_width_px: ArrayLike | None = None,
+    micrograph_height_px: ArrayLike | None = None,
+    min_refine_factor: float = 1.5,
+    required_fraction: float = 0.99,
+    min_candidate_step: float = 1.04,
+) -> BoxAdvice:
+    """Candidate boxes for a particle set and the recommended refine and extract boxes.
+
+    Parameters are per particle (arrays of one length; scalars broadcast): defocus U/V (Å),
+    voltage (kV), Cs (mm); one pixel size (Å/px) for the set. Coordinates (px) and micrograph
+    sizes (px) are optional; with them the advisor reports edge losses.
+
+    Candidates are FFT-friendly even sizes from about 1.2 D to past the larger of the
+    Rosenthal & Henderson box and the CTF-aliasing-free box (at the highest defocus), thinned to
+    steps of at least ``min_candidate_step``. The refine box is the smallest FFT-friendly box
+    >= ``min_refine_factor`` x D whose CTF is alias-free to the target for at least
+    ``required_fraction`` of the particles. The extract box is the smallest FFT-friendly box
+    holding the delocalised signal of ``required_fraction`` of the particles; when it is larger
+    than the refine box, extract there, premultiply by the CTF and crop to the refine box.
+    """
+    diameter_a = float(_check_positive("diameter", diameter_a))
+    resolution_a = float(_check_positive("resolution", resolution_a))
+    pixel_size_a = float(_check_positive("pixel size", pixel_size_a))
+    if resolution_a < 2.0 * pixel_size_a:
+        raise ValueError(
+            f"target resolution {resolution_a} Å is finer than Nyquist ({2 * pixel_size_a:.3f} Å at "
+            f"{pixel_size_a} Å/px)"
+        )
+    du = np.abs(np.asarray(defocus_u_a, dtype=np.float64))
+    dv = np.abs(np.asarray(defocus_v_a, dtype=np.float64))
+    n = int(np.broadcast(du, dv).size)
+    if n == 0:
+        raise ValueError("no particles to advise on")
+    df_max = np.broadcast_to(np.maximum(du, dv), (n,))
+    kv = np.broadcast_to(np.asarray(voltage_kv, dtype=np.float64), (n,))
+    cs = np.broadcast_to(np.asarray(cs_mm, dtype=np.float64), (n,))
+    k_target = 1.0 / resolution_a
+
+    # Per-particle needs in Å, sorted once: a candidate's fraction is one searchsorted.
+    osc = max_local_oscillation_a(k_target, defocus_a=df_max, voltage_kv=kv, cs_mm=cs)
+    need_ctf = np.sort(2.0 * osc)
+    need_ctf2 = np.sort(4.0 * osc)
+    need_deloc = np.sort(diameter_a + 2.0 * osc)
+
+    i_max = int(np.argmax(df_max))
+    rh_box = float(diameter_a + 2.0 * osc[i_max])
+    alias_box = float(2.0 * osc[i_max])
+    alias2_box = float(4.0 * osc[i_max])
+    p95 = float(np.percentile(df_max, 95))
+    kv95 = float(np.median(kv))
+    cs95 = float(np.median(cs))
+
+    # Edge clipping needs per-particle positions; sorted "smallest box that clips" makes each
+    # candidate one searchsorted too.
+    clip_box = None
+    if coord_x_px is not None and micrograph_width_px is not None:
+        x = np.broadcast_to(np.asarray(coord_x_px, dtype=np.float64), (n,))
+        y = np.broadcast_to(np.asarray(coord_y_px, dtype=np.float64), (n,))
+        w = np.broadcast_to(np.asarray(micrograph_width_px, dtype=np.float64), (n,))
+        h = np.broadcast_to(np.asarray(micrograph_height_px, dtype=np.float64), (n,))
+        known = np.isfinite(x) & np.isfinite(y) & np.isfinite(w) & np.isfinite(h) & (w > 0) & (h > 0)
+        if known.all():
+            clip_box = np.sort(_smallest_clipping_even_box(x, y, w, h))
+
+    friendly_lo = next_fft_friendly_size(1.2 * diameter_a / pixel_size_a)
+    refine_floor = next_fft_friendly_size(min_refine_factor * diameter_a / pixel_size_a)
+
+    def smallest_box_with(sorted_need_a: NDArray, start_px: int) -> int:
+        need_a = float(np.quantile(sorted_need_a, required_fraction, method="higher"))
+        return next_fft_friendly_size(max(start_px, need_a / pixel_size_a - 1e-9))
+
+    refine_px = smallest_box_with(need_ctf, refine_floor)
+    deloc_px = smallest_box_with(need_deloc, 2)
+    extract_px = max(refine_px, deloc_px)
+    premultiply = extract_px > refine_px
+
+    top_px = next_fft_friendly_size(max(rh_box, alias_box, min_refine_factor * diameter_a) / pixel_size_a)
+    top_px = next_fft_friendly_size(top_px * min_candidate_step + 1)
+    top_px = max(top_px, extract_px)
+    keep = {refine_floor, refine_px, extract_px, next_fft_friendly_size(rh_box / pixel_size_a)}
+    sizes = _thin(fft_friendly_sizes(friendly_lo, top_px), keep, min_candidate_step)
+    base = float(sizes[0])
+
+    res_p95 = aliasing_limited_resolution_a(
+        np.asarray(sizes, dtype=np.float64), pixel_size_a, defocus_a=p95, voltage_kv=kv95, cs_mm=cs95
+    )
+    res2_p95 = aliasing_limited_resolution_a(
+        np.asarray(sizes, dtype=np.float64), pixel_size_a, defocus_a=p95, voltage_kv=kv95, cs_mm=cs95, ctf_power=2
+    )
+    candidates = []
+    for i, b in enumerate(sizes):
+        box_a = b * pixel_size_a
+        edge = None
+        if clip_box is not None:
+            # Particles clip when the box reaches their limit: count those with limit <= b.
+            edge = _fraction_at_most(clip_box, b)
+        candidates.append(
+            BoxCandidate(
+                box_px=int(b),
+                box_a=box_a,
+                aliasing_free_fraction=_fraction_at_most(need_ctf, box_a),
+                ctf2_aliasing_free_fraction=_fraction_at_most(need_ctf2, box_a),
+                aliasing_limited_resolution_p95_a=float(res_p95[i]),
+                ctf2_aliasing_limited_resolution_p95_a=float(res2_p95[i]),
+                delocalisation_fraction=_fraction_at_most(need_deloc, box_a),
+                edge_loss_fraction=edge,
+                relative_cost_2d=(b / base) ** 2,
+                relative_cost_3d=(b / base) ** 3,
+            )
+        )
+
+    by_px = {c.box_px: c for c in candidates}
+    pct = 100.0 * required_fraction
+    reasons = [
+        f"refine in {refine_px} px ({refine_px * pixel_size_a:.0f} Å): the smallest FFT-friendly box "
+        f">= {min_refine_factor:g} x D ({min_refine_factor * diameter_a:.0f} Å) in which "
+        f"{100 * by_px[refine_px].aliasing_free_fraction:.1f}% of particles (>= {pct:g}% required) "
+        f"have their CTF sampled without aliasing to {resolution_a:g} Å.",
+    ]
+    if premultiply:
+        reasons.append(
+            f"extract in {extract_px} px ({extract_px * pixel_size_a:.0f} Å), premultiply by the CTF and crop "
+            f"to {refine_px} px: {extract_px} px holds the delocalised signal (Rosenthal & Henderson, "
+            f"D + 2 R(1/d)) of {100 * by_px[extract_px].delocalisation_fraction:.1f}% of particles; "
+            f"the refine box holds it for only {100 * by_px[refine_px].delocalisation_fraction:.1f}%."
+        )
+    else:
+        reasons.append(
+            f"extract in {extract_px} px too: it already holds the delocalised signal of "
+            f"{100 * by_px[extract_px].delocalisation_fraction:.1f}% of particles, so premultiply + crop gains nothing."
+        )
+    reasons.append(
+        f"cost: {refine_px} px costs {by_px[refine_px].relative_cost_2d:.2f}x per image and "
+        f"{by_px[refine_px].relative_cost_3d:.2f}x per volume of the smallest candidate ({sizes[0]} px); "
+        f"the Rosenthal & Henderson box at the highest defocus is {rh_box:.0f} Å "
+        f"({rh_box / pixel_size_a:.0f} px)."
+    )
+    warnings = []
+    if clip_box is not None and by_px[extract_px].edge_loss_fraction:
+        warnings.append(
+            f"{100 * by_px[extract_px].edge_loss_fraction:.1f}% of particles lie partly outside their "
+            f"micrograph at {extract_px} px: a program that drops edge particles (cryoSPARC) loses them; "
+            "RELION keeps them with filled edges."
+        )
+    if by_px[refine_px].ctf2_aliasing_free_fraction < required_fraction and premultiply:
+        warnings.append(
+            f"premultiplied data carry CTF^2, which is alias-free to {resolution_a:g} Å in {refine_px} px for only "
+            f"{100 * by_px[refine_px].ctf2_aliasing_free_fraction:.1f}% of particles "
+            f"(CTF^2 needs {alias2_box:.0f} Å at the highest defocus): refine with CTF padding "
+            "(relion_refine --pad_ctf) so the CTF^2 model is computed on a finer grid."
+        )
+    return BoxAdvice(
+        diameter_a=diameter_a,
+        resolution_a=resolution_a,
+        pixel_size_a=pixel_size_a,
+        n_particles=n,
+        wavelength_a=float(electron_wavelength_a(kv95)),
+        defocus_max_a=float(df_max[i_max]),
+        defocus_p95_a=p95,
+        rosenthal_henderson_box_a=rh_box,
+        aliasing_free_box_a=alias_box,
+        ctf2_aliasing_free_box_a=alias2_box,
+        recommended_refine_box_px=int(refine_px),
+        recommended_extract_box_px=int(extract_px),
+        premultiply=bool(premultiply),
+        candidates=candidates,
+        reasons=reasons,
+        warnings=warnings,
+    )
+
+
+def _smallest_clipping_even_box(x, y, w, h) -> NDArray[np.float64]:
+    """Per particle, the smallest even box (px) that leaves the micrograph (see ``edge_clipped``).
+
+    For an even box N the span is [r - N/2, r + N/2) with r = round(coord); it clips when
+    N/2 > r or r + N/2 > size, i.e. N > 2 r or N > 2 (size - r). The smallest even N clipping is
+    2 * (min(r, size - r) + 1) when r >= 0 (and 0 when the coordinate is already outside).
+    """
+    rx = np.rint(x)
+    ry = np.rint(y)
+    margin = np.minimum.reduce([rx, ry, w - rx, h - ry])
+    return np.where(margin < 0, 0.0, 2.0 * (np.floor(margin) + 1.0))

@@ -1,0 +1,253 @@
+"""Electron optics: wavelength, the contrast transfer function and its local oscillation.
+
+Conventions are RELION 3.1's (verified against ``relion_ctf_toolbox --simulate`` in the tests):
+
+    CTF(k) = sin(pi * lambda * df(theta) * k**2 - (pi / 2) * Cs * lambda**3 * k**4
+                 + arctan(Q0 / sqrt(1 - Q0**2)) + phase_shift)
+    df(theta) = (dfU + dfV) / 2 + (dfU - dfV) / 2 * cos(2 * (theta - theta_ast))
+
+with ``theta = atan2(ky, kx)``, defocus positive for underfocus, Cs converted from mm to Å
+inside, k in 1/Å. Every function takes and returns physical units named in its arguments.
+Pure numpy; no files.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "electron_wavelength_a",
+    "ctf_1d",
+    "ctf_2d",
+    "ctf_2d_on_box",
+    "spatial_frequency_grid_2d",
+    "astigmatic_defocus_a",
+    "local_oscillation_a",
+    "max_local_oscillation_a",
+]
+
+_PLANCK_WAVELENGTH_CONSTANT = 12.2643247  # Å * sqrt(V)
+_RELATIVISTIC_CORRECTION = 0.978466e-6  # 1/V
+
+
+def electron_wavelength_a(voltage_kv: ArrayLike) -> NDArray[np.float64] | float:
+    """Relativistic electron wavelength in Å for an acceleration voltage in kV.
+
+    lambda = 12.2643247 / sqrt(V * (1 + 0.978466e-6 * V)), V in volts (RELION's formula):
+    0.019688 Å at 300 kV, 0.025079 Å at 200 kV.
+    """
+    v = np.asarray(voltage_kv, dtype=np.float64) * 1e3
+    if np.any(v <= 0):
+        raise ValueError(f"voltage must be positive (kV), got {voltage_kv!r}")
+    lam = _PLANCK_WAVELENGTH_CONSTANT / np.sqrt(v * (1.0 + _RELATIVISTIC_CORRECTION * v))
+    return float(lam) if lam.ndim == 0 else lam
+
+
+def _amplitude_contrast_phase(amplitude_contrast: float) -> float:
+    q0 = float(amplitude_contrast)
+    if not 0.0 <= q0 < 1.0:
+        raise ValueError(f"amplitude contrast must be a fraction in [0, 1), got {q0}")
+    return float(np.arctan(q0 / np.sqrt(1.0 - q0 * q0)))
+
+
+def astigmatic_defocus_a(
+    theta_rad: ArrayLike, *, defocus_u_a: float, defocus_v_a: float, defocus_angle_deg: float
+) -> NDArray[np.float64]:
+    """Defocus (Å) along the direction ``theta_rad`` (angle of the frequency vector from +x)."""
+    mean = 0.5 * (defocus_u_a + defocus_v_a)
+    half_diff = 0.5 * (defocus_u_a - defocus_v_a)
+    return mean + half_diff * np.cos(2.0 * (np.asarray(theta_rad) - np.deg2rad(defocus_angle_deg)))
+
+
+def _ctf_from_k2_defocus(
+    k2: NDArray,
+    defocus_a: NDArray | float,
+    *,
+    voltage_kv: float,
+    cs_mm: float,
+    amplitude_contrast: float,
+    phase_shift_deg: float,
+    bfactor_a2: float,
+    power: int,
+) -> NDArray[np.float64]:
+    lam = electron_wavelength_a(voltage_kv)
+    cs_a = cs_mm * 1e7
+    chi = (
+        np.pi * lam * defocus_a * k2
+        - 0.5 * np.pi * cs_a * lam**3 * k2 * k2
+        + _amplitude_contrast_phase(amplitude_contrast)
+        + np.deg2rad(phase_shift_deg)
+    )
+    ctf = np.sin(chi)
+    if bfactor_a2:
+        ctf = ctf * np.exp(-0.25 * bfactor_a2 * k2)
+    if power != 1:
+        ctf = ctf**power
+    return ctf
+
+
+def ctf_1d(
+    frequency_inv_a: ArrayLike,
+    *,
+    defocus_a: float,
+    voltage_kv: float,
+    cs_mm: float,
+    amplitude_contrast: float,
+    phase_shift_deg: float = 0.0,
+    bfactor_a2: float = 0.0,
+    power: int = 1,
+) -> NDArray[np.float64]:
+    """CTF at spatial frequencies ``frequency_inv_a`` (1/Å) for one defocus (Å, underfocus > 0).
+
+    ``bfactor_a2`` (Å^2) multiplies by the envelope exp(-B k^2 / 4) as RELION does;
+    ``power=2`` gives CTF^2, what CTF-premultiplied images carry.
+    """
+    k = np.asarray(frequency_inv_a, dtype=np.float64)
+    return _ctf_from_k2_defocus(
+        k * k,
+        defocus_a,
+        voltage_kv=voltage_kv,
+        cs_mm=cs_mm,
+        amplitude_contrast=amplitude_contrast,
+        phase_shift_deg=phase_shift_deg,
+        bfactor_a2=bfactor_a2,
+        power=power,
+    )
+
+
+def spatial_frequency_grid_2d(
+    box_px: int, pixel_size_a: float, *, layout: str = "centred"
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """(ky, kx) in 1/Å on the Fourier grid of a ``box_px`` square image.
+
+    layout ``"centred"``: shape (N, N), zero frequency at pixel (N//2, N//2), as an fftshift-ed
+    spectrum (and ``relion_ctf_toolbox --simulate``) has it, for even and odd N.
+    layout ``"rfft"``: shape (N, N//2 + 1), zero at index 0, the layout of ``scipy.fft.rfft2``.
+    """
+    n = int(box_px)
+    if n < 1:
+        raise ValueError(f"box must be at least 1 px, got {box_px}")
+    if not pixel_size_a > 0:
+        raise ValueError(f"pixel size must be positive (Å), got {pixel_size_a}")
+    if layout == "centred":
+        f = (np.arange(n) - n // 2) / (n * pixel_size_a)
+        return f[:, None] * np.ones((1, n)), np.ones((n, 1)) * f[None, :]
+    if layout == "rfft":
+        fy = np.fft.fftfreq(n, d=pixel_size_a)
+        fx = np.fft.rfftfreq(n, d=pixel_size_a)
+        return fy[:, None] * np.ones((1, fx.size)), np.ones((n, 1)) * fx[None, :]
+    raise ValueError(f"layout must be 'centred' or 'rfft', got {layout!r}")
+
+
+def ctf_2d(
+    ky_inv_a: ArrayLike,
+    kx_inv_a: ArrayLike,
+    *,
+    defocus_u_a: float,
+    defocus_v_a: float,
+    defocus_angle_deg: float,
+    voltage_kv: float,
+    cs_mm: float,
+    amplitude_contrast: float,
+    phase_shift_deg: float = 0.0,
+    bfactor_a2: float = 0.0,
+    power: int = 1,
+) -> NDArray[np.float64]:
+    """Astigmatic CTF at frequency coordinates (ky, kx) in 1/Å, any matching shapes."""
+    ky = np.asarray(ky_inv_a, dtype=np.float64)
+    kx = np.asarray(kx_inv_a, dtype=np.float64)
+    defocus = astigmatic_defocus_a(
+        np.arctan2(ky, kx),
+        defocus_u_a=defocus_u_a,
+        defocus_v_a=defocus_v_a,
+        defocus_angle_deg=defocus_angle_deg,
+    )
+    return _ctf_from_k2_defocus(
+        kx * kx + ky * ky,
+        defocus,
+        voltage_kv=voltage_kv,
+        cs_mm=cs_mm,
+        amplitude_contrast=amplitude_contrast,
+        phase_shift_deg=phase_shift_deg,
+        bfactor_a2=bfactor_a2,
+        power=power,
+    )
+
+
+def ctf_2d_on_box(
+    box_px: int,
+    pixel_size_a: float,
+    *,
+    defocus_u_a: float,
+    defocus_v_a: float,
+    defocus_angle_deg: float,
+    voltage_kv: float,
+    cs_mm: float,
+    amplitude_contrast: float,
+    phase_shift_deg: float = 0.0,
+    bfactor_a2: float = 0.0,
+    power: int = 1,
+    layout: str = "centred",
+    dtype: type = np.float32,
+) -> NDArray:
+    """The CTF sampled on the box's own Fourier grid (spacing 1/(N p)), so aliasing shows.
+
+    ``layout="centred"`` returns (N, N) with the origin at (N//2, N//2): the image
+    ``relion_ctf_toolbox --simulate`` writes. ``layout="rfft"`` returns (N, N//2 + 1), ready to
+    multiply an ``rfft2`` of an image.
+    """
+    ky, kx = spatial_frequency_grid_2d(box_px, pixel_size_a, layout=layout)
+    ctf = ctf_2d(
+        ky,
+        kx,
+        defocus_u_a=defocus_u_a,
+        defocus_v_a=defocus_v_a,
+        defocus_angle_deg=defocus_angle_deg,
+        voltage_kv=voltage_kv,
+        cs_mm=cs_mm,
+        amplitude_contrast=amplitude_contrast,
+        phase_shift_deg=phase_shift_deg,
+        bfactor_a2=bfactor_a2,
+        power=power,
+    )
+    return ctf.astype(dtype, copy=False)
+
+
+def local_oscillation_a(
+    frequency_inv_a: ArrayLike, *, defocus_a: ArrayLike, voltage_kv: ArrayLike, cs_mm: ArrayLike
+) -> NDArray[np.float64]:
+    """R(k) = |lambda * df * k - Cs * lambda^3 * k^3| in Å.
+
+    (1 / 2 pi) |d chi / d k|: the distance by which the CTF displaces the signal at frequency k
+    (delocalisation; Rosenthal & Henderson 2003) and, equivalently, the CTF's local oscillation
+    period in frequency is 1 / (2 R(k)), so a box of B p Å samples it without aliasing while
+    B p >= 2 R(k). Broadcasts over all arguments.
+    """
+    k = np.asarray(frequency_inv_a, dtype=np.float64)
+    lam = electron_wavelength_a(voltage_kv)
+    cs_a = np.asarray(cs_mm, dtype=np.float64) * 1e7
+    df = np.asarray(defocus_a, dtype=np.float64)
+    return np.abs(lam * df * k - cs_a * lam**3 * k**3)
+
+
+def max_local_oscillation_a(
+    max_frequency_inv_a: ArrayLike, *, defocus_a: ArrayLike, voltage_kv: ArrayLike, cs_mm: ArrayLike
+) -> NDArray[np.float64]:
+    """max over 0 <= k <= K of R(k) (Å), closed form, broadcasting over all arguments.
+
+    For underfocus, lambda df k - Cs lambda^3 k^3 rises to its peak at k* = sqrt(df / (3 Cs
+    lambda^2)) and then falls (through zero, to negative values); so the maximum of its absolute
+    value on [0, K] is the larger of |R(K)| and the peak when k* < K.
+    """
+    kmax = np.asarray(max_frequency_inv_a, dtype=np.float64)
+    lam = electron_wavelength_a(voltage_kv)
+    cs_a = np.asarray(cs_mm, dtype=np.float64) * 1e7
+    df = np.asarray(defocus_a, dtype=np.float64)
+    at_k = np.abs(lam * df * kmax - cs_a * lam**3 * kmax**3)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k_peak = np.sqrt(np.where((df > 0) & (cs_a > 0), df / (3.0 * cs_a * lam**2), np.inf))
+    peak = np.where(
+        k_peak < kmax, np.abs(lam * df * k_peak - cs_a * lam**3 * k_peak**3), 0.0
+    )
+    return np.maximum(at_k, np.nan_to_num(peak, nan=0.0, posinf=0.0))

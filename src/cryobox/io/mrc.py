@@ -1,0 +1,70 @@
+"""MRC images and stacks: atomic writes, header reads (permissive, as real files are sloppy)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+from cryobox.errors import InputError
+from cryobox.io.atomic import atomic_path
+
+__all__ = ["write_mrc", "read_mrc", "read_mrc_header_shape"]
+
+
+def write_mrc(path: str | os.PathLike, data: np.ndarray, *, pixel_size_a: float, overwrite: bool = True) -> Path:
+    """Write an image, stack or volume as MRC (float32 unless float16 is given), atomically.
+
+    ``pixel_size_a`` goes into the header's voxel size; there is no default pixel size.
+    """
+    if not pixel_size_a > 0:
+        raise ValueError(f"pixel size must be positive (Å), got {pixel_size_a}")
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise InputError(f"{path}: exists; remove it or allow overwriting.")
+    arr = np.asarray(data)
+    if arr.dtype not in (np.float16, np.float32):
+        arr = arr.astype(np.float32)
+    with atomic_path(path) as tmp:
+        with mrcfile.new(tmp, overwrite=True) as mrc:
+            mrc.set_data(np.ascontiguousarray(arr))
+            mrc.voxel_size = float(pixel_size_a)
+            if arr.ndim == 3 and path.suffix.lower() == ".mrcs":
+                mrc.set_image_stack()
+    return path
+
+
+def read_mrc(path: str | os.PathLike) -> tuple[np.ndarray, float | None]:
+    """(data, pixel size in Å or None when the header has none); permissive with a warning."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such MRC file; check the path.")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with mrcfile.open(path, permissive=True) as mrc:
+                if mrc.data is None:
+                    raise ValueError("no data")
+                data = np.array(mrc.data)
+                vs = float(mrc.voxel_size.x)
+        for w in caught:
+            warnings.warn(f"{path}: {w.message}", stacklevel=2)
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{path}: not a readable MRC file ({exc}); check the file.") from None
+    return data, (vs if vs > 0 else None)
+
+
+def read_mrc_header_shape(path: str | os.PathLike) -> tuple[int, int] | None:
+    """(width, height) in px from an MRC header, or None when the file is absent or unreadable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mrcfile.open(path, permissive=True, header_only=True) as mrc:
+                return int(mrc.header.nx), int(mrc.header.ny)
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,211 @@
+"""`cryobox advise`: which box to refine in and which to extract in, with reasons."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cryobox.core.boxsize import BoxAdvice, advise_box
+from cryobox.errors import InputError
+from cryobox.io.mrc import read_mrc_header_shape
+from cryobox.io.particles import ParticleTable
+
+__all__ = ["AdviseInputs", "AdviseResult", "fill_micrograph_shapes", "inputs_from_tables", "inputs_from_range", "run_advise"]
+
+
+def fill_micrograph_shapes(table: ParticleTable) -> bool:
+    """Add micrograph sizes from the micrographs' MRC headers when the metadata lacks them.
+
+    RELION STAR files do not record micrograph sizes; when every micrograph named in the table
+    is found (relative to the current folder or to the STAR file's folder), their headers give
+    them. Returns True when sizes are known afterwards. Inputs are never modified on disk.
+    """
+    d = table.data
+    if "micrograph_width_px" in d:
+        return True
+    if "micrograph_name" not in d or "coord_x_px" not in d:
+        return False
+    roots = [Path.cwd()] + ([table.path.parent] if table.path is not None else [])
+    shapes = {}
+    for name in d["micrograph_name"].unique():
+        shape = None
+        for root in roots:
+            shape = read_mrc_header_shape(root / str(name))
+            if shape is not None:
+                break
+        if shape is None:
+            return False
+        shapes[name] = shape
+    w = d["micrograph_name"].map({k: v[0] for k, v in shapes.items()})
+    h = d["micrograph_name"].map({k: v[1] for k, v in shapes.items()})
+    d["micrograph_width_px"] = w.to_numpy(dtype=np.float64)
+    d["micrograph_height_px"] = h.to_numpy(dtype=np.float64)
+    return True
+
+
+@dataclass
+class AdviseInputs:
+    """Per-particle arrays the advisor needs, with where they came from."""
+
+    source: str
+    pixel_size_a: float
+    defocus_u_a: np.ndarray
+    defocus_v_a: np.ndarray
+    voltage_kv: np.ndarray
+    cs_mm: np.ndarray
+    coord_x_px: np.ndarray | None = None
+    coord_y_px: np.ndarray | None = None
+    micrograph_width_px: np.ndarray | None = None
+    micrograph_height_px: np.ndarray | None = None
+    defocus_from_range: bool = False
+
+
+def _one_value(values: np.ndarray, what: str, where: str, flag: str) -> float:
+    uniq = np.unique(np.round(values.astype(np.float64), 6))
+    if uniq.size != 1:
+        raise InputError(
+            f"{where}: particles have {uniq.size} different {what} values ({', '.join(map(str, uniq[:4]))}); "
+            f"choose one optics group with --optics-group or give {flag}."
+        )
+    return float(uniq[0])
+
+
+def inputs_from_tables(
+    tables: list[ParticleTable],
+    *,
+    pixel_size_a: float | None = None,
+    voltage_kv: float | None = None,
+    cs_mm: float | None = None,
+    micrograph_size_px: tuple[int, int] | None = None,
+    optics_group: int | None = None,
+) -> AdviseInputs:
+    """Gather the advisor's inputs from particle tables; flags override metadata."""
+    frames = []
+    for t in tables:
+        d = t.data
+        if optics_group is not None:
+            if "optics_group" not in d or not (d["optics_group"] == optics_group).any():
+                raise InputError(f"{t.path}: no particles in optics group {optics_group}; see `cryobox inspect` for the groups.")
+            d = d[d["optics_group"] == optics_group]
+        t.require("defocus_u_a", "defocus_v_a", purpose="the box advisor")
+        if voltage_kv is None:
+            t.require("voltage_kv", purpose="the box advisor (or --voltage)")
+        if cs_mm is None:
+            t.require("cs_mm", purpose="the box advisor (or --cs)")
+        if pixel_size_a is None and "pixel_size_a" not in d:
+            raise InputError(
+                f"{t.path}: no pixel size (rlnImagePixelSize, rlnDetectorPixelSize/rlnMagnification or blob/psize_A); "
+                "give --pixel-size."
+            )
+        frames.append(d)
+    data = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    where = ", ".join(str(t.path) for t in tables)
+    psize = pixel_size_a if pixel_size_a is not None else _one_value(data["pixel_size_a"].to_numpy(), "pixel size", where, "--pixel-size")
+    n = len(data)
+    kv = np.full(n, voltage_kv, dtype=np.float64) if voltage_kv is not None else data["voltage_kv"].to_numpy(dtype=np.float64)
+    cs = np.full(n, cs_mm, dtype=np.float64) if cs_mm is not None else data["cs_mm"].to_numpy(dtype=np.float64)
+    inputs = AdviseInputs(
+        source=where,
+        pixel_size_a=float(psize),
+        defocus_u_a=data["defocus_u_a"].to_numpy(dtype=np.float64),
+        defocus_v_a=data["defocus_v_a"].to_numpy(dtype=np.float64),
+        voltage_kv=kv,
+        cs_mm=cs,
+    )
+    if "coord_x_px" in data and "coord_y_px" in data:
+        if micrograph_size_px is not None:
+            w, h = micrograph_size_px
+            width, height = np.full(n, float(w)), np.full(n, float(h))
+        elif "micrograph_width_px" in data:
+            width = data["micrograph_width_px"].to_numpy(dtype=np.float64)
+            height = data["micrograph_height_px"].to_numpy(dtype=np.float64)
+        else:
+            width = height = None
+        if width is not None:
+            inputs.coord_x_px = data["coord_x_px"].to_numpy(dtype=np.float64)
+            inputs.coord_y_px = data["coord_y_px"].to_numpy(dtype=np.float64)
+            inputs.micrograph_width_px, inputs.micrograph_height_px = width, height
+    return inputs
+
+
+def inputs_from_range(
+    *, pixel_size_a: float, defocus_min_a: float, defocus_max_a: float, voltage_kv: float, cs_mm: float, n: int = 2001
+) -> AdviseInputs:
+    """Inputs from flags alone: defocus spread uniformly between min and max (no astigmatism)."""
+    if not 0 <= defocus_min_a <= defocus_max_a:
+        raise InputError(
+            f"--defocus-min ({defocus_min_a} Å) and --defocus-max ({defocus_max_a} Å) must satisfy 0 <= min <= max."
+        )
+    df = np.linspace(defocus_min_a, defocus_max_a, n)
+    return AdviseInputs(
+        source=f"flags: {defocus_min_a:.0f}-{defocus_max_a:.0f} Å defocus (uniform)",
+        pixel_size_a=float(pixel_size_a),
+        defocus_u_a=df,
+        defocus_v_a=df,
+        voltage_kv=np.full(n, float(voltage_kv)),
+        cs_mm=np.full(n, float(cs_mm)),
+        defocus_from_range=True,
+    )
+
+
+@dataclass
+class AdviseResult:
+    """The advisor's answer plus its inputs; ``to_dict`` gives the ``--json`` form."""
+
+    source: str
+    advice: BoxAdvice
+    n_particles: int
+    edge_known: bool
+    defocus_from_range: bool
+
+    def to_dict(self) -> dict:
+        a = self.advice
+        return {
+            "source": self.source,
+            "n_particles": None if self.defocus_from_range else self.n_particles,
+            "diameter_a": a.diameter_a,
+            "resolution_a": a.resolution_a,
+            "pixel_size_a": a.pixel_size_a,
+            "wavelength_a": a.wavelength_a,
+            "defocus_max_a": a.defocus_max_a,
+            "defocus_p95_a": a.defocus_p95_a,
+            "rosenthal_henderson_box_a": a.rosenthal_henderson_box_a,
+            "aliasing_free_box_a": a.aliasing_free_box_a,
+            "ctf2_aliasing_free_box_a": a.ctf2_aliasing_free_box_a,
+            "recommended_refine_box_px": a.recommended_refine_box_px,
+            "recommended_extract_box_px": a.recommended_extract_box_px,
+            "premultiply": a.premultiply,
+            "reasons": list(a.reasons),
+            "warnings": list(a.warnings),
+            "candidates": [asdict(c) for c in a.candidates],
+        }
+
+
+def run_advise(inputs: AdviseInputs, *, diameter_a: float, resolution_a: float) -> AdviseResult:
+    """Run the advisor on gathered inputs (pure computation)."""
+    try:
+        advice = advise_box(
+            diameter_a=diameter_a,
+            resolution_a=resolution_a,
+            pixel_size_a=inputs.pixel_size_a,
+            defocus_u_a=inputs.defocus_u_a,
+            defocus_v_a=inputs.defocus_v_a,
+            voltage_kv=inputs.voltage_kv,
+            cs_mm=inputs.cs_mm,
+            coord_x_px=inputs.coord_x_px,
+            coord_y_px=inputs.coord_y_px,
+            micrograph_width_px=inputs.micrograph_width_px,
+            micrograph_height_px=inputs.micrograph_height_px,
+        )
+    except ValueError as exc:
+        raise InputError(f"{inputs.source}: {exc}.") from None
+    return AdviseResult(
+        source=inputs.source,
+        advice=advice,
+        n_particles=int(inputs.defocus_u_a.size),
+        edge_known=inputs.coord_x_px is not None,
+        defocus_from_range=inputs.defocus_from_range,
+    )

@@ -1,0 +1,162 @@
+"""Figures. Each ``plot_*`` draws on an ``ax`` it is given; ``figure_*`` builds a whole figure.
+
+Figures are made with ``matplotlib.figure.Figure`` (no pyplot, no global backend), saved
+atomically, and never shown.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from cryobox.io.atomic import atomic_path
+
+__all__ = [
+    "save_figure",
+    "plot_defocus_histogram",
+    "figure_defocus_histogram",
+    "plot_advice",
+    "figure_advice",
+    "plot_ctf_image",
+    "plot_ctf_profile",
+    "figure_ctf",
+]
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 120) -> Path:
+    """Save a figure atomically; the format follows the file's extension (png, pdf, svg)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+    return path
+
+
+def _resolution_axis(ax) -> None:
+    """Label the top of a 1/Å x axis with resolutions in Å (ticks at round values)."""
+    lo, hi = ax.get_xlim()
+    top = ax.twiny()
+    top.set_xlim(lo, hi)
+    candidates = [20, 10, 6, 5, 4, 3.5, 3, 2.5, 2.2, 2, 1.8, 1.6, 1.5, 1.4, 1.2, 1.0]
+    ticks = [r for r in candidates if lo < 1.0 / r <= hi]
+    top.set_xticks([1.0 / r for r in ticks])
+    top.set_xticklabels([f"{r:g}" for r in ticks])
+    top.set_xlabel("resolution (Å)")
+
+
+def plot_defocus_histogram(ax, defocus_u_a: np.ndarray, defocus_v_a: np.ndarray, *, title: str = "") -> None:
+    """Histograms of defocus U, V and their mean, in µm."""
+    du = np.asarray(defocus_u_a, dtype=float) / 1e4
+    dv = np.asarray(defocus_v_a, dtype=float) / 1e4
+    mean = 0.5 * (du + dv)
+    lo, hi = np.nanmin(np.minimum(du, dv)), np.nanmax(np.maximum(du, dv))
+    bins = np.linspace(lo, hi if hi > lo else lo + 0.01, 60)
+    ax.hist(mean, bins=bins, color="0.3", alpha=0.9, label="(U + V) / 2")
+    ax.hist(du, bins=bins, histtype="step", color="tab:blue", label="defocus U")
+    ax.hist(dv, bins=bins, histtype="step", color="tab:orange", label="defocus V")
+    for q, style in ((5, ":"), (50, "--"), (95, ":")):
+        ax.axvline(np.percentile(mean, q), color="k", ls=style, lw=0.8)
+    ax.set_xlabel("defocus (µm, underfocus positive)")
+    ax.set_ylabel("particles")
+    ax.set_title(title or f"{du.size:,} particles: defocus (5th, median, 95th percentile of mean marked)")
+    ax.legend(frameon=False)
+
+
+def figure_defocus_histogram(defocus_u_a, defocus_v_a, *, title: str = "") -> Figure:
+    fig = Figure(figsize=(8, 4.5))
+    plot_defocus_histogram(fig.add_subplot(111), defocus_u_a, defocus_v_a, title=title)
+    return fig
+
+
+def plot_advice(ax, advice) -> None:
+    """Fractions of particles served by each candidate box, with the recommendation marked.
+
+    ``advice`` is a ``cryobox.core.boxsize.BoxAdvice``.
+    """
+    c = advice.candidates
+    box = np.array([x.box_px for x in c], dtype=float)
+    ax.plot(box, [x.aliasing_free_fraction for x in c], "o-", color="tab:blue", label=f"CTF alias-free to {advice.resolution_a:g} Å")
+    ax.plot(box, [x.ctf2_aliasing_free_fraction for x in c], "s--", color="tab:cyan", label="CTF² alias-free (premultiplied data)")
+    ax.plot(box, [x.delocalisation_fraction for x in c], "^-", color="tab:green", label="delocalised signal fits (R&H)")
+    if c and c[0].edge_loss_fraction is not None:
+        ax.plot(box, [x.edge_loss_fraction for x in c], "x:", color="tab:red", label="lost at edges if dropped")
+    refine, extract = advice.recommended_refine_box_px, advice.recommended_extract_box_px
+    ax.axvline(refine, color="k", lw=1.5)
+    ax.annotate(f"refine {refine} px", (refine, 0.03), rotation=90, ha="right", va="bottom", fontsize=9)
+    if extract != refine:
+        ax.axvline(extract, color="0.4", lw=1.5, ls="--")
+        ax.annotate(f"extract {extract} px\n(premultiply, crop)", (extract, 0.03), rotation=90, ha="right", va="bottom", fontsize=9)
+    ax.axvline(advice.rosenthal_henderson_box_a / advice.pixel_size_a, color="tab:green", lw=0.8, ls=":")
+    ax.set_ylim(-0.02, 1.05)
+    ax.set_xlabel(f"box (px at {advice.pixel_size_a:g} Å/px)")
+    ax.set_ylabel("fraction of particles")
+    sec = ax.secondary_xaxis("top", functions=(lambda b: b * advice.pixel_size_a, lambda a: a / advice.pixel_size_a))
+    sec.set_xlabel("box (Å)")
+    ax.set_xticks(box)
+    ax.tick_params(axis="x", labelrotation=90, labelsize=8)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", framealpha=0.9, fontsize=9)
+
+
+def figure_advice(advice, *, title: str = "") -> Figure:
+    fig = Figure(figsize=(10, 5.5))
+    ax = fig.add_subplot(111)
+    plot_advice(ax, advice)
+    ax.set_title(title or f"D = {advice.diameter_a:g} Å, target {advice.resolution_a:g} Å, {advice.n_particles:,} particles", pad=28)
+    return fig
+
+
+def plot_ctf_image(ax, picture) -> None:
+    """The CTF on the box's Fourier grid (moiré = aliasing), with a ring at the target resolution."""
+    p = picture.params
+    nyq = 0.5 / p.pixel_size_a
+    n = p.box_px
+    step = 1.0 / (n * p.pixel_size_a)
+    lo = -(n // 2) * step - 0.5 * step
+    hi = (n - 1 - n // 2) * step + 0.5 * step
+    vmin = 0.0 if picture.power == 2 else -1.0
+    ax.imshow(picture.image, cmap="gray", origin="lower", extent=(lo, hi, lo, hi), vmin=vmin, vmax=1.0, interpolation="nearest")
+    t = np.linspace(0, 2 * np.pi, 361)
+    if picture.resolution_a:
+        r = 1.0 / picture.resolution_a
+        ax.plot(r * np.cos(t), r * np.sin(t), color="tab:orange", lw=1.2, label=f"{picture.resolution_a:g} Å")
+    alias = picture.first_aliased_resolution_a
+    if np.isfinite(alias) and alias > 2 * p.pixel_size_a * (1 + 1e-9):
+        r = 1.0 / alias
+        ax.plot(r * np.cos(t), r * np.sin(t), color="tab:red", lw=1.2, ls="--", label=f"aliasing from {alias:.2f} Å")
+    ax.set_xlim(-nyq, nyq)
+    ax.set_ylim(-nyq, nyq)
+    ax.set_xlabel("kx (1/Å)")
+    ax.set_ylabel("ky (1/Å)")
+    what = "CTF²" if picture.power == 2 else "CTF"
+    ax.set_title(f"{what} sampled in a {n} px box ({n * p.pixel_size_a:.0f} Å)")
+    ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
+
+
+def plot_ctf_profile(ax, picture) -> None:
+    """Box-sampled CTF (spacing 1/(N p)) against a finely sampled one, along the max-defocus direction."""
+    p = picture.params
+    what = "CTF²" if picture.power == 2 else "CTF"
+    ax.plot(picture.fine_frequencies_inv_a, picture.fine_profile, color="0.7", lw=0.8, label=f"{what}, finely sampled")
+    ax.plot(picture.box_frequencies_inv_a, picture.box_profile, ".-", color="tab:blue", lw=0.8, ms=3, label=f"{what} on the {p.box_px} px grid")
+    alias = picture.first_aliased_resolution_a
+    if np.isfinite(alias) and alias > 2 * p.pixel_size_a * (1 + 1e-9):
+        ax.axvline(1.0 / alias, color="tab:red", ls="--", lw=1.2, label=f"first aliased: {alias:.2f} Å")
+    if picture.resolution_a:
+        ax.axvline(1.0 / picture.resolution_a, color="tab:orange", lw=1.2, label=f"target {picture.resolution_a:g} Å")
+    ax.set_xlim(0, 0.5 / p.pixel_size_a)
+    ax.set_xlabel("spatial frequency (1/Å)")
+    ax.set_ylabel(what)
+    _resolution_axis(ax)
+    ax.legend(loc="lower left", fontsize=8, framealpha=0.8)
+    ax.set_title(f"defocus {max(p.defocus_u_a, p.defocus_v_a) / 1e4:.2f} µm (max of U, V)", fontsize=10)
+
+
+def figure_ctf(picture) -> Figure:
+    fig = Figure(figsize=(13, 5.5))
+    gs = fig.add_gridspec(1, 2, width_ratios=[1, 1.5])
+    plot_ctf_image(fig.add_subplot(gs[0]), picture)
+    plot_ctf_profile(fig.add_subplot(gs[1]), picture)
+    return fig
