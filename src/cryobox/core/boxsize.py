@@ -269,7 +269,10 @@ def advise_box(
         )
     du = np.abs(np.asarray(defocus_u_a, dtype=np.float64))
     dv = np.abs(np.asarray(defocus_v_a, dtype=np.float64))
-    n = int(np.broadcast(du, dv).size)
+    per_particle = [du, dv, voltage_kv, cs_mm] + [
+        v for v in (coord_x_px, coord_y_px, micrograph_width_px, micrograph_height_px) if v is not None
+    ]
+    n = int(np.broadcast(*[np.asarray(v) for v in per_particle]).size)
     if n == 0:
         raise ValueError("no particles to advise on")
     df_max = np.broadcast_to(np.maximum(du, dv), (n,))

@@ -6,7 +6,6 @@ import os
 import warnings
 from pathlib import Path
 
-import mrcfile
 import numpy as np
 
 from cryobox.errors import InputError
@@ -22,6 +21,8 @@ def write_mrc(path: str | os.PathLike, data: np.ndarray, *, pixel_size_a: float,
     """
     if not pixel_size_a > 0:
         raise ValueError(f"pixel size must be positive (Å), got {pixel_size_a}")
+    import mrcfile
+
     path = Path(path)
     if path.exists() and not overwrite:
         raise InputError(f"{path}: exists; remove it or allow overwriting.")
@@ -39,6 +40,8 @@ def write_mrc(path: str | os.PathLike, data: np.ndarray, *, pixel_size_a: float,
 
 def read_mrc(path: str | os.PathLike) -> tuple[np.ndarray, float | None]:
     """(data, pixel size in Å or None when the header has none); permissive with a warning."""
+    import mrcfile
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such MRC file; check the path.")
@@ -61,6 +64,8 @@ def read_mrc(path: str | os.PathLike) -> tuple[np.ndarray, float | None]:
 
 def read_mrc_header_shape(path: str | os.PathLike) -> tuple[int, int] | None:
     """(width, height) in px from an MRC header, or None when the file is absent or unreadable."""
+    import mrcfile
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

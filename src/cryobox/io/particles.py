@@ -95,7 +95,17 @@ _RLN_OPTICS = {
     "box_px": "rlnImageSize",
     "ctf_premultiplied": "rlnCtfDataAreCtfPremultiplied",
 }
-CTF_COLUMNS = ("defocus_u_a", "defocus_v_a", "defocus_angle_deg", "voltage_kv", "cs_mm", "amplitude_contrast")
+_CS_FIELD = {
+    "defocus_u_a": "ctf/df1_A",
+    "defocus_v_a": "ctf/df2_A",
+    "defocus_angle_deg": "ctf/df_angle_rad",
+    "phase_shift_deg": "ctf/phase_shift_rad",
+    "voltage_kv": "ctf/accel_kv",
+    "cs_mm": "ctf/cs_mm",
+    "amplitude_contrast": "ctf/amp_contrast",
+    "pixel_size_a": "blob/psize_A",
+    "box_px": "blob/shape",
+}
 
 
 @dataclass
@@ -127,10 +137,10 @@ class ParticleTable:
         """Raise ``InputError`` naming the first missing column and what it is needed for."""
         for col in columns:
             if col not in self.data.columns or self.data[col].isna().all():
-                label = _RLN_PARTICLE.get(col) or _RLN_OPTICS.get(col) or col
+                label = _RLN_PARTICLE.get(col) or _RLN_OPTICS.get(col) or ("rlnImagePixelSize" if col == "pixel_size_a" else col)
                 where = f"{self.path}" if self.path else "the particle table"
                 raise InputError(
-                    f"{where}: no {col} ({label} / its cryoSPARC field) in the file, which {purpose} needs; "
+                    f"{where}: no {col} ({label} in RELION, {_CS_FIELD.get(col, 'no field')} in cryoSPARC) in the file, which {purpose} needs; "
                     "use a file with CTF parameters (after CTF estimation) or give the value on the command line."
                 )
 
@@ -297,18 +307,54 @@ def particles_to_star_blocks(table: ParticleTable) -> dict[str, pd.DataFrame]:
 # ------------------------------------------------------------------------------------ cryoSPARC
 
 
-def _str_column(values: np.ndarray) -> np.ndarray:
-    if values.dtype.kind == "S":
-        return np.char.decode(values, "utf-8").astype(object)
-    return values.astype(str).astype(object)
+def _str_column(values: np.ndarray, *, strip_prefix: str = "") -> pd.Categorical:
+    """Text field -> categorical of str. Paths repeat (one per micrograph or stack), so only the
+    distinct values are decoded: 1,000,000 paths cost one hash pass, not a million decodes."""
+    codes, uniques = pd.factorize(values.astype(object) if values.dtype.kind == "S" else values)
+    text = [u.decode("utf-8") if isinstance(u, bytes) else str(u) for u in uniques]
+    if strip_prefix:
+        text = [t.removeprefix(strip_prefix) for t in text]
+    # distinct raw values may coincide after stripping: factorize again on the clean strings
+    clean_codes, clean = pd.factorize(np.asarray(text, dtype=object))
+    if len(clean) == len(text):
+        return pd.Categorical.from_codes(codes, categories=pd.Index(text, dtype=object))
+    return pd.Categorical.from_codes(clean_codes[codes], categories=pd.Index(clean, dtype=object))
 
 
 def _euler_from_pose(pose: np.ndarray) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
+    """RELION Euler angles (rot, tilt, psi in degrees) from cryoSPARC rotation vectors.
 
-    # RELION's rotation matrix A = expmap(pose) (pyem's csparc2star); A = Rz(psi)' Ry(tilt)' Rz(rot)'
-    # in RELION's passive form, so A^T = Rz(rot) Ry(tilt) Rz(psi), scipy's intrinsic "ZYZ".
-    return Rotation.from_rotvec(-np.asarray(pose, dtype=np.float64)).as_euler("ZYZ", degrees=True)
+    RELION's rotation matrix is A = expmap(pose) (pyem's csparc2star); RELION writes
+    A = Rz(psi)' Ry(tilt)' Rz(rot)' (passive), so R = A^T = Rz(rot) Ry(tilt) Rz(psi) is the active
+    rotation by -pose. Closed form in numpy (no scipy import on the read path): third column of R
+    gives rot and tilt, third row gives psi; the few rows at tilt 0 or 180 deg go through scipy.
+    """
+    v = -np.asarray(pose, dtype=np.float64).reshape(-1, 3)
+    theta = np.linalg.norm(v, axis=1)
+    safe = np.where(theta > 0, theta, 1.0)
+    n = v / safe[:, None]
+    c, s = np.cos(theta), np.sin(theta)
+    t = 1.0 - c
+    x, y, z = n[:, 0], n[:, 1], n[:, 2]
+    r02 = t * x * z + s * y
+    r12 = t * y * z - s * x
+    r22 = c + t * z * z
+    r20 = t * x * z - s * y
+    r21 = t * y * z + s * x
+    tilt = np.arccos(np.clip(r22, -1.0, 1.0))
+    rot = np.arctan2(r12, r02)
+    psi = np.arctan2(r21, -r20)
+    out = np.degrees(np.stack([rot, tilt, psi], axis=1))
+    degenerate = np.abs(np.sin(tilt)) < 1e-6
+    if degenerate.any():
+        import warnings
+
+        from scipy.spatial.transform import Rotation
+
+        with warnings.catch_warnings():  # gimbal lock is expected here: psi is set to 0
+            warnings.simplefilter("ignore", UserWarning)
+            out[degenerate] = Rotation.from_rotvec(v[degenerate]).as_euler("ZYZ", degrees=True)
+    return out
 
 
 def _pose_from_euler(rot: np.ndarray, tilt: np.ndarray, psi: np.ndarray) -> np.ndarray:
@@ -318,8 +364,13 @@ def _pose_from_euler(rot: np.ndarray, tilt: np.ndarray, psi: np.ndarray) -> np.n
     return -Rotation.from_euler("ZYZ", ang, degrees=True).as_rotvec()
 
 
-def particles_from_cs(records: np.ndarray, *, path: Path | None = None) -> ParticleTable:
-    """Canonical table from a cryoSPARC structured array (any schema version)."""
+def particles_from_cs(records: np.ndarray, *, path: Path | None = None, convert_poses: bool = True) -> ParticleTable:
+    """Canonical table from a cryoSPARC structured array (any schema version).
+
+    ``convert_poses=False`` skips the rotation-vector -> Euler conversion (the raw
+    ``alignments3D/pose[j]`` columns are still carried, so writing back is unchanged); jobs that
+    never look at angles (inspect, advise) read a million particles faster that way.
+    """
     names = set(records.dtype.names or ())
     n = len(records)
     out: dict[str, object] = {}
@@ -328,7 +379,7 @@ def particles_from_cs(records: np.ndarray, *, path: Path | None = None) -> Parti
     def take(field_name: str, canon: str, scale: float = 1.0) -> None:
         if field_name in names:
             v = records[field_name]
-            out[canon] = v.astype(np.float64) * scale if scale != 1.0 else v
+            out[canon] = v * np.float64(scale) if scale != 1.0 else v
             used.add(field_name)
 
     take("ctf/df1_A", "defocus_u_a")
@@ -351,14 +402,14 @@ def particles_from_cs(records: np.ndarray, *, path: Path | None = None) -> Parti
     else:
         out["optics_group"] = np.ones(n, dtype=np.int64)
     if "blob/path" in names:
-        p = pd.Series(_str_column(records["blob/path"]))
-        out["image_path"] = p.str.removeprefix(">").to_numpy(dtype=object)
+        # exported datasets mark project-relative paths with a leading ">"
+        out["image_path"] = _str_column(records["blob/path"], strip_prefix=">")
         used.add("blob/path")
         if "blob/idx" in names:
             out["image_index"] = records["blob/idx"].astype(np.int64)
             used.add("blob/idx")
     if "location/micrograph_path" in names:
-        out["micrograph_name"] = pd.Series(_str_column(records["location/micrograph_path"])).str.removeprefix(">").to_numpy(dtype=object)
+        out["micrograph_name"] = _str_column(records["location/micrograph_path"], strip_prefix=">")
         used.add("location/micrograph_path")
     if "location/micrograph_shape" in names:
         shape = records["location/micrograph_shape"].reshape(n, -1).astype(np.float64)
@@ -378,8 +429,9 @@ def particles_from_cs(records: np.ndarray, *, path: Path | None = None) -> Parti
             used.add("alignments3D/shift")
     if "alignments3D/pose" in names:
         pose = records["alignments3D/pose"].reshape(n, 3)
-        eul = _euler_from_pose(pose) if n else np.zeros((0, 3))
-        out["angle_rot_deg"], out["angle_tilt_deg"], out["angle_psi_deg"] = eul[:, 0], eul[:, 1], eul[:, 2]
+        if convert_poses:
+            eul = _euler_from_pose(pose) if n else np.zeros((0, 3))
+            out["angle_rot_deg"], out["angle_tilt_deg"], out["angle_psi_deg"] = eul[:, 0], eul[:, 1], eul[:, 2]
         # The raw rotation vectors are carried too: a rotation has several rotation vectors, and a
         # round trip should give back the very numbers it read (see particles_to_cs).
         for j in range(3):
@@ -404,7 +456,7 @@ def particles_from_cs(records: np.ndarray, *, path: Path | None = None) -> Parti
 
 
 def _is_text(values: pd.Series) -> bool:
-    return values.dtype == object or pd.api.types.is_string_dtype(values)
+    return values.dtype == object or isinstance(values.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(values.dtype)
 
 
 def _bytes_field(values: pd.Series) -> np.ndarray:
@@ -516,7 +568,7 @@ def validate(table: ParticleTable) -> None:
                 i = int(np.argmax(bad))
                 raise InputError(
                     f"{where}: {col} ({_RLN_PARTICLE[col]} / ctf/df{'1' if col.endswith('u_a') else '2'}_A) is "
-                    f"{v[i]} for row {i + 1} ({int(bad.sum())} rows bad); defocus must be a positive number of Å "
+                    f"{v[i]} for row {i + 1} ({int(bad.sum())} bad row(s)); defocus must be a positive number of Å "
                     "(underfocus): redo or remove those rows' CTF estimates."
                 )
     if "pixel_size_a" in d:
@@ -526,7 +578,7 @@ def validate(table: ParticleTable) -> None:
             i = int(np.argmax(bad))
             raise InputError(
                 f"{where}: pixel size (rlnImagePixelSize / blob/psize_A) is {v[i]} for row {i + 1}; it must be a "
-                "positive number of Å/px: fix the optics table or pass --pixel-size."
+                "positive number of Å/px: fix the optics table (or the .cs blob/psize_A field)."
             )
     for col, label in (("voltage_kv", "rlnVoltage"), ("cs_mm", "rlnSphericalAberration"), ("amplitude_contrast", "rlnAmplitudeContrast")):
         if col in d:
@@ -539,20 +591,23 @@ def validate(table: ParticleTable) -> None:
 # ----------------------------------------------------------------------------------------- files
 
 
-def read_particles(path: str | os.PathLike) -> ParticleTable:
-    """Read a RELION ``.star`` or cryoSPARC ``.cs`` particle or micrograph file."""
+def read_particles(path: str | os.PathLike, *, convert_poses: bool = True) -> ParticleTable:
+    """Read a RELION ``.star`` or cryoSPARC ``.cs`` particle or micrograph file.
+
+    ``convert_poses=False``: leave cryoSPARC rotation vectors unconverted (see ``particles_from_cs``).
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file; check the path.")
     suffix = path.suffix.lower()
     if suffix == ".cs":
-        return particles_from_cs(read_cs_array(path), path=path)
+        return particles_from_cs(read_cs_array(path), path=path, convert_poses=convert_poses)
     if suffix == ".star":
         return particles_from_star_blocks(read_star_blocks(path), path=path)
     with open(path, "rb") as fh:
         head = fh.read(4096)
     if head.startswith(b"\x93NUMPY") or head.startswith(b"\x95CSDAT"):
-        return particles_from_cs(read_cs_array(path), path=path)
+        return particles_from_cs(read_cs_array(path), path=path, convert_poses=convert_poses)
     if b"data_" in head and b"_rln" in head:
         return particles_from_star_blocks(read_star_blocks(path), path=path)
     raise InputError(f"{path}: unknown file type; give a RELION .star or cryoSPARC .cs particle file.")

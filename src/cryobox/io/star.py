@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import starfile
 
 from cryobox.errors import InputError
 from cryobox.io.atomic import atomic_path
@@ -30,6 +29,8 @@ def read_star_blocks(path: str | os.PathLike) -> dict[str, pd.DataFrame]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file; check the path.")
+    import starfile  # imported here: the .cs path and the CLI's start-up do not pay for it
+
     try:
         blocks = starfile.read(path, always_dict=True)
     except Exception as exc:  # starfile raises many kinds on malformed text
@@ -51,14 +52,15 @@ def _format_loop(df: pd.DataFrame, float_format: str | None) -> str:
     if len(df):
         formatted = df.copy(deep=False)
         for col in formatted.columns:
-            if formatted[col].dtype == object or pd.api.types.is_string_dtype(formatted[col]):
+            dtype = formatted[col].dtype
+            if dtype == object or isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype):
                 s = formatted[col].astype(str)
                 if (s.str.len() == 0).any() or s.str.contains(r"\s", regex=True).any():
                     s = s.map(lambda v: f'"{v}"')
                 formatted[col] = s
             elif pd.api.types.is_bool_dtype(formatted[col]):
                 formatted[col] = formatted[col].astype(np.int8)
-        formatted.to_csv(body, sep=" ", header=False, index=False, float_format=float_format, quoting=3, lineterminator="\n")
+        formatted.to_csv(body, sep=" ", header=False, index=False, float_format=float_format, na_rep="nan", quoting=3, lineterminator="\n")
     return "\n".join(header) + "\n" + body.getvalue()
 
 

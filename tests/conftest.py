@@ -1,0 +1,49 @@
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cryobox.cli.main import app
+
+REAL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
+HAVE_RELION = shutil.which("relion_ctf_toolbox") is not None and shutil.which("relion_preprocess") is not None
+
+def pytest_sessionstart(session):
+    # CI installs RELION (.ci/run), so there a missing RELION is an error, never a silent skip.
+    if os.environ.get("CI") == "true" and not HAVE_RELION:
+        raise pytest.UsageError("CI=true but RELION is not on PATH: the peer tests must run in CI (apt-get install -y relion)")
+
+
+needs_relion = pytest.mark.skipif(not HAVE_RELION, reason="RELION 3.1 is not installed (apt-get install -y relion)")
+
+
+def real_file(name: str) -> Path:
+    path = REAL_DIR / name
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (the shared real-data folder is not beside this checkout)")
+    return path
+
+
+def run_relion(args, cwd, timeout=300):
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{args[0]} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    return proc
+
+
+@pytest.fixture
+def cli():
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture(params=[np.float32, np.float64], ids=["float32", "float64"])
+def float_dtype(request):
+    return request.param
