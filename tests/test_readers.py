@@ -302,3 +302,16 @@ def test_relion_matrix_is_expmap_of_pose():
 
     pose = Rotation.from_matrix(relion_matrix(rot, tilt, psi)).as_rotvec()
     np.testing.assert_allclose(_euler_from_pose(pose[None])[0], [30.0, 50.0, -70.0], atol=1e-6)
+
+
+def test_fixed_bytes_factorisation_matches_pandas():
+    from cryobox.io.particles import _factorize_fixed_bytes, _str_column
+
+    rng = np.random.default_rng(2)
+    names = np.array([f"J{i}/extract/mic_{i:05d}_particles.mrc".encode() for i in range(300)], dtype="S41")
+    values = names[rng.integers(0, 300, 5000)]
+    codes, uniques = _factorize_fixed_bytes(values)
+    np.testing.assert_array_equal(uniques[codes], values)
+    assert len(uniques) == len(set(values.tolist()))
+    cat = _str_column(np.array([b">a/b.mrc", b"a/b.mrc", b"c.mrc"], dtype="S8"), strip_prefix=">")
+    assert list(cat) == ["a/b.mrc", "a/b.mrc", "c.mrc"] and len(cat.categories) == 2

@@ -58,7 +58,7 @@ def advise_command(
         inputs = inputs_from_tables([table], pixel_size_a=pixel_size, voltage_kv=voltage, cs_mm=cs, micrograph_size_px=size, optics_group=optics_group)
         inputs.source = f"bundled example ({len(table):,} particles)"
     elif files:
-        tables = [read_particles(f, convert_poses=False) for f in files]
+        tables = [read_particles(f, full=False) for f in files]
         if size is None:
             for t in tables:
                 fill_micrograph_shapes(t)

@@ -32,7 +32,7 @@ def inspect_command(
     results = []
     tables = []
     for f in files:
-        table = read_particles(f, convert_poses=False)
+        table = read_particles(f, full=False)
         tables.append(table)
         results.append(inspect_table(table))
     if plot is not None:

@@ -280,11 +280,15 @@ def advise_box(
     cs = np.broadcast_to(np.asarray(cs_mm, dtype=np.float64), (n,))
     k_target = 1.0 / resolution_a
 
+    def uniform_or_array(a):  # one optics setting (the usual case) -> a scalar: less work per particle
+        return float(a[0]) if a.size and a.min() == a.max() else a
+
     # Per-particle needs in Å, sorted once: a candidate's fraction is one searchsorted.
-    osc = max_local_oscillation_a(k_target, defocus_a=df_max, voltage_kv=kv, cs_mm=cs)
-    need_ctf = np.sort(2.0 * osc)
-    need_ctf2 = np.sort(4.0 * osc)
-    need_deloc = np.sort(diameter_a + 2.0 * osc)
+    osc = max_local_oscillation_a(k_target, defocus_a=df_max, voltage_kv=uniform_or_array(kv), cs_mm=uniform_or_array(cs))
+    osc_sorted = np.sort(osc)  # the three needs are increasing maps of osc: one sort serves all
+    need_ctf = 2.0 * osc_sorted
+    need_ctf2 = 4.0 * osc_sorted
+    need_deloc = diameter_a + 2.0 * osc_sorted
 
     i_max = int(np.argmax(df_max))
     rh_box = float(diameter_a + 2.0 * osc[i_max])

@@ -64,7 +64,11 @@ class AdviseInputs:
 
 
 def _one_value(values: np.ndarray, what: str, where: str, flag: str) -> float:
-    uniq = np.unique(np.round(values.astype(np.float64), 6))
+    v = values.astype(np.float64, copy=False)
+    lo, hi = float(v.min()), float(v.max())
+    if hi - lo <= 1e-6 * max(1.0, abs(hi)):
+        return float(np.round(hi, 6))
+    uniq = np.unique(np.round(v, 6))
     if uniq.size != 1:
         raise InputError(
             f"{where}: particles have {uniq.size} different {what} values ({', '.join(map(str, uniq[:4]))}); "

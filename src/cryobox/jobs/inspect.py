@@ -108,6 +108,6 @@ def inspect_table(table: ParticleTable) -> InspectResult:
         particles_per_micrograph=per_mic,
         has_coordinates="coord_x_px" in d,
         has_micrograph_shape="micrograph_width_px" in d,
-        has_poses="angle_rot_deg" in d or "alignments3D/pose[0]" in d,
+        has_poses="angle_rot_deg" in d or any(f in table.source_fields for f in ("alignments3D/pose", "rlnAngleRot")),
         optics_groups=groups,
     )
