@@ -315,3 +315,33 @@ def test_fixed_bytes_factorisation_matches_pandas():
     assert len(uniques) == len(set(values.tolist()))
     cat = _str_column(np.array([b">a/b.mrc", b"a/b.mrc", b"c.mrc"], dtype="S8"), strip_prefix=">")
     assert list(cat) == ["a/b.mrc", "a/b.mrc", "c.mrc"] and len(cat.categories) == 2
+
+
+def test_mrc_reader_on_real_sloppy_files():
+    """Real headers are sloppy: the EMDB map has a pre-MRC2014 header and a non-zero origin, the
+    RELION stack lacks the MAP id and machine stamp. Both are read (permissively, with warnings)."""
+    import warnings
+
+    from cryobox.io.mrc import read_mrc, read_mrc_header_shape
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vol, px = read_mrc(real_file("EMD-3197.map"))
+        stack, spx = read_mrc(real_file("relion31.mrcs"))
+    assert vol.shape == (20, 20, 20) and px == pytest.approx(11.4, rel=1e-3)
+    assert stack.shape == (5, 256, 256) and stack.dtype == np.float32
+    assert read_mrc_header_shape(real_file("relion31.mrcs")) == (256, 256)
+
+
+def test_mrc_write_is_atomic_and_keeps_pixel_size(tmp_path):
+    from cryobox.io.mrc import read_mrc, write_mrc
+
+    data = np.arange(2 * 9 * 9, dtype=np.float64).reshape(2, 9, 9)
+    write_mrc(tmp_path / "s.mrcs", data, pixel_size_a=1.06)
+    back, px = read_mrc(tmp_path / "s.mrcs")
+    np.testing.assert_array_equal(back, data.astype(np.float32))
+    assert px == pytest.approx(1.06)
+    assert [p.name for p in tmp_path.iterdir()] == ["s.mrcs"]  # no temporary file left behind
+    with pytest.raises(ValueError):
+        write_mrc(tmp_path / "t.mrc", data, pixel_size_a=0)
+    assert not (tmp_path / "t.mrc").exists()

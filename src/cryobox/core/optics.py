@@ -245,9 +245,7 @@ def max_local_oscillation_a(
     cs_a = np.asarray(cs_mm, dtype=np.float64) * 1e7
     df = np.asarray(defocus_a, dtype=np.float64)
     at_k = np.abs(lam * df * kmax - cs_a * lam**3 * kmax**3)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         k_peak = np.sqrt(np.where((df > 0) & (cs_a > 0), df / (3.0 * cs_a * lam**2), np.inf))
-    peak = np.where(
-        k_peak < kmax, np.abs(lam * df * k_peak - cs_a * lam**3 * k_peak**3), 0.0
-    )
+        peak = np.where(k_peak < kmax, np.abs(lam * df * k_peak - cs_a * lam**3 * k_peak**3), 0.0)
     return np.maximum(at_k, np.nan_to_num(peak, nan=0.0, posinf=0.0))

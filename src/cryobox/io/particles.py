@@ -177,8 +177,11 @@ def _split_image_names(names: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return path.to_numpy(dtype=object), (idx.to_numpy(dtype=np.float64) - 1)
 
 
-def particles_from_star_blocks(blocks: dict[str, pd.DataFrame], *, path: Path | None = None) -> ParticleTable:
-    """Canonical table from the blocks of a RELION 3.0 / 3.1 / 4 / 5 particles or micrographs file."""
+def particles_from_star_blocks(blocks: dict[str, pd.DataFrame], *, path: Path | None = None, full: bool = True) -> ParticleTable:
+    """Canonical table from the blocks of a RELION 3.0 / 3.1 / 4 / 5 particles or micrographs file.
+
+    ``full=False`` skips image names and carried-through columns (see ``particles_from_cs``).
+    """
     name, block = _pick_particle_block(blocks, path)
     optics = blocks.get("optics")
     kind = "micrographs" if (name == "micrographs" or ("rlnImageName" not in block.columns and "rlnMicrographName" in block.columns and "rlnCoordinateX" not in block.columns)) else "particles"
@@ -242,7 +245,7 @@ def particles_from_star_blocks(blocks: dict[str, pd.DataFrame], *, path: Path | 
         if "optics_group" not in out:
             out["optics_group"] = np.ones(n, dtype=np.int64)
 
-    if "rlnImageName" in block.columns:
+    if "rlnImageName" in block.columns and full:
         paths, idx = _split_image_names(block["rlnImageName"])
         out["image_path"] = paths
         out["image_index"] = idx
@@ -254,7 +257,7 @@ def particles_from_star_blocks(blocks: dict[str, pd.DataFrame], *, path: Path | 
     if "ctf_premultiplied" in out:
         out["ctf_premultiplied"] = np.asarray(out["ctf_premultiplied"]).astype(bool)
     for label in block.columns:
-        if label not in used:
+        if label not in used and full:
             out[label] = block[label].to_numpy()
     data = pd.DataFrame(out, index=pd.RangeIndex(n), copy=False)  # no block consolidation: columns stay as read
     if "image_index" in data and not data["image_index"].isna().any():
@@ -623,7 +626,7 @@ def read_particles(path: str | os.PathLike, *, full: bool = True) -> ParticleTab
     """Read a RELION ``.star`` or cryoSPARC ``.cs`` particle or micrograph file.
 
     ``full=False``: a faster read of the canonical columns only, for jobs that do not write the
-    table back (see ``particles_from_cs``; STAR files are always read in full).
+    table back (see ``particles_from_cs``).
     """
     path = Path(path)
     if not path.exists():
@@ -632,13 +635,13 @@ def read_particles(path: str | os.PathLike, *, full: bool = True) -> ParticleTab
     if suffix == ".cs":
         return particles_from_cs(read_cs_array(path), path=path, full=full)
     if suffix == ".star":
-        return particles_from_star_blocks(read_star_blocks(path), path=path)
+        return particles_from_star_blocks(read_star_blocks(path), path=path, full=full)
     with open(path, "rb") as fh:
         head = fh.read(4096)
     if head.startswith(b"\x93NUMPY") or head.startswith(b"\x95CSDAT"):
         return particles_from_cs(read_cs_array(path), path=path, full=full)
     if b"data_" in head and b"_rln" in head:
-        return particles_from_star_blocks(read_star_blocks(path), path=path)
+        return particles_from_star_blocks(read_star_blocks(path), path=path, full=full)
     raise InputError(f"{path}: unknown file type; give a RELION .star or cryoSPARC .cs particle file.")
 
 
