@@ -9,9 +9,6 @@ import typer
 from rich.table import Table
 
 from cryobox.cli.common import console, fail, fmt, handle_input_errors, parse_size, print_json
-from cryobox.io.particles import read_particles
-from cryobox.jobs.advise import fill_micrograph_shapes, inputs_from_range, inputs_from_tables, run_advise
-from cryobox.jobs.example import EXAMPLE, example_particles
 
 EPILOG = """Examples:
 
@@ -42,6 +39,10 @@ def advise_command(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the fractions-vs-box plot (PNG/PDF/SVG)."),
 ) -> None:
     """Which box to refine in, and which to extract in: aliasing, delocalisation, edges, cost."""
+    from cryobox.io.particles import read_particles
+    from cryobox.jobs.advise import fill_micrograph_shapes, inputs_from_range, inputs_from_tables, run_advise
+    from cryobox.jobs.example import EXAMPLE, example_particles
+
     files = files or []
     if example:
         if files:

@@ -9,8 +9,6 @@ import typer
 from rich.table import Table
 
 from cryobox.cli.common import console, fail, fmt, handle_input_errors, print_json
-from cryobox.io.particles import read_particles
-from cryobox.jobs.ctf import CtfParameters, compute_ctf_picture, parameters_from_table
 
 EPILOG = """Examples:
 
@@ -42,7 +40,11 @@ def ctf_command(
     json_out: bool = typer.Option(False, "--json", help="Print the numbers as JSON."),
 ) -> None:
     """The CTF sampled on the box's own Fourier grid: where it aliases, and the profile beside it."""
+    from cryobox.jobs.ctf import CtfParameters, compute_ctf_picture, parameters_from_table
+
     if from_file is not None:
+        from cryobox.io.particles import read_particles
+
         params = parameters_from_table(read_particles(from_file), percentile=percentile, box_px=box)
     else:
         missing = [f for f, v in (("--box", box), ("--pixel-size", pixel_size), ("--defocus-u", defocus_u), ("--voltage", voltage), ("--cs", cs)) if v is None]

@@ -7,8 +7,6 @@ from pathlib import Path
 import typer
 
 from cryobox.cli.common import console, handle_input_errors
-from cryobox.io.particles import write_cs, write_star
-from cryobox.jobs.example import EXAMPLE, example_particles
 
 EPILOG = """Examples:
 
@@ -23,6 +21,9 @@ def example_command(
     out: Path = typer.Option(Path("cryobox-example"), "--out", help="Folder for example_particles.star and example_particles.cs."),
 ) -> None:
     """Write the bundled example (130,675 particles like the motivating dataset) as .star and .cs."""
+    from cryobox.io.particles import write_cs, write_star
+    from cryobox.jobs.example import EXAMPLE, example_particles
+
     table = example_particles()
     star = write_star(out / "example_particles.star", table)
     cs = write_cs(out / "example_particles.cs", table)

@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from cryobox.cli.common import console, fmt, handle_input_errors, print_json
-from cryobox.io.particles import read_particles
-from cryobox.jobs.inspect import STAT_NAMES, inspect_table
+
+STAT_NAMES = ("min", "p5", "median", "mean", "p95", "max")
 
 EPILOG = """Examples:
 
@@ -29,6 +29,9 @@ def inspect_command(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a defocus histogram (PNG/PDF/SVG) of the first file."),
 ) -> None:
     """Summarise particles: counts, optics, defocus statistics (Å), particles per micrograph."""
+    from cryobox.io.particles import read_particles
+    from cryobox.jobs.inspect import inspect_table
+
     results = []
     tables = []
     for f in files:

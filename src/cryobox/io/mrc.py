@@ -39,7 +39,10 @@ def write_mrc(path: str | os.PathLike, data: np.ndarray, *, pixel_size_a: float,
 
 
 def read_mrc(path: str | os.PathLike) -> tuple[np.ndarray, float | None]:
-    """(data, pixel size in Å or None when the header has none); permissive with a warning."""
+    """(data, pixel size in Å or None when the header has none); permissive with a warning.
+
+    The array is read-only (inputs are never modified); copy it to change it.
+    """
     import mrcfile
 
     path = Path(path)
@@ -51,7 +54,7 @@ def read_mrc(path: str | os.PathLike) -> tuple[np.ndarray, float | None]:
             with mrcfile.open(path, permissive=True) as mrc:
                 if mrc.data is None:
                     raise ValueError("no data")
-                data = np.array(mrc.data)
+                data = mrc.data  # read-only and ours after close: no second copy of a big map
                 vs = float(mrc.voxel_size.x)
         for w in caught:
             warnings.warn(f"{path}: {w.message}", stacklevel=2)

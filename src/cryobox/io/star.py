@@ -64,17 +64,30 @@ def _format_loop(df: pd.DataFrame, float_format: str | None) -> str:
     return "\n".join(header) + "\n" + body.getvalue()
 
 
-def write_star_blocks(
-    path: str | os.PathLike, blocks: dict[str, pd.DataFrame], *, float_format: str | None = None, version: int = 30001
-) -> Path:
-    """Write loop blocks atomically as RELION 3.1+ STAR (``# version 30001`` before each block).
+def _format_pairs(pairs: dict) -> str:
+    lines = []
+    for key, value in pairs.items():
+        text = repr(value) if isinstance(value, float) else str(value)
+        if isinstance(value, str) and (not value or any(c.isspace() for c in value)):
+            text = f'"{value}"'
+        lines.append(f"_{key} {text}")
+    return "\n".join(lines) + "\n"
 
-    Floats are written in their shortest exact form by default (round trips keep every value).
+
+def write_star_blocks(
+    path: str | os.PathLike, blocks: dict[str, pd.DataFrame | dict], *, float_format: str | None = None, version: int = 30001
+) -> Path:
+    """Write blocks atomically as RELION 3.1+ STAR (``# version 30001`` before each block).
+
+    A DataFrame becomes a loop; a dict becomes a key-value block (like postprocess.star's
+    ``data_general``). Floats are written in their shortest exact form by default (round trips
+    keep every value).
     """
     path = Path(path)
     parts = []
-    for name, df in blocks.items():
-        parts.append(f"\n# version {version}\n\ndata_{name}\n\n" + _format_loop(df, float_format) + "\n")
+    for name, block in blocks.items():
+        body = _format_pairs(block) if isinstance(block, dict) else _format_loop(block, float_format)
+        parts.append(f"\n# version {version}\n\ndata_{name}\n\n" + body + "\n")
     text = "".join(parts)
     with atomic_path(path) as tmp:
         tmp.write_text(text)

@@ -23,6 +23,10 @@ __all__ = [
     "plot_ctf_image",
     "plot_ctf_profile",
     "figure_ctf",
+    "plot_fsc",
+    "figure_fsc",
+    "plot_compare",
+    "figure_compare",
 ]
 
 
@@ -159,4 +163,69 @@ def figure_ctf(picture) -> Figure:
     gs = fig.add_gridspec(1, 2, width_ratios=[1, 1.5])
     plot_ctf_image(fig.add_subplot(gs[0]), picture)
     plot_ctf_profile(fig.add_subplot(gs[1]), picture)
+    return fig
+
+
+def _fsc_axes_common(ax, max_freq: float) -> None:
+    ax.axhline(0.143, color="0.3", lw=0.8, ls="--")
+    ax.axhline(0.5, color="0.6", lw=0.6, ls=":")
+    ax.axhline(0.0, color="0.8", lw=0.6)
+    ax.set_xlim(0, max_freq)
+    ax.set_ylim(-0.1, 1.02)
+    ax.set_xlabel("spatial frequency (1/Å)")
+    ax.set_ylabel("Fourier shell correlation")
+    ax.grid(alpha=0.25)
+    _resolution_axis(ax)
+
+
+def plot_fsc(ax, fsc_dict: dict) -> None:
+    """The curves of a `cryobox fsc` result (its --json dict): unmasked, masked, phase-randomised,
+    corrected, with the 0.143 resolution marked."""
+    c = fsc_dict["curves"]
+    k = np.asarray(c["frequency_inv_a"])
+    styles = (
+        ("fsc_unmasked", "unmasked", "tab:green", "-"),
+        ("fsc_masked", "masked", "tab:blue", "-"),
+        ("fsc_random_masked", "phase-randomised, masked", "tab:red", "-"),
+        ("fsc_corrected", "corrected", "k", "-"),
+    )
+    for key, label, color, ls in styles:
+        if c.get(key) is not None:
+            ax.plot(k[1:], np.asarray(c[key])[1:], color=color, ls=ls, lw=2 if key == "fsc_corrected" else 1.2, label=label)
+    res = fsc_dict["resolutions"]["0.143"]
+    if np.isfinite(res["resolution_a"]):
+        ax.axvline(1 / res["resolution_a"], color="tab:orange", lw=1)
+        ax.annotate(
+            f"{res['resolution_a']:.2f} Å (RELION rule)\n{res['interpolated_resolution_a']:.2f} Å (interpolated)",
+            (1 / res["resolution_a"], 0.6), xytext=(6, 0), textcoords="offset points", fontsize=9,
+        )
+    _fsc_axes_common(ax, float(k.max()))
+    ax.legend(loc="lower left", fontsize=9, framealpha=0.9)
+
+
+def figure_fsc(fsc_dict: dict, *, title: str = "") -> Figure:
+    fig = Figure(figsize=(9, 5.5))
+    ax = fig.add_subplot(111)
+    plot_fsc(ax, fsc_dict)
+    ax.set_title(title or f"{fsc_dict['box_px']} px box at {fsc_dict['pixel_size_a']:g} Å/px", pad=28)
+    return fig
+
+
+def plot_compare(ax, curves, summaries) -> None:
+    """Several runs' FSC curves on one Å axis, each labelled with box and resolution."""
+    kmax = 0.0
+    for c, s in zip(curves, summaries):
+        k = c.frequency_inv_a
+        kmax = max(kmax, float(k.max()))
+        ax.plot(k[1:], c.fsc[1:], lw=1.6, label=f"{c.label}: {c.box_px} px ({c.box_px * c.pixel_size_a:.0f} Å), "
+                f"{s['resolution_0.143_a']:.2f} Å ({s['resolution_0.143_interpolated_a']:.2f} interp.)")
+    _fsc_axes_common(ax, kmax)
+    ax.legend(loc="lower left", fontsize=8, framealpha=0.9)
+
+
+def figure_compare(curves, summaries, *, title: str = "") -> Figure:
+    fig = Figure(figsize=(10, 6))
+    ax = fig.add_subplot(111)
+    plot_compare(ax, curves, summaries)
+    ax.set_title(title or "FSC of each run (0.143 dashed, 0.5 dotted)", pad=28)
     return fig

@@ -1,0 +1,201 @@
+"""Fourier grids, shells, filters, rescaling and windowing for images (..., N, N) and volumes (N, N, N).
+
+Layout: ``scipy.fft.rfftn`` over the last 2 or 3 axes, zero frequency at index 0 (internally);
+``ifftshift`` before and ``fftshift`` after wherever a centred layout is needed. The real-space
+centre of a box is pixel N//2 on each axis, for even and odd N. Every function returns new arrays
+and never modifies its input.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import scipy.fft as sfft
+from numpy.typing import NDArray
+
+__all__ = [
+    "fft_workers",
+    "rfft_radius_px",
+    "rfft_radius2_px",
+    "rfft_shell_index",
+    "lowpass_rfft",
+    "highpass_rfft",
+    "bfactor_rfft",
+    "filter_map",
+    "fourier_rescale",
+    "window",
+]
+
+
+def fft_workers() -> int:
+    """Threads for scipy.fft: all cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def rfft_radius_px(shape: tuple[int, ...]) -> NDArray[np.float32]:
+    """|k| in Fourier pixels on the rfftn grid of a real array of ``shape`` (2D or 3D, cubic or not).
+
+    Each axis uses its own integer frequencies (fftfreq(n) * n); the last axis is the half axis.
+    Shells are meaningful for cubic boxes (RELION's convention); returns float32 of shape
+    ``shape[:-1] + (shape[-1] // 2 + 1,)``.
+    """
+    axes = []
+    for i, n in enumerate(shape):
+        f = np.fft.rfftfreq(n) * n if i == len(shape) - 1 else np.fft.fftfreq(n) * n
+        view = [1] * len(shape)
+        view[i] = f.size
+        axes.append((f.astype(np.float32) ** 2).reshape(view))
+    r2 = axes[0]
+    for a in axes[1:]:
+        r2 = r2 + a
+    return np.sqrt(r2)
+
+
+def rfft_radius2_px(shape: tuple[int, ...]) -> NDArray[np.int32]:
+    """|k|^2 in Fourier pixels (integer) on the rfftn grid of a real array of ``shape``."""
+    r2 = None
+    for i, n in enumerate(shape):
+        f = np.fft.rfftfreq(n) * n if i == len(shape) - 1 else np.fft.fftfreq(n) * n
+        view = [1] * len(shape)
+        view[i] = f.size
+        sq = (np.rint(f).astype(np.int32) ** 2).reshape(view)
+        r2 = sq if r2 is None else r2 + sq
+    return r2
+
+
+def rfft_shell_index(shape: tuple[int, ...]) -> NDArray[np.intp]:
+    """Shell of each rfftn element: round(|k|) in Fourier pixels, as RELION bins (ROUND(sqrt(r2))).
+
+    Computed from the integer |k|^2 through a look-up table (one pass, no float temporaries).
+    """
+    r2 = rfft_radius2_px(shape)
+    lut = np.floor(np.sqrt(np.arange(int(r2.max()) + 1, dtype=np.float64)) + 0.5).astype(np.intp)
+    return np.take(lut, r2)
+
+
+def _raised_cosine_weights(radius_px: NDArray, size: int, shell: float, edge_width_shells: int, *, high: bool) -> NDArray:
+    """RELION's lowPassFilterMap edge: between (shell -/+ width/2) / N the weight goes 1 -> 0
+    (low-pass) or 0 -> 1 (high-pass) as a raised cosine; radius and edges in 1/pixel."""
+    half = edge_width_shells // 2
+    res = radius_px / size
+    edge_low = max(0.0, (shell - half) / size)
+    edge_high = min(radius_px.max() / size + 1.0, (shell + half) / size)
+    width = edge_high - edge_low
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.clip((res - edge_low) / width, 0.0, 1.0) if width > 0 else (res > edge_low).astype(np.float32)
+    w = 0.5 + 0.5 * np.cos(np.pi * t)  # 1 at edge_low, 0 at edge_high
+    return (1.0 - w if high else w).astype(np.float32)
+
+
+def lowpass_rfft(ft: NDArray, *, size: int, pixel_size_a: float, resolution_a: float, edge_width_shells: int = 2) -> NDArray:
+    """Low-pass an rfftn spectrum at ``resolution_a`` with RELION's raised-cosine edge.
+
+    The filter shell is round(N p / d); the edge spans ``edge_width_shells`` shells around it
+    (RELION's --filter_edge_width, default 2).
+    """
+    shell = float(np.floor(size * pixel_size_a / resolution_a + 0.5))
+    return ft * _raised_cosine_weights(rfft_radius_px(_real_shape(ft, size)), size, shell, edge_width_shells, high=False)
+
+
+def highpass_rfft(ft: NDArray, *, size: int, pixel_size_a: float, resolution_a: float, edge_width_shells: int = 2) -> NDArray:
+    """High-pass an rfftn spectrum at ``resolution_a`` (RELION's raised-cosine edge, see lowpass_rfft)."""
+    shell = float(np.floor(size * pixel_size_a / resolution_a + 0.5))
+    return ft * _raised_cosine_weights(rfft_radius_px(_real_shape(ft, size)), size, shell, edge_width_shells, high=True)
+
+
+def bfactor_rfft(ft: NDArray, *, size: int, pixel_size_a: float, bfactor_a2: float) -> NDArray:
+    """Multiply by exp(-B k^2 / 4), k in 1/Å (negative B sharpens), as RELION's applyBFactorToMap."""
+    k = rfft_radius_px(_real_shape(ft, size)) / (size * pixel_size_a)
+    return ft * np.exp(-0.25 * bfactor_a2 * k * k).astype(np.float32)
+
+
+def _real_shape(ft: NDArray, size: int) -> tuple[int, ...]:
+    return tuple(ft.shape[:-1]) + (size,)
+
+
+def filter_map(
+    volume: NDArray,
+    *,
+    pixel_size_a: float,
+    lowpass_a: float | None = None,
+    highpass_a: float | None = None,
+    bfactor_a2: float = 0.0,
+    edge_width_shells: int = 2,
+) -> NDArray[np.float32]:
+    """Low-/high-pass (RELION raised cosine) and B-factor a cubic map or image; returns float32."""
+    vol = np.asarray(volume, dtype=np.float32)
+    n = vol.shape[-1]
+    if any(s != n for s in vol.shape):
+        raise ValueError(f"filtering needs a cubic (square) box, got shape {vol.shape}")
+    if lowpass_a is not None and highpass_a is not None and highpass_a <= lowpass_a:
+        raise ValueError(f"high-pass ({highpass_a} Å) must be a lower resolution than low-pass ({lowpass_a} Å)")
+    ft = sfft.rfftn(vol, workers=fft_workers())
+    if lowpass_a is not None:
+        ft = lowpass_rfft(ft, size=n, pixel_size_a=pixel_size_a, resolution_a=lowpass_a, edge_width_shells=edge_width_shells)
+    if highpass_a is not None:
+        ft = highpass_rfft(ft, size=n, pixel_size_a=pixel_size_a, resolution_a=highpass_a, edge_width_shells=edge_width_shells)
+    if bfactor_a2:
+        ft = bfactor_rfft(ft, size=n, pixel_size_a=pixel_size_a, bfactor_a2=bfactor_a2)
+    return sfft.irfftn(ft, s=vol.shape, workers=fft_workers()).astype(np.float32)
+
+
+def fourier_rescale(volume: NDArray, new_size: int, *, pixel_size_a: float) -> tuple[NDArray[np.float32], float]:
+    """Fourier crop (downsample) or pad (upsample) a cubic map/image from N to n px per axis.
+
+    Keeps |k| below the new Nyquist, preserves the real-space values (mean and the value at the
+    box centre N//2 -> n//2) and returns ``(rescaled, achieved pixel size = p * N / n)``.
+    """
+    vol = np.asarray(volume, dtype=np.float32)
+    n_old = vol.shape[-1]
+    if any(s != n_old for s in vol.shape):
+        raise ValueError(f"rescaling needs a cubic (square) box, got shape {vol.shape}")
+    n_new = int(new_size)
+    if n_new < 2:
+        raise ValueError(f"new size must be at least 2 px, got {new_size}")
+    if n_new == n_old:
+        return vol.copy(), float(pixel_size_a)
+    axes = tuple(range(vol.ndim))
+    ft = sfft.fftshift(sfft.fftn(sfft.ifftshift(vol, axes=axes), workers=fft_workers()), axes=axes)
+    out = np.zeros((n_new,) * vol.ndim, dtype=np.complex64)
+    m = min(n_old, n_new)
+    src = tuple(slice(n_old // 2 - m // 2, n_old // 2 - m // 2 + m) for _ in axes)
+    dst = tuple(slice(n_new // 2 - m // 2, n_new // 2 - m // 2 + m) for _ in axes)
+    out[dst] = ft[src]
+    # An even grid's Nyquist plane (-m/2) stands for both +-m/2; taking the real part of the
+    # inverse transform is the Hermitian average, which splits (padding) or folds (cropping) it
+    # correctly, so no special case is needed.
+    img = sfft.fftshift(sfft.ifftn(sfft.ifftshift(out, axes=axes), workers=fft_workers()), axes=axes).real
+    img *= (n_new / n_old) ** vol.ndim
+    return img.astype(np.float32), float(pixel_size_a) * n_old / n_new
+
+
+def window(volume: NDArray, new_size: int, *, ndim: int | None = None, fill: float = 0.0) -> NDArray:
+    """Centred crop or pad (with ``fill``) of the last ``ndim`` axes to ``new_size`` px.
+
+    The centre pixel N//2 of the input lands on n//2 of the output (RELION's windowing), for
+    even and odd sizes. ``ndim`` defaults to the array's own (2 for an image, 3 for a volume);
+    give ``ndim=2`` for a stack of images (n, N, N).
+    """
+    arr = np.asarray(volume)
+    if ndim is None:
+        ndim = 3 if arr.ndim == 3 else 2
+    if ndim not in (2, 3) or arr.ndim < ndim:
+        raise ValueError(f"window works on the last 2 or 3 axes; got ndim={ndim} for shape {arr.shape}")
+    n_old = arr.shape[-1]
+    n_new = int(new_size)
+    out = np.full(arr.shape[:-ndim] + (n_new,) * ndim, fill, dtype=arr.dtype)
+    off = n_new // 2 - n_old // 2  # where input pixel 0 lands in the output
+    src, dst = [], []
+    for _ in range(ndim):
+        s0 = max(0, -off)
+        d0 = max(0, off)
+        length = min(n_old - s0, n_new - d0)
+        src.append(slice(s0, s0 + length))
+        dst.append(slice(d0, d0 + length))
+    lead = (Ellipsis,)
+    out[lead + tuple(dst)] = arr[lead + tuple(src)]
+    return out

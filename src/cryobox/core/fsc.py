@@ -1,0 +1,359 @@
+"""Fourier shell correlation, masks, phase randomisation and resolution, as relion_postprocess.
+
+Shells are one Fourier pixel wide: element k of the rfftn half-transform goes to shell
+round(|k|) (k in Fourier pixels), shells 0..N//2, each element counted once (RELION's getFSC).
+FSC(s) = sum Re(F1 conj F2) / sqrt(sum |F1|^2 sum |F2|^2).
+
+Masked FSC with phase randomisation (Chen et al. 2013, Ultramicroscopy 135:24), exactly the steps
+relion_postprocess takes:
+1. unmasked FSC;
+2. masked FSC (both half maps times the mask);
+3. randomise the phases of both unmasked half maps beyond shell r, the first shell (> 0) where
+   the unmasked FSC drops below 0.8 (or round-down of N p / d for a given resolution d), mask,
+   FSC -> FSC_random_masked;
+4. FSC_true = FSC_masked for shells < r + 2, else (FSC_masked - FSC_random) / (1 - FSC_random).
+Resolution (RELION's rule): N p / s for the last shell s before the FSC first drops below the
+threshold; the linearly interpolated crossing is reported beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.fft as sfft
+from numpy.typing import NDArray
+
+from cryobox.core.fourier import fft_workers, rfft_radius2_px, rfft_radius_px, rfft_shell_index
+
+__all__ = [
+    "fsc_curve",
+    "fsc_from_rfft",
+    "randomize_phases_beyond",
+    "corrected_fsc",
+    "first_shell_below",
+    "resolution_relion_rule",
+    "resolution_interpolated",
+    "shell_resolution_a",
+    "soft_spherical_mask",
+    "auto_mask",
+    "FscResult",
+    "masked_fsc_analysis",
+]
+
+
+def _check_pair(a: NDArray, b: NDArray) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"half maps differ in shape: {a.shape} and {b.shape}")
+    n = a.shape[-1]
+    if any(s != n for s in a.shape):
+        raise ValueError(f"FSC needs cubic (square) boxes, got shape {a.shape}")
+
+
+def _shell_sums(a: NDArray, b: NDArray, s: NDArray, n_bins: int, work: dict) -> NDArray[np.float64]:
+    """(3, n_bins) per-shell sums of Re(a conj b), |a|^2, |b|^2 for flat complex64 a, b."""
+    av = a.view(np.float32).reshape(-1, 2)
+    bv = b.view(np.float32).reshape(-1, 2)
+    m = av.shape[0]
+    if work.get("size") != m:
+        work.update(size=m, pairs=np.empty((m, 2), np.float32), sum32=np.empty(m, np.float32), sum64=np.empty(m))
+    pairs, sum32, sum64 = work["pairs"], work["sum32"], work["sum64"]
+    out = np.empty((3, n_bins))
+    for row, (x, y) in enumerate(((av, bv), (av, av), (bv, bv))):
+        np.multiply(x, y, out=pairs)
+        np.add(pairs[:, 0], pairs[:, 1], out=sum32)
+        np.copyto(sum64, sum32)  # bincount is several times slower on float32 weights
+        out[row] = np.bincount(s, weights=sum64, minlength=n_bins)
+    return out
+
+
+def fsc_from_rfft(
+    ft1: NDArray, ft2: NDArray, shells: NDArray, n_shells: int, *, work: dict | None = None
+) -> NDArray[np.float64]:
+    """FSC per shell from two complex64 rfftn spectra and their shell index (intp).
+
+    Shells >= ``n_shells`` (corners beyond Nyquist) are accumulated but dropped, which is cheaper
+    than masking them out. The spectrum is summed in two halves on two threads (numpy releases
+    the GIL in these loops). ``work``: a dict this function fills with buffers on first use and
+    reuses on later calls (fresh temporaries cost as much as the arithmetic on big maps).
+    """
+    s = shells.reshape(-1)
+    if s.dtype != np.intp:
+        s = s.astype(np.intp)
+    n_bins = max(int(s.max()) + 1, n_shells)
+    a = np.ascontiguousarray(ft1, dtype=np.complex64).reshape(-1)
+    b = np.ascontiguousarray(ft2, dtype=np.complex64).reshape(-1)
+    work = {} if work is None else work
+    parts = work.setdefault("parts", ({}, {}))
+    half = a.size // 2
+    spans = (slice(0, half), slice(half, a.size))
+    sums = sum(_pool().map(lambda i: _shell_sums(a[spans[i]], b[spans[i]], s[spans[i]], n_bins, parts[i]), (0, 1)))
+    num, d1, d2 = sums[0][:n_shells], sums[1][:n_shells], sums[2][:n_shells]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fsc = num / np.sqrt(d1 * d2)
+    return np.nan_to_num(fsc, nan=0.0)
+
+
+_POOL = None
+
+
+def _pool():
+    """Two worker threads for the two half maps (created on first use, not at import)."""
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cryobox-fsc")
+    return _POOL
+
+
+def fsc_curve(map1: NDArray, map2: NDArray) -> NDArray[np.float64]:
+    """FSC (2D: FRC) of two cubic maps or square images, shells 0..N//2 (RELION's getFSC)."""
+    a = np.asarray(map1, dtype=np.float32)
+    b = np.asarray(map2, dtype=np.float32)
+    _check_pair(a, b)
+    n = a.shape[-1]
+    w = fft_workers()
+    return fsc_from_rfft(sfft.rfftn(a, workers=w), sfft.rfftn(b, workers=w), rfft_shell_index(a.shape), n // 2 + 1)
+
+
+_PHASE_TABLE_BITS = 16
+
+
+def _randomize_phases_rfft(ft: NDArray, beyond: NDArray, rng: np.random.Generator) -> NDArray:
+    """Copy of an rfftn spectrum with the components where ``beyond`` is True given uniformly
+    random phases and their amplitudes kept. Phases are drawn from 2^16 equally spaced values
+    (a 0.0001 rad grid, far below anything an FSC can see), which makes this a table look-up."""
+    table = np.exp(1j * 2 * np.pi * np.arange(2**_PHASE_TABLE_BITS) / 2**_PHASE_TABLE_BITS).astype(np.complex64)
+    z = np.take(table, rng.integers(0, 2**_PHASE_TABLE_BITS, size=ft.shape, dtype=np.uint16))
+    z *= np.abs(ft)
+    np.copyto(z, ft, where=~beyond)
+    return z
+
+
+def randomize_phases_beyond(volume: NDArray, shell: int, *, rng: np.random.Generator) -> NDArray[np.float32]:
+    """Replace the phases of all Fourier components with |k| >= ``shell`` (Fourier pixels) by
+    uniform random phases, keeping their amplitudes. As RELION's randomizePhasesBeyond, the test
+    is on the unrounded radius, so half of the shell ``shell`` itself is randomised too."""
+    vol = np.asarray(volume, dtype=np.float32)
+    ft = sfft.rfftn(vol, workers=fft_workers())
+    beyond = rfft_radius_px(vol.shape) >= shell
+    return sfft.irfftn(_randomize_phases_rfft(ft, beyond, rng), s=vol.shape, workers=fft_workers()).astype(np.float32)
+
+
+def corrected_fsc(fsc_masked: NDArray, fsc_random_masked: NDArray, randomize_at: int) -> NDArray[np.float64]:
+    """Chen et al. (2013) correction as relion_postprocess applies it: masked FSC below shell
+    ``randomize_at + 2``, (FSC_m - FSC_r) / (1 - FSC_r) from there on."""
+    fm = np.array(fsc_masked, dtype=np.float64)
+    fr = np.array(fsc_random_masked, dtype=np.float64)
+    if fm[0] <= 0:
+        fm[0] = 1.0  # RELION: the FSC at the origin sometimes comes out as -1
+    if fr[0] <= 0:
+        fr[0] = 1.0
+    out = fm.copy()
+    i = np.arange(fm.size)
+    use = i >= randomize_at + 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[use] = (fm[use] - fr[use]) / (1.0 - fr[use])
+    return np.nan_to_num(out, nan=0.0)
+
+
+def first_shell_below(fsc: NDArray, threshold: float, *, start: int = 1) -> int | None:
+    """Index of the first shell >= ``start`` whose FSC is below ``threshold`` (None if never)."""
+    below = np.flatnonzero(np.asarray(fsc)[start:] < threshold)
+    return int(below[0]) + start if below.size else None
+
+
+def shell_resolution_a(shell: NDArray | int, *, size: int, pixel_size_a: float) -> NDArray | float:
+    """Resolution (Å) of a shell: N p / s (inf at s = 0)."""
+    s = np.asarray(shell, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        out = np.where(s > 0, size * pixel_size_a / np.where(s > 0, s, 1.0), np.inf)
+    return float(out) if out.ndim == 0 else out
+
+
+def resolution_relion_rule(fsc: NDArray, threshold: float, *, size: int, pixel_size_a: float) -> tuple[float, int]:
+    """(resolution Å, shell) with relion_postprocess's rule: N p / s for the last shell s before
+    the FSC first drops below ``threshold``. Never below: the Nyquist shell. Shell 0 (the mean)
+    always passes, as RELION forces it to 1 in the corrected curve; without that a map pair whose
+    means differ in sign would have no resolution at all."""
+    f = np.asarray(fsc)
+    first = first_shell_below(f, threshold, start=1)
+    last = (f.size - 1) if first is None else first - 1
+    if last <= 0:
+        return float("inf"), 0
+    return float(size * pixel_size_a / last), int(last)
+
+
+def resolution_interpolated(fsc: NDArray, threshold: float, *, size: int, pixel_size_a: float) -> float:
+    """Resolution (Å) where the FSC first crosses ``threshold``, linearly interpolated in spatial
+    frequency between the two shells around the crossing (Nyquist when it never crosses)."""
+    f = np.asarray(fsc, dtype=np.float64)
+    first = first_shell_below(f, threshold, start=1)
+    if first is None:
+        return float(2.0 * pixel_size_a) if f.size - 1 == size // 2 else float(size * pixel_size_a / (f.size - 1))
+    y0, y1 = f[first - 1], f[first]
+    t = (y0 - threshold) / (y0 - y1) if y0 != y1 else 0.0
+    k = (first - 1) + float(np.clip(t, 0.0, 1.0))
+    return float(size * pixel_size_a / k) if k > 0 else float("inf")
+
+
+def _distance_grid_px(shape: tuple[int, ...]) -> NDArray[np.float32]:
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+    r2 = sum(((g - n // 2).astype(np.float32)) ** 2 for g, n in zip(grids, shape))
+    return np.sqrt(r2)
+
+
+def soft_spherical_mask(size: int, *, radius_px: float, soft_edge_px: float, ndim: int = 3) -> NDArray[np.float32]:
+    """Sphere (circle) of ``radius_px`` centred at N//2 with a raised-cosine edge of ``soft_edge_px``."""
+    r = _distance_grid_px((int(size),) * ndim)
+    if soft_edge_px <= 0:
+        return (r <= radius_px).astype(np.float32)
+    t = np.clip((r - radius_px) / soft_edge_px, 0.0, 1.0)
+    return (0.5 + 0.5 * np.cos(np.pi * t)).astype(np.float32)
+
+
+def auto_mask(
+    volume: NDArray, *, threshold: float, extend_px: float = 0.0, soft_edge_px: float = 0.0
+) -> NDArray[np.float32]:
+    """A solvent mask like relion_mask_create: voxels >= ``threshold`` are 1, the mask is then
+    extended by ``extend_px`` (binary dilation by distance) and given a raised-cosine soft edge of
+    ``soft_edge_px``. Distances are Euclidean in pixels."""
+    from scipy.ndimage import distance_transform_edt
+
+    vol = np.asarray(volume, dtype=np.float32)
+    core = vol >= threshold
+    if not core.any():
+        raise ValueError(f"no voxel reaches the mask threshold {threshold} (map max {float(vol.max()):.4g})")
+    if extend_px > 0:
+        core = distance_transform_edt(~core) <= extend_px
+    if soft_edge_px <= 0:
+        return core.astype(np.float32)
+    d = distance_transform_edt(~core)
+    t = np.clip(d / soft_edge_px, 0.0, 1.0)
+    return np.where(core, 1.0, 0.5 + 0.5 * np.cos(np.pi * t)).astype(np.float32)
+
+
+@dataclass
+class FscResult:
+    """FSC curves on shells 0..N//2 and the resolutions read from them."""
+
+    size: int
+    pixel_size_a: float
+    fsc_unmasked: NDArray
+    fsc_masked: NDArray | None = None
+    fsc_random_masked: NDArray | None = None
+    fsc_corrected: NDArray | None = None
+    randomize_at_shell: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def final(self) -> NDArray:
+        """The curve the resolution is read from: corrected when masked, else unmasked."""
+        return self.fsc_corrected if self.fsc_corrected is not None else self.fsc_unmasked
+
+    @property
+    def shells(self) -> NDArray:
+        return np.arange(self.fsc_unmasked.size)
+
+    @property
+    def frequency_inv_a(self) -> NDArray:
+        return self.shells / (self.size * self.pixel_size_a)
+
+    def resolution(self, threshold: float = 0.143, *, curve: str = "final") -> dict:
+        f = self.final if curve == "final" else getattr(self, f"fsc_{curve}")
+        rel, shell = resolution_relion_rule(f, threshold, size=self.size, pixel_size_a=self.pixel_size_a)
+        return {
+            "threshold": threshold,
+            "resolution_a": rel,
+            "shell": shell,
+            "interpolated_resolution_a": resolution_interpolated(f, threshold, size=self.size, pixel_size_a=self.pixel_size_a),
+        }
+
+
+def masked_fsc_analysis(
+    half1: NDArray,
+    half2: NDArray,
+    *,
+    pixel_size_a: float,
+    mask: NDArray | None = None,
+    randomize_at_a: float | None = None,
+    randomize_fsc_at: float = 0.8,
+    rng: np.random.Generator | None = None,
+    force_mask: bool = False,
+) -> FscResult:
+    """Unmasked, masked, phase-randomised-masked and corrected FSC, as relion_postprocess.
+
+    Without a mask only the unmasked curve is computed. ``randomize_at_a`` sets the
+    randomisation resolution (RELION's --randomize_at_A: shell int(N p / d)); otherwise the first
+    shell where the unmasked FSC drops below ``randomize_fsc_at``. Like RELION, when the unmasked
+    FSC reaches further than the corrected one the unmasked curve is used (with a warning)
+    unless ``force_mask``.
+    """
+    h1 = np.asarray(half1, dtype=np.float32)
+    h2 = np.asarray(half2, dtype=np.float32)
+    _check_pair(h1, h2)
+    n = h1.shape[-1]
+    n_shells = n // 2 + 1
+    # One thread per half map, each FFT on one core: the numpy work between FFTs (masking,
+    # phase randomisation) then runs on both cores too.
+    pool = _pool()
+    r2 = rfft_radius2_px(h1.shape)
+    lut = np.floor(np.sqrt(np.arange(int(r2.max()) + 1, dtype=np.float64)) + 0.5).astype(np.intp)
+    shells = np.take(lut, r2)
+    ft1, ft2 = pool.map(lambda v: sfft.rfftn(v, workers=1), (h1, h2))
+    work: dict = {}
+    unmasked = fsc_from_rfft(ft1, ft2, shells, n_shells, work=work)
+    result = FscResult(size=n, pixel_size_a=float(pixel_size_a), fsc_unmasked=unmasked)
+    if mask is None:
+        return result
+    m = np.asarray(mask, dtype=np.float32)
+    if m.shape != h1.shape:
+        raise ValueError(f"mask shape {m.shape} differs from the half maps' {h1.shape}")
+    if m.min() < -1e-6 or m.max() > 1 + 1e-6:
+        raise ValueError(f"mask values must lie in [0, 1], got {float(m.min()):.3g}..{float(m.max()):.3g}")
+    fm1, fm2 = pool.map(lambda v: sfft.rfftn(v * m, workers=1, overwrite_x=True), (h1, h2))
+    masked = fsc_from_rfft(fm1, fm2, shells, n_shells, work=work)
+    del fm1, fm2
+    if randomize_at_a is not None:
+        r = int(n * pixel_size_a / randomize_at_a)
+    else:
+        r = first_shell_below(unmasked, randomize_fsc_at, start=1)
+        if r is None:
+            raise ValueError(
+                f"the unmasked FSC never drops below {randomize_fsc_at}: give the phase-randomisation resolution explicitly"
+            )
+    rng = rng if rng is not None else np.random.default_rng()
+    streams = rng.spawn(2)  # one stream per half map: threads give the same result for the same seed
+    # |k| >= r, as RELION's randomizePhasesBeyond (r2 >= r^2); randomise the spectra already in hand
+    beyond = r2 >= r * r
+    del r2
+
+    def randomised_masked_spectrum(i):
+        ft = (ft1, ft2)[i]
+        p = sfft.irfftn(_randomize_phases_rfft(ft, beyond, streams[i]), s=h1.shape, workers=1)
+        p *= m
+        return sfft.rfftn(p, workers=1, overwrite_x=True)
+
+    rm1, rm2 = pool.map(randomised_masked_spectrum, (0, 1))
+    del ft1, ft2, beyond
+    random_masked = fsc_from_rfft(rm1, rm2, shells, n_shells, work=work)
+    corrected = corrected_fsc(masked, random_masked, r)
+    result.fsc_masked, result.fsc_random_masked, result.fsc_corrected, result.randomize_at_shell = masked, random_masked, corrected, r
+    _, s_corr = resolution_relion_rule(corrected, 0.143, size=n, pixel_size_a=pixel_size_a)
+    _, s_unm = resolution_relion_rule(unmasked, 0.143, size=n, pixel_size_a=pixel_size_a)
+    if s_unm > s_corr:
+        if force_mask:
+            result.warnings.append("the unmasked FSC extends beyond the solvent-corrected FSC (mask kept: --force-mask).")
+        else:
+            result.warnings.append(
+                "the unmasked FSC extends beyond the solvent-corrected FSC: the unmasked curve is used, as "
+                "relion_postprocess does; check the mask or use --force-mask."
+            )
+            result.fsc_corrected = unmasked.copy()
+    elif random_masked[s_corr] > 0.1:
+        result.warnings.append(
+            "the phase-randomised masked FSC is above 0.10 at the estimated resolution: the mask is too sharp or "
+            "too tight; use a softer mask."
+        )
+    return result

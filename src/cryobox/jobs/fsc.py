@@ -1,0 +1,219 @@
+"""`cryobox fsc`, `filter`, `resample`: resolution from half maps, and map filtering on one grid."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from cryobox.core.fourier import filter_map, fourier_rescale, window
+from cryobox.core.fsc import FscResult, auto_mask, masked_fsc_analysis
+from cryobox.errors import InputError
+from cryobox.io.mrc import read_mrc, write_mrc
+
+__all__ = ["read_map", "FscJob", "run_fsc", "fsc_star_blocks", "fsc_to_dict", "run_filter", "run_resample"]
+
+
+def read_map(path: Path, *, pixel_size_a: float | None = None, what: str = "map") -> tuple[np.ndarray, float]:
+    """A map and its pixel size (header, or the override); InputError when neither is known."""
+    data, header_px = read_mrc(path)
+    if data.ndim not in (2, 3):
+        raise InputError(f"{path}: the {what} has {data.ndim} dimensions; give a 3D map (or a 2D image).")
+    px = pixel_size_a if pixel_size_a is not None else header_px
+    if px is None or not px > 0:
+        raise InputError(f"{path}: no pixel size in the MRC header; give --pixel-size.")
+    if any(s != data.shape[-1] for s in data.shape):
+        raise InputError(f"{path}: the {what} is {data.shape}, not a cubic box; cryobox compares cubic maps.")
+    return data.astype(np.float32, copy=False), float(px)
+
+
+@dataclass
+class FscJob:
+    """Inputs and results of one `cryobox fsc` run."""
+
+    half1: str
+    half2: str
+    result: FscResult
+    mask: str | None = None
+    mask_written: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def run_fsc(
+    half1: Path,
+    half2: Path,
+    *,
+    mask: Path | None = None,
+    auto: bool = False,
+    mask_threshold: float | None = None,
+    mask_lowpass_a: float = 15.0,
+    mask_extend_a: float = 3.0,
+    mask_soft_edge_a: float = 6.0,
+    mask_out: Path | None = None,
+    pixel_size_a: float | None = None,
+    randomize_at_a: float | None = None,
+    seed: int | None = None,
+    force_mask: bool = False,
+) -> FscJob:
+    """Read half maps (and a mask, or build one), run the masked FSC analysis, write the auto mask."""
+    h1, p1 = read_map(half1, pixel_size_a=pixel_size_a, what="half map")
+    h2, p2 = read_map(half2, pixel_size_a=pixel_size_a, what="half map")
+    if h1.shape != h2.shape:
+        raise InputError(f"{half1} is {h1.shape} but {half2} is {h2.shape}: half maps must share one box; resample one (cryobox resample).")
+    if abs(p1 - p2) > 1e-3 * p1:
+        raise InputError(f"{half1} has {p1:g} Å/px but {half2} has {p2:g} Å/px: give --pixel-size if the headers are wrong, or resample.")
+    notes = []
+    m = None
+    written = None
+    if mask is not None and auto:
+        raise InputError("give either --mask or --auto-mask, not both.")
+    if mask is not None:
+        m, pm = read_mrc(mask)
+        if m.shape != h1.shape:
+            raise InputError(f"{mask} is {m.shape} but the half maps are {h1.shape}: the mask must share their box.")
+        if m.min() < -1e-6 or m.max() > 1 + 1e-6:
+            raise InputError(f"{mask}: mask values run {float(m.min()):.3g}..{float(m.max()):.3g}; a mask holds values in [0, 1].")
+        if pm is not None and abs(pm - p1) > 1e-3 * p1:
+            notes.append(f"the mask header says {pm:g} Å/px, the half maps {p1:g} Å/px; the mask was used as it is.")
+    elif auto:
+        avg = 0.5 * (h1 + h2)
+        smooth = filter_map(avg, pixel_size_a=p1, lowpass_a=mask_lowpass_a) if mask_lowpass_a > 0 else avg
+        thr = mask_threshold if mask_threshold is not None else float(smooth.mean() + 3.0 * smooth.std())
+        try:
+            m = auto_mask(smooth, threshold=thr, extend_px=mask_extend_a / p1, soft_edge_px=mask_soft_edge_a / p1)
+        except ValueError as exc:
+            raise InputError(f"--auto-mask: {exc}; lower --mask-threshold.") from None
+        written_path = mask_out or Path("automask.mrc")
+        write_mrc(written_path, m, pixel_size_a=p1)
+        written = str(written_path)
+        notes.append(
+            f"auto mask: average of the half maps low-passed to {mask_lowpass_a:g} Å, threshold {thr:.4g}, "
+            f"extended {mask_extend_a:g} Å, soft edge {mask_soft_edge_a:g} Å; written to {written_path}."
+        )
+    try:
+        res = masked_fsc_analysis(
+            h1, h2, pixel_size_a=p1, mask=m, randomize_at_a=randomize_at_a, rng=np.random.default_rng(seed), force_mask=force_mask
+        )
+    except ValueError as exc:
+        raise InputError(f"{half1}, {half2}: {exc}.") from None
+    return FscJob(half1=str(half1), half2=str(half2), result=res, mask=str(mask) if mask else written, mask_written=written, notes=notes)
+
+
+def _curve_list(a) -> list | None:
+    return None if a is None else [float(x) for x in a]
+
+
+def fsc_to_dict(job: FscJob) -> dict:
+    """The --json form: resolutions (RELION rule and interpolated) and the curves."""
+    r = job.result
+    res = {f"{t:g}": r.resolution(t) for t in (0.143, 0.5)}
+    return {
+        "half1": job.half1,
+        "half2": job.half2,
+        "mask": job.mask,
+        "box_px": r.size,
+        "pixel_size_a": r.pixel_size_a,
+        "resolution_a": res["0.143"]["resolution_a"],
+        "resolution_interpolated_a": res["0.143"]["interpolated_resolution_a"],
+        "resolution_rule": "last shell before the corrected FSC first drops below the threshold (relion_postprocess); interpolated crossing beside it",
+        "resolutions": res,
+        "unmasked_resolution_a": r.resolution(0.143, curve="unmasked")["resolution_a"],
+        "randomize_at_shell": r.randomize_at_shell,
+        "randomize_at_a": None if r.randomize_at_shell is None else r.size * r.pixel_size_a / r.randomize_at_shell,
+        "warnings": list(r.warnings),
+        "notes": list(job.notes),
+        "curves": {
+            "shell": [int(s) for s in r.shells],
+            "frequency_inv_a": [float(k) for k in r.frequency_inv_a],
+            "fsc_unmasked": _curve_list(r.fsc_unmasked),
+            "fsc_masked": _curve_list(r.fsc_masked),
+            "fsc_random_masked": _curve_list(r.fsc_random_masked),
+            "fsc_corrected": _curve_list(r.fsc_corrected),
+        },
+    }
+
+
+def fsc_star_blocks(job: FscJob) -> dict:
+    """``data_general`` and ``data_fsc`` with relion_postprocess's labels."""
+    import pandas as pd  # here, so `cryobox fsc` starts without pandas
+
+    r = job.result
+    shells = r.shells
+    with np.errstate(divide="ignore"):
+        res_a = np.where(shells > 0, r.size * r.pixel_size_a / np.maximum(shells, 1), 999.0)
+    general = {
+        "rlnFinalResolution": float(r.resolution(0.143)["resolution_a"]),
+        "rlnBfactorUsedForSharpening": 0.0,
+        "rlnUnfilteredMapHalf1": job.half1,
+        "rlnUnfilteredMapHalf2": job.half2,
+    }
+    fsc = {"rlnSpectralIndex": shells.astype(np.int64), "rlnResolution": 1.0 / res_a, "rlnAngstromResolution": res_a}
+    if r.fsc_corrected is not None and r.fsc_masked is not None:
+        general["rlnMaskName"] = job.mask or ""
+        general["rlnRandomiseFrom"] = float(r.size * r.pixel_size_a / r.randomize_at_shell)
+        fsc["rlnFourierShellCorrelationCorrected"] = r.fsc_corrected
+        fsc["rlnFourierShellCorrelationUnmaskedMaps"] = r.fsc_unmasked
+        fsc["rlnFourierShellCorrelationMaskedMaps"] = r.fsc_masked
+        fsc["rlnCorrectedFourierShellCorrelationPhaseRandomizedMaskedMaps"] = r.fsc_random_masked
+    else:
+        fsc["rlnFourierShellCorrelationUnmaskedMaps"] = r.fsc_unmasked
+    return {"general": general, "fsc": pd.DataFrame(fsc)}
+
+
+def write_fsc_star(path: Path, job: FscJob) -> Path:
+    from cryobox.io.star import write_star_blocks
+
+    return write_star_blocks(path, fsc_star_blocks(job))
+
+
+def run_filter(
+    path: Path,
+    out: Path,
+    *,
+    lowpass_a: float | None = None,
+    highpass_a: float | None = None,
+    bfactor_a2: float = 0.0,
+    edge_width_shells: int = 2,
+    mask: Path | None = None,
+    pixel_size_a: float | None = None,
+) -> dict:
+    vol, px = read_map(path, pixel_size_a=pixel_size_a)
+    for name, v in (("--lowpass", lowpass_a), ("--highpass", highpass_a)):
+        if v is not None and v < 2 * px:
+            raise InputError(f"{name} {v:g} Å is finer than Nyquist ({2 * px:.3g} Å at {px:g} Å/px).")
+    try:
+        outv = filter_map(vol, pixel_size_a=px, lowpass_a=lowpass_a, highpass_a=highpass_a, bfactor_a2=bfactor_a2, edge_width_shells=edge_width_shells)
+    except ValueError as exc:
+        raise InputError(f"{path}: {exc}.") from None
+    if mask is not None:
+        m, _ = read_mrc(mask)
+        if m.shape != outv.shape:
+            raise InputError(f"{mask} is {m.shape} but {path} is {outv.shape}: the mask must share the map's box.")
+        outv = outv * m.astype(np.float32)
+    write_mrc(out, outv, pixel_size_a=px)
+    return {"input": str(path), "output": str(out), "pixel_size_a": px, "box_px": int(vol.shape[-1]), "lowpass_a": lowpass_a,
+            "highpass_a": highpass_a, "bfactor_a2": bfactor_a2, "edge_width_shells": edge_width_shells, "mask": str(mask) if mask else None}
+
+
+def run_resample(path: Path, out: Path, *, new_pixel_size_a: float | None = None, box_px: int | None = None, pixel_size_a: float | None = None) -> dict:
+    """Fourier-rescale to a pixel size (exact pad/crop) and/or window to a box, centre kept at N//2."""
+    vol, px = read_map(path, pixel_size_a=pixel_size_a)
+    n = vol.shape[-1]
+    if new_pixel_size_a is None and box_px is None:
+        raise InputError("give --pixel-size and/or --box for resample.")
+    achieved = px
+    if new_pixel_size_a is not None:
+        if not new_pixel_size_a > 0:
+            raise InputError(f"--pixel-size must be positive, got {new_pixel_size_a}.")
+        new_n = int(round(n * px / new_pixel_size_a))
+        if new_n < 2:
+            raise InputError(f"--pixel-size {new_pixel_size_a:g} Å leaves {new_n} px of a {n} px box; choose a smaller pixel size.")
+        vol, achieved = fourier_rescale(vol, new_n, pixel_size_a=px)
+    if box_px is not None:
+        if box_px < 2:
+            raise InputError(f"--box must be at least 2 px, got {box_px}.")
+        vol = window(vol, box_px)
+    write_mrc(out, vol, pixel_size_a=achieved)
+    return {"input": str(path), "output": str(out), "input_pixel_size_a": px, "input_box_px": n, "pixel_size_a": achieved,
+            "box_px": int(vol.shape[-1]), "requested_pixel_size_a": new_pixel_size_a}
