@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from cryobox import __version__
-from cryobox.cli import advise, ctf, example, fsc, inspect
+from cryobox.cli import advise, ctf, example, extract, fsc, inspect
 
 app = typer.Typer(
     name="cryobox",
@@ -36,6 +36,7 @@ app.command("advise", epilog=advise.EPILOG)(advise.advise_command)
 app.command("inspect", epilog=inspect.EPILOG)(inspect.inspect_command)
 app.command("ctf", epilog=ctf.EPILOG)(ctf.ctf_command)
 app.command("example", epilog=example.EPILOG)(example.example_command)
+app.command("extract", epilog=extract.EPILOG)(extract.extract_command)
 app.command("fsc", epilog=fsc.FSC_EPILOG)(fsc.fsc_command)
 app.command("compare", epilog=fsc.COMPARE_EPILOG)(fsc.compare_command)
 app.command("filter", epilog=fsc.FILTER_EPILOG)(fsc.filter_command)

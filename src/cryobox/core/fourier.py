@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 
 __all__ = [
     "fft_workers",
+    "set_fft_workers",
     "rfft_radius_px",
     "rfft_radius2_px",
     "rfft_shell_index",
@@ -28,8 +29,19 @@ __all__ = [
 ]
 
 
+_FFT_WORKERS: int | None = None
+
+
+def set_fft_workers(n: int | None) -> None:
+    """Fix the scipy.fft thread count (None: all cores). Worker processes set 1."""
+    global _FFT_WORKERS
+    _FFT_WORKERS = None if n is None else max(1, int(n))
+
+
 def fft_workers() -> int:
-    """Threads for scipy.fft: all cores this process may use."""
+    """Threads for scipy.fft: all cores this process may use (unless set_fft_workers says)."""
+    if _FFT_WORKERS is not None:
+        return _FFT_WORKERS
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - non-Linux

@@ -124,6 +124,8 @@ def spatial_frequency_grid_2d(
     layout ``"centred"``: shape (N, N), zero frequency at pixel (N//2, N//2), as an fftshift-ed
     spectrum (and ``relion_ctf_toolbox --simulate``) has it, for even and odd N.
     layout ``"rfft"``: shape (N, N//2 + 1), zero at index 0, the layout of ``scipy.fft.rfft2``.
+    layout ``"rfft-relion"``: the same, but for even N the Nyquist row is +N/2 (RELION's FFTW
+    loops) instead of numpy's -N/2; an astigmatic CTF differs there.
     """
     n = int(box_px)
     if n < 1:
@@ -133,11 +135,13 @@ def spatial_frequency_grid_2d(
     if layout == "centred":
         f = (np.arange(n) - n // 2) / (n * pixel_size_a)
         return f[:, None] * np.ones((1, n)), np.ones((n, 1)) * f[None, :]
-    if layout == "rfft":
+    if layout in ("rfft", "rfft-relion"):
         fy = np.fft.fftfreq(n, d=pixel_size_a)
+        if layout == "rfft-relion" and n % 2 == 0:
+            fy[n // 2] = -fy[n // 2]  # RELION's FFTW loops give the Nyquist row +N/2, numpy -N/2
         fx = np.fft.rfftfreq(n, d=pixel_size_a)
         return fy[:, None] * np.ones((1, fx.size)), np.ones((n, 1)) * fx[None, :]
-    raise ValueError(f"layout must be 'centred' or 'rfft', got {layout!r}")
+    raise ValueError(f"layout must be 'centred', 'rfft' or 'rfft-relion', got {layout!r}")
 
 
 def ctf_2d(

@@ -11,7 +11,7 @@ import numpy as np
 from cryobox.errors import InputError
 from cryobox.io.atomic import atomic_path
 
-__all__ = ["write_mrc", "read_mrc", "read_mrc_header_shape"]
+__all__ = ["write_mrc", "read_mrc", "read_mrc_header_shape", "read_mrc_pixel_size"]
 
 
 def write_mrc(path: str | os.PathLike, data: np.ndarray, *, pixel_size_a: float, overwrite: bool = True) -> Path:
@@ -76,3 +76,17 @@ def read_mrc_header_shape(path: str | os.PathLike) -> tuple[int, int] | None:
                 return int(mrc.header.nx), int(mrc.header.ny)
     except (OSError, ValueError):
         return None
+
+
+def read_mrc_pixel_size(path: str | os.PathLike) -> float | None:
+    """Pixel size (Å) from an MRC header, or None when absent, zero or unreadable."""
+    import mrcfile
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with mrcfile.open(path, permissive=True, header_only=True) as mrc:
+                v = float(mrc.voxel_size.x)
+    except (OSError, ValueError):
+        return None
+    return v if v > 0 else None

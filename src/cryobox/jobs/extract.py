@@ -1,0 +1,540 @@
+"""`cryobox extract`: (re)extract particles from micrographs, RELION-exact, in parallel, resumable.
+
+Plan (pure) -> one work unit per micrograph (read it, cut, premultiply / flip, rescale,
+normalise, invert, stream the stack to a temporary MRC and rename it; then write a small JSON
+record of what was written) -> assemble particles.star and particles.cs from the records.
+A micrograph whose stack and record exist with the same settings is skipped on a re-run (unless
+overwrite); a stack without its record is redone, so an interrupted run never leaves a stack
+the STAR file points to half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cryobox.errors import InputError
+from cryobox.io.particles import ParticleTable, read_particles, write_cs, write_star
+from cryobox.io.star import read_star_blocks
+
+__all__ = ["ExtractOptions", "MicrographTask", "plan_extraction", "extract_micrograph", "run_extract", "ExtractSummary"]
+
+CHUNK = 64  # particles per batch inside a micrograph: bounds memory for big boxes
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    box_px: int
+    norm: bool = True
+    bg_radius_px: float | None = None
+    ramp: bool = True
+    invert: bool = False
+    premultiply_box_px: int | None = None
+    premultiply_micrograph: bool = False
+    phase_flip: bool = False
+    rescale_px: int | None = None
+    edge: str = "keep"
+    float16: bool = False
+
+    @property
+    def final_box_px(self) -> int:
+        return self.rescale_px or self.box_px
+
+    @property
+    def cut_box_px(self) -> int:
+        """The box actually cut from the micrograph."""
+        if self.premultiply_box_px:
+            return self.premultiply_box_px
+        return self.box_px
+
+    @property
+    def bg_radius(self) -> float:
+        """Background radius in px of the final box (RELION's GUI default: int(0.375 N))."""
+        if self.bg_radius_px is not None:
+            return float(self.bg_radius_px)
+        return float(int(0.375 * self.final_box_px))
+
+    @property
+    def premultiplied(self) -> bool:
+        return bool(self.premultiply_box_px or self.premultiply_micrograph)
+
+    def digest(self) -> str:
+        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class MicrographTask:
+    """One work unit: everything a worker needs, no open files (picklable, small)."""
+
+    index: int
+    micrograph: str
+    stack: str
+    record: str
+    x_px: np.ndarray
+    y_px: np.ndarray
+    ctf: dict | None  # per-particle arrays: defocus_u_a, ... (or None)
+    pixel_size_a: float
+    options: ExtractOptions
+    width_px: int = 0
+    height_px: int = 0
+    rows: np.ndarray | None = None  # input row numbers of these particles
+
+
+@dataclass
+class ExtractSummary:
+    n_micrographs: int
+    n_particles_in: int
+    n_written: int = 0
+    n_dropped_at_edges: int = 0
+    n_filled_at_edges: int = 0
+    n_partly_outside: int = 0
+    n_skipped_done: int = 0
+    failed: list = field(default_factory=list)
+    star: str = ""
+    cs: str = ""
+    wall_s: float = 0.0
+    pixel_size_a: float = 0.0
+    box_px: int = 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["particles_per_s"] = self.n_written / self.wall_s if self.wall_s > 0 else None
+        return d
+
+
+# --------------------------------------------------------------------------------------- inputs
+
+
+def _read_coordinates(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Coordinates (px, box centres) from a RELION coordinate STAR or an EMAN .box file."""
+    if path.suffix.lower() == ".box":
+        try:
+            arr = np.loadtxt(path, ndmin=2)
+        except ValueError as exc:
+            raise InputError(f"{path}: not an EMAN .box file ({exc}).") from None
+        if arr.size == 0:
+            return np.zeros(0), np.zeros(0)
+        # .box: x, y of the lower-left corner, then box width and height
+        return arr[:, 0] + arr[:, 2] / 2.0, arr[:, 1] + arr[:, 3] / 2.0
+    blocks = read_star_blocks(path)
+    for block in blocks.values():
+        if "rlnCoordinateX" in block and "rlnCoordinateY" in block:
+            return block["rlnCoordinateX"].to_numpy(float), block["rlnCoordinateY"].to_numpy(float)
+    raise InputError(f"{path}: no rlnCoordinateX/rlnCoordinateY columns; give a RELION coordinate file.")
+
+
+def _resolve(path_text: str, roots: list[Path]) -> Path:
+    p = Path(path_text)
+    if p.is_absolute():
+        return p
+    for r in roots:
+        if (r / p).exists():
+            return r / p
+    return roots[0] / p
+
+
+def _mic_shape(path: Path) -> tuple[int, int]:
+    from cryobox.io.mrc import read_mrc_header_shape
+
+    shape = read_mrc_header_shape(path)
+    if shape is None:
+        raise InputError(f"{path}: micrograph missing or not a readable MRC file; check the path in the STAR file.")
+    return shape
+
+
+CTF_CANON = ("defocus_u_a", "defocus_v_a", "defocus_angle_deg", "phase_shift_deg", "ctf_bfactor_a2", "ctf_scale", "voltage_kv", "cs_mm", "amplitude_contrast")
+
+
+def particles_from_micrographs(
+    micrographs_star: Path, *, coords_dir: Path | None, coords_suffix: str, keep_going: bool = False
+) -> tuple[ParticleTable, list[str]]:
+    """A particle table from a micrographs STAR (with CTF) plus one coordinate file per micrograph
+    (``<coords_dir>/<micrograph stem><coords_suffix>``, the layout relion_preprocess takes)."""
+    mics = read_particles(micrographs_star)
+    if mics.kind != "micrographs" or "micrograph_name" not in mics.data:
+        raise InputError(f"{micrographs_star}: not a RELION micrographs STAR file (no data_micrographs with rlnMicrographName).")
+    base = micrographs_star.parent
+    cdir = coords_dir if coords_dir is not None else None
+    rows, notes = [], []
+    known_stems = set()
+    for i, rec in mics.data.iterrows():
+        name = str(rec["micrograph_name"])
+        stem = Path(name).stem
+        known_stems.add(stem)
+        candidates = [(cdir / (stem + coords_suffix)) if cdir else (base / Path(name).parent / (stem + coords_suffix))]
+        if cdir is None:
+            candidates.append(Path(name).parent / (stem + coords_suffix))
+        cfile = next((c for c in candidates if c.exists()), None)
+        if cfile is None:
+            notes.append(f"no coordinate file for {name} (looked for {candidates[0]}); no particles from it.")
+            continue
+        x, y = _read_coordinates(cfile)
+        if x.size == 0:
+            continue
+        block = pd.DataFrame({"coord_x_px": x, "coord_y_px": y})
+        for col in mics.data.columns:
+            block[col] = rec[col]
+        rows.append(block)
+    if cdir is not None and cdir.is_dir():
+        for f in sorted(cdir.glob("*" + coords_suffix)):
+            stem = f.name[: -len(coords_suffix)]
+            if stem not in known_stems:
+                msg = f"{f}: coordinate file for micrograph '{stem}', which {micrographs_star} does not list"
+                if not keep_going:
+                    raise InputError(msg + "; add the micrograph or remove the file (or --keep-going).")
+                notes.append(msg + "; ignored.")
+    if not rows:
+        raise InputError(f"{micrographs_star}: no particles found (coordinate suffix '{coords_suffix}'); check --coords-dir and --coords-suffix.")
+    data = pd.concat(rows, ignore_index=True)
+    table = ParticleTable(data, kind="particles", source_format=mics.source_format, path=micrographs_star,
+                          optics_passthrough=[c for c in mics.optics_passthrough if c != "rlnMicrographPixelSize"])
+    return table, notes
+
+
+# ------------------------------------------------------------------------------------------ plan
+
+
+def _stack_names(mic_names: list[str], out: Path) -> dict[str, Path]:
+    names: dict[str, Path] = {}
+    used: set[str] = set()
+    for i, m in enumerate(mic_names):
+        stem = Path(m).stem
+        cand = stem if stem not in used else f"{stem}_{i}"
+        used.add(cand)
+        names[m] = out / "Particles" / f"{cand}.mrcs"
+    return names
+
+
+def plan_extraction(
+    table: ParticleTable, options: ExtractOptions, out: Path, *, recenter: bool = False, keep_going: bool = False,
+    from_star: bool = False,
+) -> tuple[list[MicrographTask], dict, list[str]]:
+    """Work units (one per micrograph) and the edge report; checks everything that can fail early.
+
+    ``from_star``: the table came from a micrographs STAR, whose pixel size is the micrographs';
+    otherwise (re-extraction from particles) the micrographs' MRC headers give it.
+    """
+    o = options
+    d = table.data
+    notes: list[str] = []
+    for col in ("micrograph_name", "coord_x_px", "coord_y_px"):
+        if col not in d:
+            raise InputError(f"{table.path}: no {col} column; extraction needs micrograph names and coordinates.")
+    if o.box_px < 2:
+        raise InputError(f"--box must be at least 2 px, got {o.box_px}.")
+    if o.premultiply_box_px is not None and o.premultiply_box_px < o.box_px:
+        raise InputError(f"--premultiply-box ({o.premultiply_box_px} px) must be at least --box ({o.box_px} px): extract big, premultiply, crop small.")
+    if o.rescale_px is not None and o.rescale_px < 2:
+        raise InputError(f"--rescale must be at least 2 px, got {o.rescale_px}.")
+    if o.edge not in ("keep", "drop"):
+        raise InputError(f"--edge must be keep or drop, got {o.edge!r}.")
+    from cryobox.core.extract import background_mask
+
+    if o.norm and not background_mask(o.final_box_px, o.bg_radius).any():
+        raise InputError(f"--bg-radius {o.bg_radius:g} px leaves no background in a {o.final_box_px} px box; use a smaller radius.")
+    if sum(bool(v) for v in (o.premultiply_box_px, o.premultiply_micrograph, o.phase_flip)) > 1:
+        raise InputError("choose one of --premultiply-box, --premultiply-micrograph and --phase-flip.")
+    needs_ctf = o.premultiplied or o.phase_flip
+    if needs_ctf:
+        table.require("defocus_u_a", "defocus_v_a", "defocus_angle_deg", "voltage_kv", "cs_mm", "amplitude_contrast",
+                      purpose="CTF premultiplication / phase flipping")
+    roots = [Path.cwd()] + ([table.path.parent] if table.path is not None else [])
+    mic_names = list(dict.fromkeys(d["micrograph_name"].astype(str)))
+    stacks = _stack_names(mic_names, out)
+    tasks: list[MicrographTask] = []
+    report = {"n_particles": len(d), "n_partly_outside": 0, "box_px": o.cut_box_px, "edge": o.edge}
+    groups = d.groupby(d["micrograph_name"].astype(str), sort=False).indices
+    for i, name in enumerate(mic_names):
+        rows = groups[name]
+        mic_path = _resolve(name, roots)
+        try:
+            w, h = _mic_shape(mic_path)
+        except InputError as exc:
+            if not keep_going:
+                raise
+            notes.append(f"{exc} Skipped ({len(rows)} particles).")
+            continue
+        if o.cut_box_px > min(w, h):
+            raise InputError(f"{mic_path}: the {o.cut_box_px} px box is larger than the micrograph ({w} x {h} px); choose a smaller box.")
+        sub = d.iloc[rows]
+        x = sub["coord_x_px"].to_numpy(float)
+        y = sub["coord_y_px"].to_numpy(float)
+        if recenter:
+            if "shift_x_a" not in sub:
+                raise InputError(f"{table.path}: --recenter needs particle shifts (rlnOriginXAngst / alignments3D/shift).")
+            psize_mic = _micrograph_pixel_size(sub, mic_path, prefer_header=not from_star)
+            # as relion_preprocess --recenter: move the coordinate by the (rounded) shift in micrograph pixels
+            x = x - np.rint(sub["shift_x_a"].to_numpy(float) / psize_mic)
+            y = y - np.rint(sub["shift_y_a"].to_numpy(float) / psize_mic)
+        from cryobox.core.extract import box_origins
+
+        x0, y0 = box_origins(x, o.cut_box_px), box_origins(y, o.cut_box_px)
+        outside = (x0 + o.cut_box_px <= 0) | (y0 + o.cut_box_px <= 0) | (x0 >= w) | (y0 >= h)
+        if outside.any():
+            k = int(np.argmax(outside))
+            raise InputError(
+                f"{mic_path}: particle at ({x[k]:.1f}, {y[k]:.1f}) px lies completely outside the {w} x {h} px micrograph; "
+                "fix the coordinates (wrong micrograph or binning?)."
+            )
+        report["n_partly_outside"] += int(((x0 < 0) | (y0 < 0) | (x0 + o.cut_box_px > w) | (y0 + o.cut_box_px > h)).sum())
+        ctf = {c: sub[c].to_numpy(float) for c in CTF_CANON if c in sub} if needs_ctf else None
+        stack = stacks[name]
+        tasks.append(MicrographTask(
+            index=i, micrograph=str(mic_path), stack=str(stack), record=str(stack.with_suffix(".json")),
+            x_px=x, y_px=y, ctf=ctf, pixel_size_a=_micrograph_pixel_size(sub, mic_path, prefer_header=not from_star),
+            options=o, width_px=w, height_px=h, rows=rows,
+        ))
+    return tasks, report, notes
+
+
+def _micrograph_pixel_size(sub: pd.DataFrame, mic_path: Path, *, prefer_header: bool) -> float:
+    """The micrograph's pixel size: a micrographs STAR's rlnMicrographPixelSize, or (re-extraction
+    from particles) the micrograph's MRC header, falling back to the file's micrograph pixel size."""
+    from cryobox.io.mrc import read_mrc_pixel_size
+
+    order = ("header", "micrograph_pixel_size_a") if prefer_header else ("pixel_size_a", "header")
+    for src in order:
+        if src == "header":
+            v = read_mrc_pixel_size(mic_path)
+        else:
+            v = float(sub[src].iloc[0]) if src in sub else None
+        if v is not None and np.isfinite(v) and v > 0:
+            return float(v)
+    raise InputError(f"{mic_path}: no micrograph pixel size (rlnMicrographPixelSize / MRC header); add it to the STAR file.")
+
+
+# ------------------------------------------------------------------------------------ work unit
+
+
+def _record_ok(task: MicrographTask) -> dict | None:
+    rec = Path(task.record)
+    if not rec.exists() or not Path(task.stack).exists():
+        return None
+    try:
+        info = json.loads(rec.read_text())
+    except ValueError:
+        return None
+    if info.get("options") != task.options.digest() or info.get("n_input") != len(task.x_px):
+        return None
+    return info
+
+
+def extract_micrograph(task: MicrographTask) -> dict:
+    """Cut, process and write one micrograph's particles; returns what was written (small dict)."""
+    import mrcfile
+
+    from cryobox.core import extract as ex
+    from cryobox.io.atomic import atomic_path
+    from cryobox.io.mrc import read_mrc
+
+    o = task.options
+    mic, _ = read_mrc(Path(task.micrograph))
+    if mic.ndim != 2:
+        mic = mic.reshape(mic.shape[-2:]) if mic.size == mic.shape[-1] * mic.shape[-2] else None
+        if mic is None:
+            raise InputError(f"{task.micrograph}: not a 2D micrograph.")
+    h, w = mic.shape
+    x, y = task.x_px, task.y_px
+    clipped = ex.clipped_mask(x, y, width_px=w, height_px=h, box_px=o.cut_box_px)
+    keep = ~clipped if o.edge == "drop" else np.ones(x.size, bool)
+    kept = np.flatnonzero(keep)
+    n_out = o.final_box_px
+    mic_f = mic.astype(np.float32, copy=False)
+    if o.premultiply_micrograph:
+        mic_f = _filter_whole_micrograph(mic_f, task)
+    dtype = np.float16 if o.float16 else np.float32
+    Path(task.stack).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(task.stack) as tmp:
+        with mrcfile.new_mmap(tmp, shape=(kept.size, n_out, n_out), mrc_mode=12 if o.float16 else 2, overwrite=True) as mrc:
+            for start in range(0, kept.size, CHUNK):
+                sel = kept[start : start + CHUNK]
+                mrc.data[start : start + sel.size] = _process_chunk(mic_f, task, sel).astype(dtype, copy=False)
+            mrc.set_image_stack()
+            mrc.voxel_size = task.pixel_size_a * o.box_px / n_out
+            mrc.update_header_stats()
+    info = {
+        "options": o.digest(),
+        "n_input": int(x.size),
+        "kept": kept.tolist(),
+        "filled": np.flatnonzero(clipped & keep).tolist(),
+        "n_dropped": int((~keep).sum()),
+    }
+    with atomic_path(task.record) as tmp:
+        tmp.write_text(json.dumps(info))
+    return info
+
+
+def _filter_whole_micrograph(mic: np.ndarray, task: MicrographTask) -> np.ndarray:
+    """--premultiply-micrograph: multiply the whole micrograph by its CTF once (the limit of an
+    infinitely large premultiply box: no delocalised signal wraps around a box)."""
+    import scipy.fft as sfft
+
+    from cryobox.core.fourier import fft_workers
+    from cryobox.core.optics import ctf_2d
+
+    c = task.ctf
+    keys = ("defocus_u_a", "defocus_v_a", "defocus_angle_deg", "phase_shift_deg", "ctf_bfactor_a2", "ctf_scale")
+    vals = {k: c[k] for k in keys if k in c}
+    for k, v in vals.items():
+        if np.ptp(v) > 1e-6 * max(1.0, float(np.abs(v).max())):
+            raise InputError(
+                f"{task.micrograph}: particles carry different CTFs ({k} varies); --premultiply-micrograph needs one CTF "
+                "per micrograph (use --premultiply-box instead)."
+            )
+    h, w = mic.shape
+    ky = np.fft.fftfreq(h, d=task.pixel_size_a)
+    kx = np.fft.rfftfreq(w, d=task.pixel_size_a)
+    ctf = ctf_2d(
+        ky[:, None], kx[None, :], defocus_u_a=float(c["defocus_u_a"][0]), defocus_v_a=float(c["defocus_v_a"][0]),
+        defocus_angle_deg=float(c["defocus_angle_deg"][0]), voltage_kv=float(c["voltage_kv"][0]), cs_mm=float(c["cs_mm"][0]),
+        amplitude_contrast=float(c["amplitude_contrast"][0]),
+        phase_shift_deg=float(c["phase_shift_deg"][0]) if "phase_shift_deg" in c else 0.0,
+        bfactor_a2=float(c["ctf_bfactor_a2"][0]) if "ctf_bfactor_a2" in c else 0.0,
+    ).astype(np.float32)
+    if "ctf_scale" in c:
+        ctf *= np.float32(c["ctf_scale"][0])
+    ft = sfft.rfft2(mic, workers=fft_workers())
+    ft *= ctf
+    return sfft.irfft2(ft, s=mic.shape, workers=fft_workers()).astype(np.float32)
+
+
+def _process_chunk(mic: np.ndarray, task: MicrographTask, sel: np.ndarray) -> np.ndarray:
+    from cryobox.core import extract as ex
+
+    o = task.options
+    h, w = mic.shape
+    x, y = task.x_px[sel], task.y_px[sel]
+    if o.premultiply_box_px or o.phase_flip:
+        m = o.premultiply_box_px or o.box_px
+        big = ex.window_particles(mic, x, y, m, fill=float(mic.mean()))
+        c = task.ctf
+        keys = [k for k in CTF_CANON if k in c]
+        table = np.stack([c[k][sel] for k in keys], axis=1)
+        uniq, inverse = np.unique(table, axis=0, return_inverse=True)
+        grids = np.empty((uniq.shape[0], m, m // 2 + 1), np.float32)
+        for g, row in enumerate(uniq):
+            p = dict(zip(keys, row))
+            grids[g] = ex.ctf_rfft_grid(
+                m, task.pixel_size_a, defocus_u_a=p["defocus_u_a"], defocus_v_a=p["defocus_v_a"], defocus_angle_deg=p["defocus_angle_deg"],
+                voltage_kv=p["voltage_kv"], cs_mm=p["cs_mm"], amplitude_contrast=p["amplitude_contrast"],
+                phase_shift_deg=p.get("phase_shift_deg", 0.0), bfactor_a2=p.get("ctf_bfactor_a2", 0.0), scale=p.get("ctf_scale", 1.0),
+                phase_flip=o.phase_flip,
+            )
+        ctf = grids[0] if uniq.shape[0] == 1 else grids[inverse.reshape(-1)]
+        stack = ex.premultiply_and_crop(big, ctf, o.box_px)
+        ex._replicate_edges(stack, x, y, width_px=w, height_px=h)
+    else:
+        stack = ex.window_particles(mic, x, y, o.box_px)
+    if o.rescale_px and o.rescale_px != o.box_px:
+        stack = ex.fourier_rescale_stack(stack, o.rescale_px)
+    if o.norm:
+        stack = ex.normalise_background(stack, o.bg_radius, ramp=o.ramp)
+    if o.invert:
+        stack = -stack
+    return stack
+
+
+# ----------------------------------------------------------------------------------------- run
+
+
+def run_extract(
+    table: ParticleTable,
+    options: ExtractOptions,
+    out: Path,
+    *,
+    recenter: bool = False,
+    overwrite: bool = False,
+    keep_going: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    progress=None,
+    log=None,
+    from_star: bool = False,
+) -> ExtractSummary:
+    """Extract everything, write particles.star / particles.cs in ``out``; returns the summary."""
+    from cryobox.parallel import run_tasks
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    tasks, report, notes = plan_extraction(table, options, out, recenter=recenter, keep_going=keep_going, from_star=from_star)
+    summary = ExtractSummary(n_micrographs=len(tasks), n_particles_in=len(table), n_partly_outside=report["n_partly_outside"])
+    for n in notes:
+        log and log(n)
+    todo = []
+    records: dict[int, dict] = {}
+    for t in tasks:
+        rec = None if overwrite else _record_ok(t)
+        if rec is not None:
+            records[t.index] = rec
+            summary.n_skipped_done += 1
+        else:
+            todo.append(t)
+    if progress:
+        progress.start(total=sum(len(t.x_px) for t in todo), done_units=summary.n_skipped_done, units=len(tasks))
+    for task, result in run_tasks(extract_micrograph, todo, workers=workers, scheduler=scheduler):
+        if isinstance(result, Exception):
+            msg = str(result) if isinstance(result, InputError) else f"{task.micrograph}: {type(result).__name__}: {result}"
+            if not keep_going:
+                raise InputError(msg if isinstance(result, InputError) else msg + "; nothing was written for this micrograph.")
+            summary.failed.append(msg)
+            log and log(f"skipped: {msg}")
+            continue
+        records[task.index] = result
+        if progress:
+            progress.advance(len(task.x_px))
+    if progress:
+        progress.stop()
+    _write_outputs(table, tasks, records, options, out, summary)
+    summary.wall_s = time.perf_counter() - t0
+    return summary
+
+
+def _write_outputs(table, tasks, records, o: ExtractOptions, out: Path, summary: ExtractSummary) -> None:
+    frames = []
+    for t in tasks:
+        rec = records.get(t.index)
+        if rec is None:
+            continue
+        sub = table.data.iloc[t.rows].reset_index(drop=True)
+        kept = np.asarray(rec["kept"], dtype=np.int64)
+        block = sub.iloc[kept].copy()
+        if "shift_x_a" in block:
+            # --recenter moved the coordinates by whole micrograph pixels; the rest stays a shift (Å)
+            block["shift_x_a"] = block["shift_x_a"].to_numpy(float) - (block["coord_x_px"].to_numpy(float) - t.x_px[kept]) * t.pixel_size_a
+            block["shift_y_a"] = block["shift_y_a"].to_numpy(float) - (block["coord_y_px"].to_numpy(float) - t.y_px[kept]) * t.pixel_size_a
+        block["coord_x_px"] = t.x_px[kept]
+        block["coord_y_px"] = t.y_px[kept]
+        block["image_path"] = os.path.relpath(t.stack, out)
+        block["image_index"] = np.arange(kept.size, dtype=np.int64)
+        block["micrograph_width_px"] = float(t.width_px)
+        block["micrograph_height_px"] = float(t.height_px)
+        if "micrograph_pixel_size_a" not in block:
+            block["micrograph_pixel_size_a"] = t.pixel_size_a
+        block["pixel_size_a"] = t.pixel_size_a * o.box_px / o.final_box_px
+        frames.append(block)
+        summary.n_written += kept.size
+        summary.n_dropped_at_edges += rec["n_dropped"]
+        summary.n_filled_at_edges += len(rec["filled"])
+    if not frames:
+        raise InputError("no particles were extracted; see the messages above.")
+    data = pd.concat(frames, ignore_index=True)
+    data["box_px"] = o.final_box_px
+    data["ctf_premultiplied"] = o.premultiplied
+    if "optics_group" not in data:
+        data["optics_group"] = 1
+
+    drop = [c for c in data.columns if c.startswith("rlnImage") or c in ("rlnMicrographPixelSize", "rlnMicrographOriginalPixelSize")]
+    data = data.drop(columns=drop)
+    result = ParticleTable(data, kind="particles", source_format="cryobox extract", path=None, optics_passthrough=[
+        c for c in table.optics_passthrough if c in data and not c.startswith("rlnImage") and c not in ("rlnMicrographPixelSize",)])
+    summary.star = str(write_star(out / "particles.star", result))
+    summary.cs = str(write_cs(out / "particles.cs", result))
+    summary.pixel_size_a = float(data["pixel_size_a"].iloc[0])
+    summary.box_px = o.final_box_px

@@ -1,0 +1,88 @@
+"""One executor interface for work units: in-process, local processes, or a Dask cluster.
+
+``run_tasks(fn, tasks, workers=..., scheduler=...)`` yields ``(task, result)`` as units finish.
+At most ``2 x workers`` units are in flight, so memory does not grow with the number of tasks.
+Worker processes run FFTs single-threaded (the parallelism is across units). Exceptions raised by
+a unit are returned as the result (an ``Exception`` instance), so a caller can keep going.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterable, Iterator
+
+__all__ = ["default_workers", "run_tasks"]
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover
+        return max(1, os.cpu_count() or 1)
+
+
+def _init_worker() -> None:
+    from cryobox.core import fourier
+
+    fourier.set_fft_workers(1)
+
+
+def _call(fn: Callable, task: Any):
+    try:
+        return fn(task)
+    except Exception as exc:  # returned, not raised: the caller decides (keep going or stop)
+        return exc
+
+
+def _call_in_worker(fn: Callable, task: Any):
+    _init_worker()
+    return _call(fn, task)
+
+
+def run_tasks(
+    fn: Callable[[Any], Any], tasks: Iterable[Any], *, workers: int | None = None, scheduler: str | None = None
+) -> Iterator[tuple[Any, Any]]:
+    """Run ``fn`` on every task; yield (task, result or exception) in completion order."""
+    tasks = list(tasks)
+    if scheduler:
+        yield from _run_dask(fn, tasks, scheduler)
+        return
+    workers = default_workers() if workers is None else max(1, int(workers))
+    if workers == 1 or len(tasks) <= 1:
+        for t in tasks:
+            yield t, _call(fn, t)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
+        pending = {}
+        it = iter(tasks)
+        for t in it:
+            pending[pool.submit(_call, fn, t)] = t
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                t = pending.pop(fut)
+                yield t, fut.result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending[pool.submit(_call, fn, nxt)] = nxt
+
+
+def _run_dask(fn: Callable, tasks: list, address: str) -> Iterator[tuple[Any, Any]]:
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        from cryobox.errors import InputError
+
+        raise InputError("--scheduler needs Dask: pip install 'cryobox[dask]' (dask and distributed).") from None
+    with Client(address) as client:
+        futures = {}
+        for t in tasks:
+            futures[client.submit(_call_in_worker, fn, t, pure=False)] = t
+        for fut in as_completed(list(futures)):
+            yield futures[fut], fut.result()
