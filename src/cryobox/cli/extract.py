@@ -39,10 +39,10 @@ class Progress:
         if self.tty:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
 
-            self.bar = RichProgress(TextColumn("extracting"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.speed:>7.0f} particles/s" if False else ""),
+            self.bar = RichProgress(TextColumn("extracting {task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("particles, ETA"),
                                     TimeRemainingColumn(), console=err_console, transient=True)
             self.bar.start()
-            self.task = self.bar.add_task("extract", total=total)
+            self.task = self.bar.add_task("", total=total)
 
     def advance(self, n: int):
         self.done += n
@@ -51,7 +51,7 @@ class Progress:
             return
         rate = self.done / max(1e-9, time.perf_counter() - self.t0)
         if self.tty:
-            self.bar.update(self.task, advance=n, description=f"{rate:.0f} particles/s")
+            self.bar.update(self.task, advance=n, description=f"({rate:.0f} particles/s)")
         else:
             eta = (self.total - self.done) / rate if rate > 0 else float("inf")
             err_console.print(f"micrographs {self.units_done}/{self.units}, particles {self.done}/{self.total}, {rate:.0f} particles/s, ETA {eta:.0f} s")
@@ -90,7 +90,9 @@ def extract_command(
     from cryobox.io.particles import read_particles
     from cryobox.jobs.extract import ExtractOptions, particles_from_micrographs, plan_extraction, run_extract
 
-    log = (lambda m: err_console.print(m)) if not json_out else (lambda m: None)
+    def log(message: str) -> None:  # stderr, so --json output on stdout stays clean
+        err_console.print(message)
+
     if coords_suffix is not None:
         table, notes = particles_from_micrographs(source, coords_dir=coords_dir, coords_suffix=coords_suffix, keep_going=keep_going)
         from_star = True

@@ -223,6 +223,7 @@ def plan_extraction(
     """
     o = options
     d = table.data
+    out = Path(out).resolve()  # workers (a Dask cluster) may run in another folder
     notes: list[str] = []
     for col in ("micrograph_name", "coord_x_px", "coord_y_px"):
         if col not in d:
@@ -253,7 +254,7 @@ def plan_extraction(
     groups = d.groupby(d["micrograph_name"].astype(str), sort=False).indices
     for i, name in enumerate(mic_names):
         rows = groups[name]
-        mic_path = _resolve(name, roots)
+        mic_path = _resolve(name, roots).resolve()
         try:
             w, h = _mic_shape(mic_path)
         except InputError as exc:
@@ -444,6 +445,13 @@ def _process_chunk(mic: np.ndarray, task: MicrographTask, sel: np.ndarray) -> np
 # ----------------------------------------------------------------------------------------- run
 
 
+def _project_relative(path: str) -> str:
+    """RELION's convention: file names in STAR files are relative to the project folder (the
+    folder the job runs in); paths outside it stay absolute."""
+    rel = os.path.relpath(path, Path.cwd())
+    return path if rel.startswith("..") else rel
+
+
 def run_extract(
     table: ParticleTable,
     options: ExtractOptions,
@@ -511,7 +519,7 @@ def _write_outputs(table, tasks, records, o: ExtractOptions, out: Path, summary:
             block["shift_y_a"] = block["shift_y_a"].to_numpy(float) - (block["coord_y_px"].to_numpy(float) - t.y_px[kept]) * t.pixel_size_a
         block["coord_x_px"] = t.x_px[kept]
         block["coord_y_px"] = t.y_px[kept]
-        block["image_path"] = os.path.relpath(t.stack, out)
+        block["image_path"] = _project_relative(t.stack)
         block["image_index"] = np.arange(kept.size, dtype=np.int64)
         block["micrograph_width_px"] = float(t.width_px)
         block["micrograph_height_px"] = float(t.height_px)

@@ -1,0 +1,266 @@
+import json
+import subprocess
+import sys
+
+import mrcfile
+import numpy as np
+import pandas as pd
+import pytest
+import starfile
+
+from conftest import needs_relion, run_relion
+from cryobox.core.extract import (
+    background_mask,
+    fourier_rescale_stack,
+    normalise_background,
+    window_particles,
+)
+from cryobox.core.fourier import filter_map
+from cryobox.io.particles import read_particles
+from cryobox.io.star import write_star_blocks
+
+PX = 1.5
+MIC_W, MIC_H = 420, 310
+# coordinates inside, near and across every edge, fractional ones (RELION truncates)
+COORDS = [(100.0, 100.0), (200.7, 150.4), (405.2, 300.9), (5.0, 150.0), (250.0, 3.0), (60.3, 250.8), (330.0, 40.0), (2.0, 2.0)]
+CTFS = [(20000.0, 19000.0, 30.0), (25000.0, 24000.0, -45.0), (15000.0, 14200.0, 100.0)]
+
+
+def make_dataset(root):
+    rng = np.random.default_rng(7)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "Pick").mkdir(exist_ok=True)
+    for i in range(3):
+        mic = filter_map(rng.normal(size=(MIC_W, MIC_W)), pixel_size_a=PX, lowpass_a=4 * PX)[:MIC_H] + rng.normal(size=(MIC_H, MIC_W))
+        mic += np.linspace(0, 3, MIC_W)[None, :]  # a ramp for the plane fit
+        with mrcfile.new(root / f"mic{i}.mrc", overwrite=True) as m:
+            m.set_data(mic.astype(np.float32))
+            m.voxel_size = PX
+        write_star_blocks(root / "Pick" / f"mic{i}_pick.star", {"": pd.DataFrame({"rlnCoordinateX": [c[0] for c in COORDS], "rlnCoordinateY": [c[1] for c in COORDS]})})
+    optics = pd.DataFrame({"rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1], "rlnMicrographOriginalPixelSize": [PX / 2], "rlnVoltage": [300.0],
+                           "rlnSphericalAberration": [2.7], "rlnAmplitudeContrast": [0.1], "rlnMicrographPixelSize": [PX]})
+    mics = pd.DataFrame({"rlnMicrographName": [f"mic{i}.mrc" for i in range(3)], "rlnOpticsGroup": [1] * 3,
+                         "rlnDefocusU": [c[0] for c in CTFS], "rlnDefocusV": [c[1] for c in CTFS], "rlnDefocusAngle": [c[2] for c in CTFS],
+                         "rlnCtfBfactor": [0.0] * 3, "rlnCtfScalefactor": [1.0] * 3, "rlnPhaseShift": [0.0] * 3, "rlnCtfMaxResolution": [4.1, 3.9, 5.0]})
+    write_star_blocks(root / "micrographs.star", {"optics": optics, "micrographs": mics})
+    return root
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("extract") / "data")
+
+
+def cryobox(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "cryobox", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+VARIANTS = {
+    "plain": (["--no-norm"], []),
+    "norm": (["--bg-radius", "24"], ["--norm", "--bg_radius", "24"]),
+    "norm_invert": (["--bg-radius", "24", "--invert"], ["--norm", "--bg_radius", "24", "--invert_contrast"]),
+    "premultiply": (["--no-norm", "--premultiply-box", "128"], ["--premultiply_ctf", "--premultiply_extract_size", "128"]),
+    "premultiply_norm_invert": (["--premultiply-box", "128", "--bg-radius", "24", "--invert"],
+                                ["--premultiply_ctf", "--premultiply_extract_size", "128", "--norm", "--bg_radius", "24", "--invert_contrast"]),
+    "phase_flip": (["--no-norm", "--phase-flip"], ["--phase_flip"]),
+    "rescale": (["--rescale", "48", "--bg-radius", "18"], ["--scale", "48", "--norm", "--bg_radius", "18"]),
+    "upscale": (["--no-norm", "--rescale", "80"], ["--scale", "80"]),
+}
+
+
+@needs_relion
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_extract_equals_relion_preprocess(dataset, variant):
+    ours_args, relion_args = VARIANTS[variant]
+    run_relion(["relion_preprocess", "--i", "micrographs.star", "--coord_dir", "Pick/", "--coord_suffix", "_pick.star",
+                "--part_star", f"r_{variant}.star", "--part_dir", f"r_{variant}/", "--extract", "--extract_size", "64", *relion_args], cwd=dataset)
+    r = cryobox("extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 64, *ours_args,
+                "--out", f"o_{variant}", "--jobs", 2, "--json", cwd=dataset)
+    assert r.returncode == 0, r.stderr
+    rel = starfile.read(dataset / f"r_{variant}.star")
+    ours = starfile.read(dataset / f"o_{variant}" / "particles.star")
+    assert len(ours["particles"]) == len(rel["particles"]) == 3 * len(COORDS)
+    np.testing.assert_allclose(ours["particles"]["rlnCoordinateX"], rel["particles"]["rlnCoordinateX"])
+    np.testing.assert_allclose(ours["particles"]["rlnCoordinateY"], rel["particles"]["rlnCoordinateY"])
+    np.testing.assert_allclose(ours["particles"]["rlnDefocusU"], rel["particles"]["rlnDefocusU"])
+    for col in ("rlnImagePixelSize", "rlnImageSize"):
+        assert ours["optics"][col].iloc[0] == pytest.approx(rel["optics"][col].iloc[0])
+    premult = "premultiply" in variant
+    assert int(ours["optics"]["rlnCtfDataAreCtfPremultiplied"].iloc[0]) == int(premult)
+    for i in range(3):
+        a = mrcfile.open(dataset / f"o_{variant}" / "Particles" / f"mic{i}.mrcs").data
+        b = mrcfile.open(dataset / f"r_{variant}" / f"mic{i}.mrcs").data
+        assert a.shape == b.shape
+        for img_a, img_b in zip(a, b):
+            assert np.corrcoef(img_a.ravel(), img_b.ravel())[0, 1] >= 0.9999
+            assert np.abs(img_a - img_b).max() <= 1e-3 * img_b.std()
+
+
+@needs_relion
+def test_relion_reads_our_outputs(dataset):
+    r = cryobox("extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 64, "--invert",
+                "--out", "o_relion_reads", cwd=dataset)
+    assert r.returncode == 0, r.stderr
+    stats = run_relion(["relion_image_handler", "--i", "o_relion_reads/Particles/mic0.mrcs", "--stats"], cwd=dataset)
+    assert "mic0.mrcs" in stats.stdout or len(stats.stdout) > 0
+    run_relion(["relion_reconstruct", "--i", "o_relion_reads/particles.star", "--o", "o_relion_reads/rec.mrc", "--ctf", "--maxres", "10"], cwd=dataset)
+    with mrcfile.open(dataset / "o_relion_reads" / "rec.mrc") as m:
+        assert m.data.shape == (64, 64, 64) and np.isfinite(m.data).all()
+
+
+def test_odd_box_centre_is_n_over_2(tmp_path):
+    mic = np.zeros((200, 300), np.float32)
+    mic[120, 77] = 5.0
+    for n in (63, 64, 65):
+        s = window_particles(mic, np.array([77.9]), np.array([120.2]), n)  # RELION truncates the coordinate
+        assert s.shape == (1, n, n) and s[0, n // 2, n // 2] == 5.0 and s.sum() == 5.0
+
+
+@pytest.mark.parametrize("n", [48, 49])
+def test_normalise_invariants(n, float_dtype):
+    rng = np.random.default_rng(n)
+    img = (rng.normal(size=(4, n, n)) * 3 + 7 + np.arange(n)[None, None, :] * 0.1).astype(float_dtype)
+    out = normalise_background(img, 0.375 * n)
+    bg = background_mask(n, 0.375 * n)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out[:, bg].mean(axis=1), 0, atol=1e-5)
+    np.testing.assert_allclose(out[:, bg].std(axis=1), 1, atol=1e-5)
+    flat = normalise_background(img, 0.375 * n, ramp=False)
+    np.testing.assert_allclose(flat[:, bg].std(axis=1), 1, atol=1e-5)
+    assert img.dtype == float_dtype  # input untouched
+
+
+@pytest.mark.parametrize("n,m", [(64, 48), (65, 49), (48, 64)])
+def test_rescale_keeps_values_and_centre(n, m):
+    img = np.zeros((1, n, n), np.float32)
+    yy, xx = np.mgrid[:n, :n]
+    img[0] = np.exp(-((yy - n // 2) ** 2 + (xx - n // 2) ** 2) / (2 * (n / 8) ** 2))
+    out = fourier_rescale_stack(img, m)
+    assert out.shape == (1, m, m)
+    assert np.unravel_index(np.argmax(out[0]), (m, m)) == (m // 2, m // 2)
+    assert out[0, m // 2, m // 2] == pytest.approx(1.0, abs=0.02)
+
+
+def test_edge_drop_resume_and_outputs(dataset):
+    args = ["extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 64, "--edge", "drop", "--out", "o_drop", "--json", "--jobs", 2]
+    r = cryobox(*args, cwd=dataset)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    # the partly-outside particles at 64 px: COORDS 3..5, 8 (x=405 y=300, x=5, y=3, (2, 2))
+    assert s["n_dropped_at_edges"] == 3 * 4 and s["n_written"] == 3 * 4 and s["n_filled_at_edges"] == 0
+    assert "lie partly outside" in r.stderr
+    t = read_particles(dataset / "o_drop" / "particles.cs")
+    assert len(t) == 12 and t.data["box_px"].iloc[0] == 64
+    from cryosparc.dataset import Dataset
+
+    ds = Dataset.load(dataset / "o_drop" / "particles.cs")
+    assert len(ds) == 12 and float(ds["blob/psize_A"][0]) == pytest.approx(PX)
+    stack = dataset / "o_drop" / "Particles" / "mic1.mrcs"
+    before = stack.stat().st_mtime_ns
+    # re-running skips the finished micrographs
+    r2 = cryobox(*args, cwd=dataset)
+    assert json.loads(r2.stdout)["n_skipped_done"] == 3 and stack.stat().st_mtime_ns == before
+    # a stack without its record (interrupted after the rename) is redone; --overwrite redoes all
+    (dataset / "o_drop" / "Particles" / "mic1.json").unlink()
+    r3 = cryobox(*args, cwd=dataset)
+    assert json.loads(r3.stdout)["n_skipped_done"] == 2 and stack.stat().st_mtime_ns != before
+    r4 = cryobox(*args, "--overwrite", cwd=dataset)
+    assert json.loads(r4.stdout)["n_skipped_done"] == 0
+    # other settings invalidate the records
+    r5 = cryobox(*[a if a != 64 else 66 for a in args], cwd=dataset)
+    assert json.loads(r5.stdout)["n_skipped_done"] == 0
+    assert not list((dataset / "o_drop").rglob("*.part"))
+
+
+def test_dask_cluster_gives_identical_outputs(dataset):
+    distributed = pytest.importorskip("distributed")
+    common = ["extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 64, "--premultiply-box", 96, "--invert", "--json"]
+    assert cryobox(*common, "--out", "o_local", cwd=dataset).returncode == 0
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        r = cryobox(*common, "--out", "o_dask", "--scheduler", cluster.scheduler_address, cwd=dataset)
+    assert r.returncode == 0, r.stderr
+    for i in range(3):
+        a = mrcfile.open(dataset / "o_local" / "Particles" / f"mic{i}.mrcs").data
+        b = mrcfile.open(dataset / "o_dask" / "Particles" / f"mic{i}.mrcs").data
+        np.testing.assert_array_equal(a, b)
+
+
+def test_premultiply_micrograph_mode(dataset):
+    r = cryobox("extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 64, "--no-norm",
+                "--premultiply-micrograph", "--out", "o_pmic", "--json", cwd=dataset)
+    assert r.returncode == 0, r.stderr
+    r2 = cryobox("extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 64, "--no-norm",
+                 "--premultiply-box", 256, "--out", "o_pbig", "--json", cwd=dataset)
+    assert r2.returncode == 0, r2.stderr
+    a = mrcfile.open(dataset / "o_pmic" / "Particles" / "mic0.mrcs").data
+    b = mrcfile.open(dataset / "o_pbig" / "Particles" / "mic0.mrcs").data
+    # far from the edges the whole-micrograph product and a big-box product agree closely
+    assert np.corrcoef(a[0].ravel(), b[0].ravel())[0, 1] > 0.95
+    assert int(starfile.read(dataset / "o_pmic" / "particles.star")["optics"]["rlnCtfDataAreCtfPremultiplied"].iloc[0]) == 1
+
+
+def test_fractional_and_float16_outputs(dataset):
+    r = cryobox("extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 63, "--float16",
+                "--out", "o_f16", "--json", cwd=dataset)
+    assert r.returncode == 0, r.stderr
+    with mrcfile.open(dataset / "o_f16" / "Particles" / "mic0.mrcs") as m:
+        assert m.data.dtype == np.float16 and m.data.shape == (len(COORDS), 63, 63)
+
+
+def test_recenter_moves_coordinates_by_whole_pixels(dataset, tmp_path):
+    t = read_particles(dataset / "o_norm" / "particles.star") if (dataset / "o_norm" / "particles.star").exists() else None
+    if t is None:
+        assert cryobox("extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 64, "--out", "o_norm", cwd=dataset).returncode == 0
+        t = read_particles(dataset / "o_norm" / "particles.star")
+    d = t.data
+    d["shift_x_a"] = 3 * PX + 0.2  # 3 px and a bit
+    d["shift_y_a"] = -2 * PX
+    from cryobox.io.particles import write_star
+
+    write_star(dataset / "shifted.star", t)
+    r = cryobox("extract", "shifted.star", "--recenter", "--box", 64, "--out", "o_recenter", "--json", cwd=dataset)
+    assert r.returncode == 0, r.stderr
+    back = read_particles(dataset / "o_recenter" / "particles.star").data
+    np.testing.assert_allclose(back["coord_x_px"], d["coord_x_px"] - 3)
+    np.testing.assert_allclose(back["coord_y_px"], d["coord_y_px"] + 2)
+    np.testing.assert_allclose(back["shift_x_a"], 0.2, atol=1e-6)
+    np.testing.assert_allclose(back["shift_y_a"], 0.0, atol=1e-6)
+
+
+BAD = {
+    "missing micrograph": "missing",
+    "coordinate file for an unknown micrograph": "orphan",
+    "box larger than the micrograph": "bigbox",
+    "premultiply box smaller than the box": "smallpm",
+    "no CTF for premultiply": "noctf",
+    "unreadable MRC": "badmrc",
+}
+
+
+@pytest.mark.parametrize("case", list(BAD.values()))
+def test_bad_extraction_input_exits_2(tmp_path, case):
+    root = make_dataset(tmp_path / "d")
+    args = ["extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 64, "--out", "o"]
+    if case == "missing":
+        (root / "mic1.mrc").unlink()
+    elif case == "orphan":
+        (root / "Pick" / "micX_pick.star").write_text((root / "Pick" / "mic0_pick.star").read_text())
+    elif case == "bigbox":
+        args[args.index(64)] = 400
+    elif case == "smallpm":
+        args += ["--premultiply-box", 48]
+    elif case == "noctf":
+        b = starfile.read(root / "micrographs.star")
+        b["micrographs"] = b["micrographs"].drop(columns=["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"])
+        write_star_blocks(root / "micrographs.star", b)
+        args += ["--premultiply-box", 96]
+    elif case == "badmrc":
+        (root / "mic2.mrc").write_bytes(b"garbage" * 100)
+    r = cryobox(*args, cwd=root)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and "cryobox: error:" in r.stderr
+    if case in ("missing", "badmrc"):
+        # --keep-going: the other micrographs are extracted, the bad one reported
+        r2 = cryobox(*args, "--keep-going", "--json", cwd=root)
+        assert r2.returncode == 0, r2.stderr
+        assert json.loads(r2.stdout)["n_written"] == 2 * len(COORDS)
