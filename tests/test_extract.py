@@ -264,3 +264,43 @@ def test_bad_extraction_input_exits_2(tmp_path, case):
         r2 = cryobox(*args, "--keep-going", "--json", cwd=root)
         assert r2.returncode == 0, r2.stderr
         assert json.loads(r2.stdout)["n_written"] == 2 * len(COORDS)
+
+
+def test_restack_premultiply_then_crop_equals_extraction(dataset):
+    """restack --premultiply --box 64 on a 128 px extraction = extract --premultiply-box 128 --box 64
+    (same big box, same CTF, same crop), away from the micrograph edges."""
+    assert cryobox("extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 128, "--no-norm",
+                   "--out", "o_big", cwd=dataset).returncode == 0
+    r = cryobox("restack", "o_big/particles.star", "--premultiply", "--box", 64, "--out", "o_restack", "--json", cwd=dataset)
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s["n_restacked"] == 3 * len(COORDS) and s["box_px"] == 64 and s["premultiplied"]
+    assert cryobox("extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 64, "--no-norm",
+                   "--premultiply-box", 128, "--out", "o_pm_ref", cwd=dataset).returncode == 0
+    a = read_particles(dataset / "o_restack" / "particles.star")
+    b = read_particles(dataset / "o_pm_ref" / "particles.star")
+    assert bool(a.data["ctf_premultiplied"].iloc[0]) and a.data["box_px"].iloc[0] == 64
+    np.testing.assert_allclose(a.data["coord_x_px"], b.data["coord_x_px"])
+    sa = mrcfile.open(dataset / a.data["image_path"].iloc[0]).data
+    sb = mrcfile.open(dataset / "o_pm_ref" / "Particles" / "mic0.mrcs").data
+    inside = [0, 1]  # the boxes of 128 px that lie inside the micrograph (no edge fill differences)
+    for k in inside:
+        np.testing.assert_allclose(sa[k], sb[k], atol=1e-4 * sb[k].std())
+
+
+def test_restack_window_and_rescale_metadata(dataset):
+    assert cryobox("extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 64, "--out", "o_64", cwd=dataset).returncode == 0
+    r = cryobox("restack", "o_64/particles.star", "--box", 48, "--rescale", 32, "--norm", "--out", "o_rs", "--json", cwd=dataset)
+    assert r.returncode == 0, r.stderr
+    t = read_particles(dataset / "o_rs" / "particles.star").data
+    assert t["box_px"].iloc[0] == 32 and t["pixel_size_a"].iloc[0] == pytest.approx(PX * 48 / 32)
+    src = read_particles(dataset / "o_64" / "particles.star").data
+    np.testing.assert_allclose(t["defocus_u_a"], src["defocus_u_a"])
+    with mrcfile.open(dataset / t["image_path"].iloc[0]) as m:
+        assert m.data.shape[1:] == (32, 32) and m.voxel_size.x == pytest.approx(PX * 48 / 32, rel=1e-5)
+    # the windowing keeps the box centre: a re-run is skipped
+    r2 = cryobox("restack", "o_64/particles.star", "--box", 48, "--rescale", 32, "--norm", "--out", "o_rs", "--json", cwd=dataset)
+    assert json.loads(r2.stdout)["n_stacks_skipped"] == 3
+    bad = cryobox("restack", "o_restack/particles.star", "--premultiply", "--out", "o_twice", cwd=dataset) if (dataset / "o_restack").exists() else None
+    if bad is not None:
+        assert bad.returncode == 2 and "already CTF-premultiplied" in bad.stderr

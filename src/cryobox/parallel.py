@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Iterable, Iterator
 
-__all__ = ["default_workers", "run_tasks"]
+__all__ = ["default_workers", "run_tasks", "tune_for_batch_work"]
 
 
 def default_workers() -> int:
@@ -21,10 +21,37 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _init_worker() -> None:
+def tune_for_batch_work(*, single_threaded: bool) -> None:
+    """Process settings for big array work, applied when a job starts (never at import).
+
+    - ``single_threaded``: FFTs and BLAS on one thread (worker processes already use every core;
+      nested threads oversubscribe the CPU);
+    - glibc malloc keeps freed big blocks instead of returning them to the OS, so the next
+      same-sized batch reuses memory that is already mapped (on this kind of work, page faults
+      otherwise cost as much system time as the arithmetic). No effect on other C libraries.
+    """
     from cryobox.core import fourier
 
-    fourier.set_fft_workers(1)
+    if single_threaded:
+        fourier.set_fft_workers(1)
+        try:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(1)
+        except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+            pass
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: serve big blocks from the heap
+        libc.mallopt(-1, 1 << 32)  # M_TRIM_THRESHOLD: do not give freed memory back at once
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def _init_worker() -> None:
+    tune_for_batch_work(single_threaded=True)
 
 
 def _call(fn: Callable, task: Any):
@@ -49,6 +76,7 @@ def run_tasks(
         return
     workers = default_workers() if workers is None else max(1, int(workers))
     if workers == 1 or len(tasks) <= 1:
+        tune_for_batch_work(single_threaded=False)
         for t in tasks:
             yield t, _call(fn, t)
         return

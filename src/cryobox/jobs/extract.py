@@ -354,12 +354,23 @@ def extract_micrograph(task: MicrographTask) -> dict:
     Path(task.stack).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(task.stack) as tmp:
         with mrcfile.new_mmap(tmp, shape=(kept.size, n_out, n_out), mrc_mode=12 if o.float16 else 2, overwrite=True) as mrc:
+            lo, hi, total, total_sq = np.inf, -np.inf, 0.0, 0.0
             for start in range(0, kept.size, CHUNK):
                 sel = kept[start : start + CHUNK]
-                mrc.data[start : start + sel.size] = _process_chunk(mic_f, task, sel).astype(dtype, copy=False)
+                part = _process_chunk(mic_f, task, sel).astype(dtype, copy=False)
+                mrc.data[start : start + sel.size] = part
+                # header statistics as we go (no second pass over the stack)
+                lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
+                p64 = part.reshape(part.shape[0], -1)
+                total += float(p64.sum(dtype=np.float64))
+                total_sq += float(np.einsum("ij,ij->", p64, p64, dtype=np.float64))
             mrc.set_image_stack()
             mrc.voxel_size = task.pixel_size_a * o.box_px / n_out
-            mrc.update_header_stats()
+            count = max(1, kept.size * n_out * n_out)
+            mean = total / count
+            mrc.header.dmin, mrc.header.dmax = (lo, hi) if kept.size else (0.0, 0.0)
+            mrc.header.dmean = mean
+            mrc.header.rms = float(np.sqrt(max(0.0, total_sq / count - mean * mean)))
     info = {
         "options": o.digest(),
         "n_input": int(x.size),
@@ -436,8 +447,8 @@ def _process_chunk(mic: np.ndarray, task: MicrographTask, sel: np.ndarray) -> np
     if o.rescale_px and o.rescale_px != o.box_px:
         stack = ex.fourier_rescale_stack(stack, o.rescale_px)
     if o.norm:
-        stack = ex.normalise_background(stack, o.bg_radius, ramp=o.ramp)
-    if o.invert:
+        stack = ex.normalise_background(stack, o.bg_radius, ramp=o.ramp, invert=o.invert)
+    elif o.invert:
         stack = -stack
     return stack
 

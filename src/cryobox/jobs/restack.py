@@ -1,0 +1,204 @@
+"""`cryobox restack`: the extraction operations on particles that are already extracted.
+
+Per input stack file (the work unit): read the particles in chunks (memory-mapped), then in
+RELION's order: premultiply by the CTF or phase flip (on the input box, before any cropping, so
+the delocalised signal the big box holds is used), window (centred crop/pad, centre N//2 kept),
+Fourier rescale, normalise, invert; stream to a new stack. Metadata is carried over and updated
+(pixel size, image size, premultiplied flag); shifts are in Å and stay as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cryobox.errors import InputError
+from cryobox.io.particles import ParticleTable, write_cs, write_star
+
+__all__ = ["RestackOptions", "run_restack"]
+
+CHUNK = 256
+
+
+@dataclass(frozen=True)
+class RestackOptions:
+    box_px: int | None = None  # window to this size (None: keep)
+    rescale_px: int | None = None
+    premultiply: bool = False
+    phase_flip: bool = False
+    norm: bool = False
+    bg_radius_px: float | None = None
+    ramp: bool = True
+    invert: bool = False
+    float16: bool = False
+
+    def digest(self) -> str:
+        import hashlib
+
+        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class _Unit:
+    stack_in: str
+    stack_out: str
+    record: str
+    indices: np.ndarray
+    rows: np.ndarray
+    pixel_size_a: float
+    ctf: dict | None
+    options: RestackOptions
+    box_in: int
+
+
+def _process(unit: _Unit) -> dict:
+    import mrcfile
+
+    from cryobox.core import extract as ex
+    from cryobox.core.fourier import window
+    from cryobox.io.atomic import atomic_path
+
+    o = unit.options
+    n_in = unit.box_in
+    n_win = o.box_px or n_in
+    n_out = o.rescale_px or n_win
+    try:
+        src = mrcfile.mmap(unit.stack_in, mode="r", permissive=True)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{unit.stack_in}: not a readable MRC stack ({exc}).") from None
+    with src:
+        data = src.data
+        if data is None:
+            raise InputError(f"{unit.stack_in}: not a readable MRC stack.")
+        if data.ndim == 2:
+            data = data[None]
+        if data.shape[-1] != n_in or (unit.indices.size and unit.indices.max() >= data.shape[0]):
+            raise InputError(
+                f"{unit.stack_in}: holds {data.shape[0]} images of {data.shape[-1]} px, but the particle file asks for image "
+                f"{int(unit.indices.max()) + 1} of {n_in} px; the metadata and the stack disagree."
+            )
+        Path(unit.stack_out).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(unit.stack_out) as tmp:
+            with mrcfile.new_mmap(tmp, shape=(unit.indices.size, n_out, n_out), mrc_mode=12 if o.float16 else 2, overwrite=True) as out:
+                for start in range(0, unit.indices.size, CHUNK):
+                    sel = slice(start, start + CHUNK)
+                    stack = np.asarray(data[unit.indices[sel]], dtype=np.float32)
+                    if o.premultiply or o.phase_flip:
+                        c = unit.ctf
+                        keys = [k for k in ("defocus_u_a", "defocus_v_a", "defocus_angle_deg", "phase_shift_deg", "ctf_bfactor_a2", "ctf_scale",
+                                            "voltage_kv", "cs_mm", "amplitude_contrast") if k in c]
+                        table = np.stack([c[k][sel] for k in keys], axis=1)
+                        uniq, inverse = np.unique(table, axis=0, return_inverse=True)
+                        grids = np.stack([
+                            ex.ctf_rfft_grid(n_in, unit.pixel_size_a, defocus_u_a=p["defocus_u_a"], defocus_v_a=p["defocus_v_a"],
+                                             defocus_angle_deg=p["defocus_angle_deg"], voltage_kv=p["voltage_kv"], cs_mm=p["cs_mm"],
+                                             amplitude_contrast=p["amplitude_contrast"], phase_shift_deg=p.get("phase_shift_deg", 0.0),
+                                             bfactor_a2=p.get("ctf_bfactor_a2", 0.0), scale=p.get("ctf_scale", 1.0), phase_flip=o.phase_flip)
+                            for p in (dict(zip(keys, row)) for row in uniq)
+                        ])
+                        ctf = grids[0] if len(grids) == 1 else grids[inverse.reshape(-1)]
+                        stack = ex.premultiply_and_crop(stack, ctf, min(n_win, n_in))
+                        if n_win > n_in:
+                            stack = window(stack, n_win, ndim=2)
+                    elif n_win != n_in:
+                        stack = window(stack, n_win, ndim=2)
+                    if n_out != n_win:
+                        stack = ex.fourier_rescale_stack(stack, n_out)
+                    if o.norm:
+                        radius = o.bg_radius_px if o.bg_radius_px is not None else int(0.375 * n_out)
+                        stack = ex.normalise_background(stack, radius, ramp=o.ramp, invert=o.invert)
+                    elif o.invert:
+                        stack = -stack
+                    out.data[sel] = stack
+                out.set_image_stack()
+                out.voxel_size = unit.pixel_size_a * n_win / n_out
+                out.update_header_stats()
+    info = {"options": o.digest(), "n": int(unit.indices.size)}
+    with atomic_path(unit.record) as tmp:
+        tmp.write_text(json.dumps(info))
+    return info
+
+
+def run_restack(
+    table: ParticleTable, options: RestackOptions, out: Path, *, overwrite: bool = False, workers: int | None = None,
+    scheduler: str | None = None, log=None,
+) -> dict:
+    """Restack every particle of ``table`` into ``out``; writes particles.star and particles.cs."""
+    from cryobox.parallel import run_tasks
+
+    t0 = time.perf_counter()
+    o = options
+    d = table.data
+    table.require("image_path", "image_index", "pixel_size_a", purpose="restacking")
+    if "box_px" not in d:
+        raise InputError(f"{table.path}: no image size (rlnImageSize / blob/shape); cannot restack.")
+    if len(np.unique(d["box_px"])) != 1 or len(np.unique(d["pixel_size_a"].round(6))) != 1:
+        raise InputError(f"{table.path}: particles of several box or pixel sizes; restack one optics group at a time.")
+    if (o.premultiply or o.phase_flip):
+        table.require("defocus_u_a", "defocus_v_a", "defocus_angle_deg", "voltage_kv", "cs_mm", "amplitude_contrast", purpose="premultiply / phase flip")
+        if o.premultiply and o.phase_flip:
+            raise InputError("choose --premultiply or --phase-flip, not both.")
+        if "ctf_premultiplied" in d and d["ctf_premultiplied"].any():
+            raise InputError(f"{table.path}: the particles are already CTF-premultiplied (rlnCtfDataAreCtfPremultiplied 1).")
+    box_in = int(d["box_px"].iloc[0])
+    psize = float(d["pixel_size_a"].iloc[0])
+    for v, flag in ((o.box_px, "--box"), (o.rescale_px, "--rescale")):
+        if v is not None and v < 2:
+            raise InputError(f"{flag} must be at least 2 px, got {v}.")
+    out = Path(out).resolve()
+    roots = [Path.cwd()] + ([table.path.parent] if table.path is not None else [])
+    units = []
+    for k, (path, rows) in enumerate(d.groupby(d["image_path"].astype(str), sort=False).indices.items()):
+        src = next((r / path for r in roots if (r / path).exists()), None)
+        if src is None:
+            raise InputError(f"{path}: particle stack not found (looked beside {', '.join(map(str, roots))}); check rlnImageName / blob/path.")
+        stem = Path(path).stem
+        dst = out / "Particles" / f"{stem}_{k}.mrcs"
+        ctf = None
+        if o.premultiply or o.phase_flip:
+            ctf = {c: d[c].to_numpy(float)[rows] for c in ("defocus_u_a", "defocus_v_a", "defocus_angle_deg", "phase_shift_deg", "ctf_bfactor_a2",
+                                                           "ctf_scale", "voltage_kv", "cs_mm", "amplitude_contrast") if c in d}
+        units.append(_Unit(str(src.resolve()), str(dst), str(dst.with_suffix(".json")), d["image_index"].to_numpy(np.int64)[rows], rows, psize, ctf, o, box_in))
+    todo, skipped = [], 0
+    for u in units:
+        rec = Path(u.record)
+        if not overwrite and rec.exists() and Path(u.stack_out).exists():
+            try:
+                info = json.loads(rec.read_text())
+                if info.get("options") == o.digest() and info.get("n") == u.indices.size:
+                    skipped += 1
+                    continue
+            except ValueError:
+                pass
+        todo.append(u)
+    done_particles = 0
+    for unit, result in run_tasks(_process, todo, workers=workers, scheduler=scheduler):
+        if isinstance(result, Exception):
+            raise result if isinstance(result, InputError) else InputError(f"{unit.stack_in}: {type(result).__name__}: {result}")
+        done_particles += unit.indices.size
+        log and log(f"restacked {unit.stack_in}: {unit.indices.size} particles")
+    from cryobox.jobs.extract import _project_relative
+
+    new = d.copy()
+    for u in units:
+        new.loc[u.rows, "image_path"] = _project_relative(u.stack_out)
+        new.loc[u.rows, "image_index"] = np.arange(u.indices.size)
+    n_win = o.box_px or box_in
+    n_out = o.rescale_px or n_win
+    new["box_px"] = n_out
+    new["pixel_size_a"] = psize * n_win / n_out
+    if o.premultiply:
+        new["ctf_premultiplied"] = True
+    elif "ctf_premultiplied" not in new:
+        new["ctf_premultiplied"] = False
+    result = ParticleTable(new, kind="particles", source_format="cryobox restack", path=None, optics_passthrough=table.optics_passthrough)
+    star = write_star(out / "particles.star", result)
+    cs = write_cs(out / "particles.cs", result)
+    wall = time.perf_counter() - t0
+    return {"n_particles": len(new), "n_restacked": done_particles, "n_stacks_skipped": skipped, "box_px": n_out,
+            "pixel_size_a": psize * n_win / n_out, "premultiplied": bool(o.premultiply), "star": str(star), "cs": str(cs),
+            "wall_s": wall, "particles_per_s": done_particles / wall if wall > 0 else None}
