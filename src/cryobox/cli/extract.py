@@ -115,11 +115,12 @@ def extract_command(
     options = ExtractOptions(box_px=box, norm=norm, bg_radius_px=radius, ramp=not no_ramp, invert=invert, premultiply_box_px=premultiply_box,
                              premultiply_micrograph=premultiply_micrograph, phase_flip=phase_flip, rescale_px=rescale, edge=edge, float16=float16)
     # the edge report, before any work
-    _, report, _ = plan_extraction(table, options, out, recenter=recenter, keep_going=keep_going, from_star=from_star)
+    plan = plan_extraction(table, options, out, recenter=recenter, keep_going=keep_going, from_star=from_star)
+    report = plan[1]
     what = "dropped (cryoSPARC's behaviour)" if edge == "drop" else "kept, out-of-micrograph pixels repeating the nearest edge pixel (RELION's behaviour)"
     log(f"{report['n_partly_outside']:,} of {report['n_particles']:,} particles lie partly outside their micrograph at {report['box_px']} px: {what}.")
     summary = run_extract(table, options, out, recenter=recenter, overwrite=overwrite, keep_going=keep_going, workers=jobs,
-                          scheduler=scheduler, progress=Progress(quiet=json_out), log=log, from_star=from_star)
+                          scheduler=scheduler, progress=Progress(quiet=json_out), log=log, from_star=from_star, plan=plan)
     if json_out:
         print_json(summary.to_dict())
         return

@@ -401,15 +401,16 @@ def _filter_whole_micrograph(mic: np.ndarray, task: MicrographTask) -> np.ndarra
                 "per micrograph (use --premultiply-box instead)."
             )
     h, w = mic.shape
-    ky = np.fft.fftfreq(h, d=task.pixel_size_a)
-    kx = np.fft.rfftfreq(w, d=task.pixel_size_a)
+    ky = np.fft.fftfreq(h, d=task.pixel_size_a).astype(np.float32)
+    kx = np.fft.rfftfreq(w, d=task.pixel_size_a).astype(np.float32)
     ctf = ctf_2d(
         ky[:, None], kx[None, :], defocus_u_a=float(c["defocus_u_a"][0]), defocus_v_a=float(c["defocus_v_a"][0]),
         defocus_angle_deg=float(c["defocus_angle_deg"][0]), voltage_kv=float(c["voltage_kv"][0]), cs_mm=float(c["cs_mm"][0]),
         amplitude_contrast=float(c["amplitude_contrast"][0]),
         phase_shift_deg=float(c["phase_shift_deg"][0]) if "phase_shift_deg" in c else 0.0,
         bfactor_a2=float(c["ctf_bfactor_a2"][0]) if "ctf_bfactor_a2" in c else 0.0,
-    ).astype(np.float32)
+        dtype=np.float32,
+    )
     if "ctf_scale" in c:
         ctf *= np.float32(c["ctf_scale"][0])
     ft = sfft.rfft2(mic, workers=fft_workers())
@@ -476,13 +477,18 @@ def run_extract(
     progress=None,
     log=None,
     from_star: bool = False,
+    plan: tuple | None = None,
 ) -> ExtractSummary:
-    """Extract everything, write particles.star / particles.cs in ``out``; returns the summary."""
+    """Extract everything, write particles.star / particles.cs in ``out``; returns the summary.
+
+    ``plan``: the result of ``plan_extraction`` for the same arguments, when the caller already
+    made it (to print the edge report first).
+    """
     from cryobox.parallel import run_tasks
 
     t0 = time.perf_counter()
     out = Path(out)
-    tasks, report, notes = plan_extraction(table, options, out, recenter=recenter, keep_going=keep_going, from_star=from_star)
+    tasks, report, notes = plan or plan_extraction(table, options, out, recenter=recenter, keep_going=keep_going, from_star=from_star)
     summary = ExtractSummary(n_micrographs=len(tasks), n_particles_in=len(table), n_partly_outside=report["n_partly_outside"])
     for n in notes:
         log and log(n)

@@ -21,7 +21,7 @@ from cryobox.io.particles import ParticleTable, write_cs, write_star
 
 __all__ = ["RestackOptions", "run_restack"]
 
-CHUNK = 256
+CHUNK = 64  # particles per batch: bounds memory (a 512 px batch is 64 MiB, its spectra twice that)
 
 
 @dataclass(frozen=True)
