@@ -30,6 +30,7 @@ __all__ = [
     "clipped_mask",
     "window_particles",
     "ctf_rfft_grid",
+    "ctf_grids",
     "premultiply_and_crop",
     "fourier_rescale_stack",
     "normalise_background",
@@ -126,6 +127,29 @@ def ctf_rfft_grid(
     if phase_flip:
         return np.where(ctf < 0, -1.0, 1.0).astype(np.float32)
     return (scale * ctf).astype(np.float32)
+
+
+CTF_KEYS = ("defocus_u_a", "defocus_v_a", "defocus_angle_deg", "phase_shift_deg", "ctf_bfactor_a2", "ctf_scale", "voltage_kv", "cs_mm", "amplitude_contrast")
+
+
+def ctf_grids(params: dict, box_px: int, pixel_size_a: float, *, phase_flip: bool = False) -> NDArray[np.float32]:
+    """CTF grids (see ``ctf_rfft_grid``) for a batch of particles given per-particle parameter
+    arrays (canonical names; missing optional ones default to 0 / 1). Particles that share a CTF
+    (usually all of one micrograph) share one grid: returns (M, M//2+1) when all are equal, else
+    (n, M, M//2+1)."""
+    keys = [k for k in CTF_KEYS if k in params]
+    table = np.stack([np.asarray(params[k], dtype=np.float64) for k in keys], axis=1)
+    uniq, inverse = np.unique(table, axis=0, return_inverse=True)
+    grids = []
+    for row in uniq:
+        p = dict(zip(keys, row))
+        grids.append(ctf_rfft_grid(
+            box_px, pixel_size_a, defocus_u_a=p["defocus_u_a"], defocus_v_a=p["defocus_v_a"], defocus_angle_deg=p["defocus_angle_deg"],
+            voltage_kv=p["voltage_kv"], cs_mm=p["cs_mm"], amplitude_contrast=p["amplitude_contrast"],
+            phase_shift_deg=p.get("phase_shift_deg", 0.0), bfactor_a2=p.get("ctf_bfactor_a2", 0.0), scale=p.get("ctf_scale", 1.0),
+            phase_flip=phase_flip,
+        ))
+    return grids[0] if len(grids) == 1 else np.stack(grids)[inverse.reshape(-1)]
 
 
 def premultiply_and_crop(big: NDArray, ctf_rfft: NDArray, box_px: int) -> NDArray[np.float32]:

@@ -11,7 +11,7 @@ import numpy as np
 from cryobox.errors import InputError
 from cryobox.io.atomic import atomic_path
 
-__all__ = ["write_mrc", "read_mrc", "read_mrc_header_shape", "read_mrc_pixel_size"]
+__all__ = ["write_mrc", "read_mrc", "read_mrc_header_shape", "read_mrc_pixel_size", "StackReader"]
 
 
 def write_mrc(path: str | os.PathLike, data: np.ndarray, *, pixel_size_a: float, overwrite: bool = True) -> Path:
@@ -90,3 +90,38 @@ def read_mrc_pixel_size(path: str | os.PathLike) -> float | None:
     except (OSError, ValueError):
         return None
     return v if v > 0 else None
+
+
+class StackReader:
+    """Read chosen images of an MRC stack with plain file reads (no memory map), so memory stays
+    at the size of one batch however large the stack is."""
+
+    def __init__(self, path: str | os.PathLike):
+        import mrcfile
+        from mrcfile.utils import data_dtype_from_header
+
+        self.path = Path(path)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with mrcfile.open(self.path, permissive=True, header_only=True) as mrc:
+                    h = mrc.header
+                    self.nx, self.ny, self.nz = int(h.nx), int(h.ny), int(h.nz)
+                    self.dtype = data_dtype_from_header(h)
+                    self.offset = 1024 + int(h.nsymbt)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{self.path}: not a readable MRC stack ({exc}).") from None
+        self.image_bytes = self.nx * self.ny * self.dtype.itemsize
+        expected = self.offset + self.nz * self.image_bytes
+        if self.path.stat().st_size < expected:
+            raise InputError(f"{self.path}: truncated ({self.path.stat().st_size} bytes, the header promises {expected}).")
+
+    def read(self, indices) -> np.ndarray:
+        """Images at 0-based ``indices`` as float32 (n, ny, nx)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        out = np.empty((idx.size, self.ny, self.nx), dtype=np.float32)
+        with open(self.path, "rb") as fh:
+            for k, i in enumerate(idx):
+                fh.seek(self.offset + int(i) * self.image_bytes)
+                out[k] = np.fromfile(fh, dtype=self.dtype, count=self.nx * self.ny).reshape(self.ny, self.nx)
+        return out

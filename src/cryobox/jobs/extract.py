@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cryobox.core.extract import CTF_KEYS
 from cryobox.errors import InputError
 from cryobox.io.particles import ParticleTable, read_particles, write_cs, write_star
 from cryobox.io.star import read_star_blocks
@@ -149,7 +150,6 @@ def _mic_shape(path: Path) -> tuple[int, int]:
     return shape
 
 
-CTF_CANON = ("defocus_u_a", "defocus_v_a", "defocus_angle_deg", "phase_shift_deg", "ctf_bfactor_a2", "ctf_scale", "voltage_kv", "cs_mm", "amplitude_contrast")
 
 
 def particles_from_micrographs(
@@ -285,7 +285,7 @@ def plan_extraction(
                 "fix the coordinates (wrong micrograph or binning?)."
             )
         report["n_partly_outside"] += int(((x0 < 0) | (y0 < 0) | (x0 + o.cut_box_px > w) | (y0 + o.cut_box_px > h)).sum())
-        ctf = {c: sub[c].to_numpy(float) for c in CTF_CANON if c in sub} if needs_ctf else None
+        ctf = {c: sub[c].to_numpy(float) for c in CTF_KEYS if c in sub} if needs_ctf else None
         stack = stacks[name]
         tasks.append(MicrographTask(
             index=i, micrograph=str(mic_path), stack=str(stack), record=str(stack.with_suffix(".json")),
@@ -427,20 +427,7 @@ def _process_chunk(mic: np.ndarray, task: MicrographTask, sel: np.ndarray) -> np
     if o.premultiply_box_px or o.phase_flip:
         m = o.premultiply_box_px or o.box_px
         big = ex.window_particles(mic, x, y, m, fill=float(mic.mean()))
-        c = task.ctf
-        keys = [k for k in CTF_CANON if k in c]
-        table = np.stack([c[k][sel] for k in keys], axis=1)
-        uniq, inverse = np.unique(table, axis=0, return_inverse=True)
-        grids = np.empty((uniq.shape[0], m, m // 2 + 1), np.float32)
-        for g, row in enumerate(uniq):
-            p = dict(zip(keys, row))
-            grids[g] = ex.ctf_rfft_grid(
-                m, task.pixel_size_a, defocus_u_a=p["defocus_u_a"], defocus_v_a=p["defocus_v_a"], defocus_angle_deg=p["defocus_angle_deg"],
-                voltage_kv=p["voltage_kv"], cs_mm=p["cs_mm"], amplitude_contrast=p["amplitude_contrast"],
-                phase_shift_deg=p.get("phase_shift_deg", 0.0), bfactor_a2=p.get("ctf_bfactor_a2", 0.0), scale=p.get("ctf_scale", 1.0),
-                phase_flip=o.phase_flip,
-            )
-        ctf = grids[0] if uniq.shape[0] == 1 else grids[inverse.reshape(-1)]
+        ctf = ex.ctf_grids({k: v[sel] for k, v in task.ctf.items()}, m, task.pixel_size_a, phase_flip=o.phase_flip)
         stack = ex.premultiply_and_crop(big, ctf, o.box_px)
         ex._replicate_edges(stack, x, y, width_px=w, height_px=h)
     else:

@@ -61,62 +61,42 @@ def _process(unit: _Unit) -> dict:
     from cryobox.core import extract as ex
     from cryobox.core.fourier import window
     from cryobox.io.atomic import atomic_path
+    from cryobox.io.mrc import StackReader
 
     o = unit.options
     n_in = unit.box_in
     n_win = o.box_px or n_in
     n_out = o.rescale_px or n_win
-    try:
-        src = mrcfile.mmap(unit.stack_in, mode="r", permissive=True)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{unit.stack_in}: not a readable MRC stack ({exc}).") from None
-    with src:
-        data = src.data
-        if data is None:
-            raise InputError(f"{unit.stack_in}: not a readable MRC stack.")
-        if data.ndim == 2:
-            data = data[None]
-        if data.shape[-1] != n_in or (unit.indices.size and unit.indices.max() >= data.shape[0]):
-            raise InputError(
-                f"{unit.stack_in}: holds {data.shape[0]} images of {data.shape[-1]} px, but the particle file asks for image "
-                f"{int(unit.indices.max()) + 1} of {n_in} px; the metadata and the stack disagree."
-            )
-        Path(unit.stack_out).parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(unit.stack_out) as tmp:
-            with mrcfile.new_mmap(tmp, shape=(unit.indices.size, n_out, n_out), mrc_mode=12 if o.float16 else 2, overwrite=True) as out:
-                for start in range(0, unit.indices.size, CHUNK):
-                    sel = slice(start, start + CHUNK)
-                    stack = np.asarray(data[unit.indices[sel]], dtype=np.float32)
-                    if o.premultiply or o.phase_flip:
-                        c = unit.ctf
-                        keys = [k for k in ("defocus_u_a", "defocus_v_a", "defocus_angle_deg", "phase_shift_deg", "ctf_bfactor_a2", "ctf_scale",
-                                            "voltage_kv", "cs_mm", "amplitude_contrast") if k in c]
-                        table = np.stack([c[k][sel] for k in keys], axis=1)
-                        uniq, inverse = np.unique(table, axis=0, return_inverse=True)
-                        grids = np.stack([
-                            ex.ctf_rfft_grid(n_in, unit.pixel_size_a, defocus_u_a=p["defocus_u_a"], defocus_v_a=p["defocus_v_a"],
-                                             defocus_angle_deg=p["defocus_angle_deg"], voltage_kv=p["voltage_kv"], cs_mm=p["cs_mm"],
-                                             amplitude_contrast=p["amplitude_contrast"], phase_shift_deg=p.get("phase_shift_deg", 0.0),
-                                             bfactor_a2=p.get("ctf_bfactor_a2", 0.0), scale=p.get("ctf_scale", 1.0), phase_flip=o.phase_flip)
-                            for p in (dict(zip(keys, row)) for row in uniq)
-                        ])
-                        ctf = grids[0] if len(grids) == 1 else grids[inverse.reshape(-1)]
-                        stack = ex.premultiply_and_crop(stack, ctf, min(n_win, n_in))
-                        if n_win > n_in:
-                            stack = window(stack, n_win, ndim=2)
-                    elif n_win != n_in:
+    src = StackReader(unit.stack_in)
+    if src.nx != n_in or (unit.indices.size and unit.indices.max() >= src.nz):
+        raise InputError(
+            f"{unit.stack_in}: holds {src.nz} images of {src.nx} px, but the particle file asks for image "
+            f"{int(unit.indices.max()) + 1} of {n_in} px; the metadata and the stack disagree."
+        )
+    Path(unit.stack_out).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(unit.stack_out) as tmp:
+        with mrcfile.new_mmap(tmp, shape=(unit.indices.size, n_out, n_out), mrc_mode=12 if o.float16 else 2, overwrite=True) as out:
+            for start in range(0, unit.indices.size, CHUNK):
+                sel = slice(start, start + CHUNK)
+                stack = src.read(unit.indices[sel])
+                if o.premultiply or o.phase_flip:
+                    ctf = ex.ctf_grids({k: v[sel] for k, v in unit.ctf.items()}, n_in, unit.pixel_size_a, phase_flip=o.phase_flip)
+                    stack = ex.premultiply_and_crop(stack, ctf, min(n_win, n_in))
+                    if n_win > n_in:
                         stack = window(stack, n_win, ndim=2)
-                    if n_out != n_win:
-                        stack = ex.fourier_rescale_stack(stack, n_out)
-                    if o.norm:
-                        radius = o.bg_radius_px if o.bg_radius_px is not None else int(0.375 * n_out)
-                        stack = ex.normalise_background(stack, radius, ramp=o.ramp, invert=o.invert)
-                    elif o.invert:
-                        stack = -stack
-                    out.data[sel] = stack
-                out.set_image_stack()
-                out.voxel_size = unit.pixel_size_a * n_win / n_out
-                out.update_header_stats()
+                elif n_win != n_in:
+                    stack = window(stack, n_win, ndim=2)
+                if n_out != n_win:
+                    stack = ex.fourier_rescale_stack(stack, n_out)
+                if o.norm:
+                    radius = o.bg_radius_px if o.bg_radius_px is not None else int(0.375 * n_out)
+                    stack = ex.normalise_background(stack, radius, ramp=o.ramp, invert=o.invert)
+                elif o.invert:
+                    stack = -stack
+                out.data[sel] = stack
+            out.set_image_stack()
+            out.voxel_size = unit.pixel_size_a * n_win / n_out
+            out.update_header_stats()
     info = {"options": o.digest(), "n": int(unit.indices.size)}
     with atomic_path(unit.record) as tmp:
         tmp.write_text(json.dumps(info))
@@ -160,8 +140,9 @@ def run_restack(
         dst = out / "Particles" / f"{stem}_{k}.mrcs"
         ctf = None
         if o.premultiply or o.phase_flip:
-            ctf = {c: d[c].to_numpy(float)[rows] for c in ("defocus_u_a", "defocus_v_a", "defocus_angle_deg", "phase_shift_deg", "ctf_bfactor_a2",
-                                                           "ctf_scale", "voltage_kv", "cs_mm", "amplitude_contrast") if c in d}
+            from cryobox.core.extract import CTF_KEYS
+
+            ctf = {c: d[c].to_numpy(float)[rows] for c in CTF_KEYS if c in d}
         units.append(_Unit(str(src.resolve()), str(dst), str(dst.with_suffix(".json")), d["image_index"].to_numpy(np.int64)[rows], rows, psize, ctf, o, box_in))
     todo, skipped = [], 0
     for u in units:
