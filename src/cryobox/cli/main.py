@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from cryobox import __version__
-from cryobox.cli import advise, ctf, example, extract, fsc, inspect
+from cryobox.cli import advise, ctf, example, extract, fsc, inspect, simulate
 
 app = typer.Typer(
     name="cryobox",
@@ -38,6 +38,7 @@ app.command("ctf", epilog=ctf.EPILOG)(ctf.ctf_command)
 app.command("example", epilog=example.EPILOG)(example.example_command)
 app.command("extract", epilog=extract.EPILOG)(extract.extract_command)
 app.command("restack", epilog=extract.RESTACK_EPILOG)(extract.restack_command)
+app.command("simulate", epilog=simulate.EPILOG)(simulate.simulate_command)
 app.command("fsc", epilog=fsc.FSC_EPILOG)(fsc.fsc_command)
 app.command("compare", epilog=fsc.COMPARE_EPILOG)(fsc.compare_command)
 app.command("filter", epilog=fsc.FILTER_EPILOG)(fsc.filter_command)

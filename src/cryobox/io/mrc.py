@@ -35,7 +35,16 @@ def write_mrc(path: str | os.PathLike, data: np.ndarray, *, pixel_size_a: float,
             mrc.voxel_size = float(pixel_size_a)
             if arr.ndim == 3 and path.suffix.lower() == ".mrcs":
                 mrc.set_image_stack()
+            stamp_header(mrc)
     return path
+
+
+def stamp_header(mrc) -> None:
+    """Replace mrcfile's default label (which holds the creation time) by a fixed one, so the
+    same data give the same bytes."""
+    mrc.header.label[:] = b""
+    mrc.header.label[0] = b"cryobox"
+    mrc.header.nlabl = 1
 
 
 def read_mrc(path: str | os.PathLike) -> tuple[np.ndarray, float | None]:

@@ -333,7 +333,7 @@ def extract_micrograph(task: MicrographTask) -> dict:
 
     from cryobox.core import extract as ex
     from cryobox.io.atomic import atomic_path
-    from cryobox.io.mrc import read_mrc
+    from cryobox.io.mrc import read_mrc, stamp_header
 
     o = task.options
     mic, _ = read_mrc(Path(task.micrograph))
@@ -366,6 +366,7 @@ def extract_micrograph(task: MicrographTask) -> dict:
                 total_sq += float(np.einsum("ij,ij->", p64, p64, dtype=np.float64))
             mrc.set_image_stack()
             mrc.voxel_size = task.pixel_size_a * o.box_px / n_out
+            stamp_header(mrc)
             count = max(1, kept.size * n_out * n_out)
             mean = total / count
             mrc.header.dmin, mrc.header.dmax = (lo, hi) if kept.size else (0.0, 0.0)

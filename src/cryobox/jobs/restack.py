@@ -61,7 +61,7 @@ def _process(unit: _Unit) -> dict:
     from cryobox.core import extract as ex
     from cryobox.core.fourier import window
     from cryobox.io.atomic import atomic_path
-    from cryobox.io.mrc import StackReader
+    from cryobox.io.mrc import StackReader, stamp_header
 
     o = unit.options
     n_in = unit.box_in
@@ -95,6 +95,7 @@ def _process(unit: _Unit) -> dict:
                     stack = -stack
                 out.data[sel] = stack
             out.set_image_stack()
+            stamp_header(out)
             out.voxel_size = unit.pixel_size_a * n_win / n_out
             out.update_header_stats()
     info = {"options": o.digest(), "n": int(unit.indices.size)}

@@ -1,0 +1,161 @@
+"""Synthetic data with known truth: a default particle, projections, CTF'd noisy micrographs.
+
+Pure numpy/scipy (the atomic-model reader lives in io/). Conventions (checked against
+relion_project in the tests): RELION's Euler angles (rot, tilt, psi, degrees, ZYZ) with
+RELION's rotation matrix A = Rz(psi)' Ry(tilt)' Rz(rot)' (see ``relion_matrix``); a projection is
+the central slice of the volume's Fourier transform at A^T (kx, ky, 0), sampled from the
+transform of the volume padded 2x (trilinear), as RELION's Projector does; the particle centre is
+pixel N//2 of its box, and a shift (dx, dy) in px moves the particle by (+dx, +dy).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.fft as sfft
+from numpy.typing import NDArray
+
+from cryobox.core.fourier import fft_workers, filter_map, window
+
+__all__ = [
+    "relion_matrix",
+    "random_relion_angles",
+    "default_particle_map",
+    "atoms_to_map",
+    "Projector",
+    "shift_images",
+    "apply_ctf_to_images",
+]
+
+
+def relion_matrix(rot_deg, tilt_deg, psi_deg) -> NDArray[np.float64]:
+    """RELION's Euler_angles2matrix for arrays of angles: (n, 3, 3)."""
+    a, b, g = (np.deg2rad(np.atleast_1d(np.asarray(v, dtype=np.float64))) for v in (rot_deg, tilt_deg, psi_deg))
+    ca, sa, cb, sb, cg, sg = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(g), np.sin(g)
+    cc, cs, sc, ss = cb * ca, cb * sa, sb * ca, sb * sa
+    m = np.empty(a.shape + (3, 3))
+    m[..., 0, 0] = cg * cc - sg * sa
+    m[..., 0, 1] = cg * cs + sg * ca
+    m[..., 0, 2] = -cg * sb
+    m[..., 1, 0] = -sg * cc - cg * sa
+    m[..., 1, 1] = -sg * cs + cg * ca
+    m[..., 1, 2] = sg * sb
+    m[..., 2, 0] = sc
+    m[..., 2, 1] = ss
+    m[..., 2, 2] = cb
+    return m
+
+
+def random_relion_angles(n: int, rng: np.random.Generator) -> NDArray[np.float64]:
+    """(n, 3) rot, tilt, psi (deg) uniform over orientations (tilt from arccos of a uniform)."""
+    rot = rng.uniform(-180.0, 180.0, n)
+    tilt = np.rad2deg(np.arccos(rng.uniform(-1.0, 1.0, n)))
+    psi = rng.uniform(-180.0, 180.0, n)
+    return np.stack([rot, tilt, psi], axis=1)
+
+
+def atoms_to_map(
+    coords_a: NDArray, box_px: int, pixel_size_a: float, *, weights: NDArray | None = None, bfactor_a2: float = 20.0
+) -> NDArray[np.float32]:
+    """Point scatterers (Å, relative to the box centre) splatted onto a (N, N, N) grid (trilinear)
+    and given a Gaussian form factor exp(-B k^2 / 4): a smooth, band-limited potential."""
+    n = int(box_px)
+    pts = np.asarray(coords_a, dtype=np.float64) / pixel_size_a + n // 2  # (m, 3) x, y, z in px
+    w = np.ones(len(pts)) if weights is None else np.asarray(weights, dtype=np.float64)
+    grid = np.zeros((n, n, n), dtype=np.float64)
+    base = np.floor(pts).astype(np.int64)
+    frac = pts - base
+    for dz in (0, 1):
+        for dy in (0, 1):
+            for dx in (0, 1):
+                idx = base + np.array([dx, dy, dz])
+                ok = np.all((idx >= 0) & (idx < n), axis=1)
+                wt = w * np.where(dx, frac[:, 0], 1 - frac[:, 0]) * np.where(dy, frac[:, 1], 1 - frac[:, 1]) * np.where(dz, frac[:, 2], 1 - frac[:, 2])
+                np.add.at(grid, (idx[ok, 2], idx[ok, 1], idx[ok, 0]), wt[ok])
+    return filter_map(grid, pixel_size_a=pixel_size_a, bfactor_a2=bfactor_a2)
+
+
+def default_particle_map(box_px: int, pixel_size_a: float, *, length_a: float = 220.0, seed: int = 0) -> NDArray[np.float32]:
+    """The built-in particle: a flexible, elongated two-domain glycoprotein-like shape ~``length_a``
+    long (a larger ellipsoidal head and a narrower arm joined at a hinge, with a glycan-like knob),
+    filled with pseudo-atoms at protein density so the map carries high-resolution signal."""
+    rng = np.random.default_rng(seed)
+    L = float(length_a)
+
+    def ellipsoid(center, radii, axis, n_atoms):
+        pts = rng.normal(size=(n_atoms * 3, 3))
+        pts /= np.linalg.norm(pts, axis=1, keepdims=True)
+        pts *= rng.uniform(0, 1, (pts.shape[0], 1)) ** (1 / 3)
+        pts = pts[: n_atoms] * np.asarray(radii)
+        # rotate the ellipsoid's long axis (x) onto ``axis``
+        axis = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
+        v = np.cross([1.0, 0.0, 0.0], axis)
+        s, c = np.linalg.norm(v), float(np.dot([1.0, 0.0, 0.0], axis))
+        if s > 1e-9:
+            k = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]]) / s
+            r = np.eye(3) + s * k + (1 - c) * (k @ k)
+            pts = pts @ r.T
+        return pts + np.asarray(center)
+
+    head = ellipsoid([-0.22 * L, 0.0, 0.0], [0.28 * L, 0.17 * L, 0.14 * L], [1.0, 0.15, 0.0], 9000)
+    arm = ellipsoid([0.25 * L, 0.06 * L, 0.02 * L], [0.22 * L, 0.08 * L, 0.08 * L], [1.0, 0.35, 0.1], 3500)
+    knob = ellipsoid([-0.30 * L, 0.16 * L, 0.10 * L], [0.06 * L, 0.06 * L, 0.06 * L], [0.0, 1.0, 0.0], 500)
+    pts = np.concatenate([head, arm, knob])
+    pts -= pts.mean(axis=0)
+    vol = atoms_to_map(pts, box_px, pixel_size_a, bfactor_a2=max(20.0, 8.0 * pixel_size_a**2))
+    return (vol / vol.max()).astype(np.float32)
+
+
+class Projector:
+    """Fourier-slice projector of one volume (RELION's way: 2x padding, trilinear sampling)."""
+
+    def __init__(self, volume: NDArray, *, padding: int = 2):
+        vol = np.asarray(volume, dtype=np.float32)
+        n = vol.shape[-1]
+        if vol.shape != (n, n, n):
+            raise ValueError(f"a projector needs a cubic volume, got {vol.shape}")
+        self.n = n
+        self.pad = int(padding) * n
+        big = window(vol, self.pad)
+        ft = sfft.fftshift(sfft.fftn(sfft.ifftshift(big), workers=fft_workers()))
+        self.re = np.ascontiguousarray(ft.real, dtype=np.float32)
+        self.im = np.ascontiguousarray(ft.imag, dtype=np.float32)
+
+    def project(self, angles_deg: NDArray, *, batch: int = 32) -> NDArray[np.float32]:
+        """Projections (m, N, N) of the volume at RELION Euler angles (m, 3) (deg)."""
+        from scipy.ndimage import map_coordinates
+
+        ang = np.atleast_2d(np.asarray(angles_deg, dtype=np.float64))
+        p = self.pad
+        c = p // 2
+        f = np.arange(p) - c
+        ky, kx = np.meshgrid(f, f, indexing="ij")
+        plane = np.stack([kx.ravel(), ky.ravel(), np.zeros(kx.size)], axis=0)  # (3, p*p) x, y, z
+        out = np.empty((ang.shape[0], self.n, self.n), dtype=np.float32)
+        for start in range(0, ang.shape[0], batch):
+            a = relion_matrix(*ang[start : start + batch].T)  # (b, 3, 3)
+            pts = np.einsum("bji,jk->bik", a, plane)  # A^T (kx, ky, 0): (b, 3, p*p)
+            coords = np.stack([pts[:, 2] + c, pts[:, 1] + c, pts[:, 0] + c], axis=0).reshape(3, -1)  # z, y, x indices
+            re = map_coordinates(self.re, coords, order=1, mode="constant", cval=0.0)
+            im = map_coordinates(self.im, coords, order=1, mode="constant", cval=0.0)
+            spec = (re + 1j * im).reshape(-1, p, p)
+            img = sfft.fftshift(sfft.ifft2(sfft.ifftshift(spec, axes=(-2, -1)), workers=fft_workers()), axes=(-2, -1)).real
+            out[start : start + a.shape[0]] = window(img, self.n, ndim=2)
+        return out
+
+
+def shift_images(stack: NDArray, dx_px: NDArray, dy_px: NDArray) -> NDArray[np.float32]:
+    """Shift each image (n, N, N) by (dx, dy) px (sub-pixel, Fourier phase ramp, periodic)."""
+    s = np.asarray(stack, dtype=np.float32)
+    n = s.shape[-1]
+    ky = np.fft.fftfreq(n)[:, None]
+    kx = np.fft.rfftfreq(n)[None, :]
+    ft = sfft.rfft2(s, workers=fft_workers())
+    ramp = np.exp(-2j * np.pi * (kx[None] * np.asarray(dx_px)[:, None, None] + ky[None] * np.asarray(dy_px)[:, None, None]))
+    return sfft.irfft2(ft * ramp, s=(n, n), workers=fft_workers()).astype(np.float32)
+
+
+def apply_ctf_to_images(stack: NDArray, ctf_rfft: NDArray) -> NDArray[np.float32]:
+    """Multiply images (n, N, N) by CTF grids on the rfft2 layout ((N, N//2+1) or per image)."""
+    s = np.asarray(stack, dtype=np.float32)
+    n = s.shape[-1]
+    return sfft.irfft2(sfft.rfft2(s, workers=fft_workers()) * ctf_rfft, s=(n, n), workers=fft_workers()).astype(np.float32)
