@@ -106,7 +106,10 @@ def default_particle_map(box_px: int, pixel_size_a: float, *, length_a: float = 
 
 
 class Projector:
-    """Fourier-slice projector of one volume (RELION's way: 2x padding, trilinear sampling)."""
+    """Fourier-slice projector of one volume, RELION's way: the volume is zero-padded 2x, its 3D
+    transform is sampled trilinearly on the central slice A^T (kx, ky, 0) at the N x (N//2 + 1)
+    frequencies of the output image (within Nyquist), and one inverse 2D FFT of size N gives the
+    projection (centre at N//2)."""
 
     def __init__(self, volume: NDArray, *, padding: int = 2):
         vol = np.asarray(volume, dtype=np.float32)
@@ -114,32 +117,54 @@ class Projector:
         if vol.shape != (n, n, n):
             raise ValueError(f"a projector needs a cubic volume, got {vol.shape}")
         self.n = n
-        self.pad = int(padding) * n
-        big = window(vol, self.pad)
-        ft = sfft.fftshift(sfft.fftn(sfft.ifftshift(big), workers=fft_workers()))
-        self.re = np.ascontiguousarray(ft.real, dtype=np.float32)
-        self.im = np.ascontiguousarray(ft.imag, dtype=np.float32)
+        self.padding = int(padding)
+        self.pad = self.padding * n
+        # half transform (rfftn) of the padded volume, origin at index 0 (real-space centre moved to
+        # the corner): half the memory of a full transform; the other half is its complex conjugate
+        ft = sfft.rfftn(sfft.ifftshift(window(vol, self.pad)), workers=fft_workers())
+        self.half = ft.shape[-1]
+        self.ft = np.ascontiguousarray(ft, dtype=np.complex64).reshape(-1)
+        ky = np.fft.fftfreq(n) * n
+        kx = np.arange(n // 2 + 1, dtype=np.float64)
+        KY, KX = np.meshgrid(ky, kx, indexing="ij")
+        self.inside = (KX**2 + KY**2) <= (n // 2) ** 2
+        self.plane = np.stack([KX[self.inside], KY[self.inside], np.zeros(int(self.inside.sum()))]) * self.padding  # (3, m)
 
-    def project(self, angles_deg: NDArray, *, batch: int = 32) -> NDArray[np.float32]:
-        """Projections (m, N, N) of the volume at RELION Euler angles (m, 3) (deg)."""
-        from scipy.ndimage import map_coordinates
-
-        ang = np.atleast_2d(np.asarray(angles_deg, dtype=np.float64))
+    def _sample(self, pts: NDArray) -> NDArray[np.complex64]:
+        """Trilinear samples of the padded volume's transform at frequencies (3, k) (x, y, z) in
+        padded Fourier pixels. A point with x < 0 is sampled at -k and conjugated (Hermitian
+        symmetry), so every sample lies in the stored half."""
         p = self.pad
-        c = p // 2
-        f = np.arange(p) - c
-        ky, kx = np.meshgrid(f, f, indexing="ij")
-        plane = np.stack([kx.ravel(), ky.ravel(), np.zeros(kx.size)], axis=0)  # (3, p*p) x, y, z
-        out = np.empty((ang.shape[0], self.n, self.n), dtype=np.float32)
+        flip = pts[0] < 0
+        x, y, z = np.where(flip, -pts, pts)
+        x0, y0, z0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64), np.floor(z).astype(np.int64)
+        fx, fy, fz = (x - x0).astype(np.float32), (y - y0).astype(np.float32), (z - z0).astype(np.float32)
+        out = np.zeros(x.shape, dtype=np.complex64)
+        for dz in (0, 1):
+            wz = fz if dz else 1 - fz
+            zi = ((z0 + dz) % p) * p
+            for dy in (0, 1):
+                wy = fy if dy else 1 - fy
+                row = (zi + (y0 + dy) % p) * self.half
+                for dx in (0, 1):
+                    wx = fx if dx else 1 - fx
+                    xi = np.minimum(x0 + dx, self.half - 1)  # x0 + 1 can pass Nyquist only with zero weight
+                    out += np.take(self.ft, row + xi) * (wx * wy * wz)
+        return np.where(flip, np.conj(out), out)
+
+    def project(self, angles_deg: NDArray, *, batch: int = 16) -> NDArray[np.float32]:
+        """Projections (m, N, N) of the volume at RELION Euler angles (m, 3) (deg)."""
+        ang = np.atleast_2d(np.asarray(angles_deg, dtype=np.float64))
+        n = self.n
+        out = np.empty((ang.shape[0], n, n), dtype=np.float32)
+        spec = np.zeros((min(batch, ang.shape[0]), n, n // 2 + 1), dtype=np.complex64)
         for start in range(0, ang.shape[0], batch):
             a = relion_matrix(*ang[start : start + batch].T)  # (b, 3, 3)
-            pts = np.einsum("bji,jk->bik", a, plane)  # A^T (kx, ky, 0): (b, 3, p*p)
-            coords = np.stack([pts[:, 2] + c, pts[:, 1] + c, pts[:, 0] + c], axis=0).reshape(3, -1)  # z, y, x indices
-            re = map_coordinates(self.re, coords, order=1, mode="constant", cval=0.0)
-            im = map_coordinates(self.im, coords, order=1, mode="constant", cval=0.0)
-            spec = (re + 1j * im).reshape(-1, p, p)
-            img = sfft.fftshift(sfft.ifft2(sfft.ifftshift(spec, axes=(-2, -1)), workers=fft_workers()), axes=(-2, -1)).real
-            out[start : start + a.shape[0]] = window(img, self.n, ndim=2)
+            b = a.shape[0]
+            pts = np.einsum("bji,jk->ibk", a, self.plane).reshape(3, -1)  # A^T (kx, ky, 0) for every image
+            spec[:b][:, self.inside] = self._sample(pts).reshape(b, -1)
+            img = sfft.irfft2(spec[:b], s=(n, n), workers=fft_workers())
+            out[start : start + b] = sfft.fftshift(img, axes=(-2, -1))
         return out
 
 
