@@ -123,7 +123,16 @@ class Projector:
         # the corner): half the memory of a full transform; the other half is its complex conjugate
         ft = sfft.rfftn(sfft.ifftshift(window(vol, self.pad)), workers=fft_workers())
         self.half = ft.shape[-1]
-        self.ft = np.ascontiguousarray(ft, dtype=np.complex64).reshape(-1)
+        # centre the y and z frequencies (zero at index p//2) and append two periodic slices, so
+        # that trilinear neighbours index the array directly, without modulo arithmetic
+        p = self.pad
+        ft = np.fft.fftshift(ft, axes=(0, 1))
+        ext = np.empty((p + 2, p + 2, self.half), dtype=np.complex64)
+        ext[:p, :p] = ft
+        ext[p:, :p] = ft[:2]
+        ext[:, p:] = ext[:, :2]
+        self.stride = p + 2
+        self.ft = ext.reshape(-1)
         ky = np.fft.fftfreq(n) * n
         kx = np.arange(n // 2 + 1, dtype=np.float64)
         KY, KX = np.meshgrid(ky, kx, indexing="ij")
@@ -134,37 +143,54 @@ class Projector:
         """Trilinear samples of the padded volume's transform at frequencies (3, k) (x, y, z) in
         padded Fourier pixels. A point with x < 0 is sampled at -k and conjugated (Hermitian
         symmetry), so every sample lies in the stored half."""
-        p = self.pad
+        c = self.pad // 2
         flip = pts[0] < 0
-        x, y, z = np.where(flip, -pts, pts)
-        x0, y0, z0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64), np.floor(z).astype(np.int64)
-        fx, fy, fz = (x - x0).astype(np.float32), (y - y0).astype(np.float32), (z - z0).astype(np.float32)
+        x, y, z = np.where(flip, -pts, pts).astype(np.float32)
+        y = y + np.float32(c)
+        z = z + np.float32(c)
+        x0, y0, z0 = np.floor(x), np.floor(y), np.floor(z)
+        fx, fy, fz = x - x0, y - y0, z - z0
+        x0 = x0.astype(np.int32)
+        edge = x0 >= self.half - 1  # exactly at Nyquist: use the cell below with full weight on its top
+        x0 = np.where(edge, self.half - 2, x0)
+        fx = np.where(edge, np.float32(1.0), fx)
+        base = (z0.astype(np.int32) * self.stride + y0.astype(np.int32)) * self.half + x0
+        sy, sz = self.half, self.stride * self.half
         out = np.zeros(x.shape, dtype=np.complex64)
-        for dz in (0, 1):
-            wz = fz if dz else 1 - fz
-            zi = ((z0 + dz) % p) * p
-            for dy in (0, 1):
-                wy = fy if dy else 1 - fy
-                row = (zi + (y0 + dy) % p) * self.half
-                for dx in (0, 1):
-                    wx = fx if dx else 1 - fx
-                    xi = np.minimum(x0 + dx, self.half - 1)  # x0 + 1 can pass Nyquist only with zero weight
-                    out += np.take(self.ft, row + xi) * (wx * wy * wz)
+        for dz, wz in ((0, 1 - fz), (sz, fz)):
+            for dy, wy in ((0, 1 - fy), (sy, fy)):
+                wzy = wz * wy
+                out += np.take(self.ft, base + (dz + dy)) * (wzy * (1 - fx))
+                out += np.take(self.ft, base + (dz + dy + 1)) * (wzy * fx)
         return np.where(flip, np.conj(out), out)
 
-    def project(self, angles_deg: NDArray, *, batch: int = 16) -> NDArray[np.float32]:
-        """Projections (m, N, N) of the volume at RELION Euler angles (m, 3) (deg)."""
+    def project(self, angles_deg: NDArray, *, batch: int = 8) -> NDArray[np.float32]:
+        """Projections (m, N, N) of the volume at RELION Euler angles (m, 3) (deg).
+
+        Batches run on as many threads as scipy.fft may use (numpy's gathers and arithmetic
+        release the GIL)."""
         ang = np.atleast_2d(np.asarray(angles_deg, dtype=np.float64))
         n = self.n
         out = np.empty((ang.shape[0], n, n), dtype=np.float32)
-        spec = np.zeros((min(batch, ang.shape[0]), n, n // 2 + 1), dtype=np.complex64)
-        for start in range(0, ang.shape[0], batch):
+
+        def one_batch(start: int) -> None:
             a = relion_matrix(*ang[start : start + batch].T)  # (b, 3, 3)
             b = a.shape[0]
             pts = np.einsum("bji,jk->ibk", a, self.plane).reshape(3, -1)  # A^T (kx, ky, 0) for every image
-            spec[:b][:, self.inside] = self._sample(pts).reshape(b, -1)
-            img = sfft.irfft2(spec[:b], s=(n, n), workers=fft_workers())
-            out[start : start + b] = sfft.fftshift(img, axes=(-2, -1))
+            spec = np.zeros((b, n, n // 2 + 1), dtype=np.complex64)
+            spec[:, self.inside] = self._sample(pts).reshape(b, -1)
+            out[start : start + b] = sfft.fftshift(sfft.irfft2(spec, s=(n, n), workers=1), axes=(-2, -1))
+
+        starts = range(0, ang.shape[0], batch)
+        threads = fft_workers()
+        if threads > 1 and len(starts) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                list(pool.map(one_batch, starts))
+        else:
+            for start in starts:
+                one_batch(start)
         return out
 
 
