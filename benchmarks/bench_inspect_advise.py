@@ -12,7 +12,6 @@ alone). Run:  python benchmarks/bench_inspect_advise.py [--n 1000000] [--keep DI
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import tempfile

@@ -199,7 +199,8 @@ def window(volume: NDArray, new_size: int, *, ndim: int | None = None, fill: flo
         raise ValueError(f"window works on the last 2 or 3 axes; got ndim={ndim} for shape {arr.shape}")
     n_old = arr.shape[-1]
     n_new = int(new_size)
-    out = np.full(arr.shape[:-ndim] + (n_new,) * ndim, fill, dtype=arr.dtype)
+    shape = arr.shape[:-ndim] + (n_new,) * ndim
+    out = np.zeros(shape, dtype=arr.dtype) if fill == 0 else np.full(shape, fill, dtype=arr.dtype)
     off = n_new // 2 - n_old // 2  # where input pixel 0 lands in the output
     src, dst = [], []
     for _ in range(ndim):

@@ -329,14 +329,14 @@ def masked_fsc_analysis(
     beyond = r2 >= r * r
     del r2
 
-    def randomised_masked_spectrum(i):
-        ft = (ft1, ft2)[i]
-        p = sfft.irfftn(_randomize_phases_rfft(ft, beyond, streams[i]), s=h1.shape, workers=1)
+    def randomised_masked_spectrum(job):
+        ft, stream = job
+        p = sfft.irfftn(_randomize_phases_rfft(ft, beyond, stream), s=h1.shape, workers=1)
         p *= m
         return sfft.rfftn(p, workers=1, overwrite_x=True)
 
-    rm1, rm2 = pool.map(randomised_masked_spectrum, (0, 1))
-    del ft1, ft2, beyond
+    rm1, rm2 = pool.map(randomised_masked_spectrum, ((ft1, streams[0]), (ft2, streams[1])))
+    del ft1, ft2
     random_masked = fsc_from_rfft(rm1, rm2, shells, n_shells, work=work)
     corrected = corrected_fsc(masked, random_masked, r)
     result.fsc_masked, result.fsc_random_masked, result.fsc_corrected, result.randomize_at_shell = masked, random_masked, corrected, r

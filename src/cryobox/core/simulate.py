@@ -121,12 +121,16 @@ class Projector:
         self.pad = self.padding * n
         # half transform (rfftn) of the padded volume, origin at index 0 (real-space centre moved to
         # the corner): half the memory of a full transform; the other half is its complex conjugate
-        ft = sfft.rfftn(sfft.ifftshift(window(vol, self.pad)), workers=fft_workers())
-        self.half = ft.shape[-1]
-        # centre the y and z frequencies (zero at index p//2) and append two periodic slices, so
-        # that trilinear neighbours index the array directly, without modulo arithmetic
         p = self.pad
-        ft = np.fft.fftshift(ft, axes=(0, 1))
+        big = sfft.ifftshift(window(vol, p))
+        # multiplying by (-1)^(y+z) moves the y and z frequency origin to index p//2 (p is even):
+        # a centred layout without an fftshift copy of the big transform
+        sign = np.where((np.arange(p) % 2) == 0, 1.0, -1.0).astype(np.float32)
+        big *= sign[:, None, None] * sign[None, :, None]
+        ft = sfft.rfftn(big, workers=fft_workers(), overwrite_x=True)
+        del big
+        self.half = ft.shape[-1]
+        # append two periodic slices so trilinear neighbours index the array without modulo arithmetic
         ext = np.empty((p + 2, p + 2, self.half), dtype=np.complex64)
         ext[:p, :p] = ft
         ext[p:, :p] = ft[:2]
@@ -198,11 +202,15 @@ def shift_images(stack: NDArray, dx_px: NDArray, dy_px: NDArray) -> NDArray[np.f
     """Shift each image (n, N, N) by (dx, dy) px (sub-pixel, Fourier phase ramp, periodic)."""
     s = np.asarray(stack, dtype=np.float32)
     n = s.shape[-1]
-    ky = np.fft.fftfreq(n)[:, None]
-    kx = np.fft.rfftfreq(n)[None, :]
+    ky = np.fft.fftfreq(n)
+    kx = np.fft.rfftfreq(n)
     ft = sfft.rfft2(s, workers=fft_workers())
-    ramp = np.exp(-2j * np.pi * (kx[None] * np.asarray(dx_px)[:, None, None] + ky[None] * np.asarray(dy_px)[:, None, None]))
-    return sfft.irfft2(ft * ramp, s=(n, n), workers=fft_workers()).astype(np.float32)
+    # the phase ramp is separable: exp(-2 pi i (kx dx + ky dy)) = row factor x column factor
+    ry = np.exp(-2j * np.pi * np.outer(np.asarray(dy_px, dtype=np.float64), ky)).astype(np.complex64)  # (m, n)
+    rx = np.exp(-2j * np.pi * np.outer(np.asarray(dx_px, dtype=np.float64), kx)).astype(np.complex64)  # (m, n//2+1)
+    ft *= ry[:, :, None]
+    ft *= rx[:, None, :]
+    return sfft.irfft2(ft, s=(n, n), workers=fft_workers()).astype(np.float32)
 
 
 def apply_ctf_to_images(stack: NDArray, ctf_rfft: NDArray) -> NDArray[np.float32]:

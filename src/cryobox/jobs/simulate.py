@@ -82,14 +82,16 @@ def _micrograph_ctf(rng, s: SimulationSettings) -> dict:
 
 
 def _positions(rng, n: int, w: int, h: int, min_dist_px: float) -> np.ndarray:
-    pts = np.empty((0, 2))
-    tries = 0
-    while len(pts) < n and tries < 200 * n:
+    """Up to ``n`` random centres at least ``min_dist_px`` apart (rejection sampling)."""
+    pts = np.empty((n, 2))
+    k = tries = 0
+    while k < n and tries < 200 * n:
         tries += 1
         p = rng.uniform([0.0, 0.0], [w, h])
-        if len(pts) == 0 or np.min(np.hypot(*(pts - p).T)) >= min_dist_px:
-            pts = np.vstack([pts, p])
-    return pts
+        if k == 0 or np.min(np.hypot(pts[:k, 0] - p[0], pts[:k, 1] - p[1])) >= min_dist_px:
+            pts[k] = p
+            k += 1
+    return pts[:k]
 
 
 def simulate_micrographs(
