@@ -18,13 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-WRAP = r"""
-import resource, subprocess, sys, time
-t = time.perf_counter()
-rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
-wall = time.perf_counter() - t
-print(rc, wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-"""
+from _common import measure
+
 
 STARFILE_INPROCESS = r"""
 import sys, time
@@ -35,16 +30,6 @@ print(time.perf_counter() - t)
 """
 
 
-def measure(cmd: list[str], repeats: int) -> tuple[float, float]:
-    """(best wall seconds, peak MiB) of a command run in a fresh process."""
-    best, peak = float("inf"), 0.0
-    for _ in range(repeats):
-        out = subprocess.run([sys.executable, "-c", WRAP, *cmd], capture_output=True, text=True, check=True).stdout.split()
-        rc, wall, rss_kib = int(out[0]), float(out[1]), float(out[2])
-        if rc != 0:
-            raise SystemExit(f"command failed ({rc}): {' '.join(cmd)}")
-        best, peak = min(best, wall), max(peak, rss_kib / 1024)
-    return best, peak
 
 
 def main() -> None:
@@ -76,7 +61,7 @@ def main() -> None:
     print(f"generated {args.n:,} particles in {time.perf_counter() - t:.1f} s: {cs_path.stat().st_size / 2**20:.0f} MiB .cs, "
           f"{star_path.stat().st_size / 2**20:.0f} MiB .star ({work})")
 
-    peer_process, peer_mem = measure([sys.executable, "-c", "import sys, starfile; starfile.read(sys.argv[1])", str(star_path)], args.repeats)
+    peer_process, peer_mem = measure([sys.executable, "-c", "import sys, starfile; starfile.read(sys.argv[1])", str(star_path)], repeats=args.repeats)
     peer_inproc = min(
         float(subprocess.run([sys.executable, "-c", STARFILE_INPROCESS, str(star_path)], capture_output=True, text=True, check=True).stdout)
         for _ in range(args.repeats)
@@ -93,7 +78,7 @@ def main() -> None:
     for name, extra in jobs.items():
         for kind, path in (("cs", cs_path), ("star", star_path)):
             cmd = cryobox + [extra[0], str(path)] + extra[1:]
-            wall, mem = measure(cmd, args.repeats)
+            wall, mem = measure(cmd, repeats=args.repeats)
             if kind == "cs":
                 good = wall < 2.0 and mem < 2048
                 target = f"< 2 s and < 2048 MiB: {'met' if good else 'MISSED'}"

@@ -24,21 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import measure
+
 import numpy as np
 
-WRAP = r"""
-import resource, subprocess, sys, time
-t = time.perf_counter()
-rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
-print(rc, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-"""
 
 
-def measure(cmd, cwd):
-    out = subprocess.run([sys.executable, "-c", WRAP, *cmd], cwd=cwd, capture_output=True, text=True, check=True).stdout.split()
-    if int(out[0]) != 0:
-        raise SystemExit(f"failed ({out[0]}): {' '.join(cmd)}")
-    return float(out[1]), float(out[2]) / 1024
 
 
 def make_data(work: Path, n_mics: int, size: int, per_mic: int) -> None:

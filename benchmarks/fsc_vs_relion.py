@@ -10,29 +10,16 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from _common import measure
+
 import numpy as np
 
-WRAP = r"""
-import resource, subprocess, sys, time
-t = time.perf_counter()
-rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
-print(rc, time.perf_counter() - t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-"""
 
 
-def measure(cmd, cwd, repeats):
-    best, peak = float("inf"), 0.0
-    for _ in range(repeats):
-        out = subprocess.run([sys.executable, "-c", WRAP, *cmd], cwd=cwd, capture_output=True, text=True, check=True).stdout.split()
-        if int(out[0]) != 0:
-            raise SystemExit(f"failed: {' '.join(cmd)}")
-        best, peak = min(best, float(out[1])), max(peak, float(out[2]) / 1024)
-    return best, peak
 
 
 def make_maps(work: Path, n: int, px: float) -> None:
