@@ -164,7 +164,7 @@ def premultiply_and_crop(big: NDArray, ctf_rfft: NDArray, box_px: int) -> NDArra
     m = stack.shape[-1]
     n = int(box_px)
     wk = fft_workers()
-    ft = sfft.rfft2(stack, workers=wk)
+    ft = sfft.rfft2(stack, workers=wk, overwrite_x=stack is not big)
     ft *= ctf_rfft
     start = m // 2 - n // 2
     half = sfft.ifft(ft, axis=-2, workers=wk, overwrite_x=True)[:, start : start + n, :]

@@ -355,9 +355,10 @@ def extract_micrograph(task: MicrographTask) -> dict:
     with atomic_path(task.stack) as tmp:
         with mrcfile.new_mmap(tmp, shape=(kept.size, n_out, n_out), mrc_mode=12 if o.float16 else 2, overwrite=True) as mrc:
             lo, hi, total, total_sq = np.inf, -np.inf, 0.0, 0.0
+            cache: dict = {}  # per micrograph: its mean, and CTF grids shared by all its particles
             for start in range(0, kept.size, CHUNK):
                 sel = kept[start : start + CHUNK]
-                part = _process_chunk(mic_f, task, sel).astype(dtype, copy=False)
+                part = _process_chunk(mic_f, task, sel, cache).astype(dtype, copy=False)
                 mrc.data[start : start + sel.size] = part
                 # header statistics as we go (no second pass over the stack)
                 lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
@@ -419,7 +420,7 @@ def _filter_whole_micrograph(mic: np.ndarray, task: MicrographTask) -> np.ndarra
     return sfft.irfft2(ft, s=mic.shape, workers=fft_workers()).astype(np.float32)
 
 
-def _process_chunk(mic: np.ndarray, task: MicrographTask, sel: np.ndarray) -> np.ndarray:
+def _process_chunk(mic: np.ndarray, task: MicrographTask, sel: np.ndarray, cache: dict | None = None) -> np.ndarray:
     from cryobox.core import extract as ex
 
     o = task.options
@@ -427,8 +428,14 @@ def _process_chunk(mic: np.ndarray, task: MicrographTask, sel: np.ndarray) -> np
     x, y = task.x_px[sel], task.y_px[sel]
     if o.premultiply_box_px or o.phase_flip:
         m = o.premultiply_box_px or o.box_px
-        big = ex.window_particles(mic, x, y, m, fill=float(mic.mean()))
-        ctf = ex.ctf_grids({k: v[sel] for k, v in task.ctf.items()}, m, task.pixel_size_a, phase_flip=o.phase_flip)
+        cache = {} if cache is None else cache
+        if "mean" not in cache:
+            cache["mean"] = float(mic.mean())
+            same = all(np.ptp(v) == 0 for v in task.ctf.values())
+            cache["grid"] = ex.ctf_grids({k: v[:1] for k, v in task.ctf.items()}, m, task.pixel_size_a, phase_flip=o.phase_flip) if same else None
+        big = ex.window_particles(mic, x, y, m, fill=cache["mean"])
+        ctf = cache["grid"] if cache["grid"] is not None else ex.ctf_grids(
+            {k: v[sel] for k, v in task.ctf.items()}, m, task.pixel_size_a, phase_flip=o.phase_flip)
         stack = ex.premultiply_and_crop(big, ctf, o.box_px)
         ex._replicate_edges(stack, x, y, width_px=w, height_px=h)
     else:
