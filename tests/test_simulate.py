@@ -137,3 +137,16 @@ def test_simulate_bad_input(tmp_path):
     assert r.returncode == 2 and "defocus" in r.stderr
     r = cryobox("simulate", "--out", "x", "--model", "nope.pdb", cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_stack_with_given_orientations_round_trips(tmp_path):
+    r = cryobox("simulate", "--out", "a", "--stack", "--n", 30, "--box", 32, "--pixel-size", 8.0, "--snr", 1, "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    r2 = cryobox("simulate", "--out", "b", "--stack", "--angles", "a/particles.star", "--box", 32, "--pixel-size", 8.0, "--snr", 1, "--json", cwd=tmp_path)
+    assert r2.returncode == 0, r2.stderr
+    a = read_particles(tmp_path / "a" / "particles.star").data
+    b = read_particles(tmp_path / "b" / "particles.star").data
+    assert len(b) == 30
+    for col in ("angle_rot_deg", "angle_tilt_deg", "angle_psi_deg", "shift_x_a", "shift_y_a"):
+        np.testing.assert_allclose(b[col], a[col], atol=1e-9)
+    assert cryobox("simulate", "--out", "c", "--angles", "a/particles.star", cwd=tmp_path).returncode == 2

@@ -26,6 +26,7 @@ def simulate_command(
     model: Optional[Path] = typer.Option(None, "--model", help="Atomic model (PDB / mmCIF) to image instead."),
     stack: bool = typer.Option(False, "--stack", help="Write a particle stack instead of micrographs."),
     n: int = typer.Option(1000, "--n", help="Particles in the stack (--stack)."),
+    angles: Optional[Path] = typer.Option(None, "--angles", help="--stack: take orientations (and shifts, if present) from this particle STAR / .cs instead of random ones."),
     box: Optional[int] = typer.Option(None, "--box", help="Particle box (px); default: the map's, or 1.3 x 220 Å."),
     micrographs: int = typer.Option(4, "--micrographs", help="Number of micrographs."),
     size: str = typer.Option("4096x4096", "--size", help="Micrograph WIDTHxHEIGHT (px)."),
@@ -57,8 +58,22 @@ def simulate_command(
                                   ice_ramp=ice_ramp)
     density, source = load_density(map_path=map_path, model_path=model, pixel_size_a=pixel_size, box_px=box)
     log = None if json_out else (lambda m: err_console.print(m))
+    if angles is not None and not stack:
+        fail("--angles goes with --stack.")
     if stack:
-        summary = simulate_stack(out, density, n_particles=n, settings=settings, log=log)
+        given, shifts = None, None
+        if angles is not None:
+            from cryobox.io.particles import read_particles
+
+            t = read_particles(angles)
+            t.require("angle_rot_deg", "angle_tilt_deg", "angle_psi_deg", purpose="--angles")
+            d = t.data
+            given = d[["angle_rot_deg", "angle_tilt_deg", "angle_psi_deg"]].to_numpy(float)
+            if "shift_x_a" in d:
+                # RELION's origin is minus the particle's displacement in the image
+                shifts = -d[["shift_x_a", "shift_y_a"]].to_numpy(float) / pixel_size
+            n = len(d)
+        summary = simulate_stack(out, density, n_particles=n, settings=settings, angles_deg=given, shifts_px=shifts, log=log)
     else:
         w, h = parse_size(size, flag="--size")
         summary = simulate_micrographs(out, density, n_micrographs=micrographs, size_px=(w, h), per_micrograph=per_micrograph,

@@ -175,8 +175,15 @@ def simulate_micrographs(
             "true_map": str(out / "true_map.mrc"), "wall_s": time.perf_counter() - t0}
 
 
-def simulate_stack(out: Path, density: np.ndarray, *, n_particles: int, settings: SimulationSettings, max_shift_px: float = 2.0, log=None) -> dict:
-    """A particle stack (box = the map's box) with per-particle CTF, shifts and noise."""
+def simulate_stack(
+    out: Path, density: np.ndarray, *, n_particles: int, settings: SimulationSettings, max_shift_px: float = 2.0,
+    angles_deg: np.ndarray | None = None, shifts_px: np.ndarray | None = None, log=None,
+) -> dict:
+    """A particle stack (box = the map's box) with per-particle CTF, shifts and noise.
+
+    ``angles_deg`` (n, 3) RELION Euler angles and ``shifts_px`` (n, 2) image displacements give
+    the orientations instead of random ones (uniform on the sphere) and random sub-pixel shifts.
+    """
     from cryobox.core.extract import ctf_grids
     from cryobox.core.simulate import Projector, apply_ctf_to_images, random_relion_angles, shift_images
     from cryobox.io.mrc import write_mrc
@@ -190,6 +197,10 @@ def simulate_stack(out: Path, density: np.ndarray, *, n_particles: int, settings
     out = Path(out)
     angles = random_relion_angles(n_particles, rng)
     shifts = rng.uniform(-max_shift_px, max_shift_px, (n_particles, 2))
+    if angles_deg is not None:
+        angles = np.asarray(angles_deg, dtype=np.float64).reshape(n_particles, 3)
+    if shifts_px is not None:
+        shifts = np.asarray(shifts_px, dtype=np.float64).reshape(n_particles, 2)
     mean = rng.uniform(s.defocus_min_a, s.defocus_max_a, n_particles)
     half = 0.5 * rng.uniform(0, s.astigmatism_max_a, n_particles)
     ctf = {"defocus_u_a": mean + half, "defocus_v_a": mean - half, "defocus_angle_deg": rng.uniform(-180, 180, n_particles),
