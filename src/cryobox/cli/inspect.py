@@ -9,8 +9,7 @@ import typer
 from rich.table import Table
 
 from cryobox.cli.common import console, fmt, handle_input_errors, print_json
-
-STAT_NAMES = ("min", "p5", "median", "mean", "p95", "max")
+from cryobox.core.stats import STAT_NAMES
 
 EPILOG = """Examples:
 

@@ -29,6 +29,7 @@ __all__ = [
     "rosenthal_henderson_box_a",
     "aliasing_free_box_a",
     "aliasing_limited_resolution_a",
+    "box_origins",
     "edge_clipped",
     "is_fft_friendly",
     "fft_friendly_sizes",
@@ -125,6 +126,12 @@ def aliasing_limited_resolution_a(
     return float(out) if out.ndim == 0 else out
 
 
+def box_origins(coord_px: ArrayLike, box_px: int) -> NDArray[np.int64]:
+    """First pixel of each box along one axis: int(coord) - N//2. RELION truncates the
+    coordinate, and the box centre is pixel N//2 (RELION and cryoSPARC)."""
+    return np.trunc(np.asarray(coord_px, dtype=np.float64)).astype(np.int64) - int(box_px) // 2
+
+
 def edge_clipped(
     coord_x_px: ArrayLike,
     coord_y_px: ArrayLike,
@@ -135,18 +142,14 @@ def edge_clipped(
 ) -> NDArray[np.bool_]:
     """True where a box of ``box_px`` centred on the coordinate leaves its micrograph.
 
-    The box spans [round(x) - N//2, round(x) - N//2 + N) on each axis (the centre is pixel N//2,
-    as RELION and cryoSPARC extract). Programs that drop such particles (cryoSPARC) lose them.
+    The box spans [int(x) - N//2, int(x) - N//2 + N) on each axis (``box_origins``), exactly the
+    box ``cryobox extract`` and relion_preprocess cut. Programs that drop such particles
+    (cryoSPARC) lose them.
     """
-    half = int(box_px) // 2
-    x0 = np.rint(np.asarray(coord_x_px, dtype=np.float64)) - half
-    y0 = np.rint(np.asarray(coord_y_px, dtype=np.float64)) - half
-    return (
-        (x0 < 0)
-        | (y0 < 0)
-        | (x0 + box_px > np.asarray(micrograph_width_px))
-        | (y0 + box_px > np.asarray(micrograph_height_px))
-    )
+    n = int(box_px)
+    x0 = box_origins(coord_x_px, n)
+    y0 = box_origins(coord_y_px, n)
+    return (x0 < 0) | (y0 < 0) | (x0 + n > np.asarray(micrograph_width_px)) | (y0 + n > np.asarray(micrograph_height_px))
 
 
 _SMALL_PRIMES = (2, 3, 5, 7)
@@ -420,11 +423,11 @@ def advise_box(
 def _smallest_clipping_even_box(x, y, w, h) -> NDArray[np.float64]:
     """Per particle, the smallest even box (px) that leaves the micrograph (see ``edge_clipped``).
 
-    For an even box N the span is [r - N/2, r + N/2) with r = round(coord); it clips when
+    For an even box N the span is [r - N/2, r + N/2) with r = int(coord); it clips when
     N/2 > r or r + N/2 > size, i.e. N > 2 r or N > 2 (size - r). The smallest even N clipping is
     2 * (min(r, size - r) + 1) when r >= 0 (and 0 when the coordinate is already outside).
     """
-    rx = np.rint(x)
-    ry = np.rint(y)
+    rx = np.trunc(x)
+    ry = np.trunc(y)
     margin = np.minimum.reduce([rx, ry, w - rx, h - ry])
     return np.where(margin < 0, 0.0, 2.0 * (np.floor(margin) + 1.0))

@@ -22,6 +22,7 @@ import numpy as np
 import scipy.fft as sfft
 from numpy.typing import NDArray
 
+from cryobox.core.boxsize import box_origins, edge_clipped
 from cryobox.core.fourier import fft_workers
 from cryobox.core.optics import ctf_2d_on_box
 
@@ -38,16 +39,10 @@ __all__ = [
 ]
 
 
-def box_origins(coord_px: NDArray, box_px: int) -> NDArray[np.int64]:
-    """First pixel of each box along one axis: int(coord) - N//2 (RELION truncates coordinates)."""
-    return np.trunc(np.asarray(coord_px, dtype=np.float64)).astype(np.int64) - int(box_px) // 2
-
-
 def clipped_mask(x_px: NDArray, y_px: NDArray, *, width_px: int, height_px: int, box_px: int) -> NDArray[np.bool_]:
-    """True where a box of ``box_px`` centred on int(x), int(y) reaches outside the micrograph."""
-    x0 = box_origins(x_px, box_px)
-    y0 = box_origins(y_px, box_px)
-    return (x0 < 0) | (y0 < 0) | (x0 + box_px > width_px) | (y0 + box_px > height_px)
+    """True where a box of ``box_px`` centred on int(x), int(y) reaches outside the micrograph
+    (``cryobox.core.boxsize.edge_clipped``: the advisor counts edge losses with the same rule)."""
+    return edge_clipped(x_px, y_px, micrograph_width_px=width_px, micrograph_height_px=height_px, box_px=box_px)
 
 
 def window_particles(

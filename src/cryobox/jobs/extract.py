@@ -10,8 +10,6 @@ the STAR file points to half-written.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,6 +22,7 @@ from cryobox.core.extract import CTF_KEYS
 from cryobox.errors import InputError
 from cryobox.io.particles import ParticleTable, read_particles, write_cs, write_star
 from cryobox.io.star import read_star_blocks
+from cryobox.jobs.records import read_record, settings_digest, write_record
 
 __all__ = ["ExtractOptions", "MicrographTask", "plan_extraction", "extract_micrograph", "run_extract", "ExtractSummary"]
 
@@ -67,7 +66,7 @@ class ExtractOptions:
         return bool(self.premultiply_box_px or self.premultiply_micrograph)
 
     def digest(self) -> str:
-        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        return settings_digest(self)
 
 
 @dataclass
@@ -315,16 +314,7 @@ def _micrograph_pixel_size(sub: pd.DataFrame, mic_path: Path, *, prefer_header: 
 
 
 def _record_ok(task: MicrographTask) -> dict | None:
-    rec = Path(task.record)
-    if not rec.exists() or not Path(task.stack).exists():
-        return None
-    try:
-        info = json.loads(rec.read_text())
-    except ValueError:
-        return None
-    if info.get("options") != task.options.digest() or info.get("n_input") != len(task.x_px):
-        return None
-    return info
+    return read_record(task.record, task.stack, expect={"options": task.options.digest(), "n_input": len(task.x_px)})
 
 
 def extract_micrograph(task: MicrographTask) -> dict:
@@ -380,8 +370,7 @@ def extract_micrograph(task: MicrographTask) -> dict:
         "filled": np.flatnonzero(clipped & keep).tolist(),
         "n_dropped": int((~keep).sum()),
     }
-    with atomic_path(task.record) as tmp:
-        tmp.write_text(json.dumps(info))
+    write_record(task.record, info)
     return info
 
 

@@ -6,21 +6,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from cryobox.core.stats import summarize_values
 from cryobox.io.particles import ParticleTable
 
 __all__ = ["InspectResult", "summarize_values", "inspect_table"]
-
-STAT_NAMES = ("min", "p5", "median", "mean", "p95", "max")
-
-
-def summarize_values(values: np.ndarray) -> dict[str, float] | None:
-    """min, 5th percentile, median, mean, 95th percentile and max of finite values (None if none)."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return None
-    p5, med, p95 = np.percentile(v, [5, 50, 95])
-    return {"min": float(v.min()), "p5": float(p5), "median": float(med), "mean": float(v.mean()), "p95": float(p95), "max": float(v.max())}
 
 
 def _single_or_list(values: np.ndarray):

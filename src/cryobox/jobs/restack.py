@@ -9,15 +9,15 @@ Fourier rescale, normalise, invert; stream to a new stack. Metadata is carried o
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from cryobox.errors import InputError
 from cryobox.io.particles import ParticleTable, write_cs, write_star
+from cryobox.jobs.records import read_record, settings_digest, write_record
 
 __all__ = ["RestackOptions", "run_restack"]
 
@@ -37,9 +37,7 @@ class RestackOptions:
     float16: bool = False
 
     def digest(self) -> str:
-        import hashlib
-
-        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        return settings_digest(self)
 
 
 @dataclass
@@ -99,8 +97,7 @@ def _process(unit: _Unit) -> dict:
             out.voxel_size = unit.pixel_size_a * n_win / n_out
             out.update_header_stats()
     info = {"options": o.digest(), "n": int(unit.indices.size)}
-    with atomic_path(unit.record) as tmp:
-        tmp.write_text(json.dumps(info))
+    write_record(unit.record, info)
     return info
 
 
@@ -147,15 +144,9 @@ def run_restack(
         units.append(_Unit(str(src.resolve()), str(dst), str(dst.with_suffix(".json")), d["image_index"].to_numpy(np.int64)[rows], rows, psize, ctf, o, box_in))
     todo, skipped = [], 0
     for u in units:
-        rec = Path(u.record)
-        if not overwrite and rec.exists() and Path(u.stack_out).exists():
-            try:
-                info = json.loads(rec.read_text())
-                if info.get("options") == o.digest() and info.get("n") == u.indices.size:
-                    skipped += 1
-                    continue
-            except ValueError:
-                pass
+        if not overwrite and read_record(u.record, u.stack_out, expect={"options": o.digest(), "n": int(u.indices.size)}):
+            skipped += 1
+            continue
         todo.append(u)
     done_particles = 0
     for unit, result in run_tasks(_process, todo, workers=workers, scheduler=scheduler):

@@ -1,0 +1,36 @@
+"""Resumable outputs: a stack counts as finished when a small JSON record written after it
+(atomically) names the same settings. A stack without its record, or with other settings, is
+redone."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from cryobox.io.atomic import atomic_path
+
+__all__ = ["settings_digest", "read_record", "write_record"]
+
+
+def settings_digest(options) -> str:
+    """A short hash of a settings dataclass (same settings, same digest)."""
+    return hashlib.sha1(json.dumps(asdict(options), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def read_record(record: str | Path, output: str | Path, *, expect: dict) -> dict | None:
+    """The record beside ``output`` when both exist and the record holds ``expect``, else None."""
+    record, output = Path(record), Path(output)
+    if not record.exists() or not output.exists():
+        return None
+    try:
+        info = json.loads(record.read_text())
+    except ValueError:
+        return None
+    return info if all(info.get(k) == v for k, v in expect.items()) else None
+
+
+def write_record(record: str | Path, info: dict) -> None:
+    with atomic_path(record) as tmp:
+        tmp.write_text(json.dumps(info))
