@@ -27,6 +27,10 @@ __all__ = [
     "figure_fsc",
     "plot_compare",
     "figure_compare",
+    "plot_fsc_overlay",
+    "plot_sweep_fsc",
+    "plot_sweep_resolutions",
+    "figure_sweep",
 ]
 
 
@@ -228,4 +232,72 @@ def figure_compare(curves, summaries, *, title: str = "") -> Figure:
     ax = fig.add_subplot(111)
     plot_compare(ax, curves, summaries)
     ax.set_title(title or "FSC of each run (0.143 dashed, 0.5 dotted)", pad=28)
+    return fig
+
+
+def plot_fsc_overlay(ax, named: list) -> None:
+    """Several `cryobox fsc --json` results, (name, dict) pairs: each one's final curve on one Å axis."""
+    kmax = 0.0
+    for name, d in named:
+        c = d["curves"]
+        k = np.asarray(c["frequency_inv_a"], dtype=float)
+        f = c.get("fsc_corrected") or c.get("fsc_unmasked")
+        r = d["resolutions"]["0.143"]
+        kmax = max(kmax, float(k.max()))
+        ax.plot(k[1:], np.asarray(f, dtype=float)[1:], lw=1.6,
+                label=f"{name}: {d['box_px']} px, {r['resolution_a']:.2f} Å ({r['interpolated_resolution_a']:.2f} interp.)")
+    _fsc_axes_common(ax, kmax or 0.5)
+    ax.legend(loc="lower left", fontsize=8, framealpha=0.9)
+
+
+_SWEEP_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+
+
+def plot_sweep_fsc(ax, sweep: dict) -> None:
+    """Every run's corrected masked FSC on one Å axis, one colour per variant (repeats share it)."""
+    kmax = 0.0
+    for i, row in enumerate(sweep["variants"]):
+        color = _SWEEP_COLORS[i % len(_SWEEP_COLORS)]
+        for j, run in enumerate(row["runs"]):
+            c = run.get("curve")
+            if not c:
+                continue
+            k = np.asarray(c["frequency_inv_a"], dtype=float)
+            f = np.asarray(c["fsc"], dtype=float)
+            kmax = max(kmax, float(k.max()))
+            mean = row.get("mean_a")
+            label = None
+            if j == 0:
+                label = f"{row['variant']}: {row['box_px']} px" + (f", {mean:.2f} Å" if mean is not None else "")
+            ax.plot(k[1:], f[1:], color=color, lw=1.4, alpha=0.85, ls=("-", "--", ":", "-.")[j % 4], label=label)
+    _fsc_axes_common(ax, kmax or 0.5)
+    ax.legend(loc="lower left", fontsize=8, framealpha=0.9)
+
+
+def plot_sweep_resolutions(ax, sweep: dict) -> None:
+    """Resolution (interpolated FSC = 0.143, Å) per variant: each repeat, and mean +- SD."""
+    rows = sweep["variants"]
+    x = np.arange(len(rows))
+    for i, row in enumerate(rows):
+        color = _SWEEP_COLORS[i % len(_SWEEP_COLORS)]
+        vals = [v for v in row["interpolated_resolutions_a"] if v is not None]
+        ax.scatter(np.full(len(vals), i) + np.linspace(-0.08, 0.08, max(len(vals), 1))[: len(vals)], vals, color=color, s=22, zorder=3)
+        if row.get("mean_a") is not None:
+            ax.errorbar(i + 0.22, row["mean_a"], yerr=row.get("sd_a") or 0.0, color=color, fmt="D", ms=6, capsize=5, lw=1.6, zorder=3)
+    ax.set_xticks(x)
+    ax.set_xticklabels([f"{r['variant']}\n{r['box_a']:.0f} Å" for r in rows], fontsize=8)
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    ax.set_ylabel("resolution at FSC = 0.143 (Å, interpolated)")
+    ax.invert_yaxis()  # finer is higher
+    ax.grid(alpha=0.25, axis="y")
+    ax.set_title("repeats (dots) and mean ± SD (diamonds); finer is up", fontsize=10)
+
+
+def figure_sweep(sweep: dict) -> Figure:
+    fig = Figure(figsize=(14, 5.6))
+    gs = fig.add_gridspec(1, 2, width_ratios=[1.5, 1])
+    ax = fig.add_subplot(gs[0])
+    plot_sweep_fsc(ax, sweep)
+    ax.set_title(f"masked, corrected FSC of every run at {sweep['pixel_size_a']:g} Å/px", pad=28)
+    plot_sweep_resolutions(fig.add_subplot(gs[1]), sweep)
     return fig

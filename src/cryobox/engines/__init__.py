@@ -1,0 +1,14 @@
+"""Refinement engines the sweep drives: one small interface (check, prepare, run, collect)."""
+
+from cryobox.engines.base import EngineError, EngineMissing, HalfMaps, RefineEngine, RefineParams
+
+__all__ = ["EngineError", "EngineMissing", "HalfMaps", "RefineEngine", "RefineParams", "get_engine"]
+
+
+def get_engine(name: str, **options) -> RefineEngine:
+    """The engine called ``name`` ("relion")."""
+    if name == "relion":
+        from cryobox.engines.relion import RelionEngine
+
+        return RelionEngine(**options)
+    raise EngineError(f"unknown refinement engine {name!r}; available: relion.")

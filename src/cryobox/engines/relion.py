@@ -1,0 +1,190 @@
+"""RELION 3.1 as a refinement engine: ``relion_refine_mpi --auto_refine --split_random_halves``
+started with ``mpirun``.
+
+Ranks: one master plus one (or more) workers per half set, so at least 3; threads per rank
+(``--j``) share the remaining cores. With OpenMPI we add ``--oversubscribe`` when there are more
+ranks than cores (the master mostly waits) and ``--allow-run-as-root`` only when running as
+root. RELION 3.1 takes offsets in pixels: the Å settings are converted with the particles'
+pixel size, so every box searches the same distances in Å.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from cryobox.engines.base import EngineError, EngineMissing, HalfMaps, RefineEngine, RefineParams
+
+__all__ = ["RelionEngine", "INSTALL_HINT"]
+
+INSTALL_HINT = "install RELION and OpenMPI (Debian/Ubuntu: sudo apt-get install -y relion) or put them on PATH"
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+class RelionEngine(RefineEngine):
+    name = "relion"
+
+    def __init__(self, *, ranks: int = 3, threads: int | None = None, refine: str = "relion_refine_mpi", mpirun: str = "mpirun",
+                 pool: int = 10, extra_args: tuple[str, ...] = ()):
+        if ranks < 3:
+            raise EngineError(f"relion_refine_mpi --split_random_halves needs at least 3 MPI ranks (a master and one per half set); got {ranks}.")
+        self.ranks = int(ranks)
+        self.threads = int(threads) if threads else max(1, (_cores() - 1) // (self.ranks - 1))
+        self.refine = refine
+        self.mpirun = mpirun
+        self.pool = int(pool)
+        self.extra_args = tuple(extra_args)
+        self._mpi_flags: list[str] | None = None
+
+    # ------------------------------------------------------------------------------ check
+    def _which(self, program: str) -> str:
+        path = shutil.which(program)
+        if path is None:
+            raise EngineMissing(f"{program} was not found on PATH: {INSTALL_HINT}.")
+        return path
+
+    def mpi_flags(self) -> list[str]:
+        if self._mpi_flags is None:
+            self._which(self.mpirun)
+            try:
+                text = subprocess.run([self.mpirun, "--version"], capture_output=True, text=True, timeout=60).stdout
+            except (OSError, subprocess.SubprocessError):
+                text = ""
+            flags = []
+            if "open mpi" in text.lower() or "open-mpi" in text.lower():
+                if hasattr(os, "geteuid") and os.geteuid() == 0:
+                    flags.append("--allow-run-as-root")
+                if self.ranks > _cores():
+                    flags.append("--oversubscribe")
+            self._mpi_flags = flags
+        return self._mpi_flags
+
+    def check(self) -> dict:
+        refine = self._which(self.refine)
+        mpirun = self._which(self.mpirun)
+        version = ""
+        try:
+            out = subprocess.run([self.refine.replace("_mpi", ""), "--version"], capture_output=True, text=True, timeout=60)
+            m = re.search(r"RELION version:\s*(\S+)", out.stdout + out.stderr)
+            version = m.group(1) if m else ""
+        except (OSError, subprocess.SubprocessError):
+            pass
+        return {"engine": "relion", "program": refine, "mpirun": mpirun, "version": version, "ranks": self.ranks,
+                "threads_per_rank": self.threads, "mpi_flags": self.mpi_flags()}
+
+    # ---------------------------------------------------------------------------- prepare
+    def prepare(self, run_dir: Path, particles_star: Path, reference: Path, params: RefineParams) -> list[str]:
+        p = params
+        box_a = p.box_px * p.pixel_size_a
+        if not 0 < p.particle_diameter_a <= box_a:
+            raise EngineError(f"the mask diameter {p.particle_diameter_a:g} Å does not fit the {p.box_px} px box ({box_a:g} Å); lower --particle-diameter.")
+        offset_range_px = p.offset_range_a / p.pixel_size_a
+        offset_step_px = p.offset_step_a / p.pixel_size_a
+        cmd = [self.mpirun, *self.mpi_flags(), "-n", str(self.ranks), self.refine,
+               "--i", str(Path(particles_star).resolve()),
+               "--ref", str(Path(reference).resolve()),
+               "--firstiter_cc",  # the reference is not on RELION's absolute grey scale
+               "--ini_high", f"{p.ini_high_a:g}",
+               "--o", str(Path(run_dir).resolve() / "run"),
+               "--auto_refine", "--split_random_halves",
+               "--particle_diameter", f"{p.particle_diameter_a:g}",
+               "--ctf", "--flatten_solvent", "--zero_mask",
+               "--healpix_order", str(p.healpix_order), "--auto_local_healpix_order", "4",
+               "--offset_range", f"{offset_range_px:.4g}", "--offset_step", f"{offset_step_px:.4g}",
+               "--sym", p.symmetry, "--low_resol_join_halves", "40", "--norm", "--scale",
+               "--j", str(self.threads), "--pool", str(self.pool), "--pad", "2",
+               "--dont_combine_weights_via_disc", "--random_seed", str(p.random_seed)]
+        if p.auto_iter_max:
+            cmd += ["--auto_iter_max", str(p.auto_iter_max)]
+        return cmd + list(self.extra_args)
+
+    # -------------------------------------------------------------------------------- run
+    def run(self, command: list[str], run_dir: Path, log_path: Path) -> float:
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")  # waiting ranks give their core away
+        t0 = time.perf_counter()
+        with open(log_path, "w") as log:
+            log.write("# " + " ".join(command) + "\n")
+            log.flush()
+            try:
+                proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                        env=env, start_new_session=True)
+            except OSError as exc:
+                raise EngineMissing(f"could not start {command[0]}: {exc}; {INSTALL_HINT}.") from None
+            try:
+                rc = proc.wait()
+            except BaseException:
+                _stop(proc)
+                raise
+        seconds = time.perf_counter() - t0
+        if rc != 0:
+            raise EngineError(f"{self.refine} failed (exit status {rc}) in {run_dir}: {_last_error(log_path)} (full log: {log_path}).")
+        return seconds
+
+    # ---------------------------------------------------------------------------- collect
+    def collect(self, run_dir: Path) -> HalfMaps:
+        run_dir = Path(run_dir)
+        final = [run_dir / f"run_half{h}_class001_unfil.mrc" for h in (1, 2)]
+        if all(f.exists() for f in final):
+            return HalfMaps(final[0], final[1], _last_iteration(run_dir), True, _model_resolution(run_dir / "run_model.star"))
+        it = _last_iteration(run_dir)
+        if it is None or it < 1:
+            raise EngineError(f"{run_dir}: RELION wrote no half maps after iteration 0; see its log.")
+        halves = [run_dir / f"run_it{it:03d}_half{h}_class001.mrc" for h in (1, 2)]
+        return HalfMaps(halves[0], halves[1], it, False, _model_resolution(run_dir / f"run_it{it:03d}_half1_model.star"))
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Terminate the whole process group (mpirun and its ranks)."""
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _last_iteration(run_dir: Path) -> int | None:
+    its = []
+    for f in run_dir.glob("run_it*_half1_class001.mrc"):
+        m = re.match(r"run_it(\d+)_half1_class001\.mrc$", f.name)
+        if m and (run_dir / f.name.replace("half1", "half2")).exists():
+            its.append(int(m.group(1)))
+    return max(its) if its else None
+
+
+def _model_resolution(model_star: Path) -> float | None:
+    """rlnCurrentResolution (Å) from a RELION model STAR file, if readable."""
+    try:
+        text = model_star.read_text(errors="replace")
+    except OSError:
+        return None
+    m = re.search(r"_rlnCurrentResolution\s+([0-9.eE+-]+)", text)
+    return float(m.group(1)) if m else None
+
+
+def _last_error(log_path: Path) -> str:
+    try:
+        lines = [ln.strip() for ln in Path(log_path).read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return "no log"
+    errs = [ln for ln in lines if "ERROR" in ln.upper()]
+    pick = errs[-2:] if errs else lines[-2:]
+    return " / ".join(pick)[:400] or "no output"

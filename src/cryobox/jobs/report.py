@@ -1,0 +1,225 @@
+"""`cryobox report`: one self-contained HTML page for a dataset (and its FSC / sweep results)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cryobox.errors import InputError
+from cryobox.io.atomic import atomic_path
+
+__all__ = ["build_report", "defocus_sample", "MAX_SAMPLE"]
+
+MAX_SAMPLE = 20000  # per-particle defocus values embedded in the page
+
+
+def defocus_sample(defocus_max_a: np.ndarray, *, max_n: int = MAX_SAMPLE) -> np.ndarray:
+    """Sorted per-particle defocus (Å); above ``max_n`` particles, ``max_n`` evenly spaced order
+    statistics (so percentiles and fractions match the full set to 1/max_n)."""
+    v = np.sort(np.abs(np.asarray(defocus_max_a, dtype=np.float64)))
+    if v.size > max_n:
+        v = v[np.round(np.linspace(0, v.size - 1, max_n)).astype(np.int64)]
+    return v
+
+
+def _fmt(v, spec=".3g"):
+    if v is None:
+        return "–"
+    if isinstance(v, float) and not np.isfinite(v):
+        return "∞"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_fmt(x, spec) for x in v)
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)):
+        return f"{v:,}"
+    if isinstance(v, (float, np.floating)):
+        return format(v, spec)
+    return str(v)
+
+
+def _kv_table(rows: list[tuple[str, str]]) -> str:
+    from cryobox.report.html import esc
+
+    return '<table class="kv">' + "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows) + "</table>"
+
+
+def _load_sweep(path: Path) -> dict:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "sweep.json"
+    try:
+        d = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{p}: not a readable sweep.json ({exc}); give the folder `cryobox sweep --out` wrote.") from None
+    if d.get("cryobox") != "sweep":
+        raise InputError(f"{p}: not a cryobox sweep result (no 'cryobox: sweep' field).")
+    return d
+
+
+def _load_fsc(path: Path) -> dict:
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable `cryobox fsc --json` file ({exc}).") from None
+    if "curves" not in d or "resolutions" not in d:
+        raise InputError(f"{path}: no 'curves' / 'resolutions'; write it with `cryobox fsc ... --json > file.json`.")
+    return d
+
+
+def build_report(
+    particles: Path,
+    *,
+    out: Path,
+    diameter_a: float,
+    resolution_a: float,
+    sweep: Path | dict | None = None,
+    fsc: list[Path] | None = None,
+    title: str | None = None,
+    candidate_ctf_boxes: int = 4,
+) -> dict:
+    """Gather inspect, advise, CTF pictures, FSC and sweep results and write one HTML file."""
+    from cryobox.io.particles import read_particles
+    from cryobox.jobs.advise import inputs_from_tables, run_advise
+    from cryobox.jobs.ctf import compute_ctf_picture, parameters_from_table
+    from cryobox.jobs.inspect import inspect_table
+    from cryobox.report import plots
+    from cryobox.report.html import esc, figure_to_data_uri, render_report
+
+    t0 = time.perf_counter()
+    table = read_particles(particles)
+    ins = inspect_table(table)
+    inputs = inputs_from_tables([table])
+    adv = run_advise(inputs, diameter_a=diameter_a, resolution_a=resolution_a)
+    a = adv.advice
+    sw = None if sweep is None else (sweep if isinstance(sweep, dict) else _load_sweep(sweep))
+    fscs = [(Path(p).stem, _load_fsc(p)) for p in (fsc or [])]
+    n_fig = 0
+    sections = []
+
+    def img(fig, alt):
+        nonlocal n_fig
+        n_fig += 1
+        return f'<img class="fig" alt="{esc(alt)}" src="{figure_to_data_uri(fig)}">'
+
+    # 1. the dataset
+    rows = [("file", ins.path), ("format", ins.source_format), ("particles", _fmt(ins.n_particles)),
+            ("micrographs", _fmt(ins.n_micrographs)), ("optics groups", _fmt(ins.n_optics_groups)),
+            ("pixel size (Å/px)", _fmt(ins.pixel_size_a, ".4g")), ("box (px)", _fmt(ins.box_px)),
+            ("voltage (kV)", _fmt(ins.voltage_kv)), ("Cs (mm)", _fmt(ins.cs_mm)),
+            ("amplitude contrast", _fmt(ins.amplitude_contrast)), ("CTF premultiplied", _fmt(ins.ctf_premultiplied))]
+    for name, stat in (("defocus U (Å)", ins.defocus_u_a), ("defocus V (Å)", ins.defocus_v_a), ("astigmatism (Å)", ins.astigmatism_a),
+                       ("particles per micrograph", ins.particles_per_micrograph)):
+        if stat:
+            rows.append((name, "min {min:.0f} · p5 {p5:.0f} · median {median:.0f} · p95 {p95:.0f} · max {max:.0f}".format(**stat)))
+    d = table.data
+    sections.append(("dataset", "Dataset (cryobox inspect)", _kv_table(rows) + img(
+        plots.figure_defocus_histogram(d["defocus_u_a"].to_numpy(float), d["defocus_v_a"].to_numpy(float), title="defocus"), "defocus histogram")))
+
+    # 2. the advice
+    rec = {a.recommended_refine_box_px, a.recommended_extract_box_px}
+    head = ("box (px)", "box (Å)", "CTF alias-free", "CTF² alias-free", "delocalisation held", "edge loss",
+            "alias-free to (p95 defocus, Å)", "cost per image", "cost per volume")
+    trs = []
+    for c in a.candidates:
+        cells = [str(c.box_px), f"{c.box_a:.0f}", f"{100 * c.aliasing_free_fraction:.1f}%", f"{100 * c.ctf2_aliasing_free_fraction:.1f}%",
+                 f"{100 * c.delocalisation_fraction:.1f}%", "–" if c.edge_loss_fraction is None else f"{100 * c.edge_loss_fraction:.1f}%",
+                 _fmt(c.aliasing_limited_resolution_p95_a, ".2f"), f"{c.relative_cost_2d:.2f}x", f"{c.relative_cost_3d:.2f}x"]
+        trs.append(f'<tr class="{"rec" if c.box_px in rec else ""}" data-box="{c.box_px}">' + "".join(f"<td>{esc(x)}</td>" for x in cells) + "</tr>")
+    advice_html = (
+        f"<p>Particle diameter {diameter_a:g} Å, target {resolution_a:g} Å at {a.pixel_size_a:g} Å/px, {adv.n_particles:,} particles. "
+        f"<b>Refine in {a.recommended_refine_box_px} px</b>; <b>extract in {a.recommended_extract_box_px} px</b>"
+        + (", premultiply by the CTF and crop." if a.premultiply else ".") + "</p>"
+        + "<ul>" + "".join(f"<li>{esc(r)}</li>" for r in a.reasons) + "".join(f"<li><b>warning:</b> {esc(w)}</li>" for w in a.warnings) + "</ul>"
+        + '<table id="advice-table"><tr>' + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>" + "".join(trs) + "</table>"
+        + img(plots.figure_advice(a), "box advice")
+    )
+    sections.append(("advice", "Box-size advice (cryobox advise)", advice_html))
+
+    # 3. interactive
+    df_max = np.maximum(np.abs(d["defocus_u_a"].to_numpy(float)), np.abs(d["defocus_v_a"].to_numpy(float)))
+    sample = defocus_sample(df_max)
+    boxes_seen = [c.box_px for c in a.candidates] + ([v["box_px"] for v in sw["variants"]] if sw else [])
+    box_min = max(8, int(min(boxes_seen) * 0.8) // 2 * 2)
+    box_max = int(max(boxes_seen) * 1.25) // 2 * 2
+    data = {"pixel_size_a": a.pixel_size_a, "voltage_kv": float(np.median(inputs.voltage_kv)), "cs_mm": float(np.median(inputs.cs_mm)),
+            "amplitude_contrast": float(np.median(d["amplitude_contrast"])) if "amplitude_contrast" in d else 0.1,
+            "diameter_a": diameter_a, "resolution_a": resolution_a, "defocus_sample_a": [float(v) for v in sample],
+            "n_particles": int(adv.n_particles), "box_min_px": box_min, "box_max_px": box_max,
+            "initial_box_px": a.recommended_refine_box_px}
+    inter = (
+        f"<p class='note'>Move the sliders: the CTF at the chosen defocus percentile (grey), as a {esc('box')} of that size samples it "
+        f"(blue; Fourier pixels 1/(box·pixel size) apart), and where it aliases (red: the CTF phase changes by more than π per Fourier pixel). "
+        f"Fractions use the per-particle highest defocus of {sample.size:,} particles"
+        + (f" (evenly spaced order statistics of all {adv.n_particles:,})" if sample.size < adv.n_particles else "")
+        + f", voltage {data['voltage_kv']:g} kV, Cs {data['cs_mm']:g} mm, the advisor's formulas.</p>"
+        "<div class='controls'>"
+        f"<label for='box-slider'>box size (px, even)</label><input type='range' id='box-slider' min='{box_min}' max='{box_max}' step='2' value='{data['initial_box_px']}'><span id='box-value'></span>"
+        "<label for='defocus-slider'>defocus percentile</label><input type='range' id='defocus-slider' min='0' max='100' step='1' value='95'><span id='defocus-value'></span>"
+        "</div><div class='numbers'>"
+        "<div>box<b id='box-a'></b></div><div>defocus at that percentile<b id='defocus-a'></b></div>"
+        "<div>CTF alias-free to<b id='alias-limit-a'></b></div>"
+        f"<div>particles alias-free at {resolution_a:g} Å<b id='alias-free-fraction'></b></div>"
+        f"<div>particles whose delocalised signal fits (D = {diameter_a:g} Å)<b id='deloc-fraction'></b></div>"
+        f"<div>cost vs {box_min} px<b id='cost'></b></div></div>"
+        "<canvas id='ctf-canvas' width='1100' height='340'></canvas>"
+    )
+    sections.append(("explore", "Explore the box: CTF sampling and aliasing", inter))
+
+    # 4. CTF pictures at candidate boxes
+    pics = []
+    want = [a.recommended_refine_box_px, a.recommended_extract_box_px] + ([v["box_px"] for v in sw["variants"]] if sw else [])
+    for b in dict.fromkeys(want):
+        if len(pics) >= candidate_ctf_boxes:
+            break
+        params = parameters_from_table(table, percentile=95, box_px=int(b))
+        pic = compute_ctf_picture(params, resolution_a=resolution_a)
+        alias = pic.to_dict()
+        txt = ("alias-free to Nyquist" if alias["aliasing_free_to_nyquist"] else f"aliases beyond {alias['first_aliased_resolution_a']:.2f} Å")
+        pics.append(f"<h3>{b} px ({b * a.pixel_size_a:.0f} Å): {esc(txt)} at the 95th-percentile defocus</h3>" + img(plots.figure_ctf(pic), f"CTF at {b} px"))
+    sections.append(("ctf", "CTF and aliasing at the candidate boxes (cryobox ctf)", "".join(pics)))
+
+    # 5. FSC results
+    if fscs:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(10, 5.5))
+        ax = fig.add_subplot(111)
+        plots.plot_fsc_overlay(ax, fscs)
+        rows = "".join(
+            f"<tr><td>{esc(name)}</td><td>{f['box_px']}</td><td>{f['pixel_size_a']:g}</td>"
+            f"<td>{_fmt(f['resolutions']['0.143']['resolution_a'], '.2f')}</td><td>{_fmt(f['resolutions']['0.143']['interpolated_resolution_a'], '.2f')}</td></tr>"
+            for name, f in fscs)
+        sections.append(("fsc", "FSC results (cryobox fsc)", "<table><tr><th>run</th><th>box (px)</th><th>Å/px</th><th>0.143, RELION rule (Å)</th>"
+                         "<th>0.143, interpolated (Å)</th></tr>" + rows + "</table>" + img(fig, "FSC overlay")))
+
+    # 6. the sweep
+    if sw:
+        vrows = "".join(
+            f"<tr data-variant='{esc(v['variant'])}'><td>{esc(v['variant'])}</td><td>{esc(v['description'])}</td><td>{v['box_px']}</td>"
+            f"<td>{_fmt(v['resolutions_a'], '.2f')}</td><td>{_fmt(v['interpolated_resolutions_a'], '.2f')}</td>"
+            f"<td>{_fmt(v['mean_a'], '.2f')}</td><td>{_fmt(v['sd_a'], '.2f')}</td></tr>" for v in sw["variants"])
+        verdicts = "".join(f"<p class='verdict'>{esc(c['sentence'])}</p>" for c in sw["comparisons"])
+        tm = sw.get("timings") or {}
+        timing = (f"<p class='note'>engine time {tm['engine_s'] / 60:.1f} min; cryobox's own work {tm['overhead_s']:.0f} s.</p>" if tm else "")
+        sections.append(("sweep", "Box-size sweep (cryobox sweep)",
+                         f"<p>{sw['n_particles_refined']:,} particles refined at every box, {sw['settings']['repeats']} repeat(s) each, "
+                         f"{esc(sw['engine'].get('engine', ''))} {esc(sw['engine'].get('version', ''))}. Resolution: {esc(sw['resolution_rule'])}.</p>"
+                         "<table id='sweep-table'><tr><th>variant</th><th>what</th><th>box (px)</th><th>repeats, RELION rule (Å)</th>"
+                         "<th>repeats, interpolated (Å)</th><th>mean (Å)</th><th>SD (Å)</th></tr>" + vrows + "</table>"
+                         f"<p><b>Verdicts</b> ({esc(sw['test'])}):</p>{verdicts}" + timing
+                         + "".join(f"<p class='note'>{esc(n)}</p>" for n in sw.get("notes", []))
+                         + img(plots.figure_sweep(sw), "sweep")))
+
+    page = render_report(title=title or f"cryobox report: {Path(particles).name}",
+                         subtitle=f"{adv.n_particles:,} particles · {a.pixel_size_a:g} Å/px · D = {diameter_a:g} Å · target {resolution_a:g} Å · "
+                                  f"made {time.strftime('%Y-%m-%d %H:%M')}",
+                         sections=sections, data=data)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return {"path": str(out), "bytes": len(page.encode("utf-8")), "figures": n_fig, "data": data,
+            "seconds": time.perf_counter() - t0}

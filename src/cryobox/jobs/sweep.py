@@ -1,0 +1,499 @@
+"""`cryobox sweep`: the box-size experiment, with repeats, on a refinement engine.
+
+The same particles are (re)extracted — or restacked, when only stacks are known — at every box
+(and, on request, extracted at M, premultiplied by the CTF and cropped), then refined from the
+same reference several times with identical settings but a different random seed. Every run's
+half maps get the same masked FSC (one soft mask, built once and windowed to each box); the
+resolutions of the repeats give each variant a mean and a spread, and each pair of variants a
+verdict: does their difference exceed the repeats' spread (Welch's t-test)?
+
+Everything else is held fixed: the particles (the intersection, when an edge policy drops
+some), the reference (windowed to each box from one map at the particles' pixel size, low-passed
+to ``ini_high_a``), the angular sampling (HEALPix order), the offset search in Å, the particle
+diameter in Å. The alignment mask follows ``mask_policy``: "fixed" keeps one diameter in Å for
+every box (RELION's way); "box-relative" scales it with the box (a window that is a fixed
+fraction of the box, equal to the fixed one at the smallest box). Running both separates "more
+box" from "a looser window".
+
+Layout of ``out``::
+
+    data/<box>[_pm<M>]/         extraction (stacks, particles.star) and refine.star (common set)
+    references/                 ref_box<N>.mrc (windowed, low-passed), mask_box<N>.mrc
+    runs/<variant>/rep<k>/      the engine's files, engine.log, result.json (written last)
+    sweep.json, sweep.png       results and figure
+
+Resuming: a run whose result.json names the same settings is skipped; any other run folder is
+removed and the run starts clean.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+
+from cryobox.engines.base import RefineEngine, RefineParams
+from cryobox.errors import InputError
+from cryobox.io.atomic import atomic_path
+from cryobox.io.particles import ParticleTable, read_particles, write_star
+
+__all__ = ["SweepSettings", "Variant", "plan_variants", "run_sweep", "summarise_sweep", "MASK_POLICIES"]
+
+MASK_POLICIES = ("fixed", "box-relative")
+RESOLUTION_KEY = "interpolated_resolution_a"  # the continuous value the repeat test uses
+POSE_COLUMNS = ("angle_rot_deg", "angle_tilt_deg", "angle_psi_deg", "shift_x_a", "shift_y_a")
+POSE_PREFIXES = ("rlnAngle", "rlnOrigin", "rlnRandomSubset", "rlnClassNumber", "rlnNormCorrection",
+                 "rlnLogLikeliContribution", "rlnMaxValueProbDistribution", "rlnNrOfSignificantSamples",
+                 "alignments3D/", "alignments2D/")
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """What the sweep varies (boxes, premultiply source, mask policies) and what it holds fixed."""
+
+    boxes_px: tuple[int, ...]
+    particle_diameter_a: float
+    repeats: int = 3
+    premultiply_from_px: int | None = None
+    mask_policies: tuple[str, ...] = ("fixed",)
+    ini_high_a: float = 60.0
+    healpix_order: int = 2
+    offset_range_a: float | None = None  # default: RELION's 6 px at the particles' pixel size
+    offset_step_a: float | None = None  # default: RELION's 2 px
+    auto_iter_max: int | None = None
+    invert: bool = False
+    edge: str = "keep"
+    first_seed: int = 1
+    symmetry: str = "C1"
+
+    def check(self) -> None:
+        if not self.boxes_px:
+            raise InputError("--boxes: give at least one box size (px), like --boxes 280,360,576.")
+        if any(b < 16 for b in self.boxes_px):
+            raise InputError(f"--boxes: every box must be at least 16 px, got {list(self.boxes_px)}.")
+        if len(set(self.boxes_px)) != len(self.boxes_px):
+            raise InputError(f"--boxes: each box once, got {list(self.boxes_px)}.")
+        if self.repeats < 1:
+            raise InputError(f"--repeats must be at least 1 (2 or more to judge differences), got {self.repeats}.")
+        if self.premultiply_from_px is not None and not any(b < self.premultiply_from_px for b in self.boxes_px):
+            raise InputError(f"--premultiply-from {self.premultiply_from_px} px: no box in --boxes is smaller, so nothing is cropped.")
+        bad = [p for p in self.mask_policies if p not in MASK_POLICIES]
+        if bad or not self.mask_policies:
+            raise InputError(f"--mask-policy takes fixed, box-relative or both, got {','.join(self.mask_policies) or 'nothing'}.")
+        if not self.particle_diameter_a > 0:
+            raise InputError(f"--particle-diameter must be positive (Å), got {self.particle_diameter_a}.")
+        if not self.ini_high_a > 0:
+            raise InputError(f"--ini-high must be positive (Å), got {self.ini_high_a}.")
+        if self.edge not in ("keep", "drop"):
+            raise InputError(f"--edge must be keep or drop, got {self.edge!r}.")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of the experiment: a box, how its particles were made, and its alignment mask."""
+
+    box_px: int
+    premultiply_from_px: int | None
+    mask_policy: str
+    mask_diameter_a: float
+
+    @property
+    def data_label(self) -> str:
+        return f"box{self.box_px}" + (f"_pm{self.premultiply_from_px}" if self.premultiply_from_px else "")
+
+    @property
+    def label(self) -> str:
+        return self.data_label + ("" if self.mask_policy == "fixed" else "_boxrel")
+
+    @property
+    def description(self) -> str:
+        how = f"extracted at {self.premultiply_from_px} px, CTF-premultiplied, cropped to {self.box_px} px" if self.premultiply_from_px else f"{self.box_px} px"
+        return f"{how}; mask {self.mask_diameter_a:.0f} Å ({self.mask_policy})"
+
+
+def plan_variants(settings: SweepSettings, *, pixel_size_a: float) -> tuple[list[Variant], list[str]]:
+    """Every (box, premultiply, mask policy) combination, and notes on what was merged or skipped.
+
+    Box-relative masks scale ``particle_diameter_a`` by box / smallest box, so at the smallest
+    box the two policies coincide and only the fixed run is made.
+    """
+    s = settings
+    boxes = sorted(s.boxes_px)
+    smallest = boxes[0]
+    notes = []
+    arms: list[tuple[int, int | None]] = [(b, None) for b in boxes]
+    if s.premultiply_from_px:
+        arms += [(b, s.premultiply_from_px) for b in boxes if b < s.premultiply_from_px]
+    out = []
+    for policy in s.mask_policies:
+        for box, pm in arms:
+            diameter = s.particle_diameter_a * (box / smallest if policy == "box-relative" else 1.0)
+            if policy == "box-relative" and "fixed" in s.mask_policies and box == smallest:
+                notes.append(f"{box} px: the box-relative mask equals the fixed one ({diameter:.0f} Å); run once.")
+                continue
+            if diameter > box * pixel_size_a:
+                raise InputError(
+                    f"--particle-diameter {s.particle_diameter_a:g} Å: the {policy} mask ({diameter:.0f} Å) is larger than the "
+                    f"{box} px box ({box * pixel_size_a:.0f} Å at {pixel_size_a:g} Å/px); lower it or drop the box."
+                )
+            out.append(Variant(box, pm, policy, float(diameter)))
+    return out, notes
+
+
+# ------------------------------------------------------------------------------------- data
+
+
+def _has_micrographs(table: ParticleTable) -> bool:
+    d = table.data
+    if not {"micrograph_name", "coord_x_px", "coord_y_px"} <= set(d.columns) or d["micrograph_name"].isna().any():
+        return False
+    roots = [Path.cwd()] + ([table.path.parent] if table.path is not None else [])
+    first = Path(str(d["micrograph_name"].iloc[0]))
+    return first.is_absolute() and first.exists() or any((r / first).exists() for r in roots)
+
+
+def _particle_keys(table: ParticleTable, mode: str) -> list:
+    d = table.data
+    if mode == "restack":
+        return list(range(len(d)))
+    return list(zip(d["micrograph_name"].astype(str), np.round(d["coord_x_px"].to_numpy(float), 2),
+                    np.round(d["coord_y_px"].to_numpy(float), 2)))
+
+
+def _strip_poses(table: ParticleTable) -> ParticleTable:
+    """Refinements start from the reference alone: poses, shifts and half-set labels go."""
+    d = table.data
+    drop = [c for c in d.columns if c in POSE_COLUMNS or c.startswith(POSE_PREFIXES)]
+    return ParticleTable(d.drop(columns=drop).reset_index(drop=True), kind="particles", source_format=table.source_format,
+                         path=None, optics_passthrough=table.optics_passthrough)
+
+
+def _make_data(table: ParticleTable, mode: str, box: int, pm: int | None, s: SweepSettings, folder: Path, log, workers) -> Path:
+    """Extract (or restack) the particles for one (box, premultiply) arm; returns its particles.star."""
+    if mode == "extract":
+        from cryobox.jobs.extract import ExtractOptions, run_extract
+
+        opts = ExtractOptions(box_px=box, invert=s.invert, premultiply_box_px=pm, edge=s.edge)
+        summary = run_extract(table, opts, folder, workers=workers, log=None, from_star=table.kind == "micrographs")
+        log(f"  {folder.name}: {summary.n_written} particles written, {summary.n_dropped_at_edges} dropped at edges, "
+            f"{summary.n_skipped_done} micrographs already done")
+        return Path(summary.star)
+    from cryobox.jobs.restack import RestackOptions, run_restack
+
+    src = table
+    if pm:
+        box_in = int(table.data["box_px"].iloc[0])
+        if box_in != pm:  # window to M first, then premultiply on the M box and crop
+            inter = run_restack(table, RestackOptions(box_px=pm), folder / "window", workers=workers)
+            src = read_particles(inter["star"])
+    info = run_restack(src, RestackOptions(box_px=box, premultiply=bool(pm), norm=True, invert=s.invert), folder, workers=workers)
+    log(f"  {folder.name}: {info['n_particles']} particles restacked")
+    return Path(info["star"])
+
+
+# ------------------------------------------------------------------------------- references
+
+
+def _reference_grids(reference: np.ndarray, reference_px: float, pixel_size_a: float, boxes: list[int], ini_high_a: float,
+                     mask: np.ndarray | None, folder: Path) -> tuple[dict, dict, list[str]]:
+    """Reference (windowed and low-passed) and FSC mask files per box."""
+    from cryobox.core.fourier import filter_map, fourier_rescale, window
+    from cryobox.core.fsc import auto_mask
+    from cryobox.io.mrc import write_mrc
+
+    notes = []
+    ref = np.asarray(reference, dtype=np.float32)
+    if abs(reference_px - pixel_size_a) > 1e-4 * pixel_size_a:
+        new_n = max(2, int(round(ref.shape[-1] * reference_px / pixel_size_a)))
+        ref, achieved = fourier_rescale(ref, new_n, pixel_size_a=reference_px)
+        notes.append(f"reference resampled from {reference_px:g} to {achieved:.4g} Å/px ({new_n} px) to match the particles")
+    big = max(boxes)
+    ref_big = window(ref, big, ndim=3)
+    if mask is None:
+        smooth = filter_map(ref_big, pixel_size_a=pixel_size_a, lowpass_a=max(15.0, 3.0 * pixel_size_a))
+        thr = float(smooth.mean() + 3.0 * smooth.std())
+        mask_big = auto_mask(smooth, threshold=thr, extend_px=max(3.0 / pixel_size_a, 1.0), soft_edge_px=max(6.0 / pixel_size_a, 3.0))
+        notes.append(f"FSC mask: the reference low-passed to {max(15.0, 3.0 * pixel_size_a):g} Å, thresholded at mean + 3 sd, "
+                     f"extended {max(3.0, pixel_size_a):g} Å, soft edge {max(6.0, 3 * pixel_size_a):g} Å; one mask for every box")
+    else:
+        mask_big = window(np.asarray(mask, np.float32), big, ndim=3)
+    refs, masks = {}, {}
+    folder.mkdir(parents=True, exist_ok=True)
+    for b in boxes:
+        r = filter_map(window(ref_big, b, ndim=3), pixel_size_a=pixel_size_a, lowpass_a=ini_high_a)
+        m = window(mask_big, b, ndim=3)
+        lost = 1.0 - float(m.sum()) / max(float(mask_big.sum()), 1e-12)
+        if lost > 0.01:
+            notes.append(f"the FSC mask does not fit the {b} px box: {100 * lost:.0f}% of it is cut off there")
+        refs[b] = write_mrc(folder / f"ref_box{b}.mrc", r.astype(np.float32), pixel_size_a=pixel_size_a)
+        masks[b] = write_mrc(folder / f"mask_box{b}.mrc", np.clip(m, 0, 1).astype(np.float32), pixel_size_a=pixel_size_a)
+    return refs, masks, notes
+
+
+# ------------------------------------------------------------------------------------- runs
+
+
+def _digest(obj) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _run_fsc(half1: Path, half2: Path, mask_path: Path, pixel_size_a: float, seed: int) -> dict:
+    from cryobox.core.fsc import masked_fsc_analysis
+    from cryobox.io.mrc import read_mrc
+
+    h1, _ = read_mrc(half1)
+    h2, _ = read_mrc(half2)
+    m, _ = read_mrc(mask_path)
+    try:
+        res = masked_fsc_analysis(h1, h2, pixel_size_a=pixel_size_a, mask=m, rng=np.random.default_rng(seed))
+    except ValueError:  # the unmasked FSC never drops below 0.8: randomise from 2/3 Nyquist
+        res = masked_fsc_analysis(h1, h2, pixel_size_a=pixel_size_a, mask=m, rng=np.random.default_rng(seed),
+                                  randomize_at_a=3.0 * pixel_size_a)
+    r143 = res.resolution(0.143)
+    r05 = res.resolution(0.5)
+    return {
+        "resolution_a": r143["resolution_a"], "interpolated_resolution_a": r143["interpolated_resolution_a"],
+        "resolution_0.5_a": r05["resolution_a"], "randomize_at_shell": res.randomize_at_shell,
+        "warnings": list(res.warnings),
+        "curve": {"frequency_inv_a": [float(v) for v in res.frequency_inv_a],
+                  "fsc": [float(v) for v in res.final],
+                  "fsc_unmasked": [float(v) for v in res.fsc_unmasked]},
+    }
+
+
+def _finite(v):
+    return None if v is None or not np.isfinite(v) else float(v)
+
+
+def run_sweep(
+    table: ParticleTable,
+    settings: SweepSettings,
+    *,
+    reference: np.ndarray,
+    reference_pixel_size_a: float,
+    out: Path,
+    engine: RefineEngine,
+    mask: np.ndarray | None = None,
+    workers: int | None = None,
+    log=print,
+    plot: bool = True,
+) -> dict:
+    """Run (or resume) the whole sweep; writes sweep.json and sweep.png in ``out`` and returns the
+    sweep.json dict."""
+    s = settings
+    s.check()
+    t_start = time.perf_counter()
+    timings = {"extraction_s": 0.0, "references_s": 0.0, "engine_s": 0.0, "fsc_s": 0.0, "summary_s": 0.0}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    engine_info = engine.check()
+    notes: list[str] = []
+
+    if _has_micrographs(table):
+        mode = "extract"
+    elif "image_path" in table.data:
+        mode = "restack"
+        box_in = int(table.data["box_px"].iloc[0]) if "box_px" in table.data else 0
+        need = max(list(s.boxes_px) + [s.premultiply_from_px or 0])
+        if box_in < need:
+            raise InputError(f"{table.path}: the micrographs are not available and the particle stacks are {box_in} px; "
+                             f"restacking to {need} px needs stacks at least that big (or give the micrographs).")
+    else:
+        raise InputError(f"{table.path}: neither micrographs with coordinates nor particle stacks are named; cannot extract.")
+    log(f"sweep: {len(table)} particles, {mode} at {', '.join(map(str, sorted(s.boxes_px)))} px"
+        + (f", premultiplied from {s.premultiply_from_px} px" if s.premultiply_from_px else "")
+        + f"; {s.repeats} repeat(s); engine {engine_info.get('engine')} {engine_info.get('version', '')}")
+
+    # 1. particles for every (box, premultiply) arm
+    t0 = time.perf_counter()
+    arms = sorted({(b, None) for b in s.boxes_px} | ({(b, s.premultiply_from_px) for b in s.boxes_px if b < s.premultiply_from_px}
+                                                    if s.premultiply_from_px else set()), key=lambda a: (a[0], a[1] or 0))
+    data_dirs, tables = {}, {}
+    for box, pm in arms:
+        label = f"box{box}" + (f"_pm{pm}" if pm else "")
+        folder = out / "data" / label
+        star = _make_data(table, mode, box, pm, s, folder, log, workers)
+        data_dirs[(box, pm)] = folder
+        tables[(box, pm)] = read_particles(star)
+    key_sets = {a: _particle_keys(t, mode) for a, t in tables.items()}
+    common = set.intersection(*(set(k) for k in key_sets.values()))
+    counts = {f"box{a[0]}" + (f"_pm{a[1]}" if a[1] else ""): len(k) for a, k in key_sets.items()}
+    if not common:
+        raise InputError("no particle is present at every box (the edge policy dropped them all); use --edge keep.")
+    first = key_sets[arms[0]]
+    order = [k for k in first if k in common]
+    refine_stars = {}
+    for a, t in tables.items():
+        pos = {k: i for i, k in enumerate(key_sets[a])}
+        rows = np.array([pos[k] for k in order], dtype=np.int64)
+        sub = ParticleTable(t.data.iloc[rows].reset_index(drop=True), kind="particles", source_format=t.source_format, path=None,
+                            optics_passthrough=t.optics_passthrough)
+        star, keyfile = data_dirs[a] / "refine.star", data_dirs[a] / "refine.key"
+        current = keyfile.read_text() if keyfile.exists() and star.exists() else None
+        if current != _digest(order):
+            write_star(star, _strip_poses(sub))
+            with atomic_path(keyfile) as tmp:
+                tmp.write_text(_digest(order))
+        refine_stars[a] = star
+    if len(common) < len(table):
+        notes.append(f"{len(common)} of {len(table)} particles are present at every box and are refined; per arm: "
+                     + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    pixel_sizes = {round(float(t.data["pixel_size_a"].iloc[0]), 6) for t in tables.values()}
+    if len(pixel_sizes) != 1:
+        raise InputError(f"the extracted particles have several pixel sizes ({sorted(pixel_sizes)} Å/px); the sweep needs one.")
+    psize = pixel_sizes.pop()
+    timings["extraction_s"] = time.perf_counter() - t0
+
+    # 2. one reference and one FSC mask, windowed to every box
+    t0 = time.perf_counter()
+    variants, vnotes = plan_variants(s, pixel_size_a=psize)
+    notes += vnotes
+    refs, masks, rnotes = _reference_grids(reference, reference_pixel_size_a, psize, sorted(s.boxes_px), s.ini_high_a, mask,
+                                           out / "references")
+    notes += rnotes
+    for n in vnotes + rnotes:
+        log(f"  note: {n}")
+    timings["references_s"] = time.perf_counter() - t0
+
+    # 3. the runs
+    offset_range_a = s.offset_range_a if s.offset_range_a is not None else 6.0 * psize
+    offset_step_a = s.offset_step_a if s.offset_step_a is not None else 2.0 * psize
+    total = len(variants) * s.repeats
+    k = 0
+    runs: dict[str, list[dict]] = {}
+    for v in variants:
+        runs[v.label] = []
+        for rep in range(s.repeats):
+            k += 1
+            seed = s.first_seed + rep
+            params = RefineParams(pixel_size_a=psize, box_px=v.box_px, particle_diameter_a=v.mask_diameter_a,
+                                  ini_high_a=s.ini_high_a, random_seed=seed, healpix_order=s.healpix_order,
+                                  offset_range_a=offset_range_a, offset_step_a=offset_step_a, auto_iter_max=s.auto_iter_max,
+                                  symmetry=s.symmetry)
+            run_dir = out / "runs" / v.label / f"rep{rep + 1}"
+            key = _digest({"params": asdict(params), "engine": engine.name, "particles": _digest(order),
+                           "data": str(refine_stars[(v.box_px, v.premultiply_from_px)]),
+                           "invert": s.invert, "edge": s.edge, "mode": mode})
+            result_path = run_dir / "result.json"
+            done = None
+            if result_path.exists():
+                try:
+                    done = json.loads(result_path.read_text())
+                except ValueError:
+                    done = None
+                if done is not None and done.get("key") != key:
+                    done = None
+            if done is not None:
+                log(f"[{k}/{total}] {v.label} repeat {rep + 1}: done before ({_fmt_res(done)}), skipped")
+                runs[v.label].append(done)
+                continue
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            run_dir.mkdir(parents=True)
+            cmd = engine.prepare(run_dir, refine_stars[(v.box_px, v.premultiply_from_px)], refs[v.box_px], params)
+            log(f"[{k}/{total}] {v.label} repeat {rep + 1} (seed {seed}): {v.description} ...")
+            seconds = engine.run(cmd, run_dir, run_dir / "engine.log")
+            timings["engine_s"] += seconds
+            halves = engine.collect(run_dir)
+            t0 = time.perf_counter()
+            fsc = _run_fsc(halves.half1, halves.half2, masks[v.box_px], psize, seed)
+            timings["fsc_s"] += time.perf_counter() - t0
+            result = {"key": key, "variant": v.label, "repeat": rep + 1, "seed": seed, "engine_seconds": seconds,
+                      "command": cmd, "half1": str(halves.half1), "half2": str(halves.half2), "iteration": halves.iteration,
+                      "converged": halves.converged, "engine_resolution_a": halves.engine_resolution_a,
+                      "fsc_seconds": time.perf_counter() - t0, **fsc}
+            with atomic_path(result_path) as tmp:
+                tmp.write_text(json.dumps(result, default=_finite))
+            log(f"[{k}/{total}] {v.label} repeat {rep + 1}: {_fmt_res(result)} after {halves.iteration} iterations in {seconds:.0f} s")
+            runs[v.label].append(result)
+
+    # 4. summary
+    t0 = time.perf_counter()
+    summary = summarise_sweep(variants, runs, settings=s, pixel_size_a=psize, mode=mode, n_particles_in=len(table),
+                              n_common=len(common), counts=counts, engine_info=engine_info, notes=notes)
+    timings["summary_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - t_start
+    timings["overhead_s"] = timings["total_s"] - timings["engine_s"]
+    summary["timings"] = timings
+    write_sweep(out, summary, plot=plot)
+    return summary
+
+
+def _fmt_res(r: dict) -> str:
+    a, b = r.get("resolution_a"), r.get("interpolated_resolution_a")
+    return f"FSC 0.143 at {a:.2f} Å (interpolated {b:.2f} Å)" if a is not None and b is not None else "FSC did not drop below 0.143"
+
+
+def summarise_sweep(variants: list[Variant], runs: dict[str, list[dict]], *, settings: SweepSettings, pixel_size_a: float,
+                    mode: str, n_particles_in: int, n_common: int, counts: dict, engine_info: dict, notes: list[str]) -> dict:
+    """sweep.json: per variant the repeats' resolutions, mean and SD; per pair the verdict."""
+    from cryobox.core.stats import compare_repeats, mean_sd
+
+    table = []
+    for v in variants:
+        rs = runs.get(v.label, [])
+        vals = [r.get(RESOLUTION_KEY) for r in rs]
+        rel = [r.get("resolution_a") for r in rs]
+        mean, sd = mean_sd(vals)
+        mean_rel, sd_rel = mean_sd(rel)
+        table.append({"variant": v.label, "box_px": v.box_px, "box_a": v.box_px * pixel_size_a,
+                      "premultiply_from_px": v.premultiply_from_px, "mask_policy": v.mask_policy,
+                      "mask_diameter_a": v.mask_diameter_a, "description": v.description,
+                      "resolutions_a": rel, "interpolated_resolutions_a": vals,
+                      "mean_a": mean, "sd_a": sd, "mean_relion_rule_a": mean_rel, "sd_relion_rule_a": sd_rel,
+                      "runs": [{k: r.get(k) for k in ("repeat", "seed", "resolution_a", "interpolated_resolution_a",
+                                                       "resolution_0.5_a", "iteration", "converged", "engine_seconds",
+                                                       "engine_resolution_a", "half1", "half2", "curve")} for r in rs]})
+    comparisons = []
+    by = {row["variant"]: row for row in table}
+    for a, b in combinations([v.label for v in variants], 2):
+        c = compare_repeats(by[a]["interpolated_resolutions_a"], by[b]["interpolated_resolutions_a"])
+        better = None
+        if c["difference"] is not None and c["difference"] != 0:
+            better = a if c["difference"] < 0 else b
+        c.update({"a": a, "b": b, "finer": better})
+        if c["exceeds_spread"]:
+            c["sentence"] = f"{better} is finer: {abs(c['difference']):.2f} Å, beyond the repeats' spread ({c['why']})."
+        elif c["exceeds_spread"] is False:
+            c["sentence"] = f"{a} vs {b}: {abs(c['difference']):.2f} Å apart, within the repeats' spread ({c['why']}): not a real difference."
+        else:
+            c["sentence"] = f"{a} vs {b}: {c['why']}."
+        comparisons.append(c)
+    best = min((row for row in table if row["mean_a"] is not None), key=lambda r: r["mean_a"], default=None)
+    return {
+        "cryobox": "sweep", "version": 1,
+        "settings": {**asdict(settings), "boxes_px": sorted(settings.boxes_px)},
+        "pixel_size_a": pixel_size_a, "mode": mode, "n_particles_in": n_particles_in, "n_particles_refined": n_common,
+        "particles_per_arm": counts, "engine": engine_info,
+        "resolution_rule": "FSC = 0.143 of the masked, phase-randomisation-corrected FSC (relion_postprocess); "
+                           "'resolution_a' by RELION's rule (last shell above), 'interpolated' between shells",
+        "test": "Welch's t-test (two-sided, alpha = 0.05) on the repeats' interpolated resolutions",
+        "variants": table, "comparisons": comparisons, "best": best["variant"] if best else None, "notes": notes,
+    }
+
+
+def write_sweep(out: Path, summary: dict, *, plot: bool = True) -> None:
+    with atomic_path(Path(out) / "sweep.json") as tmp:
+        tmp.write_text(json.dumps(_clean(summary), indent=1))
+    if plot:
+        from cryobox.report.plots import figure_sweep, save_figure
+
+        save_figure(figure_sweep(summary), Path(out) / "sweep.png")
+
+
+def _clean(obj):
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
