@@ -12,10 +12,16 @@ from cryobox.cli.main import app
 REAL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"
 HAVE_RELION = shutil.which("relion_ctf_toolbox") is not None and shutil.which("relion_preprocess") is not None
 
+HAVE_CHROMIUM = shutil.which("chromium") is not None and shutil.which("chromedriver") is not None
+
+
 def pytest_sessionstart(session):
-    # CI installs RELION (.ci/run), so there a missing RELION is an error, never a silent skip.
+    # CI installs RELION and Chromium (.ci/run), so there a missing one is an error, never a silent skip.
     if os.environ.get("CI") == "true" and not HAVE_RELION:
         raise pytest.UsageError("CI=true but RELION is not on PATH: the peer tests must run in CI (apt-get install -y relion)")
+    if os.environ.get("CI") == "true" and not HAVE_CHROMIUM:
+        raise pytest.UsageError("CI=true but chromium/chromedriver are not on PATH: the report test must run in CI "
+                                "(apt-get install -y chromium chromium-driver)")
 
 
 needs_relion = pytest.mark.skipif(not HAVE_RELION, reason="RELION 3.1 is not installed (apt-get install -y relion)")

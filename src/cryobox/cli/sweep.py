@@ -85,7 +85,7 @@ def sweep_command(
     premultiply_from: Optional[int] = typer.Option(None, "--premultiply-from", help="Also extract at this box (px), premultiply by the CTF and crop to each smaller box."),
     mask_policy: str = typer.Option("fixed", "--mask-policy", help="fixed (one mask diameter in Å), box-relative (scales with the box) or both."),
     ini_high: float = typer.Option(60.0, "--ini-high", help="Low-pass (Å) of the reference, and RELION's --ini_high."),
-    healpix_order: int = typer.Option(2, "--healpix-order", help="Initial angular sampling (HEALPix order: 2 = 7.5°)."),
+    healpix_order: int = typer.Option(2, "--healpix-order", help="Initial angular sampling (RELION HEALPix order: 1 = 30°, 2 = 15°, 3 = 7.5°)."),
     offset_range: Optional[float] = typer.Option(None, "--offset-range", help="Offset search range (Å); default RELION's 6 px."),
     offset_step: Optional[float] = typer.Option(None, "--offset-step", help="Offset step (Å); default RELION's 2 px."),
     auto_iter_max: Optional[int] = typer.Option(None, "--auto-iter-max", help="Stop each refinement at this iteration (quick runs)."),
@@ -111,6 +111,7 @@ def sweep_command(
                              auto_iter_max=auto_iter_max, invert=invert, edge=edge, first_seed=seed, symmetry=symmetry)
     settings.check()
     engine = get_engine("relion", ranks=ranks, threads=threads)
+    engine.check()  # before any work: a missing RELION is one sentence with the install command
     ref, ref_px = read_map(reference, what="reference")
     m = None
     if mask is not None:

@@ -54,6 +54,9 @@ class RelionEngine(RefineEngine):
             raise EngineMissing(f"{program} was not found on PATH: {INSTALL_HINT}.")
         return path
 
+    def _check_reconstruct(self) -> None:
+        self._which("relion_reconstruct")
+
     def mpi_flags(self) -> list[str]:
         if self._mpi_flags is None:
             self._which(self.mpirun)
@@ -73,6 +76,7 @@ class RelionEngine(RefineEngine):
     def check(self) -> dict:
         refine = self._which(self.refine)
         mpirun = self._which(self.mpirun)
+        self._check_reconstruct()
         version = ""
         try:
             out = subprocess.run([self.refine.replace("_mpi", ""), "--version"], capture_output=True, text=True, timeout=60)
@@ -143,8 +147,47 @@ class RelionEngine(RefineEngine):
         it = _last_iteration(run_dir)
         if it is None or it < 1:
             raise EngineError(f"{run_dir}: RELION wrote no half maps after iteration 0; see its log.")
-        halves = [run_dir / f"run_it{it:03d}_half{h}_class001.mrc" for h in (1, 2)]
+        # A run stopped by --auto_iter_max writes no final (unfiltered) half maps, and its
+        # per-iteration maps are solvent-flattened by the spherical mask, which correlates the
+        # halves at every frequency. So reconstruct each half set, unmasked, from the poses of the
+        # last iteration, as the final iteration would (relion_reconstruct --subset).
+        data = run_dir / f"run_it{it:03d}_data.star"
+        if not data.exists():
+            raise EngineError(f"{data}: missing; RELION's run stopped before writing its poses.")
+        # RELION 3.1.3's relion_reconstruct ignores rlnCtfDataAreCtfPremultiplied (with --ctf it
+        # multiplies by the CTF a second time: a map uncorrelated with the truth). Premultiplied
+        # images already carry the CTF, so they are backprojected as they are, without --ctf
+        # (the Wiener numerator sum CTF.X, not divided by sum CTF^2: a near-isotropic per-shell
+        # weight, which the FSC's per-shell normalisation largely cancels).
+        premultiplied = _premultiplied(data)
+        halves = []
+        for h in (1, 2):
+            target = run_dir / f"cryobox_it{it:03d}_half{h}_unfil.mrc"
+            if not target.exists():
+                self._reconstruct(data, h, target, run_dir / "engine.log", ctf=not premultiplied)
+            halves.append(target)
         return HalfMaps(halves[0], halves[1], it, False, _model_resolution(run_dir / f"run_it{it:03d}_half1_model.star"))
+
+    def _reconstruct(self, data_star: Path, subset: int, target: Path, log_path: Path, *, ctf: bool = True) -> None:
+        program = shutil.which("relion_reconstruct")
+        if program is None:
+            raise EngineMissing(f"relion_reconstruct was not found on PATH: {INSTALL_HINT}.")
+        tmp = target.with_name(f".{target.stem}.part.mrc")
+        cmd = [program, "--i", str(data_star), "--o", str(tmp), "--subset", str(subset), *(["--ctf"] if ctf else []), "--j", str(max(1, _cores()))]
+        with open(log_path, "a") as log:
+            log.write("\n# " + " ".join(cmd) + "\n")
+            log.flush()
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            try:
+                rc = proc.wait()
+            except BaseException:
+                _stop(proc)
+                tmp.unlink(missing_ok=True)
+                raise
+        if rc != 0 or not tmp.exists():
+            tmp.unlink(missing_ok=True)
+            raise EngineError(f"relion_reconstruct failed (exit status {rc}) for half {subset} of {data_star}: {_last_error(log_path)}.")
+        os.replace(tmp, target)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -168,6 +211,16 @@ def _last_iteration(run_dir: Path) -> int | None:
         if m and (run_dir / f.name.replace("half1", "half2")).exists():
             its.append(int(m.group(1)))
     return max(its) if its else None
+
+
+def _premultiplied(data_star: Path) -> bool:
+    """Whether a RELION 3.1 data STAR says its images are CTF-premultiplied (optics table)."""
+    from cryobox.io.star import read_star_blocks
+
+    for block in read_star_blocks(data_star).values():
+        if "rlnCtfDataAreCtfPremultiplied" in block.columns:
+            return bool((block["rlnCtfDataAreCtfPremultiplied"].astype(int) == 1).any())
+    return False
 
 
 def _model_resolution(model_star: Path) -> float | None:

@@ -399,8 +399,10 @@ def run_sweep(
             cmd = engine.prepare(run_dir, refine_stars[(v.box_px, v.premultiply_from_px)], refs[v.box_px], params)
             log(f"[{k}/{total}] {v.label} repeat {rep + 1} (seed {seed}): {v.description} ...")
             seconds = engine.run(cmd, run_dir, run_dir / "engine.log")
+            t1 = time.perf_counter()
+            halves = engine.collect(run_dir)  # may run the engine's own tools (relion_reconstruct)
+            seconds += time.perf_counter() - t1
             timings["engine_s"] += seconds
-            halves = engine.collect(run_dir)
             t0 = time.perf_counter()
             fsc = _run_fsc(halves.half1, halves.half2, masks[v.box_px], psize, seed)
             timings["fsc_s"] += time.perf_counter() - t0
@@ -458,12 +460,20 @@ def summarise_sweep(variants: list[Variant], runs: dict[str, list[dict]], *, set
         if c["difference"] is not None and c["difference"] != 0:
             better = a if c["difference"] < 0 else b
         c.update({"a": a, "b": b, "finer": better})
+        va, vb = by[a], by[b]
+        unfinished = any(not r.get("converged") for r in va["runs"] + vb["runs"])
+        if bool(va["premultiply_from_px"]) != bool(vb["premultiply_from_px"]) and unfinished:
+            c["caveat"] = ("runs stopped early: the premultiplied variant's half maps are backprojected without CTF "
+                           "correction (relion_reconstruct 3.1.3 cannot correct premultiplied images), the plain one's with it; "
+                           "the two weightings differ, so judge this pair from converged runs (no --auto-iter-max)")
         if c["exceeds_spread"]:
             c["sentence"] = f"{better} is finer: {abs(c['difference']):.2f} Å, beyond the repeats' spread ({c['why']})."
         elif c["exceeds_spread"] is False:
             c["sentence"] = f"{a} vs {b}: {abs(c['difference']):.2f} Å apart, within the repeats' spread ({c['why']}): not a real difference."
         else:
             c["sentence"] = f"{a} vs {b}: {c['why']}."
+        if c.get("caveat"):
+            c["sentence"] += f" Caveat: {c['caveat']}."
         comparisons.append(c)
     best = min((row for row in table if row["mean_a"] is not None), key=lambda r: r["mean_a"], default=None)
     return {

@@ -1,0 +1,158 @@
+"""cryobox report: a self-contained page whose in-page numbers equal the advisor's, checked in
+headless Chromium (Debian's chromium + chromium-driver, driven by selenium)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cryobox.core.boxsize import aliasing_limited_resolution_a
+from cryobox.core.optics import max_local_oscillation_a
+from cryobox.io.particles import write_cs
+from cryobox.jobs.example import example_particles
+from cryobox.jobs.report import build_report, defocus_sample
+from cryobox.jobs.sweep import SweepSettings, Variant, summarise_sweep
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+try:
+    import selenium  # noqa: F401
+
+    HAVE_SELENIUM = True
+except ImportError:
+    HAVE_SELENIUM = False
+HAVE_BROWSER = bool(CHROMIUM and CHROMEDRIVER and HAVE_SELENIUM)
+needs_browser = pytest.mark.skipif(not HAVE_BROWSER, reason="headless Chromium test needs chromium, chromium-driver (apt) and selenium (pip)")
+ARTIFACTS = Path(os.environ.get("CRYOBOX_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+
+
+def _fake_sweep() -> dict:
+    """A sweep summary built by the real summariser from made-up runs (curves included)."""
+    variants = [Variant(280, None, "fixed", 240.0), Variant(576, None, "fixed", 240.0), Variant(280, 576, "fixed", 240.0)]
+    k = np.arange(141) / (280 * 1.06)
+    runs = {}
+    for v, res in zip(variants, ([3.71, 3.74, 3.69], [4.12, 4.05, 4.09], [3.66, 3.70, 3.72])):
+        runs[v.label] = [{"repeat": i + 1, "seed": i + 1, "resolution_a": r + 0.05, "interpolated_resolution_a": r, "iteration": 12,
+                          "converged": True, "curve": {"frequency_inv_a": k.tolist(), "fsc": (1 / (1 + np.exp((k - 1 / r) * 60))).tolist()}}
+                         for i, r in enumerate(res)]
+    return summarise_sweep(variants, runs, settings=SweepSettings(boxes_px=(280, 576), particle_diameter_a=240.0, premultiply_from_px=576),
+                           pixel_size_a=1.06, mode="extract", n_particles_in=5000, n_common=5000, counts={}, engine_info={"engine": "relion", "version": "3.1.3"},
+                           notes=[])
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    table = example_particles(n_particles=30_000, n_micrographs=300)
+    cs = write_cs(root / "particles.cs", table)
+    info = build_report(cs, out=root / "report.html", diameter_a=220.0, resolution_a=3.7, sweep=_fake_sweep())
+    return root, cs, info
+
+
+def test_report_is_self_contained(report):
+    root, _, info = report
+    html = (root / "report.html").read_text()
+    assert info["figures"] >= 6
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)  # nothing fetched from a network
+    assert "Content-Security-Policy" in html and "default-src 'none'" in html
+    for section in ("dataset", "advice", "explore", "ctf", "sweep"):
+        assert f'id="{section}"' in html
+    assert "Welch" in html and "box280_pm576" in html
+    # the embedded defocus sample is the per-particle highest defocus, in order statistics
+    sample = np.asarray(info["data"]["defocus_sample_a"])
+    assert sample.size == 20_000 and np.all(np.diff(sample) >= 0)
+
+
+def test_defocus_sample_keeps_small_sets_whole():
+    v = np.array([3.0, 1.0, 2.0])
+    np.testing.assert_array_equal(defocus_sample(v), [1.0, 2.0, 3.0])
+    big = np.arange(100_000, dtype=float)
+    s = defocus_sample(big, max_n=1000)
+    assert s.size == 1000 and s[0] == 0 and s[-1] == 99_999
+
+
+def test_report_bad_sweep_is_one_sentence(report, tmp_path, cli):
+    _, cs, _ = report
+    bad = tmp_path / "sweep.json"
+    bad.write_text("{}")
+    res = cli("report", cs, "--diameter", "220", "--resolution", "3.7", "--sweep", bad, "--out", tmp_path / "r.html")
+    assert res.exit_code == 2 and "not a cryobox sweep result" in res.output
+
+
+def _python_numbers(data: dict, box_px: int, percentile: float) -> dict:
+    sample = np.asarray(data["defocus_sample_a"])
+    osc = max_local_oscillation_a(1.0 / data["resolution_a"], defocus_a=sample, voltage_kv=data["voltage_kv"], cs_mm=data["cs_mm"])
+    box_a = box_px * data["pixel_size_a"]
+    df = float(np.percentile(sample, percentile))
+    return {
+        "alias-free-fraction": float(np.mean(2 * osc <= box_a)),
+        "deloc-fraction": float(np.mean(data["diameter_a"] + 2 * osc <= box_a)),
+        "defocus-a": df,
+        "alias-limit-a": float(aliasing_limited_resolution_a(box_px, data["pixel_size_a"], defocus_a=df, voltage_kv=data["voltage_kv"], cs_mm=data["cs_mm"])),
+    }
+
+
+@needs_browser
+def test_report_in_headless_chromium(report):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    root, _, info = report
+    data = info["data"]
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1300,1800",
+              f"--user-data-dir={tempfile.mkdtemp(prefix='cryobox-chromium-')}"):
+        opts.add_argument(a)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        driver.get((root / "report.html").as_uri())
+        assert driver.execute_script("return document.body.dataset.ready") == "1"
+        # every figure decoded and rendered
+        widths = driver.execute_script("return [...document.images].map(i => i.complete ? i.naturalWidth : 0)")
+        assert len(widths) == info["figures"] and min(widths) > 100
+        inked = driver.execute_script(
+            "const c=document.getElementById('ctf-canvas'), d=c.getContext('2d').getImageData(0,0,c.width,c.height).data;"
+            "let n=0; for (let i=0;i<d.length;i+=4) if (d[i]<200||d[i+1]<200||d[i+2]<200) n++; return n;")
+        assert inked > 2000
+
+        def value(element_id):
+            return float(driver.find_element(By.ID, element_id).get_attribute("data-value"))
+
+        def check(box_px, pct):
+            want = _python_numbers(data, box_px, pct)
+            for key, v in want.items():
+                assert value(key) == pytest.approx(v, rel=1e-6 if key != "alias-limit-a" else 1e-6), (key, box_px, pct)
+            assert value("box-a") == pytest.approx(box_px * data["pixel_size_a"])
+
+        box = driver.find_element(By.ID, "box-slider")
+        pct = driver.find_element(By.ID, "defocus-slider")
+        check(data["initial_box_px"], 95)
+        seen = set()
+        for b in (data["box_min_px"], 200, 280, 360, data["box_max_px"]):
+            driver.execute_script("arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'))", box, b)
+            b_now = int(box.get_attribute("value"))
+            check(b_now, 95)
+            seen.add(round(value("alias-free-fraction"), 4))
+        assert len(seen) >= 3  # the slider really changes the fractions
+        box.send_keys(Keys.ARROW_LEFT)  # a real key press moves it one step (2 px)
+        check(int(box.get_attribute("value")), 95)
+        for q in (0, 50, 100):
+            driver.execute_script("arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'))", pct, q)
+            check(int(box.get_attribute("value")), q)
+        assert driver.find_element(By.ID, "alias-free-fraction").text.endswith("%")
+        assert driver.get_log("browser") == [] if hasattr(driver, "get_log") else True
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        driver.execute_script("document.getElementById('explore').scrollIntoView()")
+        assert driver.save_screenshot(str(ARTIFACTS / "report_explore.png"))
+    finally:
+        driver.quit()
