@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import sys
 from typing import Callable
 
-import numpy as np
 import typer
 from rich.console import Console
 
 from cryobox.errors import InputError
+from cryobox.io.jsonio import jsonable
+from cryobox.report.text import fmt  # noqa: F401  (re-exported for the CLI modules)
 
 # Wide enough for the candidate table when piped to a file or a log (rich would use 80 columns).
 _WIDTH = None if sys.stdout.isatty() else 140
@@ -42,21 +42,9 @@ def handle_input_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def print_json(obj) -> None:
     """JSON on stdout (non-finite floats become null, numpy scalars plain numbers)."""
-    sys.stdout.write(json.dumps(_jsonable(obj), indent=2) + "\n")
+    sys.stdout.write(json.dumps(jsonable(obj), indent=2) + "\n")
 
 
 def parse_size(text: str | None, *, flag: str) -> tuple[int, int] | None:
@@ -70,19 +58,3 @@ def parse_size(text: str | None, *, flag: str) -> tuple[int, int] | None:
     except ValueError:
         fail(f"{flag} takes WIDTHxHEIGHT in pixels, like 5760x4092; got {text!r}.")
     return w, h
-
-
-def fmt(value, spec: str = ".3g", none: str = "-") -> str:
-    if value is None:
-        return none
-    if isinstance(value, list):
-        return ", ".join(fmt(v, spec) for v in value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return "∞"
-    if isinstance(value, (bool, np.bool_)):
-        return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)):
-        return f"{value:,}"
-    if isinstance(value, (float, np.floating)):
-        return format(value, spec)
-    return str(value)

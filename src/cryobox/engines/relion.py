@@ -46,6 +46,7 @@ class RelionEngine(RefineEngine):
         self.pool = int(pool)
         self.extra_args = tuple(extra_args)
         self._mpi_flags: list[str] | None = None
+        self._checked: dict | None = None
 
     # ------------------------------------------------------------------------------ check
     def _which(self, program: str) -> str:
@@ -53,9 +54,6 @@ class RelionEngine(RefineEngine):
         if path is None:
             raise EngineMissing(f"{program} was not found on PATH: {INSTALL_HINT}.")
         return path
-
-    def _check_reconstruct(self) -> None:
-        self._which("relion_reconstruct")
 
     def mpi_flags(self) -> list[str]:
         if self._mpi_flags is None:
@@ -74,9 +72,11 @@ class RelionEngine(RefineEngine):
         return self._mpi_flags
 
     def check(self) -> dict:
+        if self._checked is not None:
+            return self._checked
         refine = self._which(self.refine)
         mpirun = self._which(self.mpirun)
-        self._check_reconstruct()
+        self._which("relion_reconstruct")  # collect() rebuilds the half maps of stopped runs with it
         version = ""
         try:
             out = subprocess.run([self.refine.replace("_mpi", ""), "--version"], capture_output=True, text=True, timeout=60)
@@ -84,8 +84,9 @@ class RelionEngine(RefineEngine):
             version = m.group(1) if m else ""
         except (OSError, subprocess.SubprocessError):
             pass
-        return {"engine": "relion", "program": refine, "mpirun": mpirun, "version": version, "ranks": self.ranks,
-                "threads_per_rank": self.threads, "mpi_flags": self.mpi_flags()}
+        self._checked = {"engine": "relion", "program": refine, "mpirun": mpirun, "version": version, "ranks": self.ranks,
+                         "threads_per_rank": self.threads, "mpi_flags": self.mpi_flags()}
+        return self._checked
 
     # ---------------------------------------------------------------------------- prepare
     def prepare(self, run_dir: Path, particles_star: Path, reference: Path, params: RefineParams) -> list[str]:
@@ -120,19 +121,7 @@ class RelionEngine(RefineEngine):
         env = dict(os.environ)
         env.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")  # waiting ranks give their core away
         t0 = time.perf_counter()
-        with open(log_path, "w") as log:
-            log.write("# " + " ".join(command) + "\n")
-            log.flush()
-            try:
-                proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                        env=env, start_new_session=True)
-            except OSError as exc:
-                raise EngineMissing(f"could not start {command[0]}: {exc}; {INSTALL_HINT}.") from None
-            try:
-                rc = proc.wait()
-            except BaseException:
-                _stop(proc)
-                raise
+        rc = _run_logged(command, log_path, env=env, append=False)
         seconds = time.perf_counter() - t0
         if rc != 0:
             raise EngineError(f"{self.refine} failed (exit status {rc}) in {run_dir}: {_last_error(log_path)} (full log: {log_path}).")
@@ -169,25 +158,36 @@ class RelionEngine(RefineEngine):
         return HalfMaps(halves[0], halves[1], it, False, _model_resolution(run_dir / f"run_it{it:03d}_half1_model.star"))
 
     def _reconstruct(self, data_star: Path, subset: int, target: Path, log_path: Path, *, ctf: bool = True) -> None:
-        program = shutil.which("relion_reconstruct")
-        if program is None:
-            raise EngineMissing(f"relion_reconstruct was not found on PATH: {INSTALL_HINT}.")
+        program = self._which("relion_reconstruct")
         tmp = target.with_name(f".{target.stem}.part.mrc")
         cmd = [program, "--i", str(data_star), "--o", str(tmp), "--subset", str(subset), *(["--ctf"] if ctf else []), "--j", str(max(1, _cores()))]
-        with open(log_path, "a") as log:
-            log.write("\n# " + " ".join(cmd) + "\n")
-            log.flush()
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-            try:
-                rc = proc.wait()
-            except BaseException:
-                _stop(proc)
-                tmp.unlink(missing_ok=True)
-                raise
+        try:
+            rc = _run_logged(cmd, log_path, append=True)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         if rc != 0 or not tmp.exists():
             tmp.unlink(missing_ok=True)
             raise EngineError(f"relion_reconstruct failed (exit status {rc}) for half {subset} of {data_star}: {_last_error(log_path)}.")
         os.replace(tmp, target)
+
+
+def _run_logged(command: list[str], log_path: Path, *, env: dict | None = None, append: bool) -> int:
+    """Run ``command`` in its own process group, stdout and stderr into ``log_path`` (after a
+    ``# command`` line); on any interruption the whole group is stopped. Returns the exit status."""
+    with open(log_path, "a" if append else "w") as log:
+        log.write(("\n" if append else "") + "# " + " ".join(command) + "\n")
+        log.flush()
+        try:
+            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                    start_new_session=True)
+        except OSError as exc:
+            raise EngineMissing(f"could not start {command[0]}: {exc}; {INSTALL_HINT}.") from None
+        try:
+            return proc.wait()
+        except BaseException:
+            _stop(proc)
+            raise
 
 
 def _stop(proc: subprocess.Popen) -> None:

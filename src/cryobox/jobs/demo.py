@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cryobox.io.atomic import atomic_path
+from cryobox.io.jsonio import jsonable, write_json
 
 __all__ = ["DemoSettings", "DEMO", "QUICK", "run_demo"]
 
@@ -72,7 +72,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, log=print, settin
     star = sim / "particles.star"
     t_sim = time.perf_counter()
     marker = sim / "demo.json"
-    want = {"settings": asdict(ds), "seed": seed}
+    want = jsonable({"settings": asdict(ds), "seed": seed})  # as it reads back from demo.json
     if not (star.exists() and marker.exists() and json.loads(marker.read_text()) == want):
         log(f"1/4 simulating {ds.micrographs} crowded micrographs of {ds.size_px[0]}x{ds.size_px[1]} px at {ds.pixel_size_a:g} Å/px, "
             f"defocus {ds.defocus_min_a / 1e4:g}-{ds.defocus_max_a / 1e4:g} µm, {ds.per_micrograph} particles each")
@@ -81,8 +81,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, log=print, settin
                              settings=SimulationSettings(pixel_size_a=ds.pixel_size_a, defocus_min_a=ds.defocus_min_a,
                                                          defocus_max_a=ds.defocus_max_a, snr=ds.snr, seed=seed, crowding=True),
                              diameter_a=ds.diameter_a)
-        with atomic_path(marker) as tmp:
-            tmp.write_text(json.dumps(want))
+        write_json(marker, want)
     else:
         log("1/4 simulated data already there: reused")
     t_sim = time.perf_counter() - t_sim
@@ -119,6 +118,5 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, log=print, settin
     summary = {"settings": asdict(ds), "quick": quick, "seed": seed, "refine_box_px": refine, "extract_box_px": extract,
                "simulation_s": t_sim, "report_s": t_rep, "wall_s": wall, "own_s": own,
                "own_fraction": own / engine_s if engine_s > 0 else None, "report": rep["path"], "sweep": sw}
-    with atomic_path(out / "demo.json") as tmp:
-        tmp.write_text(json.dumps({k: v for k, v in summary.items() if k != "sweep"}, indent=1))
+    write_json(out / "demo.json", {k: v for k, v in summary.items() if k != "sweep"}, indent=1)
     return summary

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cryobox.core.fourier import filter_map, fourier_rescale, window
-from cryobox.core.fsc import FscResult, auto_mask, masked_fsc_analysis
+from cryobox.core.fsc import FscResult, auto_mask_from_map, masked_fsc_analysis
 from cryobox.errors import InputError
 from cryobox.io.mrc import read_mrc, write_mrc
 
@@ -77,11 +77,9 @@ def run_fsc(
         if pm is not None and abs(pm - p1) > 1e-3 * p1:
             notes.append(f"the mask header says {pm:g} Å/px, the half maps {p1:g} Å/px; the mask was used as it is.")
     elif auto:
-        avg = 0.5 * (h1 + h2)
-        smooth = filter_map(avg, pixel_size_a=p1, lowpass_a=mask_lowpass_a) if mask_lowpass_a > 0 else avg
-        thr = mask_threshold if mask_threshold is not None else float(smooth.mean() + 3.0 * smooth.std())
         try:
-            m = auto_mask(smooth, threshold=thr, extend_px=mask_extend_a / p1, soft_edge_px=mask_soft_edge_a / p1)
+            m, thr = auto_mask_from_map(0.5 * (h1 + h2), pixel_size_a=p1, lowpass_a=mask_lowpass_a, threshold=mask_threshold,
+                                        extend_a=mask_extend_a, soft_edge_a=mask_soft_edge_a)
         except ValueError as exc:
             raise InputError(f"--auto-mask: {exc}; lower --mask-threshold.") from None
         written_path = mask_out or Path("automask.mrc")

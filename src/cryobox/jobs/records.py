@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from cryobox.io.atomic import atomic_path
+from cryobox.io.jsonio import write_json
 
 __all__ = ["settings_digest", "read_record", "write_record"]
 
@@ -32,5 +32,4 @@ def read_record(record: str | Path, output: str | Path, *, expect: dict) -> dict
 
 
 def write_record(record: str | Path, info: dict) -> None:
-    with atomic_path(record) as tmp:
-        tmp.write_text(json.dumps(info))
+    write_json(record, info)

@@ -10,6 +10,7 @@ import numpy as np
 
 from cryobox.errors import InputError
 from cryobox.io.atomic import atomic_path
+from cryobox.report.text import fmt
 
 __all__ = ["build_report", "defocus_sample", "MAX_SAMPLE"]
 
@@ -26,19 +27,7 @@ def defocus_sample(defocus_max_a: np.ndarray, *, max_n: int = MAX_SAMPLE) -> np.
 
 
 def _fmt(v, spec=".3g"):
-    if v is None:
-        return "–"
-    if isinstance(v, float) and not np.isfinite(v):
-        return "∞"
-    if isinstance(v, (list, tuple)):
-        return ", ".join(_fmt(x, spec) for x in v)
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, (int, np.integer)):
-        return f"{v:,}"
-    if isinstance(v, (float, np.floating)):
-        return format(v, spec)
-    return str(v)
+    return fmt(v, spec, none="–")
 
 
 def _kv_table(rows: list[tuple[str, str]]) -> str:

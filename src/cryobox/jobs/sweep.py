@@ -41,6 +41,7 @@ import numpy as np
 from cryobox.engines.base import RefineEngine, RefineParams
 from cryobox.errors import InputError
 from cryobox.io.atomic import atomic_path
+from cryobox.io.jsonio import write_json
 from cryobox.io.particles import ParticleTable, read_particles, write_star
 
 __all__ = ["SweepSettings", "Variant", "plan_variants", "run_sweep", "summarise_sweep", "MASK_POLICIES"]
@@ -153,9 +154,10 @@ def _has_micrographs(table: ParticleTable) -> bool:
     d = table.data
     if not {"micrograph_name", "coord_x_px", "coord_y_px"} <= set(d.columns) or d["micrograph_name"].isna().any():
         return False
+    from cryobox.jobs.extract import _resolve
+
     roots = [Path.cwd()] + ([table.path.parent] if table.path is not None else [])
-    first = Path(str(d["micrograph_name"].iloc[0]))
-    return first.is_absolute() and first.exists() or any((r / first).exists() for r in roots)
+    return _resolve(str(d["micrograph_name"].iloc[0]), roots).exists()
 
 
 def _particle_keys(table: ParticleTable, mode: str) -> list:
@@ -204,7 +206,7 @@ def _reference_grids(reference: np.ndarray, reference_px: float, pixel_size_a: f
                      mask: np.ndarray | None, folder: Path) -> tuple[dict, dict, list[str]]:
     """Reference (windowed and low-passed) and FSC mask files per box."""
     from cryobox.core.fourier import filter_map, fourier_rescale, window
-    from cryobox.core.fsc import auto_mask
+    from cryobox.core.fsc import auto_mask_from_map
     from cryobox.io.mrc import write_mrc
 
     notes = []
@@ -216,11 +218,10 @@ def _reference_grids(reference: np.ndarray, reference_px: float, pixel_size_a: f
     big = max(boxes)
     ref_big = window(ref, big, ndim=3)
     if mask is None:
-        smooth = filter_map(ref_big, pixel_size_a=pixel_size_a, lowpass_a=max(15.0, 3.0 * pixel_size_a))
-        thr = float(smooth.mean() + 3.0 * smooth.std())
-        mask_big = auto_mask(smooth, threshold=thr, extend_px=max(3.0 / pixel_size_a, 1.0), soft_edge_px=max(6.0 / pixel_size_a, 3.0))
-        notes.append(f"FSC mask: the reference low-passed to {max(15.0, 3.0 * pixel_size_a):g} Å, thresholded at mean + 3 sd, "
-                     f"extended {max(3.0, pixel_size_a):g} Å, soft edge {max(6.0, 3 * pixel_size_a):g} Å; one mask for every box")
+        lowpass, extend, soft = max(15.0, 3.0 * pixel_size_a), max(3.0, pixel_size_a), max(6.0, 3.0 * pixel_size_a)
+        mask_big, _ = auto_mask_from_map(ref_big, pixel_size_a=pixel_size_a, lowpass_a=lowpass, extend_a=extend, soft_edge_a=soft)
+        notes.append(f"FSC mask: the reference low-passed to {lowpass:g} Å, thresholded at mean + 3 sd, "
+                     f"extended {extend:g} Å, soft edge {soft:g} Å; one mask for every box")
     else:
         mask_big = window(np.asarray(mask, np.float32), big, ndim=3)
     refs, masks = {}, {}
@@ -265,10 +266,6 @@ def _run_fsc(half1: Path, half2: Path, mask_path: Path, pixel_size_a: float, see
                   "fsc": [float(v) for v in res.final],
                   "fsc_unmasked": [float(v) for v in res.fsc_unmasked]},
     }
-
-
-def _finite(v):
-    return None if v is None or not np.isfinite(v) else float(v)
 
 
 def run_sweep(
@@ -410,8 +407,7 @@ def run_sweep(
                       "command": cmd, "half1": str(halves.half1), "half2": str(halves.half2), "iteration": halves.iteration,
                       "converged": halves.converged, "engine_resolution_a": halves.engine_resolution_a,
                       "fsc_seconds": time.perf_counter() - t0, **fsc}
-            with atomic_path(result_path) as tmp:
-                tmp.write_text(json.dumps(result, default=_finite))
+            write_json(result_path, result)
             log(f"[{k}/{total}] {v.label} repeat {rep + 1}: {_fmt_res(result)} after {halves.iteration} iterations in {seconds:.0f} s")
             runs[v.label].append(result)
 
@@ -489,21 +485,9 @@ def summarise_sweep(variants: list[Variant], runs: dict[str, list[dict]], *, set
 
 
 def write_sweep(out: Path, summary: dict, *, plot: bool = True) -> None:
-    with atomic_path(Path(out) / "sweep.json") as tmp:
-        tmp.write_text(json.dumps(_clean(summary), indent=1))
+    write_json(Path(out) / "sweep.json", summary, indent=1)
     if plot:
         from cryobox.report.plots import figure_sweep, save_figure
 
         save_figure(figure_sweep(summary), Path(out) / "sweep.png")
 
-
-def _clean(obj):
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    return obj
