@@ -127,12 +127,43 @@ def test_missing_relion_is_one_sentence_with_install_command(tmp_path, monkeypat
     assert "apt-get install -y relion" in res.output and "Traceback" not in res.output
 
 
+def test_verdict_warns_when_runs_ended_differently():
+    from cryobox.jobs.sweep import summarise_sweep
+
+    s = SweepSettings(boxes_px=(64, 80), particle_diameter_a=200.0, repeats=2, mask_policies=("fixed",))
+    variants, _ = plan_variants(s, pixel_size_a=4.0)
+    final, rebuilt = "relion final half maps", "cryobox reconstruction from the poses of iteration 5"
+
+    def runs(values, sources):
+        return [{"repeat": k + 1, "interpolated_resolution_a": v, "resolution_a": v, "half_maps_from": src}
+                for k, (v, src) in enumerate(zip(values, sources))]
+
+    kw = dict(settings=s, pixel_size_a=4.0, mode="extract", n_particles_in=10, n_common=10, counts={}, engine_info={}, notes=[])
+    same = summarise_sweep(variants, {"box64": runs([8.0, 8.2], [rebuilt] * 2), "box80": runs([9.0, 9.1], [rebuilt] * 2)}, **kw)
+    assert "caveat" not in same["comparisons"][0] and same["half_maps_from"] == {rebuilt: 4}
+    mixed = summarise_sweep(variants, {"box64": runs([8.0, 8.2], [final, rebuilt]), "box80": runs([9.0, 9.1], [rebuilt] * 2)}, **kw)
+    assert "different reconstructions" in mixed["comparisons"][0]["caveat"]
+    assert "--auto-iter-max" in mixed["comparisons"][0]["sentence"]
+
+
 def test_relion_collect_prefers_final_maps(tmp_path):
     for name in ("run_it001_half1_class001.mrc", "run_it001_half2_class001.mrc", "run_half1_class001_unfil.mrc", "run_half2_class001_unfil.mrc"):
         write_mrc(tmp_path / name, np.zeros((8, 8, 8), np.float32), pixel_size_a=1.0)
     (tmp_path / "run_model.star").write_text("data_model_general\n_rlnCurrentResolution 7.5\n")
     got = RelionEngine().collect(tmp_path)
     assert got.converged and got.half1.name == "run_half1_class001_unfil.mrc" and got.engine_resolution_a == 7.5
+
+
+def test_relion_collect_of_a_stopped_run_gives_its_last_poses(tmp_path):
+    for it in (1, 2):
+        for h in (1, 2):
+            write_mrc(tmp_path / f"run_it00{it}_half{h}_class001.mrc", np.zeros((8, 8, 8), np.float32), pixel_size_a=1.0)
+        (tmp_path / f"run_it00{it}_data.star").write_text("data_\n")
+    got = RelionEngine().collect(tmp_path)
+    assert not got.converged and got.half1 is None and got.iteration == 2 and got.poses == tmp_path / "run_it002_data.star"
+    (tmp_path / "run_it002_data.star").unlink()
+    with pytest.raises(EngineError, match="run_it002_data.star: missing"):
+        RelionEngine().collect(tmp_path)
 
 
 def test_relion_collect_without_iterations_fails(tmp_path):
@@ -230,7 +261,9 @@ def test_sweep_end_to_end_with_stand_in_engine(tiny_dataset, tmp_path, monkeypat
     saved = json.loads((tmp_path / "sw" / "sweep.json").read_text())
     assert saved["variants"][0]["runs"][0]["curve"]["fsc"][0] == pytest.approx(1.0)
     assert (tmp_path / "sw" / "sweep.png").stat().st_size > 10_000
-    assert d["timings"]["engine_s"] == pytest.approx(8 * 0.5, abs=0.5)  # engine time includes collect()
+    assert d["timings"]["engine_s"] == pytest.approx(8 * 0.5, abs=0.5)
+    assert all(r["half_maps_from"] == "stand-in final half maps" for v in d["variants"] for r in v["runs"])
+    assert not any("caveat" in c for c in d["comparisons"])
 
 
 def test_sweep_resumes_after_interrupt(tiny_dataset, tmp_path, monkeypatch):
@@ -293,31 +326,38 @@ def test_sweep_refuses_small_stacks(tiny_dataset, tmp_path, monkeypatch):
 
 @needs_refine
 def test_tiny_sweep_on_relion_resumes_and_reports(tiny_dataset, tmp_path, monkeypatch, cli):
-    """200-odd particles, 2 boxes, 2 repeats, 2 iterations: the whole path on relion_refine_mpi."""
+    """200-odd particles, 2 boxes and premultiply 48 -> 36, 2 repeats, 2 iterations: the whole path on relion_refine_mpi."""
     monkeypatch.chdir(tmp_path)
     args = ["sweep", tiny_dataset / "particles.star", "--boxes", "36,48", "--reference", tiny_dataset / "true_map.mrc",
             "--particle-diameter", "240", "--repeats", "2", "--auto-iter-max", "2", "--ini-high", "40", "--healpix-order", "1",
-            "--offset-range", "16", "--offset-step", "8", "--out", "sw"]
+            "--offset-range", "16", "--offset-step", "8", "--premultiply-from", "48", "--out", "sw"]
     res = cli(*args)
     assert res.exit_code == 0, res.output
     d = json.loads((tmp_path / "sw" / "sweep.json").read_text())
-    assert [v["variant"] for v in d["variants"]] == ["box36", "box48"]
+    assert [v["variant"] for v in d["variants"]] == ["box36", "box48", "box36_pm48"]
+    assert bool(read_particles(tmp_path / "sw" / "data" / "box36_pm48" / "refine.star").data["ctf_premultiplied"].all())
     for v in d["variants"]:
         assert len(v["runs"]) == 2
         for r in v["runs"]:
-            assert r["iteration"] == 2 and Path(r["half1"]).exists()
+            # stopped by --auto-iter-max: half maps reconstructed by cryobox from the last poses, the
+            # same CTF weighting for the plain and the premultiplied stacks
+            assert r["iteration"] == 2 and not r["converged"] and Path(r["half1"]).exists()
+            assert r["half_maps_from"] == "cryobox reconstruction from the poses of iteration 2"
             assert 16.0 <= r["interpolated_resolution_a"] < 80.0  # between Nyquist and nothing at all
         assert v["sd_a"] is not None
+    assert not any("caveat" in c for c in d["comparisons"])
+    assert d["timings"]["reconstruct_s"] > 0
     cmds = [json.loads(p.read_text())["command"] for p in sorted((tmp_path / "sw" / "runs").glob("*/*/result.json"))]
-    assert sorted(c[c.index("--random_seed") + 1] for c in cmds) == ["1", "1", "2", "2"]
+    assert sorted(c[c.index("--random_seed") + 1] for c in cmds) == ["1", "1", "1", "2", "2", "2"]
     assert all(("--allow-run-as-root" in c) == (os.geteuid() == 0) for c in cmds)
     assert (tmp_path / "sw" / "runs" / "box36" / "rep1" / "engine.log").read_text().startswith("# mpirun")
     assert "Welch" in res.output and "engine" in res.output
+    assert "half maps: cryobox reconstruction from the poses of iteration 2 (6 runs)" in res.output
     # re-running resumes: nothing is refined again
     again = cli(*args)
-    assert again.exit_code == 0 and again.output.count("skipped") == 4
+    assert again.exit_code == 0 and again.output.count("skipped") == 6
     # and the report takes the sweep
     rep = cli("report", tiny_dataset / "particles.star", "--diameter", "220", "--resolution", "20", "--sweep", "sw", "--out", "r.html")
     assert rep.exit_code == 0, rep.output
     html = (tmp_path / "r.html").read_text()
-    assert "box36" in html and "Welch" in html
+    assert "box36" in html and "Welch" in html and "Half maps: cryobox reconstruction" in html

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from cryobox import __version__
-from cryobox.cli import advise, ctf, example, extract, fsc, inspect, simulate, sweep
+from cryobox.cli import advise, ctf, example, extract, fsc, inspect, reconstruct, simulate, sweep
 
 app = typer.Typer(
     name="cryobox",
@@ -43,6 +43,7 @@ app.command("fsc", epilog=fsc.FSC_EPILOG)(fsc.fsc_command)
 app.command("compare", epilog=fsc.COMPARE_EPILOG)(fsc.compare_command)
 app.command("filter", epilog=fsc.FILTER_EPILOG)(fsc.filter_command)
 app.command("resample", epilog=fsc.RESAMPLE_EPILOG)(fsc.resample_command)
+app.command("reconstruct", epilog=reconstruct.EPILOG)(reconstruct.reconstruct_command)
 app.command("sweep", epilog=sweep.SWEEP_EPILOG)(sweep.sweep_command)
 app.command("report", epilog=sweep.REPORT_EPILOG)(sweep.report_command)
 app.command("demo", epilog=sweep.DEMO_EPILOG)(sweep.demo_command)

@@ -67,10 +67,13 @@ def print_sweep_table(d: dict) -> None:
     console.print(f"test: {d['test']}")
     for c in d["comparisons"]:
         console.print(f"  {c['sentence']}")
+    if d.get("half_maps_from"):
+        console.print("half maps: " + "; ".join(f"{k} ({v} run{'s' if v != 1 else ''})" for k, v in d["half_maps_from"].items()))
     tm = d.get("timings") or {}
     if tm:
         console.print(f"time: engine {tm['engine_s']:.0f} s, cryobox overhead {tm['overhead_s']:.1f} s "
-                      f"(extraction {tm['extraction_s']:.1f} s, references {tm['references_s']:.1f} s, FSC {tm['fsc_s']:.1f} s) "
+                      f"(extraction {tm['extraction_s']:.1f} s, references {tm['references_s']:.1f} s, "
+                      f"half maps {tm.get('reconstruct_s', 0.0):.1f} s, FSC {tm['fsc_s']:.1f} s) "
                       f"= {100 * tm['overhead_s'] / max(tm['engine_s'], 1e-9):.1f}% of the engine's time")
 
 

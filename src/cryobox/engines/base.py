@@ -2,7 +2,7 @@
 
 An engine turns (particles, reference, settings) into two half maps. The sweep only calls
 ``check`` (is the program there?), ``prepare`` (the command for one run), ``run`` (start it,
-keep its log, stop it cleanly on interrupt) and ``collect`` (the half maps it wrote). A second
+keep its log, stop it cleanly on interrupt) and ``collect`` (the half maps it wrote, or the last poses of a run stopped early). A second
 engine (cryoSPARC through cryosparc-tools, say) implements the same four methods.
 """
 
@@ -47,13 +47,19 @@ class RefineParams:
 
 @dataclass
 class HalfMaps:
-    """What one run produced: two unfiltered half maps and where it stopped."""
+    """What one run produced: two unfiltered half maps and where it stopped.
 
-    half1: Path
-    half2: Path
+    A run stopped before the engine wrote final half maps gives ``half1 = half2 = None`` and
+    ``poses``: a RELION data STAR of its last iteration (poses, half-set labels, images), from
+    which the sweep reconstructs the halves itself, the same way for every variant.
+    """
+
+    half1: Path | None
+    half2: Path | None
     iteration: int | None
     converged: bool
     engine_resolution_a: float | None = None
+    poses: Path | None = None
 
 
 class RefineEngine(abc.ABC):
@@ -75,4 +81,5 @@ class RefineEngine(abc.ABC):
 
     @abc.abstractmethod
     def collect(self, run_dir: Path) -> HalfMaps:
-        """The half maps of a finished run; EngineError when there are none."""
+        """The final half maps of a run, or (stopped early) the poses of its last iteration;
+        EngineError when there are neither."""

@@ -76,7 +76,6 @@ class RelionEngine(RefineEngine):
             return self._checked
         refine = self._which(self.refine)
         mpirun = self._which(self.mpirun)
-        self._which("relion_reconstruct")  # collect() rebuilds the half maps of stopped runs with it
         version = ""
         try:
             out = subprocess.run([self.refine.replace("_mpi", ""), "--version"], capture_output=True, text=True, timeout=60)
@@ -138,38 +137,14 @@ class RelionEngine(RefineEngine):
             raise EngineError(f"{run_dir}: RELION wrote no half maps after iteration 0; see its log.")
         # A run stopped by --auto_iter_max writes no final (unfiltered) half maps, and its
         # per-iteration maps are solvent-flattened by the spherical mask, which correlates the
-        # halves at every frequency. So reconstruct each half set, unmasked, from the poses of the
-        # last iteration, as the final iteration would (relion_reconstruct --subset).
+        # halves at every frequency. The sweep reconstructs each half set from the last
+        # iteration's poses instead (cryobox's own reconstruction: relion_reconstruct 3.1.3
+        # ignores rlnCtfDataAreCtfPremultiplied, so it cannot treat plain and premultiplied
+        # stacks alike).
         data = run_dir / f"run_it{it:03d}_data.star"
         if not data.exists():
             raise EngineError(f"{data}: missing; RELION's run stopped before writing its poses.")
-        # RELION 3.1.3's relion_reconstruct ignores rlnCtfDataAreCtfPremultiplied (with --ctf it
-        # multiplies by the CTF a second time: a map uncorrelated with the truth). Premultiplied
-        # images already carry the CTF, so they are backprojected as they are, without --ctf
-        # (the Wiener numerator sum CTF.X, not divided by sum CTF^2: a near-isotropic per-shell
-        # weight, which the FSC's per-shell normalisation largely cancels).
-        premultiplied = _premultiplied(data)
-        halves = []
-        for h in (1, 2):
-            target = run_dir / f"cryobox_it{it:03d}_half{h}_unfil.mrc"
-            if not target.exists():
-                self._reconstruct(data, h, target, run_dir / "engine.log", ctf=not premultiplied)
-            halves.append(target)
-        return HalfMaps(halves[0], halves[1], it, False, _model_resolution(run_dir / f"run_it{it:03d}_half1_model.star"))
-
-    def _reconstruct(self, data_star: Path, subset: int, target: Path, log_path: Path, *, ctf: bool = True) -> None:
-        program = self._which("relion_reconstruct")
-        tmp = target.with_name(f".{target.stem}.part.mrc")
-        cmd = [program, "--i", str(data_star), "--o", str(tmp), "--subset", str(subset), *(["--ctf"] if ctf else []), "--j", str(max(1, _cores()))]
-        try:
-            rc = _run_logged(cmd, log_path, append=True)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        if rc != 0 or not tmp.exists():
-            tmp.unlink(missing_ok=True)
-            raise EngineError(f"relion_reconstruct failed (exit status {rc}) for half {subset} of {data_star}: {_last_error(log_path)}.")
-        os.replace(tmp, target)
+        return HalfMaps(None, None, it, False, _model_resolution(run_dir / f"run_it{it:03d}_half1_model.star"), poses=data)
 
 
 def _run_logged(command: list[str], log_path: Path, *, env: dict | None = None, append: bool) -> int:
@@ -211,16 +186,6 @@ def _last_iteration(run_dir: Path) -> int | None:
         if m and (run_dir / f.name.replace("half1", "half2")).exists():
             its.append(int(m.group(1)))
     return max(its) if its else None
-
-
-def _premultiplied(data_star: Path) -> bool:
-    """Whether a RELION 3.1 data STAR says its images are CTF-premultiplied (optics table)."""
-    from cryobox.io.star import read_star_blocks
-
-    for block in read_star_blocks(data_star).values():
-        if "rlnCtfDataAreCtfPremultiplied" in block.columns:
-            return bool((block["rlnCtfDataAreCtfPremultiplied"].astype(int) == 1).any())
-    return False
 
 
 def _model_resolution(model_star: Path) -> float | None:

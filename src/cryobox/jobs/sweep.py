@@ -32,7 +32,7 @@ import hashlib
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from itertools import combinations
 from pathlib import Path
 
@@ -48,6 +48,8 @@ __all__ = ["SweepSettings", "Variant", "plan_variants", "run_sweep", "summarise_
 
 MASK_POLICIES = ("fixed", "box-relative")
 RESOLUTION_KEY = "interpolated_resolution_a"  # the continuous value the repeat test uses
+# how half maps of early-stopped runs are made; part of every run's key so a change redoes the runs
+HALVES_VERSION = "cryobox-reconstruct-1"
 POSE_COLUMNS = ("angle_rot_deg", "angle_tilt_deg", "angle_psi_deg", "shift_x_a", "shift_y_a")
 POSE_PREFIXES = ("rlnAngle", "rlnOrigin", "rlnRandomSubset", "rlnClassNumber", "rlnNormCorrection",
                  "rlnLogLikeliContribution", "rlnMaxValueProbDistribution", "rlnNrOfSignificantSamples",
@@ -244,6 +246,22 @@ def _digest(obj) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _reconstruct_halves(poses: Path | None, run_dir: Path, iteration: int | None) -> tuple[Path, Path]:
+    """Half maps of a run stopped early, from its last poses: each half set reconstructed with
+    the same CTF weighting (sum CTF.X / sum CTF^2) whether its images are plain or premultiplied."""
+    from cryobox.jobs.reconstruct import reconstruct_particles, write_reconstructions
+
+    if poses is None:
+        raise InputError(f"{run_dir}: the engine gave neither half maps nor poses.")
+    table = read_particles(poses)
+    targets = {k: run_dir / f"cryobox_it{iteration or 0:03d}_{k}_unfil.mrc" for k in ("half1", "half2")}
+    if all(t.exists() for t in targets.values()):
+        return targets["half1"], targets["half2"]
+    maps, info = reconstruct_particles(table, halves=True)
+    write_reconstructions(maps, targets, pixel_size_a=info["pixel_size_a"])
+    return targets["half1"], targets["half2"]
+
+
 def _run_fsc(half1: Path, half2: Path, mask_path: Path, pixel_size_a: float, seed: int) -> dict:
     from cryobox.core.fsc import masked_fsc_analysis
     from cryobox.io.mrc import read_mrc
@@ -286,7 +304,7 @@ def run_sweep(
     s = settings
     s.check()
     t_start = time.perf_counter()
-    timings = {"extraction_s": 0.0, "references_s": 0.0, "engine_s": 0.0, "fsc_s": 0.0, "summary_s": 0.0}
+    timings = {"extraction_s": 0.0, "references_s": 0.0, "engine_s": 0.0, "reconstruct_s": 0.0, "fsc_s": 0.0, "summary_s": 0.0}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     engine_info = engine.check()
@@ -376,7 +394,7 @@ def run_sweep(
             run_dir = out / "runs" / v.label / f"rep{rep + 1}"
             key = _digest({"params": asdict(params), "engine": engine.name, "particles": _digest(order),
                            "data": str(refine_stars[(v.box_px, v.premultiply_from_px)]),
-                           "invert": s.invert, "edge": s.edge, "mode": mode})
+                           "invert": s.invert, "edge": s.edge, "mode": mode, "halves": HALVES_VERSION})
             result_path = run_dir / "result.json"
             done = None
             if result_path.exists():
@@ -396,16 +414,25 @@ def run_sweep(
             cmd = engine.prepare(run_dir, refine_stars[(v.box_px, v.premultiply_from_px)], refs[v.box_px], params)
             log(f"[{k}/{total}] {v.label} repeat {rep + 1} (seed {seed}): {v.description} ...")
             seconds = engine.run(cmd, run_dir, run_dir / "engine.log")
-            t1 = time.perf_counter()
-            halves = engine.collect(run_dir)  # may run the engine's own tools (relion_reconstruct)
-            seconds += time.perf_counter() - t1
             timings["engine_s"] += seconds
+            halves = engine.collect(run_dir)
+            rec_seconds = 0.0
+            if halves.half1 is None:
+                t0 = time.perf_counter()
+                h1, h2 = _reconstruct_halves(halves.poses, run_dir, halves.iteration)
+                halves = replace(halves, half1=h1, half2=h2)
+                rec_seconds = time.perf_counter() - t0
+                timings["reconstruct_s"] += rec_seconds
+                source = f"cryobox reconstruction from the poses of iteration {halves.iteration}"
+            else:
+                source = f"{engine.name} final half maps"
             t0 = time.perf_counter()
             fsc = _run_fsc(halves.half1, halves.half2, masks[v.box_px], psize, seed)
             timings["fsc_s"] += time.perf_counter() - t0
             result = {"key": key, "variant": v.label, "repeat": rep + 1, "seed": seed, "engine_seconds": seconds,
-                      "command": cmd, "half1": str(halves.half1), "half2": str(halves.half2), "iteration": halves.iteration,
-                      "converged": halves.converged, "engine_resolution_a": halves.engine_resolution_a,
+                      "command": cmd, "half1": str(halves.half1), "half2": str(halves.half2), "half_maps_from": source,
+                      "iteration": halves.iteration, "converged": halves.converged,
+                      "engine_resolution_a": halves.engine_resolution_a, "reconstruct_seconds": rec_seconds,
                       "fsc_seconds": time.perf_counter() - t0, **fsc}
             write_json(result_path, result)
             log(f"[{k}/{total}] {v.label} repeat {rep + 1}: {_fmt_res(result)} after {halves.iteration} iterations in {seconds:.0f} s")
@@ -446,7 +473,7 @@ def summarise_sweep(variants: list[Variant], runs: dict[str, list[dict]], *, set
                       "resolutions_a": rel, "interpolated_resolutions_a": vals,
                       "mean_a": mean, "sd_a": sd, "mean_relion_rule_a": mean_rel, "sd_relion_rule_a": sd_rel,
                       "runs": [{k: r.get(k) for k in ("repeat", "seed", "resolution_a", "interpolated_resolution_a",
-                                                       "resolution_0.5_a", "iteration", "converged", "engine_seconds",
+                                                       "resolution_0.5_a", "iteration", "converged", "half_maps_from", "engine_seconds",
                                                        "engine_resolution_a", "half1", "half2", "curve")} for r in rs]})
     comparisons = []
     by = {row["variant"]: row for row in table}
@@ -457,11 +484,11 @@ def summarise_sweep(variants: list[Variant], runs: dict[str, list[dict]], *, set
             better = a if c["difference"] < 0 else b
         c.update({"a": a, "b": b, "finer": better})
         va, vb = by[a], by[b]
-        unfinished = any(not r.get("converged") for r in va["runs"] + vb["runs"])
-        if bool(va["premultiply_from_px"]) != bool(vb["premultiply_from_px"]) and unfinished:
-            c["caveat"] = ("runs stopped early: the premultiplied variant's half maps are backprojected without CTF "
-                           "correction (relion_reconstruct 3.1.3 cannot correct premultiplied images), the plain one's with it; "
-                           "the two weightings differ, so judge this pair from converged runs (no --auto-iter-max)")
+        sources = {r.get("half_maps_from", "").split(" from ")[0] for r in va["runs"] + vb["runs"]}
+        if len(sources) > 1:
+            c["caveat"] = ("some runs converged and some stopped early, so their half maps come from different "
+                           "reconstructions (the engine's final ones, cryobox's from the last poses); raise or drop "
+                           "--auto-iter-max so that all runs end the same way")
         if c["exceeds_spread"]:
             c["sentence"] = f"{better} is finer: {abs(c['difference']):.2f} Å, beyond the repeats' spread ({c['why']})."
         elif c["exceeds_spread"] is False:
@@ -472,6 +499,11 @@ def summarise_sweep(variants: list[Variant], runs: dict[str, list[dict]], *, set
             c["sentence"] += f" Caveat: {c['caveat']}."
         comparisons.append(c)
     best = min((row for row in table if row["mean_a"] is not None), key=lambda r: r["mean_a"], default=None)
+    half_maps: dict[str, int] = {}
+    for rs in runs.values():
+        for r in rs:
+            src = r.get("half_maps_from") or "unknown"
+            half_maps[src] = half_maps.get(src, 0) + 1
     return {
         "cryobox": "sweep", "version": 1,
         "settings": {**asdict(settings), "boxes_px": sorted(settings.boxes_px)},
@@ -481,6 +513,7 @@ def summarise_sweep(variants: list[Variant], runs: dict[str, list[dict]], *, set
                            "'resolution_a' by RELION's rule (last shell above), 'interpolated' between shells",
         "test": "Welch's t-test (two-sided, alpha = 0.05) on the repeats' interpolated resolutions",
         "variants": table, "comparisons": comparisons, "best": best["variant"] if best else None, "notes": notes,
+        "half_maps_from": half_maps,
     }
 
 
