@@ -356,6 +356,7 @@ def test_tiny_sweep_on_relion_resumes_and_reports(tiny_dataset, tmp_path, monkey
     # re-running resumes: nothing is refined again
     again = cli(*args)
     assert again.exit_code == 0 and again.output.count("skipped") == 6
+    assert "no refinement ran this time" in again.output and "% of the engine" not in again.output
     # and the report takes the sweep
     rep = cli("report", tiny_dataset / "particles.star", "--diameter", "220", "--resolution", "20", "--sweep", "sw", "--out", "r.html")
     assert rep.exit_code == 0, rep.output

@@ -73,8 +73,9 @@ def print_sweep_table(d: dict) -> None:
     if tm:
         console.print(f"time: engine {tm['engine_s']:.0f} s, cryobox overhead {tm['overhead_s']:.1f} s "
                       f"(extraction {tm['extraction_s']:.1f} s, references {tm['references_s']:.1f} s, "
-                      f"half maps {tm.get('reconstruct_s', 0.0):.1f} s, FSC {tm['fsc_s']:.1f} s) "
-                      f"= {100 * tm['overhead_s'] / max(tm['engine_s'], 1e-9):.1f}% of the engine's time")
+                      f"half maps {tm.get('reconstruct_s', 0.0):.1f} s, FSC {tm['fsc_s']:.1f} s)"
+                      + (f" = {100 * tm['overhead_s'] / tm['engine_s']:.1f}% of the engine's time" if tm["engine_s"] > 0
+                         else "; no refinement ran this time (every run was done before)"))
 
 
 @handle_input_errors
@@ -163,5 +164,9 @@ def demo_command(
         return
     print_sweep_table(d["sweep"])
     console.print(f"report: {d['report']}")
-    console.print(f"demo took {d['wall_s'] / 60:.1f} min (engine {d['sweep']['timings']['engine_s'] / 60:.1f} min; "
-                  f"cryobox's own work {d['own_s']:.0f} s = {100 * d['own_fraction']:.1f}% of the engine's time)")
+    if d["own_fraction"] is None:  # every run was done before: nothing was refined this time
+        console.print(f"demo took {d['wall_s'] / 60:.1f} min (every refinement was done before and read back; "
+                      f"cryobox's own work {d['own_s']:.0f} s)")
+    else:
+        console.print(f"demo took {d['wall_s'] / 60:.1f} min (engine {d['sweep']['timings']['engine_s'] / 60:.1f} min; "
+                      f"cryobox's own work {d['own_s']:.0f} s = {100 * d['own_fraction']:.1f}% of the engine's time)")

@@ -484,7 +484,7 @@ def summarise_sweep(variants: list[Variant], runs: dict[str, list[dict]], *, set
             better = a if c["difference"] < 0 else b
         c.update({"a": a, "b": b, "finer": better})
         va, vb = by[a], by[b]
-        sources = {r.get("half_maps_from", "").split(" from ")[0] for r in va["runs"] + vb["runs"]}
+        sources = {(r.get("half_maps_from") or "").split(" from ")[0] for r in va["runs"] + vb["runs"]}
         if len(sources) > 1:
             c["caveat"] = ("some runs converged and some stopped early, so their half maps come from different "
                            "reconstructions (the engine's final ones, cryobox's from the last poses); raise or drop "
