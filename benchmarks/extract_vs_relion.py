@@ -63,7 +63,7 @@ def io_floor(work: Path, n_mics: int, n_particles: int, box: int) -> float:
     per = n_particles // n_mics * box * box * 4
     for i in range(n_mics):
         data = (work / f"mic{i:02d}.mrc").read_bytes()
-        (out / f"s{i}.mrcs").write_bytes(data[:per] if len(data) >= per else data * (per // len(data) + 1))
+        (out / f"s{i}.mrcs").write_bytes(data[:per] if len(data) >= per else (data * (per // len(data) + 1))[:per])
     os.sync()
     el = time.perf_counter() - t
     shutil.rmtree(out)

@@ -18,6 +18,8 @@ Images are float32 arrays (n, N, N).
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 import scipy.fft as sfft
 from numpy.typing import NDArray
@@ -37,6 +39,227 @@ __all__ = [
     "normalise_background",
     "background_mask",
 ]
+
+
+def clipped_mask(x_px: NDArray, y_px: NDArray, *, width_px: int, height_px: int, box_px: int) -> NDArray[np.bool_]:
+    """True where a box of ``box_px`` centred on int(x), int(y) reaches outside the micrograph
+    (``cryobox.core.boxsize.edge_clipped``: the advisor counts edge losses with the same rule)."""
+    return edge_clipped(x_px, y_px, micrograph_width_px=width_px, micrograph_height_px=height_px, box_px=box_px)
+
+
+def window_particles(
+    micrograph: NDArray, x_px: NDArray, y_px: NDArray, box_px: int, *, fill: float | None = None
+) -> NDArray[np.float32]:
+    """Boxes (n, N, N) cut from a micrograph (H, W) around int(x), int(y).
+
+    ``fill=None``: pixels outside the micrograph repeat the nearest edge pixel (RELION's final
+    particles). ``fill=value``: they hold that value (RELION's big box before premultiplication,
+    filled with the micrograph mean). Boxes inside the micrograph are plain slices (fast);
+    only boxes crossing an edge go through clamped index arrays.
+    """
+    mic = np.asarray(micrograph)
+    h, w = mic.shape
+    n = int(box_px)
+    x0 = box_origins(x_px, n)
+    y0 = box_origins(y_px, n)
+    out = np.empty((x0.size, n, n), dtype=np.float32)
+    offs = np.arange(n)
+    for k in range(x0.size):
+        xa, ya = int(x0[k]), int(y0[k])
+        if xa >= 0 and ya >= 0 and xa + n <= w and ya + n <= h:
+            out[k] = mic[ya : ya + n, xa : xa + n]
+            continue
+        rows = ya + offs
+        cols = xa + offs
+        out[k] = mic[np.clip(rows, 0, h - 1)[:, None], np.clip(cols, 0, w - 1)[None, :]]
+        if fill is not None:
+            outside = ((rows < 0) | (rows >= h))[:, None] | ((cols < 0) | (cols >= w))[None, :]
+            out[k][outside] = np.float32(fill)
+    return out
+
+
+def _replicate_edges(stack: NDArray, x_px: NDArray, y_px: NDArray, *, width_px: int, height_px: int) -> None:
+    """In place: pixels of boxes outside the micrograph take the nearest inside value."""
+    n = stack.shape[-1]
+    offs = np.arange(n)
+    for i, (x0, y0) in enumerate(zip(box_origins(x_px, n), box_origins(y_px, n))):
+        if x0 >= 0 and y0 >= 0 and x0 + n <= width_px and y0 + n <= height_px:
+            continue
+        cols = np.clip(x0 + offs, 0, width_px - 1) - x0
+        rows = np.clip(y0 + offs, 0, height_px - 1) - y0
+        stack[i] = stack[i][rows[:, None], cols[None, :]]
+
+
+def ctf_rfft_grid(
+    box_px: int,
+    pixel_size_a: float,
+    *,
+    defocus_u_a: float,
+    defocus_v_a: float,
+    defocus_angle_deg: float,
+    voltage_kv: float,
+    cs_mm: float,
+    amplitude_contrast: float,
+    phase_shift_deg: float = 0.0,
+    bfactor_a2: float = 0.0,
+    scale: float = 1.0,
+    phase_flip: bool = False,
+) -> NDArray[np.float32]:
+    """The CTF (with B-factor envelope and scale, RELION's "damping") or its sign on the rfft2
+    grid (N, N//2 + 1) of a box: what relion_preprocess multiplies a particle's spectrum by."""
+    ctf = ctf_2d_on_box(
+        box_px,
+        pixel_size_a,
+        defocus_u_a=defocus_u_a,
+        defocus_v_a=defocus_v_a,
+        defocus_angle_deg=defocus_angle_deg,
+        voltage_kv=voltage_kv,
+        cs_mm=cs_mm,
+        amplitude_contrast=amplitude_contrast,
+        phase_shift_deg=phase_shift_deg,
+        bfactor_a2=bfactor_a2,
+        layout="rfft-relion",
+        dtype=np.float64,
+    )
+    if phase_flip:
+        return np.where(ctf < 0, -1.0, 1.0).astype(np.float32)
+    return (scale * ctf).astype(np.float32)
+
+
+CTF_KEYS = ("defocus_u_a", "defocus_v_a", "defocus_angle_deg", "phase_shift_deg", "ctf_bfactor_a2", "ctf_scale", "voltage_kv", "cs_mm", "amplitude_contrast")
+
+
+def ctf_grids(params: dict, box_px: int, pixel_size_a: float, *, phase_flip: bool = False) -> NDArray[np.float32]:
+    """CTF grids (see ``ctf_rfft_grid``) for a batch of particles given per-particle parameter
+    arrays (canonical names; missing optional ones default to 0 / 1). Particles that share a CTF
+    (usually all of one micrograph) share one grid: returns (M, M//2+1) when all are equal, else
+    (n, M, M//2+1)."""
+    keys = [k for k in CTF_KEYS if k in params]
+    table = np.stack([np.asarray(params[k], dtype=np.float64) for k in keys], axis=1)
+    uniq, inverse = np.unique(table, axis=0, return_inverse=True)
+    grids = []
+    for row in uniq:
+        p = dict(zip(keys, row))
+        grids.append(ctf_rfft_grid(
+            box_px, pixel_size_a, defocus_u_a=p["defocus_u_a"], defocus_v_a=p["defocus_v_a"], defocus_angle_deg=p["defocus_angle_deg"],
+            voltage_kv=p["voltage_kv"], cs_mm=p["cs_mm"], amplitude_contrast=p["amplitude_contrast"],
+            phase_shift_deg=p.get("phase_shift_deg", 0.0), bfactor_a2=p.get("ctf_bfactor_a2", 0.0), scale=p.get("ctf_scale", 1.0),
+            phase_flip=phase_flip,
+        ))
+    return grids[0] if len(grids) == 1 else np.stack(grids)[inverse.reshape(-1)]
+
+
+def premultiply_and_crop(big: NDArray, ctf_rfft: NDArray, box_px: int) -> NDArray[np.float32]:
+    """Multiply boxes (n, M, M) by CTF grids ((M, M//2+1) shared, or (n, M, M//2+1)) in Fourier
+    space and crop the centre N px (pixel M//2 -> N//2).
+
+    Only the kept rows are inverse-transformed along x: the inverse runs as a complex FFT along y,
+    a cut to the N central rows, then the real inverse along x (a quarter less work than a full
+    irfft2 followed by the crop; the same numbers).
+    """
+    stack = np.asarray(big, dtype=np.float32)
+    m = stack.shape[-1]
+    n = int(box_px)
+    wk = fft_workers()
+    ft = sfft.rfft2(stack, workers=wk, overwrite_x=stack is not big)
+    ft *= ctf_rfft
+    start = m // 2 - n // 2
+    half = sfft.ifft(ft, axis=-2, workers=wk, overwrite_x=True)[:, start : start + n, :]
+    out = sfft.irfft(half, n=m, axis=-1, workers=wk)
+    return np.ascontiguousarray(out[:, :, start : start + n], dtype=np.float32)
+
+
+def fourier_rescale_stack(stack: NDArray, new_px: int) -> NDArray[np.float32]:
+    """Fourier crop/pad every image of (n, N, N) to (n, n, n), as RELION's resizeMap.
+
+    RELION's windowFourierTransform on the FFTW half-transform: cropping keeps the square of
+    rows ky in [-(n//2 - 1 + n % 2), n//2] (for even n the Nyquist row is taken from +n/2) and
+    columns 0..n//2; padding copies the components with |k| <= N//2 (a disc, so the padded
+    spectrum has no corners). Real-space values are preserved (the spectrum is scaled by n^2/N^2).
+    """
+    s = np.asarray(stack, dtype=np.float32)
+    n_old, n_new = s.shape[-1], int(new_px)
+    if n_new == n_old:
+        return s.copy()
+    ft = sfft.rfft2(s, workers=fft_workers())
+    out = np.zeros(s.shape[:-2] + (n_new, n_new // 2 + 1), dtype=np.complex64)
+
+    def signed_rows(n):  # FFTW-loop row frequencies: i if i < n//2 + 1 else i - n
+        i = np.arange(n)
+        return np.where(i < n // 2 + 1, i, i - n)
+
+    if n_new < n_old:
+        ip = signed_rows(n_new)
+        out[...] = ft[..., ip % n_old, : n_new // 2 + 1]
+    else:
+        ip = signed_rows(n_old)
+        jp = np.arange(n_old // 2 + 1)
+        keep = ip[:, None] ** 2 + jp[None, :] ** 2 <= (n_old // 2) ** 2
+        rows = ip % n_new
+        out[..., rows, : n_old // 2 + 1] = np.where(keep, ft, 0)
+    img = sfft.irfft2(out, s=(n_new, n_new), workers=fft_workers())
+    img *= (n_new / n_old) ** 2
+    return img.astype(np.float32)
+
+
+def background_mask(box_px: int, radius_px: float) -> NDArray[np.bool_]:
+    """Pixels with i^2 + j^2 > R^2, (i, j) counted from the box centre N//2 (RELION's background)."""
+    c = np.arange(int(box_px)) - int(box_px) // 2
+    return (c[:, None] ** 2 + c[None, :] ** 2) > radius_px * radius_px
+
+
+@lru_cache(maxsize=8)
+def _background_design(box_px: int, radius2_px: float, ramp: bool):
+    """Per (box, radius, ramp): background weights, the weighted design (x, y, 1 or just 1) and its
+    Gram matrix over the background, and the centred coordinates."""
+    n = int(box_px)
+    c = np.arange(n, dtype=np.float64) - n // 2
+    bg = ((c[:, None] ** 2 + c[None, :] ** 2) > radius2_px).ravel()
+    cols = [np.broadcast_to(c[None, :], (n, n)).ravel(), np.broadcast_to(c[:, None], (n, n)).ravel()] if ramp else []
+    design = np.stack(cols + [np.ones(n * n)], axis=1)  # (pixels, 3 or 1)
+    w = design * bg[:, None]
+    return bg.astype(np.float32), w.astype(np.float32), w.T @ design, c.astype(np.float32)
+
+
+def normalise_background(stack: NDArray, radius_px: float, *, ramp: bool = True, invert: bool = False) -> NDArray[np.float32]:
+    """relion_preprocess --norm on a batch: plane fit (or mean, ``ramp=False``) on the background
+    outside ``radius_px``, subtract, then (x - mean_bg) / std_bg (population std); ``invert``
+    flips the sign in the same pass (RELION inverts after normalising).
+
+    Few passes over the pixels: one matrix product gives the normal equations of the plane
+    (sums over the background of x v, y v, v), one more the background's sum of squares; the
+    residual's variance follows from those (a least-squares fit with a constant column leaves
+    residuals of zero mean, and sum r^2 = sum v^2 - coef . X^T v). Then scale and subtract the
+    plane row by row and column by column. Each image is first shifted by one of its background
+    pixels so that the second moments do not cancel in float32.
+    """
+    s = np.asarray(stack, dtype=np.float32)
+    b, n = s.shape[0], s.shape[-1]
+    bgf, w, gram, c = _background_design(n, float(radius_px) ** 2, bool(ramp))
+    n_bg = gram[-1, -1]
+    if n_bg == 0:
+        raise ValueError(f"background radius {radius_px} px leaves no background in a {n} px box")
+    flat = s.reshape(b, -1)
+    corner = int(np.argmax(bgf))  # a background pixel
+    out = flat - flat[:, corner : corner + 1]
+    rhs = (out @ w).astype(np.float64)  # (images, k): X^T v over the background
+    coef = np.linalg.solve(gram, rhs.T).T
+    sq = np.multiply(out, out)
+    s2 = (sq @ bgf).astype(np.float64)
+    del sq
+    var = (s2 - np.einsum("ij,ij->i", coef, rhs)) / n_bg
+    std = np.sqrt(np.maximum(var, 0.0))
+    std[std == 0] = 1.0
+    scale = (-1.0 if invert else 1.0) / std
+    out3 = out.reshape(s.shape)
+    out3 *= scale.astype(np.float32)[:, None, None]
+    cs = coef * scale[:, None]
+    if ramp:
+        out3 -= (cs[:, 0, None] * c[None, :]).astype(np.float32)[:, None, :]
+        out3 -= (cs[:, 1, None] * c[None, :] + cs[:, 2, None]).astype(np.float32)[:, :, None]
+    else:
+        out3 -= cs[:, 0].astype(np.float32)[:, None, None]
+    return out3
 
 
 def clipped_mask(x_px: NDArray, y_px: NDArray, *, width_px: int, height_px: int, box_px: int) -> NDArray[np.bool_]:

@@ -343,18 +343,23 @@ def extract_micrograph(task: MicrographTask) -> dict:
     dtype = np.float16 if o.float16 else np.float32
     Path(task.stack).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(task.stack) as tmp:
-        with mrcfile.new_mmap(tmp, shape=(kept.size, n_out, n_out), mrc_mode=12 if o.float16 else 2, overwrite=True) as mrc:
+        with mrcfile.new_mmap(tmp, shape=(kept.size, n_out, n_out), mrc_mode=12 if o.float16 else 2, overwrite=True) as mrc, \
+                open(tmp, "r+b") as raw:
+            # the header comes from mrcfile; the images go in with plain sequential writes (cheaper
+            # than filling the memory map page by page)
+            raw.seek(mrc.header.nbytes + mrc.extended_header.nbytes)
             lo, hi, total, total_sq = np.inf, -np.inf, 0.0, 0.0
             cache: dict = {}  # per micrograph: its mean, and CTF grids shared by all its particles
             for start in range(0, kept.size, CHUNK):
                 sel = kept[start : start + CHUNK]
-                part = _process_chunk(mic_f, task, sel, cache).astype(dtype, copy=False)
-                mrc.data[start : start + sel.size] = part
+                part = np.ascontiguousarray(_process_chunk(mic_f, task, sel, cache), dtype=dtype)
+                part.tofile(raw)
                 # header statistics as we go (no second pass over the stack)
                 lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
-                p64 = part.reshape(part.shape[0], -1)
-                total += float(p64.sum(dtype=np.float64))
-                total_sq += float(np.einsum("ij,ij->", p64, p64, dtype=np.float64))
+                p = part.ravel() if dtype == np.float32 else part.ravel().astype(np.float32)
+                total += float(np.add.reduce(p, dtype=np.float64))
+                total_sq += float(np.dot(p, p))
+            raw.flush()
             mrc.set_image_stack()
             mrc.voxel_size = task.pixel_size_a * o.box_px / n_out
             stamp_header(mrc)
