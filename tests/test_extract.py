@@ -304,3 +304,17 @@ def test_restack_window_and_rescale_metadata(dataset):
     bad = cryobox("restack", "o_restack/particles.star", "--premultiply", "--out", "o_twice", cwd=dataset) if (dataset / "o_restack").exists() else None
     if bad is not None:
         assert bad.returncode == 2 and "already CTF-premultiplied" in bad.stderr
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (63, 65), (2, 40, 51)])
+def test_irfft2_inplace_matches_scipy(shape, float_dtype):
+    import scipy.fft as sfft
+
+    from cryobox.core.fourier import irfft2_inplace
+
+    x = np.random.default_rng(1).standard_normal(shape).astype(float_dtype)
+    ft = sfft.rfft2(x)
+    expect = sfft.irfft2(ft, s=shape[-2:])
+    got = irfft2_inplace(ft.copy(), shape[-2:])
+    assert got.dtype == np.float32 and got.shape == x.shape
+    np.testing.assert_allclose(got, expect, atol=1e-5)

@@ -384,7 +384,7 @@ def _filter_whole_micrograph(mic: np.ndarray, task: MicrographTask) -> np.ndarra
     infinitely large premultiply box: no delocalised signal wraps around a box)."""
     import scipy.fft as sfft
 
-    from cryobox.core.fourier import fft_workers
+    from cryobox.core.fourier import fft_workers, irfft2_inplace
     from cryobox.core.optics import ctf_2d
 
     c = task.ctf
@@ -411,7 +411,7 @@ def _filter_whole_micrograph(mic: np.ndarray, task: MicrographTask) -> np.ndarra
         ctf *= np.float32(c["ctf_scale"][0])
     ft = sfft.rfft2(mic, workers=fft_workers())
     ft *= ctf
-    return sfft.irfft2(ft, s=mic.shape, workers=fft_workers()).astype(np.float32)
+    return irfft2_inplace(ft, mic.shape)
 
 
 def _process_chunk(mic: np.ndarray, task: MicrographTask, sel: np.ndarray, cache: dict | None = None) -> np.ndarray:
