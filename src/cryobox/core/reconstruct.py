@@ -38,7 +38,8 @@ class Backprojector:
     """Accumulates images into one padded half transform; ``reconstruct`` returns the map.
 
     Memory: two grids of (P, P, P//2 + 2) with P = padding x N (complex128 and float64), about
-    24 P^3 / 2 bytes: 120 MB at N = 128 with padding 2. Use ``padding=1`` for large boxes.
+    24 P^3 / 2 bytes: 200 MB at N = 128 with padding 2, and about as much again while
+    ``reconstruct`` runs. Use ``padding=1`` for large boxes.
     """
 
     def __init__(self, box_px: int, *, padding: int = 2):
@@ -55,8 +56,7 @@ class Backprojector:
         # one spare x slab: trilinear neighbours of points at Nyquist land there and are dropped
         self.shape = (p, p, self.half + 1)
         size = int(np.prod(self.shape))
-        self._num_re = np.zeros(size)
-        self._num_im = np.zeros(size)
+        self._num = np.zeros(size, dtype=np.complex128)
         self._wgt = np.zeros(size)
         self.count = 0
         ky = np.fft.fftfreq(n) * n
@@ -132,29 +132,24 @@ class Backprojector:
         x0 = x0.astype(np.int64)
         y0 = y0.astype(np.int64)
         z0 = z0.astype(np.int64)
-        idx, wts = [], []
+        # unbuffered scatter-add, one trilinear corner at a time (numpy >= 1.25 makes ufunc.at fast;
+        # no full-grid temporaries, unlike bincount)
         for dz, wz in ((0, 1 - fz), (1, fz)):
             zi = (z0 + dz) % p
             for dy, wy in ((0, 1 - fy), (1, fy)):
                 zy = (zi * p + (y0 + dy) % p) * hx
                 wzy = wz * wy
                 for dx, wx in ((0, 1 - fx), (1, fx)):
-                    idx.append(zy + x0 + dx)
-                    wts.append(wzy * wx)
-        idx = np.concatenate(idx)
-        wts = np.concatenate(wts)
-        size = self._wgt.size
-        vr = np.tile(values.real, 8) * wts
-        vi = np.tile(values.imag, 8) * wts
-        self._num_re += np.bincount(idx, vr, minlength=size)
-        self._num_im += np.bincount(idx, vi, minlength=size)
-        self._wgt += np.bincount(idx, np.tile(weights, 8) * wts, minlength=size)
+                    idx = zy + x0 + dx
+                    w = wzy * wx
+                    np.add.at(self._num, idx, values * w)
+                    np.add.at(self._wgt, idx, weights * w)
 
     def reconstruct(self, *, regularisation: float = 0.05) -> NDArray[np.float32]:
         """The (N, N, N) map, centre at N//2: sum CTF.X / (sum CTF^2 + eps), eps =
         ``regularisation`` x the mean weight of the voxel's shell (of one padded Fourier pixel)."""
         p, h = self.pad, self.half
-        num = (self._num_re + 1j * self._num_im).reshape(self.shape)[..., :h].copy()
+        num = self._num.reshape(self.shape)[..., :h].copy()
         wgt = self._wgt.reshape(self.shape)[..., :h].copy()
         # the x = 0 plane holds points and their mirrors: complete it, F(0, y, z) += conj F(0, -y, -z)
         mirror = (-np.arange(p)) % p
@@ -167,17 +162,20 @@ class Backprojector:
             num[:, :, h - 1] = plane + np.conj(plane[mirror][:, mirror])
             plane = wgt[:, :, h - 1]
             wgt[:, :, h - 1] = plane + plane[mirror][:, mirror]
-        kz = np.fft.fftfreq(p) * p
-        r = np.sqrt(kz[:, None, None] ** 2 + kz[None, :, None] ** 2 + np.arange(h)[None, None, :] ** 2)
-        shell = np.rint(r).astype(np.int64)
+        kz = (np.fft.fftfreq(p) * p).astype(np.float32)
+        kx = np.arange(h, dtype=np.float32)
+        shell = np.rint(np.sqrt(kz[:, None, None] ** 2 + kz[None, :, None] ** 2 + kx[None, None, :] ** 2)).astype(np.int32)
         sampled = wgt > 0
         counts = np.bincount(shell[sampled], minlength=shell.max() + 1)
         sums = np.bincount(shell[sampled], wgt[sampled], minlength=shell.max() + 1)
-        mean = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
-        eps = regularisation * mean[shell]
-        ft = np.zeros_like(num)
-        np.divide(num, wgt + eps, out=ft, where=sampled)
-        ft[shell > (self.n // 2) * self.padding] = 0  # beyond the box's Nyquist
-        vol = sfft.irfftn(ft, s=(p, p, p), workers=fft_workers())
-        vol = sfft.fftshift(vol)
-        return window(vol, self.n).astype(np.float32)
+        eps = regularisation * np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
+        # in place, to keep the peak memory near the two grids: num / (wgt + eps), zero where unsampled
+        wgt += eps[shell]
+        np.divide(num, wgt, out=num, where=sampled)
+        num[~sampled] = 0
+        del wgt, sampled
+        num[shell > (self.n // 2) * self.padding] = 0  # beyond the box's Nyquist
+        del shell
+        vol = sfft.irfftn(num.astype(np.complex64), s=(p, p, p), workers=fft_workers(), overwrite_x=True)
+        del num
+        return window(sfft.fftshift(vol), self.n).astype(np.float32)

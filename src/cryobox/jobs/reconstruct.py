@@ -2,16 +2,18 @@
 way for plain and CTF-premultiplied stacks (``core.reconstruct``).
 
 Streams the stacks in chunks, so memory is the two reconstruction grids plus one chunk, however
-many particles there are. The sweep uses it for runs that stopped before the engine wrote its
+many particles there are. The two half sets are filled in two processes when there are two cores. The sweep uses it for runs that stopped before the engine wrote its
 final half maps.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from cryobox.errors import InputError
 from cryobox.io.particles import ParticleTable
@@ -19,6 +21,7 @@ from cryobox.io.particles import ParticleTable
 __all__ = ["reconstruct_particles", "write_reconstructions", "HALF_SET_COLUMNS"]
 
 CHUNK = 128
+_SHARED_COUNT = None  # a multiprocessing.Value while forked workers fill the half sets
 HALF_SET_COLUMNS = ("rlnRandomSubset", "alignments3D/split")
 POSE = ("angle_rot_deg", "angle_tilt_deg", "angle_psi_deg")
 CTF = ("defocus_u_a", "defocus_v_a", "defocus_angle_deg", "voltage_kv", "cs_mm", "amplitude_contrast")
@@ -54,9 +57,9 @@ def reconstruct_particles(
     backprojects without CTF weighting (also what happens when the table has no CTF).
     ``progress(done, total)`` is called after every chunk.
     """
-    from cryobox.core.extract import CTF_KEYS, ctf_grids
-    from cryobox.core.reconstruct import Backprojector
+    from cryobox.core.extract import CTF_KEYS
     from cryobox.io.mrc import StackReader
+    from cryobox.parallel import default_workers, run_tasks
 
     t0 = time.perf_counter()
     d = table.data
@@ -73,12 +76,10 @@ def reconstruct_particles(
     sets = _half_sets(table) if halves else np.ones(len(d), dtype=int)
     pad = int(padding) if padding else (2 if n <= 320 else 1)
     names = ("half1", "half2") if halves else ("map",)
-    bps = {k: Backprojector(n, padding=pad) for k in names}
-    off_x = d["shift_x_a"].to_numpy(float) / psize if "shift_x_a" in d else np.zeros(len(d))
-    off_y = d["shift_y_a"].to_numpy(float) / psize if "shift_y_a" in d else np.zeros(len(d))
-    angles = d[list(POSE)].to_numpy(float)
     roots = [Path.cwd()] + ([table.path.parent] if table.path is not None else [])
-    done = 0
+    keep = [c for c in ("image_path", "image_index", *POSE, "shift_x_a", "shift_y_a", *CTF_KEYS) if c in d]
+    # check every stack before any work, so a bad one fails at once with one sentence
+    stacks = {}
     for path, rows in d.groupby(d["image_path"].astype(str), sort=False).indices.items():
         src = next((r / path for r in roots if (r / path).exists()), None)
         if src is None:
@@ -86,31 +87,95 @@ def reconstruct_particles(
         reader = StackReader(src)
         if (reader.nx, reader.ny) != (n, n):
             raise InputError(f"{src}: images are {reader.nx} x {reader.ny} px but rlnImageSize says {n}.")
-        idx = d["image_index"].to_numpy()[rows].astype(np.int64)
+        idx = d["image_index"].to_numpy()[rows]
         if idx.size and (idx.min() < 0 or idx.max() >= reader.nz):
             raise InputError(f"{src}: holds {reader.nz} images but the particles name image {int(idx.max()) + 1}.")
-        for s in range(0, len(rows), CHUNK):
-            r = rows[s : s + CHUNK]
-            imgs = reader.read(idx[s : s + CHUNK])
-            grids = None
-            if use_ctf:
-                params = {k: d[k].to_numpy(float)[r] for k in CTF_KEYS if k in d}
-                grids = ctf_grids(params, n, psize)
-            for h, name in enumerate(names, start=1):
-                sel = sets[r] == h if halves else np.ones(len(r), dtype=bool)
-                if not sel.any():
-                    continue
-                g = None if grids is None else (grids if grids.ndim == 2 else grids[sel])
-                bps[name].insert(imgs[sel], angles[r][sel], offsets_px=np.stack([off_x[r][sel], off_y[r][sel]], axis=1),
-                                 ctf_rfft=g, premultiplied=premultiplied)
-            done += len(r)
-            if progress is not None:
-                progress(done, len(d))
-    maps = {k: bp.reconstruct(regularisation=regularisation) for k, bp in bps.items()}
+        stacks[path] = str(src)
+    tasks = [_Half(name, d.loc[sets == h, keep].assign(stack=lambda x: x["image_path"].astype(str).map(stacks)).reset_index(drop=True),
+                   n, psize, pad, use_ctf, premultiplied, regularisation)
+             for h, name in enumerate(names, start=1)]
+    # the half sets are independent: one process each (fork) when there are cores to spare
+    workers = min(len(tasks), default_workers())
+    maps, counts, done = {}, {}, 0
+    if workers == 1:
+        for t in tasks:
+            name, vol, count = _fill(t, progress=None if progress is None else (lambda k, base=done: progress(base + k, len(d))))
+            maps[name], counts[name] = vol, count
+            done += count
+    else:
+        global _SHARED_COUNT
+        import multiprocessing as mp
+        import threading
+
+        # the forked workers add to a shared counter; a thread here reports it while they run
+        _SHARED_COUNT = mp.get_context("fork").Value("q", 0) if "fork" in mp.get_all_start_methods() else None
+        finished = threading.Event()
+
+        def report() -> None:
+            while not finished.wait(1.0):
+                if progress is not None and _SHARED_COUNT is not None:
+                    progress(min(int(_SHARED_COUNT.value), len(d) - 1), len(d))
+
+        watcher = threading.Thread(target=report, daemon=True)
+        watcher.start()
+        try:
+            for t, result in run_tasks(_fill, tasks, workers=workers):
+                if isinstance(result, Exception):
+                    raise result
+                name, vol, count = result
+                maps[name], counts[name] = vol, count
+        finally:
+            finished.set()
+            watcher.join()
+            _SHARED_COUNT = None
+        if progress is not None:
+            progress(len(d), len(d))
+    maps = {k: maps[k] for k in names}
     summary = {"box_px": n, "pixel_size_a": psize, "padding": pad, "regularisation": regularisation,
                "ctf_weighted": use_ctf, "ctf_premultiplied": premultiplied,
-               "particles": {k: int(bp.count) for k, bp in bps.items()}, "seconds": time.perf_counter() - t0}
+               "particles": {k: int(counts[k]) for k in names}, "processes": workers, "seconds": time.perf_counter() - t0}
     return maps, summary
+
+
+@dataclass
+class _Half:
+    name: str
+    rows: pd.DataFrame  # the half set's particles: stack (resolved path), image_index, poses, shifts, CTF
+    box_px: int
+    pixel_size_a: float
+    padding: int
+    use_ctf: bool
+    premultiplied: bool
+    regularisation: float
+
+
+def _fill(task: _Half, progress=None) -> tuple[str, np.ndarray, int]:
+    """Stream one half set's images into a Backprojector and reconstruct it."""
+    from cryobox.core.extract import CTF_KEYS, ctf_grids
+    from cryobox.core.reconstruct import Backprojector
+    from cryobox.io.mrc import StackReader
+
+    d, n, psize = task.rows, task.box_px, task.pixel_size_a
+    bp = Backprojector(n, padding=task.padding)
+    off = np.stack([d[c].to_numpy(float) / psize if c in d else np.zeros(len(d)) for c in ("shift_x_a", "shift_y_a")], axis=1)
+    angles = d[list(POSE)].to_numpy(float)
+    done = 0
+    for stack, rows in d.groupby("stack", sort=False).indices.items():
+        reader = StackReader(stack)
+        idx = d["image_index"].to_numpy()[rows].astype(np.int64)
+        for s in range(0, len(rows), CHUNK):
+            r = rows[s : s + CHUNK]
+            grids = None
+            if task.use_ctf:
+                grids = ctf_grids({k: d[k].to_numpy(float)[r] for k in CTF_KEYS if k in d}, n, psize)
+            bp.insert(reader.read(idx[s : s + CHUNK]), angles[r], offsets_px=off[r], ctf_rfft=grids, premultiplied=task.premultiplied)
+            done += len(r)
+            if progress is not None:
+                progress(done)
+            if _SHARED_COUNT is not None:
+                with _SHARED_COUNT.get_lock():
+                    _SHARED_COUNT.value += len(r)
+    return task.name, bp.reconstruct(regularisation=task.regularisation), bp.count
 
 
 def write_reconstructions(maps: dict[str, np.ndarray], paths: dict[str, Path], *, pixel_size_a: float) -> dict[str, Path]:
