@@ -168,3 +168,15 @@ def test_cli_plain_and_premultiplied_stacks_and_errors(tmp_path, cli, monkeypatc
     assert res.exit_code == 2 and "rlnRandomSubset" in res.output and "--no-halves" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "bad").exists()
     assert cli("reconstruct", star, "--padding", "3", "--out", "bad").exit_code == 2
+    # one half set empty, or a pose missing: one sentence each, exit 2
+    blocks = starfile.read(star, always_dict=True)
+    blocks["particles"]["rlnRandomSubset"] = 1
+    starfile.write(blocks, tmp_path / "plain" / "one_half.star", overwrite=True)
+    res = cli("reconstruct", tmp_path / "plain" / "one_half.star", "--out", "bad")
+    assert res.exit_code == 2 and "half set 2 has no particles" in res.output
+    blocks = starfile.read(star, always_dict=True)
+    blocks["particles"].loc[4, "rlnAngleTilt"] = np.nan
+    starfile.write(blocks, tmp_path / "plain" / "nan.star", overwrite=True)
+    res = cli("reconstruct", tmp_path / "plain" / "nan.star", "--out", "bad")
+    assert res.exit_code == 2 and "row 5" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "bad").exists()

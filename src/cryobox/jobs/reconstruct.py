@@ -74,6 +74,16 @@ def reconstruct_particles(
         raise InputError(f"{table.path}: the images are CTF-premultiplied but the CTF parameters are missing; "
                          "they are needed to weight the reconstruction.")
     sets = _half_sets(table) if halves else np.ones(len(d), dtype=int)
+    if halves:
+        for h in (1, 2):
+            if not (sets == h).any():
+                raise InputError(f"{table.path}: half set {h} has no particles (rlnRandomSubset); "
+                                 "give a refinement that split the particles into two halves, or use --no-halves.")
+    shift_cols = [c for c in ("shift_x_a", "shift_y_a") if c in d]
+    bad = ~np.isfinite(d[list(POSE) + shift_cols].to_numpy(float)).all(axis=1)
+    if bad.any():
+        raise InputError(f"{table.path}: {int(bad.sum())} particle(s) have missing or non-finite angles or origin offsets "
+                         f"(first: row {int(np.flatnonzero(bad)[0]) + 1}); remove them or give a refinement's data STAR.")
     pad = int(padding) if padding else (2 if n <= 320 else 1)
     names = ("half1", "half2") if halves else ("map",)
     roots = [Path.cwd()] + ([table.path.parent] if table.path is not None else [])
