@@ -130,6 +130,27 @@ def test_normalise_invariants(n, float_dtype):
     assert img.dtype == float_dtype  # input untouched
 
 
+@pytest.mark.parametrize("n", [64, 65])
+def test_normalise_matches_a_plain_least_squares_fit(n):
+    """Known answer: a float64 lstsq plane on the background, subtracted, divided by the background
+    SD, sign flipped; on images with a large offset (float32 sums must not cancel)."""
+    rng = np.random.default_rng(n)
+    yy, xx = np.mgrid[:n, :n] - n // 2
+    img = (1000.0 + 0.3 * xx - 0.2 * yy + rng.normal(size=(5, n, n)) * 2.0).astype(np.float32)
+    bg = background_mask(n, 0.375 * n)
+    design = np.stack([xx[bg], yy[bg], np.ones(bg.sum())], axis=1).astype(np.float64)
+    for ramp in (True, False):
+        got = normalise_background(img, 0.375 * n, ramp=ramp, invert=True)
+        for k in range(len(img)):
+            v = img[k].astype(np.float64)
+            cols = design if ramp else design[:, 2:]
+            coef = np.linalg.lstsq(cols, v[bg], rcond=None)[0]
+            plane = (coef[0] * xx + coef[1] * yy + coef[2]) if ramp else coef[0]
+            r = v - plane
+            expect = -(r - r[bg].mean()) / r[bg].std()
+            np.testing.assert_allclose(got[k], expect, atol=2e-4)
+
+
 @pytest.mark.parametrize("n,m", [(64, 48), (65, 49), (48, 64)])
 def test_rescale_keeps_values_and_centre(n, m):
     img = np.zeros((1, n, n), np.float32)
