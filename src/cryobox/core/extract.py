@@ -209,12 +209,12 @@ def background_mask(box_px: int, radius_px: float) -> NDArray[np.bool_]:
 
 
 @lru_cache(maxsize=8)
-def _background_design(box_px: int, radius2_px: float, ramp: bool):
+def _background_design(box_px: int, radius_px: float, ramp: bool):
     """Per (box, radius, ramp): background weights, the weighted design (x, y, 1 or just 1) and its
     Gram matrix over the background, and the centred coordinates."""
     n = int(box_px)
     c = np.arange(n, dtype=np.float64) - n // 2
-    bg = ((c[:, None] ** 2 + c[None, :] ** 2) > radius2_px).ravel()
+    bg = background_mask(n, radius_px).ravel()
     cols = [np.broadcast_to(c[None, :], (n, n)).ravel(), np.broadcast_to(c[:, None], (n, n)).ravel()] if ramp else []
     design = np.stack(cols + [np.ones(n * n)], axis=1)  # (pixels, 3 or 1)
     w = design * bg[:, None]
@@ -235,7 +235,7 @@ def normalise_background(stack: NDArray, radius_px: float, *, ramp: bool = True,
     """
     s = np.asarray(stack, dtype=np.float32)
     b, n = s.shape[0], s.shape[-1]
-    bgf, w, gram, c = _background_design(n, float(radius_px) ** 2, bool(ramp))
+    bgf, w, gram, c = _background_design(n, float(radius_px), bool(ramp))
     n_bg = gram[-1, -1]
     if n_bg == 0:
         raise ValueError(f"background radius {radius_px} px leaves no background in a {n} px box")

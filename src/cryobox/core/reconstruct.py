@@ -29,7 +29,7 @@ import scipy.fft as sfft
 from numpy.typing import NDArray
 
 from cryobox.core.fourier import fft_workers, window
-from cryobox.core.simulate import relion_matrix
+from cryobox.core.simulate import central_plane, relion_matrix
 
 __all__ = ["Backprojector"]
 
@@ -59,18 +59,11 @@ class Backprojector:
         self._num = np.zeros(size, dtype=np.complex128)
         self._wgt = np.zeros(size)
         self.count = 0
-        ky = np.fft.fftfreq(n) * n
-        kx = np.arange(n // 2 + 1, dtype=np.float64)
-        KY, KX = np.meshgrid(ky, kx, indexing="ij")
-        # a half plane of the image's transform (its other half is the Hermitian mirror): columns
-        # kx > 0, and in the kx = 0 column ky >= 0; within Nyquist
-        keep = (KX**2 + KY**2) <= (n // 2) ** 2
-        keep &= (KX > 0) | (KY >= 0)
-        self._keep = keep
-        self._plane = np.stack([KX[keep], KY[keep], np.zeros(int(keep.sum()))]) * self.padding  # (3, m)
-        # phase ramp that moves pixel N//2 to the origin: exp(+2 pi i k.c / N), c = N//2
-        self._kx = KX[keep] / n
-        self._ky = KY[keep] / n
+        # a half plane of the image's transform (the other half is the Hermitian mirror)
+        self._keep, self._plane = central_plane(n, self.padding, half_plane=True)
+        # for the phase ramp that moves the particle centre to the origin: k / N (cycles per px)
+        self._kx = self._plane[0] / (self.padding * n)
+        self._ky = self._plane[1] / (self.padding * n)
 
     def insert(
         self,
@@ -152,16 +145,12 @@ class Backprojector:
         num = self._num.reshape(self.shape)[..., :h].copy()
         wgt = self._wgt.reshape(self.shape)[..., :h].copy()
         # the x = 0 plane holds points and their mirrors: complete it, F(0, y, z) += conj F(0, -y, -z)
+        # (the x = P/2 plane lies beyond the box's Nyquist, zeroed below, but for one voxel)
         mirror = (-np.arange(p)) % p
         for arr, conj in ((num, True), (wgt, False)):
             plane = arr[:, :, 0]
             other = plane[mirror][:, mirror]
             arr[:, :, 0] = plane + (np.conj(other) if conj else other)
-        if p % 2 == 0:  # and the Nyquist plane x = P/2, which is its own mirror too
-            plane = num[:, :, h - 1]
-            num[:, :, h - 1] = plane + np.conj(plane[mirror][:, mirror])
-            plane = wgt[:, :, h - 1]
-            wgt[:, :, h - 1] = plane + plane[mirror][:, mirror]
         kz = (np.fft.fftfreq(p) * p).astype(np.float32)
         kx = np.arange(h, dtype=np.float32)
         shell = np.rint(np.sqrt(kz[:, None, None] ** 2 + kz[None, :, None] ** 2 + kx[None, None, :] ** 2)).astype(np.int32)

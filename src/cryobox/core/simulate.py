@@ -22,6 +22,7 @@ __all__ = [
     "default_particle_map",
     "atoms_to_map",
     "Projector",
+    "central_plane",
     "shift_images",
     "apply_ctf_to_images",
 ]
@@ -105,6 +106,22 @@ def default_particle_map(box_px: int, pixel_size_a: float, *, length_a: float = 
     return (vol / vol.max()).astype(np.float32)
 
 
+def central_plane(box_px: int, padding: int, *, half_plane: bool = False) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
+    """The frequencies of an image's rfft2 grid (N, N//2+1) within Nyquist: a mask on that grid and
+    their (kx, ky, 0) in Fourier pixels of a transform ``padding`` times finer, (3, m).
+
+    ``half_plane``: keep only one of each Hermitian pair (kx > 0, or kx = 0 and ky >= 0), as a
+    backprojector needs (the other half is the mirror it adds itself)."""
+    n = int(box_px)
+    ky = np.fft.fftfreq(n) * n
+    kx = np.arange(n // 2 + 1, dtype=np.float64)
+    KY, KX = np.meshgrid(ky, kx, indexing="ij")
+    keep = (KX**2 + KY**2) <= (n // 2) ** 2
+    if half_plane:
+        keep &= (KX > 0) | (KY >= 0)
+    return keep, np.stack([KX[keep], KY[keep], np.zeros(int(keep.sum()))]) * padding
+
+
 class Projector:
     """Fourier-slice projector of one volume, RELION's way: the volume is zero-padded 2x, its 3D
     transform is sampled trilinearly on the central slice A^T (kx, ky, 0) at the N x (N//2 + 1)
@@ -137,11 +154,7 @@ class Projector:
         ext[:, p:] = ext[:, :2]
         self.stride = p + 2
         self.ft = ext.reshape(-1)
-        ky = np.fft.fftfreq(n) * n
-        kx = np.arange(n // 2 + 1, dtype=np.float64)
-        KY, KX = np.meshgrid(ky, kx, indexing="ij")
-        self.inside = (KX**2 + KY**2) <= (n // 2) ** 2
-        self.plane = np.stack([KX[self.inside], KY[self.inside], np.zeros(int(self.inside.sum()))]) * self.padding  # (3, m)
+        self.inside, self.plane = central_plane(n, self.padding)
 
     def _sample(self, pts: NDArray) -> NDArray[np.complex64]:
         """Trilinear samples of the padded volume's transform at frequencies (3, k) (x, y, z) in

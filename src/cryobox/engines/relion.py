@@ -120,7 +120,7 @@ class RelionEngine(RefineEngine):
         env = dict(os.environ)
         env.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")  # waiting ranks give their core away
         t0 = time.perf_counter()
-        rc = _run_logged(command, log_path, env=env, append=False)
+        rc = _run_logged(command, log_path, env=env)
         seconds = time.perf_counter() - t0
         if rc != 0:
             raise EngineError(f"{self.refine} failed (exit status {rc}) in {run_dir}: {_last_error(log_path)} (full log: {log_path}).")
@@ -147,11 +147,11 @@ class RelionEngine(RefineEngine):
         return HalfMaps(None, None, it, False, _model_resolution(run_dir / f"run_it{it:03d}_half1_model.star"), poses=data)
 
 
-def _run_logged(command: list[str], log_path: Path, *, env: dict | None = None, append: bool) -> int:
+def _run_logged(command: list[str], log_path: Path, *, env: dict | None = None) -> int:
     """Run ``command`` in its own process group, stdout and stderr into ``log_path`` (after a
     ``# command`` line); on any interruption the whole group is stopped. Returns the exit status."""
-    with open(log_path, "a" if append else "w") as log:
-        log.write(("\n" if append else "") + "# " + " ".join(command) + "\n")
+    with open(log_path, "w") as log:
+        log.write("# " + " ".join(command) + "\n")
         log.flush()
         try:
             proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,

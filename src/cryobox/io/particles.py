@@ -65,6 +65,9 @@ __all__ = [
     "particles_to_cs",
     "write_star",
     "write_cs",
+    "search_roots",
+    "resolve_path",
+    "find_stack",
 ]
 
 # canonical -> RELION label, for columns that map one to one
@@ -620,6 +623,33 @@ def validate(table: ParticleTable) -> None:
 
 
 # ----------------------------------------------------------------------------------------- files
+
+
+def search_roots(table: ParticleTable) -> list[Path]:
+    """Where the relative file names in a particle or micrograph file are looked up: the working
+    folder first (RELION's project folder, which its paths are relative to), then the file's own."""
+    return [Path.cwd()] + ([table.path.parent] if table.path is not None else [])
+
+
+def resolve_path(path_text: str, roots: list[Path]) -> Path:
+    """An absolute name as it is; a relative one under the first root that has it (else the first
+    root, for the caller to report)."""
+    p = Path(path_text)
+    if p.is_absolute():
+        return p
+    for r in roots:
+        if (r / p).exists():
+            return r / p
+    return roots[0] / p
+
+
+def find_stack(path_text: str, roots: list[Path]) -> Path:
+    """A particle stack named in a particle file; one clear sentence when it is nowhere."""
+    src = resolve_path(path_text, roots)
+    if not src.exists():
+        raise InputError(f"{path_text}: particle stack not found (looked beside {', '.join(map(str, roots))}); "
+                         "check rlnImageName / blob/path.")
+    return src
 
 
 def read_particles(path: str | os.PathLike, *, full: bool = True) -> ParticleTable:

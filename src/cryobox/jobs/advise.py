@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,7 +10,7 @@ import pandas as pd
 from cryobox.core.boxsize import BoxAdvice, advise_box
 from cryobox.errors import InputError
 from cryobox.io.mrc import read_mrc_header_shape
-from cryobox.io.particles import ParticleTable
+from cryobox.io.particles import ParticleTable, resolve_path, search_roots
 
 __all__ = ["AdviseInputs", "AdviseResult", "fill_micrograph_shapes", "inputs_from_tables", "inputs_from_range", "run_advise"]
 
@@ -28,14 +27,10 @@ def fill_micrograph_shapes(table: ParticleTable) -> bool:
         return True
     if "micrograph_name" not in d or "coord_x_px" not in d:
         return False
-    roots = [Path.cwd()] + ([table.path.parent] if table.path is not None else [])
+    roots = search_roots(table)
     shapes = {}
     for name in d["micrograph_name"].unique():
-        shape = None
-        for root in roots:
-            shape = read_mrc_header_shape(root / str(name))
-            if shape is not None:
-                break
+        shape = read_mrc_header_shape(resolve_path(str(name), roots))
         if shape is None:
             return False
         shapes[name] = shape

@@ -20,7 +20,7 @@ import pandas as pd
 
 from cryobox.core.extract import CTF_KEYS
 from cryobox.errors import InputError
-from cryobox.io.particles import ParticleTable, read_particles, write_cs, write_star
+from cryobox.io.particles import ParticleTable, read_particles, resolve_path, search_roots, write_cs, write_star
 from cryobox.io.star import read_star_blocks
 from cryobox.jobs.records import read_record, settings_digest, write_record
 
@@ -130,16 +130,6 @@ def _read_coordinates(path: Path) -> tuple[np.ndarray, np.ndarray]:
     raise InputError(f"{path}: no rlnCoordinateX/rlnCoordinateY columns; give a RELION coordinate file.")
 
 
-def _resolve(path_text: str, roots: list[Path]) -> Path:
-    p = Path(path_text)
-    if p.is_absolute():
-        return p
-    for r in roots:
-        if (r / p).exists():
-            return r / p
-    return roots[0] / p
-
-
 def _mic_shape(path: Path) -> tuple[int, int]:
     from cryobox.io.mrc import read_mrc_header_shape
 
@@ -245,7 +235,7 @@ def plan_extraction(
     if needs_ctf:
         table.require("defocus_u_a", "defocus_v_a", "defocus_angle_deg", "voltage_kv", "cs_mm", "amplitude_contrast",
                       purpose="CTF premultiplication / phase flipping")
-    roots = [Path.cwd()] + ([table.path.parent] if table.path is not None else [])
+    roots = search_roots(table)
     mic_names = list(dict.fromkeys(d["micrograph_name"].astype(str)))
     stacks = _stack_names(mic_names, out)
     tasks: list[MicrographTask] = []
@@ -253,7 +243,7 @@ def plan_extraction(
     groups = d.groupby(d["micrograph_name"].astype(str), sort=False).indices
     for i, name in enumerate(mic_names):
         rows = groups[name]
-        mic_path = _resolve(name, roots).resolve()
+        mic_path = resolve_path(name, roots).resolve()
         try:
             w, h = _mic_shape(mic_path)
         except InputError as exc:

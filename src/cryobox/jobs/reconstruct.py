@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cryobox.errors import InputError
-from cryobox.io.particles import ParticleTable
+from cryobox.io.particles import ParticleTable, find_stack, search_roots
 
 __all__ = ["reconstruct_particles", "write_reconstructions", "HALF_SET_COLUMNS"]
 
@@ -86,14 +86,12 @@ def reconstruct_particles(
                          f"(first: row {int(np.flatnonzero(bad)[0]) + 1}); remove them or give a refinement's data STAR.")
     pad = int(padding) if padding else (2 if n <= 320 else 1)
     names = ("half1", "half2") if halves else ("map",)
-    roots = [Path.cwd()] + ([table.path.parent] if table.path is not None else [])
+    roots = search_roots(table)
     keep = [c for c in ("image_path", "image_index", *POSE, "shift_x_a", "shift_y_a", *CTF_KEYS) if c in d]
     # check every stack before any work, so a bad one fails at once with one sentence
     stacks = {}
     for path, rows in d.groupby(d["image_path"].astype(str), sort=False).indices.items():
-        src = next((r / path for r in roots if (r / path).exists()), None)
-        if src is None:
-            raise InputError(f"{path}: particle stack not found (looked beside {', '.join(map(str, roots))}); check rlnImageName / blob/path.")
+        src = find_stack(path, roots)
         reader = StackReader(src)
         if (reader.nx, reader.ny) != (n, n):
             raise InputError(f"{src}: images are {reader.nx} x {reader.ny} px but rlnImageSize says {n}.")

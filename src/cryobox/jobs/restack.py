@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cryobox.errors import InputError
-from cryobox.io.particles import ParticleTable, write_cs, write_star
+from cryobox.io.particles import ParticleTable, find_stack, search_roots, write_cs, write_star
 from cryobox.jobs.records import read_record, settings_digest, write_record
 
 __all__ = ["RestackOptions", "run_restack"]
@@ -128,12 +128,10 @@ def run_restack(
         if v is not None and v < 2:
             raise InputError(f"{flag} must be at least 2 px, got {v}.")
     out = Path(out).resolve()
-    roots = [Path.cwd()] + ([table.path.parent] if table.path is not None else [])
+    roots = search_roots(table)
     units = []
     for k, (path, rows) in enumerate(d.groupby(d["image_path"].astype(str), sort=False).indices.items()):
-        src = next((r / path for r in roots if (r / path).exists()), None)
-        if src is None:
-            raise InputError(f"{path}: particle stack not found (looked beside {', '.join(map(str, roots))}); check rlnImageName / blob/path.")
+        src = find_stack(path, roots)
         stem = Path(path).stem
         dst = out / "Particles" / f"{stem}_{k}.mrcs"
         ctf = None

@@ -42,7 +42,7 @@ from cryobox.engines.base import RefineEngine, RefineParams
 from cryobox.errors import InputError
 from cryobox.io.atomic import atomic_path
 from cryobox.io.jsonio import write_json
-from cryobox.io.particles import ParticleTable, read_particles, write_star
+from cryobox.io.particles import ParticleTable, read_particles, resolve_path, search_roots, write_star
 
 __all__ = ["SweepSettings", "Variant", "plan_variants", "run_sweep", "summarise_sweep", "MASK_POLICIES"]
 
@@ -156,10 +156,7 @@ def _has_micrographs(table: ParticleTable) -> bool:
     d = table.data
     if not {"micrograph_name", "coord_x_px", "coord_y_px"} <= set(d.columns) or d["micrograph_name"].isna().any():
         return False
-    from cryobox.jobs.extract import _resolve
-
-    roots = [Path.cwd()] + ([table.path.parent] if table.path is not None else [])
-    return _resolve(str(d["micrograph_name"].iloc[0]), roots).exists()
+    return resolve_path(str(d["micrograph_name"].iloc[0]), search_roots(table)).exists()
 
 
 def _particle_keys(table: ParticleTable, mode: str) -> list:
@@ -255,8 +252,6 @@ def _reconstruct_halves(poses: Path | None, run_dir: Path, iteration: int | None
         raise InputError(f"{run_dir}: the engine gave neither half maps nor poses.")
     table = read_particles(poses)
     targets = {k: run_dir / f"cryobox_it{iteration or 0:03d}_{k}_unfil.mrc" for k in ("half1", "half2")}
-    if all(t.exists() for t in targets.values()):
-        return targets["half1"], targets["half2"]
     maps, info = reconstruct_particles(table, halves=True)
     write_reconstructions(maps, targets, pixel_size_a=info["pixel_size_a"])
     return targets["half1"], targets["half2"]
