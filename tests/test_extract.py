@@ -151,6 +151,29 @@ def test_normalise_matches_a_plain_least_squares_fit(n):
             np.testing.assert_allclose(got[k], expect, atol=2e-4)
 
 
+@pytest.mark.parametrize("n", [64, 65, 300])
+def test_normalise_in_place_and_in_sub_batches(n):
+    """The batch is worked through in cache-sized sub-batches (16 images of 64 px, 15 of 65 px, one
+    of 300 px): 37 images give full and partial sub-batches. Each image's result must not depend
+    on its neighbours (beyond float32 rounding: BLAS sums a batch in another order than one image),
+    and ``overwrite=True`` must work in the array itself with the same numbers."""
+    rng = np.random.default_rng(n)
+    img = (50.0 + rng.normal(size=(37, n, n)) * 4.0).astype(np.float32)
+    one_by_one = np.concatenate([normalise_background(img[k : k + 1], 0.375 * n, invert=True) for k in range(len(img))])
+    whole = normalise_background(img, 0.375 * n, invert=True)
+    np.testing.assert_allclose(whole, one_by_one, atol=1e-4)
+    work = img.copy()
+    in_place = normalise_background(work, 0.375 * n, invert=True, overwrite=True)
+    assert in_place is work
+    np.testing.assert_array_equal(in_place, whole)
+    # not C-contiguous or not float32: a new array, the input untouched
+    view = img[::2]
+    before = view.copy()
+    out = normalise_background(view, 0.375 * n, overwrite=True)
+    assert out is not view and out.flags.c_contiguous
+    np.testing.assert_array_equal(view, before)
+
+
 @pytest.mark.parametrize("n,m", [(64, 48), (65, 49), (48, 64)])
 def test_rescale_keeps_values_and_centre(n, m):
     img = np.zeros((1, n, n), np.float32)

@@ -13,7 +13,8 @@ Conventions follow relion_preprocess (RELION 3.1), checked against it in the tes
 - normalisation: over the background (pixels with i^2 + j^2 > R^2, (i, j) from the box centre)
   fit and subtract a plane a j + b i + c (or subtract the mean, no_ramp), then subtract the
   background mean and divide by its standard deviation.
-Images are float32 arrays (n, N, N).
+Images are float32 arrays (n, N, N). ``scipy.fft`` is imported only by the functions that need it
+(see ``cryobox.core.fourier``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-import scipy.fft as sfft
 from numpy.typing import NDArray
 
 from cryobox.core.boxsize import box_origins, edge_clipped
@@ -157,6 +157,8 @@ def premultiply_and_crop(big: NDArray, ctf_rfft: NDArray, box_px: int) -> NDArra
     a cut to the N central rows, then the real inverse along x (a quarter less work than a full
     irfft2 followed by the crop; the same numbers).
     """
+    import scipy.fft as sfft  # imported here: see the module docstring
+
     stack = np.asarray(big, dtype=np.float32)
     m = stack.shape[-1]
     n = int(box_px)
@@ -177,6 +179,8 @@ def fourier_rescale_stack(stack: NDArray, new_px: int) -> NDArray[np.float32]:
     columns 0..n//2; padding copies the components with |k| <= N//2 (a disc, so the padded
     spectrum has no corners). Real-space values are preserved (the spectrum is scaled by n^2/N^2).
     """
+    import scipy.fft as sfft  # imported here: see the module docstring
+
     s = np.asarray(stack, dtype=np.float32)
     n_old, n_new = s.shape[-1], int(new_px)
     if n_new == n_old:
@@ -210,53 +214,68 @@ def background_mask(box_px: int, radius_px: float) -> NDArray[np.bool_]:
 
 @lru_cache(maxsize=8)
 def _background_design(box_px: int, radius_px: float, ramp: bool):
-    """Per (box, radius, ramp): background weights, the weighted design (x, y, 1 or just 1) and its
-    Gram matrix over the background, and the centred coordinates."""
+    """Per (box, radius, ramp): background weights, the weighted design (x, y, 1 or just 1), the
+    inverse of its Gram matrix over the background, the number of background pixels and the
+    centred coordinates."""
     n = int(box_px)
     c = np.arange(n, dtype=np.float64) - n // 2
     bg = background_mask(n, radius_px).ravel()
     cols = [np.broadcast_to(c[None, :], (n, n)).ravel(), np.broadcast_to(c[:, None], (n, n)).ravel()] if ramp else []
     design = np.stack(cols + [np.ones(n * n)], axis=1)  # (pixels, 3 or 1)
     w = design * bg[:, None]
-    return bg.astype(np.float32), w.astype(np.float32), w.T @ design, c.astype(np.float32)
+    n_bg = int(bg.sum())
+    gram_inv = np.linalg.inv(w.T @ design) if n_bg else None
+    return bg.astype(np.float32), w.astype(np.float32), gram_inv, n_bg, c.astype(np.float32)
 
 
-def normalise_background(stack: NDArray, radius_px: float, *, ramp: bool = True, invert: bool = False) -> NDArray[np.float32]:
+_CACHE_PIXELS = 1 << 16  # pixels per sub-batch (256 KiB of float32): the passes below stay in L2 cache
+
+
+def normalise_background(
+    stack: NDArray, radius_px: float, *, ramp: bool = True, invert: bool = False, overwrite: bool = False
+) -> NDArray[np.float32]:
     """relion_preprocess --norm on a batch: plane fit (or mean, ``ramp=False``) on the background
     outside ``radius_px``, subtract, then (x - mean_bg) / std_bg (population std); ``invert``
-    flips the sign in the same pass (RELION inverts after normalising).
+    flips the sign in the same pass (RELION inverts after normalising). ``overwrite``: work in
+    ``stack`` itself when it is a writeable C-contiguous float32 array (no copy).
 
-    Few passes over the pixels: one matrix product gives the normal equations of the plane
-    (sums over the background of x v, y v, v), one more the background's sum of squares; the
-    residual's variance follows from those (a least-squares fit with a constant column leaves
-    residuals of zero mean, and sum r^2 = sum v^2 - coef . X^T v). Then scale and subtract the
-    plane row by row and column by column. Each image is first shifted by one of its background
-    pixels so that the second moments do not cancel in float32.
+    Few passes, each over a sub-batch small enough to stay in cache: one matrix product gives the
+    normal equations of the plane (sums over the background of x v, y v, v), one more the
+    background's sum of squares; the residual's variance follows from those (a least-squares fit
+    with a constant column leaves residuals of zero mean, and sum r^2 = sum v^2 - coef . X^T v).
+    Then scale and subtract the plane row by row and column by column. Each image is first
+    shifted by one of its background pixels so that the second moments do not cancel in float32.
     """
-    s = np.asarray(stack, dtype=np.float32)
+    s = np.asarray(stack)
     b, n = s.shape[0], s.shape[-1]
-    bgf, w, gram, c = _background_design(n, float(radius_px), bool(ramp))
-    n_bg = gram[-1, -1]
+    bgf, w, gram_inv, n_bg, c = _background_design(n, float(radius_px), bool(ramp))
     if n_bg == 0:
         raise ValueError(f"background radius {radius_px} px leaves no background in a {n} px box")
-    flat = s.reshape(b, -1)
+    in_place = overwrite and s.dtype == np.float32 and s.flags.c_contiguous and s.flags.writeable
+    out = s if in_place else np.array(s, dtype=np.float32, order="C")
+    flat = out.reshape(b, n * n)
     corner = int(np.argmax(bgf))  # a background pixel
-    out = flat - flat[:, corner : corner + 1]
-    rhs = (out @ w).astype(np.float64)  # (images, k): X^T v over the background
-    coef = np.linalg.solve(gram, rhs.T).T
-    sq = np.multiply(out, out)
-    s2 = (sq @ bgf).astype(np.float64)
-    del sq
-    var = (s2 - np.einsum("ij,ij->i", coef, rhs)) / n_bg
-    std = np.sqrt(np.maximum(var, 0.0))
-    std[std == 0] = 1.0
-    scale = (-1.0 if invert else 1.0) / std
-    out3 = out.reshape(s.shape)
-    out3 *= scale.astype(np.float32)[:, None, None]
-    cs = coef * scale[:, None]
-    if ramp:
-        out3 -= (cs[:, 0, None] * c[None, :]).astype(np.float32)[:, None, :]
-        out3 -= (cs[:, 1, None] * c[None, :] + cs[:, 2, None]).astype(np.float32)[:, :, None]
-    else:
-        out3 -= cs[:, 0].astype(np.float32)[:, None, None]
-    return out3
+    step = max(1, _CACHE_PIXELS // (n * n))
+    sq = np.empty((min(step, b), n * n), dtype=np.float32)
+    sign = -1.0 if invert else 1.0
+    for a in range(0, b, step):
+        blk = flat[a : a + step]
+        k = blk.shape[0]
+        blk -= blk[:, corner].copy()[:, None]
+        rhs = (blk @ w).astype(np.float64)  # (images, 3 or 1): X^T v over the background
+        coef = rhs @ gram_inv  # the Gram matrix is symmetric
+        np.multiply(blk, blk, out=sq[:k])
+        s2 = (sq[:k] @ bgf).astype(np.float64)
+        var = (s2 - np.einsum("ij,ij->i", coef, rhs)) / n_bg
+        std = np.sqrt(np.maximum(var, 0.0))
+        std[std == 0] = 1.0
+        scale = sign / std
+        img = blk.reshape(k, n, n)
+        img *= scale.astype(np.float32)[:, None, None]
+        cs = coef * scale[:, None]
+        if ramp:
+            img -= (cs[:, 0, None] * c[None, :]).astype(np.float32)[:, None, :]
+            img -= (cs[:, 1, None] * c[None, :] + cs[:, 2, None]).astype(np.float32)[:, :, None]
+        else:
+            img -= cs[:, 0].astype(np.float32)[:, None, None]
+    return out

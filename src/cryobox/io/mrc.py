@@ -47,10 +47,12 @@ def stamp_header(mrc) -> None:
     mrc.header.nlabl = 1
 
 
-def read_mrc(path: str | os.PathLike) -> tuple[np.ndarray, float | None]:
+def read_mrc(path: str | os.PathLike, *, mmap: bool = False) -> tuple[np.ndarray, float | None]:
     """(data, pixel size in Å or None when the header has none); permissive with a warning.
 
-    The array is read-only (inputs are never modified); copy it to change it.
+    The array is read-only (inputs are never modified); copy it to change it. ``mmap``: map the
+    file instead of reading it (pages are read when touched: cutting boxes from a micrograph then
+    costs no copy of the whole image).
     """
     import mrcfile
 
@@ -60,7 +62,7 @@ def read_mrc(path: str | os.PathLike) -> tuple[np.ndarray, float | None]:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            with mrcfile.open(path, permissive=True) as mrc:
+            with (mrcfile.mmap(path, mode="r", permissive=True) if mmap else mrcfile.open(path, permissive=True)) as mrc:
                 if mrc.data is None:
                     raise ValueError("no data")
                 data = mrc.data  # read-only and ours after close: no second copy of a big map

@@ -316,7 +316,7 @@ def extract_micrograph(task: MicrographTask) -> dict:
     from cryobox.io.mrc import read_mrc, stamp_header
 
     o = task.options
-    mic, _ = read_mrc(Path(task.micrograph))
+    mic, _ = read_mrc(Path(task.micrograph), mmap=True)
     if mic.ndim != 2:
         mic = mic.reshape(mic.shape[-2:]) if mic.size == mic.shape[-1] * mic.shape[-2] else None
         if mic is None:
@@ -339,6 +339,7 @@ def extract_micrograph(task: MicrographTask) -> dict:
             # than filling the memory map page by page)
             raw.seek(mrc.header.nbytes + mrc.extended_header.nbytes)
             lo, hi, total, total_sq = np.inf, -np.inf, 0.0, 0.0
+            ones = np.ones(n_out * n_out, dtype=np.float32)
             cache: dict = {}  # per micrograph: its mean, and CTF grids shared by all its particles
             for start in range(0, kept.size, CHUNK):
                 sel = kept[start : start + CHUNK]
@@ -346,9 +347,11 @@ def extract_micrograph(task: MicrographTask) -> dict:
                 part.tofile(raw)
                 # header statistics as we go (no second pass over the stack)
                 lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
-                p = part.ravel() if dtype == np.float32 else part.ravel().astype(np.float32)
-                total += float(np.add.reduce(p, dtype=np.float64))
-                total_sq += float(np.dot(p, p))
+                p = part.reshape(len(part), -1)
+                p = p if dtype == np.float32 else p.astype(np.float32)
+                # per-image sums as a matrix-vector product (BLAS, one pass), added up in float64
+                total += float((p @ ones).sum(dtype=np.float64))
+                total_sq += float(np.dot(p.ravel(), p.ravel()))
             raw.flush()
             mrc.set_image_stack()
             mrc.voxel_size = task.pixel_size_a * o.box_px / n_out
@@ -427,7 +430,7 @@ def _process_chunk(mic: np.ndarray, task: MicrographTask, sel: np.ndarray, cache
     if o.rescale_px and o.rescale_px != o.box_px:
         stack = ex.fourier_rescale_stack(stack, o.rescale_px)
     if o.norm:
-        stack = ex.normalise_background(stack, o.bg_radius, ramp=o.ramp, invert=o.invert)
+        stack = ex.normalise_background(stack, o.bg_radius, ramp=o.ramp, invert=o.invert, overwrite=True)
     elif o.invert:
         stack = -stack
     return stack
