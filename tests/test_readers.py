@@ -13,7 +13,7 @@ from cryobox.io.particles import (
     write_cs,
     write_star,
 )
-from cryobox.io.star import read_star_blocks, write_star_blocks
+from cryobox.io.star import read_numeric_loop, read_star_blocks, write_star_blocks
 
 
 def assert_same_values(a: pd.DataFrame, b: pd.DataFrame, columns=None):
@@ -345,3 +345,59 @@ def test_mrc_write_is_atomic_and_keeps_pixel_size(tmp_path):
     with pytest.raises(ValueError):
         write_mrc(tmp_path / "t.mrc", data, pixel_size_a=0)
     assert not (tmp_path / "t.mrc").exists()
+
+
+COORDS_RELION = """
+# version 30001
+
+data_
+
+loop_
+_rlnCoordinateX #1
+_rlnCoordinateY #2
+_rlnClassNumber #3
+_rlnAutopickFigureOfMerit #4
+_rlnAnglePsi #5
+  1022.500000   376.000000            0     1.234500  -999.00000
+   -12.250000  4100.750000            0    -0.500000  -999.00000
+# a comment between rows
+ 3.0e2  7.5E+01 1 2 3
+"""
+
+
+def test_numeric_loop_fast_path_matches_starfile(tmp_path):
+    """The coordinate-file fast path gives what starfile gives, column by column."""
+    path = tmp_path / "mic_autopick.star"
+    path.write_text(COORDS_RELION)
+    fast = read_numeric_loop(path)
+    ref = read_star_blocks(path)[""]
+    assert list(fast) == list(ref.columns)
+    for col in ref.columns:
+        np.testing.assert_array_equal(fast[col], ref[col].to_numpy(float), err_msg=col)
+    # what cryobox writes (shortest exact floats) reads back exactly
+    xy = np.random.default_rng(0).uniform(0, 4096, size=(50, 2))
+    write_star_blocks(tmp_path / "ours.star", {"": pd.DataFrame({"rlnCoordinateX": xy[:, 0], "rlnCoordinateY": xy[:, 1]})})
+    ours = read_numeric_loop(tmp_path / "ours.star")
+    np.testing.assert_array_equal(np.stack([ours["rlnCoordinateX"], ours["rlnCoordinateY"]], 1), xy)
+    # an empty loop: empty columns
+    (tmp_path / "empty.star").write_text("data_\n\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n")
+    empty = read_numeric_loop(tmp_path / "empty.star")
+    assert empty["rlnCoordinateX"].size == 0 and empty["rlnCoordinateY"].size == 0
+
+
+@pytest.mark.parametrize("text", [
+    "data_\nloop_\n_rlnCoordinateX #1\n_rlnMicrographName #2\n1.0 \"a b.mrc\"\n",  # text in the loop
+    "data_optics\nloop_\n_rlnOpticsGroup #1\n1\n\ndata_particles\nloop_\n_rlnCoordinateX #1\n2.0\n",  # two blocks
+    "data_general\n_rlnFinalResolution 3.5\n",  # key-value pairs, no loop
+    "data_\n_rlnSomething 1\nloop_\n_rlnCoordinateX #1\n2.0\n",  # pairs before the loop
+    "data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n1.0 2.0 3.0\n",  # ragged rows
+])
+def test_numeric_loop_fast_path_declines_anything_else(tmp_path, text):
+    path = tmp_path / "x.star"
+    path.write_text(text)
+    assert read_numeric_loop(path) is None
+
+
+def test_numeric_loop_fast_path_declines_real_particle_files():
+    for name in ("relion31.star", "relion5.star"):
+        assert read_numeric_loop(real_file(name)) is None
