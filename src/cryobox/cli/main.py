@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from cryobox import __version__
+import cryobox
 from cryobox.cli import advise, ctf, example, extract, fsc, inspect, reconstruct, simulate, sweep
 
 app = typer.Typer(
@@ -21,7 +21,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"cryobox {__version__}")
+        typer.echo(f"cryobox {cryobox.__version__}")
         raise typer.Exit()
 
 
