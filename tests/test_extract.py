@@ -278,6 +278,7 @@ BAD = {
     "premultiply box smaller than the box": "smallpm",
     "no CTF for premultiply": "noctf",
     "unreadable MRC": "badmrc",
+    "truncated MRC (header fine, data short)": "shortmrc",
 }
 
 
@@ -300,10 +301,13 @@ def test_bad_extraction_input_exits_2(tmp_path, case):
         args += ["--premultiply-box", 96]
     elif case == "badmrc":
         (root / "mic2.mrc").write_bytes(b"garbage" * 100)
+    elif case == "shortmrc":  # micrographs are memory-mapped: a short file must fail cleanly, not crash a worker
+        raw = (root / "mic2.mrc").read_bytes()
+        (root / "mic2.mrc").write_bytes(raw[: len(raw) // 2])
     r = cryobox(*args, cwd=root)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "Traceback" not in r.stderr and "cryobox: error:" in r.stderr
-    if case in ("missing", "badmrc"):
+    if case in ("missing", "badmrc", "shortmrc"):
         # --keep-going: the other micrographs are extracted, the bad one reported
         r2 = cryobox(*args, "--keep-going", "--json", cwd=root)
         assert r2.returncode == 0, r2.stderr
