@@ -2,9 +2,9 @@
 
 Reading goes through ``starfile`` (the reference parser); ``read_numeric_loop`` is a fast path
 for files that are one loop of numbers (pickers' coordinate files), which declines anything else.
-Writing uses pandas' C writer for the
-loop body, because ``starfile.write`` formats row by row (35 s for a 1,000,000-particle file
-here); the output is plain RELION 3.1 STAR that ``starfile`` and RELION read (tested).
+Writing uses pandas' C writer for the loop body, because ``starfile.write`` formats row by row
+(35 s for a 1,000,000-particle file here); the output is plain RELION 3.1 STAR that ``starfile``
+and RELION read (tested).
 """
 
 from __future__ import annotations
