@@ -19,17 +19,11 @@ import time
 from pathlib import Path
 
 from cryobox.engines.base import EngineError, EngineMissing, HalfMaps, RefineEngine, RefineParams
+from cryobox.parallel import default_workers
 
 __all__ = ["RelionEngine", "INSTALL_HINT"]
 
 INSTALL_HINT = "install RELION and OpenMPI (Debian/Ubuntu: sudo apt-get install -y relion) or put them on PATH"
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 class RelionEngine(RefineEngine):
@@ -40,7 +34,7 @@ class RelionEngine(RefineEngine):
         if ranks < 3:
             raise EngineError(f"relion_refine_mpi --split_random_halves needs at least 3 MPI ranks (a master and one per half set); got {ranks}.")
         self.ranks = int(ranks)
-        self.threads = int(threads) if threads else max(1, (_cores() - 1) // (self.ranks - 1))
+        self.threads = int(threads) if threads else max(1, (default_workers() - 1) // (self.ranks - 1))
         self.refine = refine
         self.mpirun = mpirun
         self.pool = int(pool)
@@ -66,7 +60,7 @@ class RelionEngine(RefineEngine):
             if "open mpi" in text.lower() or "open-mpi" in text.lower():
                 if hasattr(os, "geteuid") and os.geteuid() == 0:
                     flags.append("--allow-run-as-root")
-                if self.ranks > _cores():
+                if self.ranks > default_workers():
                     flags.append("--oversubscribe")
             self._mpi_flags = flags
         return self._mpi_flags

@@ -11,12 +11,17 @@ from pathlib import Path
 
 from cryobox.io.jsonio import write_json
 
-__all__ = ["settings_digest", "read_record", "write_record"]
+__all__ = ["digest", "settings_digest", "read_record", "write_record"]
+
+
+def digest(obj) -> str:
+    """A short hash of JSON-like data (same data, same digest; other values by their str)."""
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def settings_digest(options) -> str:
     """A short hash of a settings dataclass (same settings, same digest)."""
-    return hashlib.sha1(json.dumps(asdict(options), sort_keys=True).encode()).hexdigest()[:16]
+    return digest(asdict(options))
 
 
 def read_record(record: str | Path, output: str | Path, *, expect: dict) -> dict | None:

@@ -28,8 +28,6 @@ removed and the run starts clean.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
@@ -43,6 +41,7 @@ from cryobox.errors import InputError
 from cryobox.io.atomic import atomic_path
 from cryobox.io.jsonio import write_json
 from cryobox.io.particles import ParticleTable, read_particles, resolve_path, search_roots, write_star
+from cryobox.jobs.records import digest, read_record
 
 __all__ = ["SweepSettings", "Variant", "plan_variants", "run_sweep", "summarise_sweep", "MASK_POLICIES"]
 
@@ -239,10 +238,6 @@ def _reference_grids(reference: np.ndarray, reference_px: float, pixel_size_a: f
 # ------------------------------------------------------------------------------------- runs
 
 
-def _digest(obj) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def _reconstruct_halves(poses: Path | None, run_dir: Path, iteration: int | None) -> tuple[Path, Path]:
     """Half maps of a run stopped early, from its last poses: each half set reconstructed with
     the same CTF weighting (sum CTF.X / sum CTF^2) whether its images are plain or premultiplied."""
@@ -338,6 +333,7 @@ def run_sweep(
         raise InputError("no particle is present at every box (the edge policy dropped them all); use --edge keep.")
     first = key_sets[arms[0]]
     order = [k for k in first if k in common]
+    order_digest = digest(order)  # the refined particles, in order: part of every run's key
     refine_stars = {}
     for a, t in tables.items():
         pos = {k: i for i, k in enumerate(key_sets[a])}
@@ -346,10 +342,10 @@ def run_sweep(
                             optics_passthrough=t.optics_passthrough)
         star, keyfile = data_dirs[a] / "refine.star", data_dirs[a] / "refine.key"
         current = keyfile.read_text() if keyfile.exists() and star.exists() else None
-        if current != _digest(order):
+        if current != order_digest:
             write_star(star, _strip_poses(sub))
             with atomic_path(keyfile) as tmp:
-                tmp.write_text(_digest(order))
+                tmp.write_text(order_digest)
         refine_stars[a] = star
     if len(common) < len(table):
         notes.append(f"{len(common)} of {len(table)} particles are present at every box and are refined; per arm: "
@@ -387,18 +383,11 @@ def run_sweep(
                                   offset_range_a=offset_range_a, offset_step_a=offset_step_a, auto_iter_max=s.auto_iter_max,
                                   symmetry=s.symmetry)
             run_dir = out / "runs" / v.label / f"rep{rep + 1}"
-            key = _digest({"params": asdict(params), "engine": engine.name, "particles": _digest(order),
+            key = digest({"params": asdict(params), "engine": engine.name, "particles": order_digest,
                            "data": str(refine_stars[(v.box_px, v.premultiply_from_px)]),
                            "invert": s.invert, "edge": s.edge, "mode": mode, "halves": HALVES_VERSION})
             result_path = run_dir / "result.json"
-            done = None
-            if result_path.exists():
-                try:
-                    done = json.loads(result_path.read_text())
-                except ValueError:
-                    done = None
-                if done is not None and done.get("key") != key:
-                    done = None
+            done = read_record(result_path, result_path, expect={"key": key})  # written last: the run is complete
             if done is not None:
                 log(f"[{k}/{total}] {v.label} repeat {rep + 1}: done before ({_fmt_res(done)}), skipped")
                 runs[v.label].append(done)
