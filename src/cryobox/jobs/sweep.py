@@ -107,7 +107,7 @@ class Variant:
 
     @property
     def data_label(self) -> str:
-        return f"box{self.box_px}" + (f"_pm{self.premultiply_from_px}" if self.premultiply_from_px else "")
+        return arm_label(self.box_px, self.premultiply_from_px)
 
     @property
     def label(self) -> str:
@@ -119,6 +119,19 @@ class Variant:
         return f"{how}; mask {self.mask_diameter_a:.0f} Å ({self.mask_policy})"
 
 
+def arm_label(box_px: int, premultiply_from_px: int | None) -> str:
+    """The name of one (box, premultiply source) arm: its data folder and the start of its variants' labels."""
+    return f"box{box_px}" + (f"_pm{premultiply_from_px}" if premultiply_from_px else "")
+
+
+def sweep_arms(settings: SweepSettings) -> list[tuple[int, int | None]]:
+    """The (box, premultiply source) pairs whose particles are made: every box plain, then every
+    box smaller than --premultiply-from premultiplied from it; smallest box first."""
+    boxes = sorted(settings.boxes_px)
+    pm = settings.premultiply_from_px
+    return [(b, None) for b in boxes] + ([(b, pm) for b in boxes if b < pm] if pm else [])
+
+
 def plan_variants(settings: SweepSettings, *, pixel_size_a: float) -> tuple[list[Variant], list[str]]:
     """Every (box, premultiply, mask policy) combination, and notes on what was merged or skipped.
 
@@ -126,15 +139,11 @@ def plan_variants(settings: SweepSettings, *, pixel_size_a: float) -> tuple[list
     box the two policies coincide and only the fixed run is made.
     """
     s = settings
-    boxes = sorted(s.boxes_px)
-    smallest = boxes[0]
+    smallest = min(s.boxes_px)
     notes = []
-    arms: list[tuple[int, int | None]] = [(b, None) for b in boxes]
-    if s.premultiply_from_px:
-        arms += [(b, s.premultiply_from_px) for b in boxes if b < s.premultiply_from_px]
     out = []
     for policy in s.mask_policies:
-        for box, pm in arms:
+        for box, pm in sweep_arms(s):
             diameter = s.particle_diameter_a * (box / smallest if policy == "box-relative" else 1.0)
             if policy == "box-relative" and "fixed" in s.mask_policies and box == smallest:
                 notes.append(f"{box} px: the box-relative mask equals the fixed one ({diameter:.0f} Å); run once.")
@@ -317,18 +326,16 @@ def run_sweep(
 
     # 1. particles for every (box, premultiply) arm
     t0 = time.perf_counter()
-    arms = sorted({(b, None) for b in s.boxes_px} | ({(b, s.premultiply_from_px) for b in s.boxes_px if b < s.premultiply_from_px}
-                                                    if s.premultiply_from_px else set()), key=lambda a: (a[0], a[1] or 0))
+    arms = sweep_arms(s)
     data_dirs, tables = {}, {}
     for box, pm in arms:
-        label = f"box{box}" + (f"_pm{pm}" if pm else "")
-        folder = out / "data" / label
+        folder = out / "data" / arm_label(box, pm)
         star = _make_data(table, mode, box, pm, s, folder, log, workers)
         data_dirs[(box, pm)] = folder
         tables[(box, pm)] = read_particles(star)
     key_sets = {a: _particle_keys(t, mode) for a, t in tables.items()}
     common = set.intersection(*(set(k) for k in key_sets.values()))
-    counts = {f"box{a[0]}" + (f"_pm{a[1]}" if a[1] else ""): len(k) for a, k in key_sets.items()}
+    counts = {arm_label(*a): len(k) for a, k in key_sets.items()}
     if not common:
         raise InputError("no particle is present at every box (the edge policy dropped them all); use --edge keep.")
     first = key_sets[arms[0]]
@@ -412,12 +419,13 @@ def run_sweep(
                 source = f"{engine.name} final half maps"
             t0 = time.perf_counter()
             fsc = _run_fsc(halves.half1, halves.half2, masks[v.box_px], psize, seed)
-            timings["fsc_s"] += time.perf_counter() - t0
+            fsc_seconds = time.perf_counter() - t0
+            timings["fsc_s"] += fsc_seconds
             result = {"key": key, "variant": v.label, "repeat": rep + 1, "seed": seed, "engine_seconds": seconds,
                       "command": cmd, "half1": str(halves.half1), "half2": str(halves.half2), "half_maps_from": source,
                       "iteration": halves.iteration, "converged": halves.converged,
                       "engine_resolution_a": halves.engine_resolution_a, "reconstruct_seconds": rec_seconds,
-                      "fsc_seconds": time.perf_counter() - t0, **fsc}
+                      "fsc_seconds": fsc_seconds, **fsc}
             write_json(result_path, result)
             log(f"[{k}/{total}] {v.label} repeat {rep + 1}: {_fmt_res(result)} after {halves.iteration} iterations in {seconds:.0f} s")
             runs[v.label].append(result)
