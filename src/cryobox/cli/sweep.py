@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from cryobox.cli.common import console, err_console, fail, fmt, handle_input_errors, print_json
+from cryobox.report.text import half_maps_text
 
 SWEEP_EPILOG = """Examples:
 
@@ -51,6 +52,12 @@ def _policies(text: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in t.split(",") if p.strip())
 
 
+def _log(json_out: bool):
+    """Progress lines: on stdout, or on stderr when stdout carries the JSON."""
+    target = err_console if json_out else console
+    return lambda s: target.print(s, soft_wrap=True)
+
+
 def print_sweep_table(d: dict) -> None:
     t = Table(title=f"Box-size sweep: {d['n_particles_refined']} particles at {d['pixel_size_a']:g} Å/px, "
                     f"resolution at FSC = 0.143 (masked, corrected)", title_justify="left")
@@ -68,7 +75,7 @@ def print_sweep_table(d: dict) -> None:
     for c in d["comparisons"]:
         console.print(f"  {c['sentence']}")
     if d.get("half_maps_from"):
-        console.print("half maps: " + "; ".join(f"{k} ({v} run{'s' if v != 1 else ''})" for k, v in d["half_maps_from"].items()))
+        console.print("half maps: " + half_maps_text(d["half_maps_from"]))
     tm = d.get("timings") or {}
     if tm:
         console.print(f"time: engine {tm['engine_s']:.0f} s, cryobox overhead {tm['overhead_s']:.1f} s "
@@ -121,7 +128,7 @@ def sweep_command(
     if mask is not None:
         m, _ = read_map(mask, pixel_size_a=ref_px, what="mask")
     table = read_particles(particles)
-    log = (lambda s: err_console.print(s, soft_wrap=True)) if json_out else (lambda s: console.print(s, soft_wrap=True))
+    log = _log(json_out)
     d = run_sweep(table, settings, reference=ref, reference_pixel_size_a=ref_px, out=out, engine=engine, mask=m, workers=jobs, log=log)
     if json_out:
         print_json(d)
@@ -157,7 +164,7 @@ def demo_command(
     """The whole story on generated data: simulate, advise, sweep (refine box, delocalisation box, premultiply + crop), report."""
     from cryobox.jobs.demo import run_demo
 
-    log = (lambda s: err_console.print(s, soft_wrap=True)) if json_out else (lambda s: console.print(s, soft_wrap=True))
+    log = _log(json_out)
     d = run_demo(out, quick=quick, seed=seed, log=log)
     if json_out:
         print_json(d)

@@ -234,7 +234,6 @@ def auto_mask(
     return np.where(core, 1.0, 0.5 + 0.5 * np.cos(np.pi * t)).astype(np.float32)
 
 
-
 def auto_mask_from_map(
     volume: NDArray, *, pixel_size_a: float, lowpass_a: float = 15.0, threshold: float | None = None,
     extend_a: float = 3.0, soft_edge_a: float = 6.0,
@@ -247,6 +246,7 @@ def auto_mask_from_map(
     smooth = filter_map(volume, pixel_size_a=pixel_size_a, lowpass_a=lowpass_a) if lowpass_a > 0 else np.asarray(volume, np.float32)
     thr = float(threshold) if threshold is not None else float(smooth.mean() + 3.0 * smooth.std())
     return auto_mask(smooth, threshold=thr, extend_px=extend_a / pixel_size_a, soft_edge_px=soft_edge_a / pixel_size_a), thr
+
 
 @dataclass
 class FscResult:

@@ -19,10 +19,15 @@ def summarize_values(values) -> dict[str, float] | None:
     return {"min": float(v.min()), "p5": float(p5), "median": float(med), "mean": float(v.mean()), "p95": float(p95), "max": float(v.max())}
 
 
+def _finite(values) -> np.ndarray:
+    """The values that are neither None nor NaN / inf, as float64."""
+    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+    return v[np.isfinite(v)]
+
+
 def mean_sd(values) -> tuple[float | None, float | None]:
     """Mean and sample standard deviation (ddof=1; None with fewer than 2 values) of finite values."""
-    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
-    v = v[np.isfinite(v)]
+    v = _finite(values)
     if v.size == 0:
         return None, None
     return float(v.mean()), (float(v.std(ddof=1)) if v.size >= 2 else None)
@@ -39,8 +44,7 @@ def compare_repeats(a, b, *, alpha: float = 0.05) -> dict:
     """
     from scipy import stats
 
-    x = np.asarray([v for v in a if v is not None and np.isfinite(v)], dtype=np.float64)
-    y = np.asarray([v for v in b if v is not None and np.isfinite(v)], dtype=np.float64)
+    x, y = _finite(a), _finite(b)
     out = {"test": f"Welch's t-test, two-sided, alpha = {alpha:g}", "n_a": int(x.size), "n_b": int(y.size),
            "mean_a": float(x.mean()) if x.size else None, "mean_b": float(y.mean()) if y.size else None,
            "difference": float(x.mean() - y.mean()) if x.size and y.size else None,

@@ -2,8 +2,9 @@
 
 An engine turns (particles, reference, settings) into two half maps. The sweep only calls
 ``check`` (is the program there?), ``prepare`` (the command for one run), ``run`` (start it,
-keep its log, stop it cleanly on interrupt) and ``collect`` (the half maps it wrote, or the last poses of a run stopped early). A second
-engine (cryoSPARC through cryosparc-tools, say) implements the same four methods.
+keep its log, stop it cleanly on interrupt) and ``collect`` (the half maps it wrote, or the last
+poses of a run stopped early). A second engine (cryoSPARC through cryosparc-tools, say)
+implements the same four methods.
 """
 
 from __future__ import annotations

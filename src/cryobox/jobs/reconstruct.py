@@ -2,8 +2,8 @@
 way for plain and CTF-premultiplied stacks (``core.reconstruct``).
 
 Streams the stacks in chunks, so memory is the two reconstruction grids plus one chunk, however
-many particles there are. The two half sets are filled in two processes when there are two cores. The sweep uses it for runs that stopped before the engine wrote its
-final half maps.
+many particles there are. The two half sets are filled in two processes when there are two cores.
+The sweep uses it for runs that stopped before the engine wrote its final half maps.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import numpy as np
 
 from cryobox.errors import InputError
 from cryobox.io.atomic import atomic_path
-from cryobox.report.text import fmt
+from cryobox.report.text import fmt, half_maps_text
 
 __all__ = ["build_report", "defocus_sample", "MAX_SAMPLE"]
 
@@ -193,8 +193,7 @@ def build_report(
             f"<td>{_fmt(v['mean_a'], '.2f')}</td><td>{_fmt(v['sd_a'], '.2f')}</td></tr>" for v in sw["variants"])
         verdicts = "".join(f"<p class='verdict'>{esc(c['sentence'])}</p>" for c in sw["comparisons"])
         if sw.get("half_maps_from"):
-            verdicts += ("<p class='note'>Half maps: " + esc("; ".join(f"{k} ({v} run{'s' if v != 1 else ''})"
-                                                                      for k, v in sw["half_maps_from"].items())) + ".</p>")
+            verdicts += "<p class='note'>Half maps: " + esc(half_maps_text(sw["half_maps_from"])) + ".</p>"
         tm = sw.get("timings") or {}
         timing = (f"<p class='note'>engine time {tm['engine_s'] / 60:.1f} min; cryobox's own work {tm['overhead_s']:.0f} s.</p>" if tm else "")
         sections.append(("sweep", "Box-size sweep (cryobox sweep)",

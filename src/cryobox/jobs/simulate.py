@@ -195,6 +195,7 @@ def simulate_stack(
         raise InputError(f"--n must be at least 1, got {n_particles}.")
     rng = np.random.default_rng(s.seed)
     out = Path(out)
+    # drawn even when given, so that the CTFs and the noise below are the same either way
     angles = random_relion_angles(n_particles, rng)
     shifts = rng.uniform(-max_shift_px, max_shift_px, (n_particles, 2))
     if angles_deg is not None:

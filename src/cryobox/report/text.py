@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-__all__ = ["fmt"]
+__all__ = ["fmt", "half_maps_text"]
 
 
 def fmt(value, spec: str = ".3g", none: str = "-") -> str:
@@ -25,3 +25,8 @@ def fmt(value, spec: str = ".3g", none: str = "-") -> str:
     if isinstance(value, (float, np.floating)):
         return format(value, spec)
     return str(value)
+
+
+def half_maps_text(counts: dict[str, int]) -> str:
+    """Where a sweep's half maps came from, as "source (n runs); ..." (sweep.json's half_maps_from)."""
+    return "; ".join(f"{k} ({v} run{'s' if v != 1 else ''})" for k, v in counts.items())
