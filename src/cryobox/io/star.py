@@ -53,7 +53,7 @@ def read_numeric_loop(path: str | os.PathLike) -> dict[str, np.ndarray] | None:
     holding one loop of numbers only. Returns its columns (label without the leading ``_``) as
     float64 arrays, or None for anything else (the caller then uses ``read_star_blocks``).
 
-    ``starfile`` costs about 3 ms per file even for a few hundred rows; a project with thousands
+    ``starfile`` costs about 3 ms per file even for a few hundred rows (timed by hand here); a project with thousands
     of micrographs has as many coordinate files. Here a file is split once on whitespace.
     """
     try:
