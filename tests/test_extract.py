@@ -179,7 +179,8 @@ def test_rescale_keeps_values_and_centre(n, m):
     img = np.zeros((1, n, n), np.float32)
     yy, xx = np.mgrid[:n, :n]
     img[0] = np.exp(-((yy - n // 2) ** 2 + (xx - n // 2) ** 2) / (2 * (n / 8) ** 2))
-    out = fourier_rescale_stack(img, m)
+    out, px = fourier_rescale_stack(img, m, pixel_size_a=1.5)
+    assert px == pytest.approx(1.5 * n / m)
     assert out.shape == (1, m, m)
     assert np.unravel_index(np.argmax(out[0]), (m, m)) == (m // 2, m // 2)
     assert out[0, m // 2, m // 2] == pytest.approx(1.0, abs=0.02)

@@ -34,14 +34,14 @@ def test_compare_repeats_is_welch_t_test():
     assert c["t"] == pytest.approx(ref.statistic, rel=1e-12)
     assert c["p"] == pytest.approx(ref.pvalue, rel=1e-9)
     assert c["difference"] == pytest.approx(np.mean(a) - np.mean(b))
-    assert c["exceeds_spread"] is True and "exceeds" in c["verdict"]
+    assert c["exceeds_spread"] is True and c["verdict"] == "lower"
 
 
 def test_compare_repeats_within_spread_and_undetermined():
     c = compare_repeats([3.7, 4.1], [3.8, 4.2])
     assert c["exceeds_spread"] is False and c["p"] > 0.05
     u = compare_repeats([3.7], [4.1, 4.0])
-    assert u["verdict"] == "undetermined" and u["exceeds_spread"] is None
+    assert u["verdict"] == "undecided" and u["exceeds_spread"] is None
     same = compare_repeats([3.7, 3.7], [3.7, 3.7])
     assert same["exceeds_spread"] is False
     apart = compare_repeats([3.7, 3.7], [3.9, 3.9])

@@ -88,7 +88,7 @@ def extract_command(
 ) -> None:
     """Extract (or re-extract) particles, RELION-exact, with edge losses reported and premultiply + crop."""
     from cryobox.io.particles import read_particles
-    from cryobox.jobs.extract import ExtractOptions, particles_from_micrographs, plan_extraction, run_extract
+    from cryobox.jobs.extract import ExtractOptions, background_radius_px, particles_from_micrographs, plan_extraction, run_extract
 
     def log(message: str) -> None:  # stderr, so --json output on stdout stays clean
         err_console.print(message)
@@ -108,10 +108,7 @@ def extract_command(
     if bg_diameter is not None:
         if bg_radius is not None:
             fail("give --bg-radius or --bg-diameter, not both.")
-        psize = float(table.data["micrograph_pixel_size_a"].iloc[0]) if "micrograph_pixel_size_a" in table.data else None
-        if psize is None:
-            fail("--bg-diameter needs the micrograph pixel size in the input; use --bg-radius (px).")
-        radius = 0.5 * bg_diameter / (psize * box / final)
+        radius = background_radius_px(table, bg_diameter, box_px=box, final_box_px=final, from_star=from_star)
     options = ExtractOptions(box_px=box, norm=norm, bg_radius_px=radius, ramp=not no_ramp, invert=invert, premultiply_box_px=premultiply_box,
                              premultiply_micrograph=premultiply_micrograph, phase_flip=phase_flip, rescale_px=rescale, edge=edge, float16=float16)
     # the edge report, before any work

@@ -28,13 +28,16 @@ def inspect_command(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a defocus histogram (PNG/PDF/SVG) of the first file."),
 ) -> None:
     """Summarise particles: counts, optics, defocus statistics (Å), particles per micrograph."""
-    from cryobox.io.particles import read_particles
+    from cryobox.io.particles import fill_box_from_stacks, read_particles
     from cryobox.jobs.inspect import inspect_table
 
     results = []
     tables = []
     for f in files:
         table = read_particles(f, full=False)
+        if "box_px" not in table.data and "rlnImageName" in table.source_fields:
+            table = read_particles(f)  # RELION 3.0: the image size is in the stacks' MRC headers
+            fill_box_from_stacks(table)
         tables.append(table)
         results.append(inspect_table(table))
     if plot is not None:

@@ -171,8 +171,10 @@ def premultiply_and_crop(big: NDArray, ctf_rfft: NDArray, box_px: int) -> NDArra
     return np.ascontiguousarray(out[:, :, start : start + n], dtype=np.float32)
 
 
-def fourier_rescale_stack(stack: NDArray, new_px: int) -> NDArray[np.float32]:
-    """Fourier crop/pad every image of (n, N, N) to (n, n, n), as RELION's resizeMap.
+def fourier_rescale_stack(stack: NDArray, new_box_px: int, *, pixel_size_a: float) -> tuple[NDArray[np.float32], float]:
+    """Fourier crop/pad every image of (k, N, N) to (k, n, n), as RELION's resizeMap.
+
+    Returns the rescaled stack and the pixel size it reached, ``pixel_size_a * N / n`` (Å/px).
 
     RELION's windowFourierTransform on the FFTW half-transform: cropping keeps the square of
     rows ky in [-(n//2 - 1 + n % 2), n//2] (for even n the Nyquist row is taken from +n/2) and
@@ -182,9 +184,10 @@ def fourier_rescale_stack(stack: NDArray, new_px: int) -> NDArray[np.float32]:
     import scipy.fft as sfft  # imported here: see the module docstring
 
     s = np.asarray(stack, dtype=np.float32)
-    n_old, n_new = s.shape[-1], int(new_px)
+    n_old, n_new = s.shape[-1], int(new_box_px)
+    achieved_a = float(pixel_size_a) * n_old / n_new
     if n_new == n_old:
-        return s.copy()
+        return s.copy(), achieved_a
     ft = sfft.rfft2(s, workers=fft_workers())
     out = np.zeros(s.shape[:-2] + (n_new, n_new // 2 + 1), dtype=np.complex64)
 
@@ -203,7 +206,7 @@ def fourier_rescale_stack(stack: NDArray, new_px: int) -> NDArray[np.float32]:
         out[..., rows, : n_old // 2 + 1] = np.where(keep, ft, 0)
     img = sfft.irfft2(out, s=(n_new, n_new), workers=fft_workers())
     img *= (n_new / n_old) ** 2
-    return img.astype(np.float32)
+    return img.astype(np.float32), achieved_a
 
 
 def background_mask(box_px: int, radius_px: float) -> NDArray[np.bool_]:

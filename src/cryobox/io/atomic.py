@@ -9,6 +9,17 @@ from pathlib import Path
 from typing import Iterator
 
 
+def current_umask() -> int:
+    """The process's umask (read from /proc where it can be, so no thread sees it changed)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success rename it to ``target``.
@@ -16,6 +27,10 @@ def atomic_path(target: str | os.PathLike, *, suffix: str | None = None) -> Iter
     On any exception the temporary file is removed and ``target`` is left untouched, so an
     interrupted job never leaves a half-written output. ``suffix`` defaults to the target's
     own suffix, for writers that choose a format by extension.
+
+    The file gets the mode a plain ``open()`` would give it (0666 less the user's umask, so
+    0644 under umask 022): ``mkstemp`` creates it 0600, which would hide every output from
+    lab-mates on a shared file system.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -26,6 +41,8 @@ def atomic_path(target: str | os.PathLike, *, suffix: str | None = None) -> Iter
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():
+            os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -68,6 +68,7 @@ __all__ = [
     "search_roots",
     "resolve_path",
     "find_stack",
+    "fill_box_from_stacks",
 ]
 
 # canonical -> RELION label, for columns that map one to one
@@ -307,6 +308,8 @@ def particles_to_star_blocks(table: ParticleTable) -> dict[str, pd.DataFrame]:
         if canon in d and canon != "optics_group":
             parts[label] = d[canon].to_numpy()
     parts["rlnOpticsGroup"] = groups.astype(np.int64)
+    if "alignments3D/split" in d and "rlnRandomSubset" not in d:  # half sets: cryoSPARC 0/1, RELION 1/2
+        parts["rlnRandomSubset"] = d["alignments3D/split"].to_numpy(dtype=np.int64) + 1
     for col in d.columns:
         if col.startswith("rln") and col not in table.optics_passthrough and col not in parts:
             parts[col] = d[col].to_numpy()
@@ -538,6 +541,8 @@ def particles_to_cs(table: ParticleTable, *, seed: int | None = None) -> np.ndar
     put("phase_shift_deg", "ctf/phase_shift_rad", np.float32, np.pi / 180.0)
     put("ctf_scale", "ctf/scale", np.float32)
     put("ctf_bfactor_a2", "ctf/bfactor", np.float32)
+    if "rlnRandomSubset" in d and "alignments3D/split" not in d:  # half sets: RELION 1/2, cryoSPARC 0/1
+        cols["alignments3D/split"] = (d["rlnRandomSubset"].to_numpy(dtype=np.int64) - 1).astype(np.uint32)
     if "micrograph_name" in d:
         cols["location/micrograph_path"] = _bytes_field(d["micrograph_name"])
     if "micrograph_width_px" in d and "micrograph_height_px" in d:
@@ -650,6 +655,31 @@ def find_stack(path_text: str, roots: list[Path]) -> Path:
         raise InputError(f"{path_text}: particle stack not found (looked beside {', '.join(map(str, roots))}); "
                          "check rlnImageName / blob/path.")
     return src
+
+
+def fill_box_from_stacks(table: ParticleTable) -> str | None:
+    """Give a table without an image size (RELION 3.0 has no ``rlnImageSize``) the box of its stacks.
+
+    The size is read from the MRC header of the first stack the table names that exists (one
+    header, not every stack); stacks that are not square are refused. Returns a note saying
+    where the size came from, or None when the table had a size already or no stack was found.
+    """
+    d = table.data
+    if "image_path" not in d or ("box_px" in d and not d["box_px"].isna().any()):
+        return None
+    from cryobox.io.mrc import read_mrc_header_shape
+
+    roots = search_roots(table)
+    for text in pd.unique(d["image_path"].astype(str))[:20]:
+        stack = resolve_path(text, roots)
+        shape = read_mrc_header_shape(stack) if stack.is_file() else None
+        if shape is None:
+            continue
+        if shape[0] != shape[1] or shape[0] < 2:
+            raise InputError(f"{stack}: images of {shape[0]} x {shape[1]} px; cryobox works on square particle images.")
+        table.data = d.assign(box_px=np.full(len(d), shape[0], dtype=np.int64))
+        return f"image size {shape[0]} px from the MRC header of {stack} (the particle file has no rlnImageSize)"
+    return None
 
 
 def read_particles(path: str | os.PathLike, *, full: bool = True) -> ParticleTable:

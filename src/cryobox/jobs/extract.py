@@ -299,7 +299,9 @@ def _micrograph_pixel_size(sub: pd.DataFrame, mic_path: Path, *, prefer_header: 
     from particles) the micrograph's MRC header, falling back to the file's micrograph pixel size."""
     from cryobox.io.mrc import read_mrc_pixel_size
 
-    order = ("header", "micrograph_pixel_size_a") if prefer_header else ("pixel_size_a", "header")
+    # rlnMicrographOriginalPixelSize (micrograph_pixel_size_a) is the movie's: last, for unbinned data
+    order = (("rlnMicrographPixelSize", "header", "micrograph_pixel_size_a") if prefer_header
+             else ("pixel_size_a", "header"))
     for src in order:
         if src == "header":
             v = read_mrc_pixel_size(mic_path)
@@ -311,6 +313,24 @@ def _micrograph_pixel_size(sub: pd.DataFrame, mic_path: Path, *, prefer_header: 
 
 
 # ------------------------------------------------------------------------------------ work unit
+
+
+def background_radius_px(table: ParticleTable, bg_diameter_a: float, *, box_px: int, final_box_px: int, from_star: bool) -> float:
+    """The background radius (px of the final box) for a diameter in Å.
+
+    Uses the micrograph's pixel size, resolved as extraction resolves it (``_micrograph_pixel_size``:
+    rlnMicrographPixelSize or the micrograph's MRC header, never the movie's
+    rlnMicrographOriginalPixelSize when either is known), times ``box_px / final_box_px`` when the
+    particles are rescaled.
+    """
+    if not bg_diameter_a > 0:
+        raise InputError(f"the background diameter must be a positive number of Å, got {bg_diameter_a}.")
+    d = table.data
+    name = str(d["micrograph_name"].iloc[0]) if "micrograph_name" in d and len(d) else None
+    mic_path = resolve_path(name, search_roots(table)) if name else Path("(no micrograph named)")
+    first = d.iloc[:1] if name is None else d[d["micrograph_name"].astype(str) == name].iloc[:1]
+    psize = _micrograph_pixel_size(first, mic_path, prefer_header=not from_star)
+    return 0.5 * bg_diameter_a / (psize * box_px / final_box_px)
 
 
 def _record_ok(task: MicrographTask) -> dict | None:
@@ -439,7 +459,7 @@ def _process_chunk(mic: np.ndarray, task: MicrographTask, sel: np.ndarray, cache
     else:
         stack = ex.window_particles(mic, x, y, o.box_px)
     if o.rescale_px and o.rescale_px != o.box_px:
-        stack = ex.fourier_rescale_stack(stack, o.rescale_px)
+        stack, _ = ex.fourier_rescale_stack(stack, o.rescale_px, pixel_size_a=task.pixel_size_a)
     if o.norm:
         stack = ex.normalise_background(stack, o.bg_radius, ramp=o.ramp, invert=o.invert, overwrite=True)
     elif o.invert:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from cryobox.errors import InputError
-from cryobox.io.particles import ParticleTable, find_stack, search_roots, write_cs, write_star
+from cryobox.io.particles import ParticleTable, fill_box_from_stacks, find_stack, search_roots, write_cs, write_star
 from cryobox.jobs.records import read_record, settings_digest, write_record
 
 __all__ = ["RestackOptions", "run_restack"]
@@ -85,7 +85,7 @@ def _process(unit: _Unit) -> dict:
                 elif n_win != n_in:
                     stack = window(stack, n_win, ndim=2)
                 if n_out != n_win:
-                    stack = ex.fourier_rescale_stack(stack, n_out)
+                    stack, _ = ex.fourier_rescale_stack(stack, n_out, pixel_size_a=unit.pixel_size_a)
                 if o.norm:
                     radius = o.bg_radius_px if o.bg_radius_px is not None else int(0.375 * n_out)
                     stack = ex.normalise_background(stack, radius, ramp=o.ramp, invert=o.invert)
@@ -112,8 +112,11 @@ def run_restack(
     o = options
     d = table.data
     table.require("image_path", "image_index", "pixel_size_a", purpose="restacking")
+    if fill_box_from_stacks(table):
+        d = table.data
     if "box_px" not in d:
-        raise InputError(f"{table.path}: no image size (rlnImageSize / blob/shape); cannot restack.")
+        raise InputError(f"{table.path}: no image size (rlnImageSize / blob/shape) and no stack found to read it from; "
+                         "add rlnImageSize or put the stacks where rlnImageName points.")
     if len(np.unique(d["box_px"])) != 1 or len(np.unique(d["pixel_size_a"].round(6))) != 1:
         raise InputError(f"{table.path}: particles of several box or pixel sizes; restack one optics group at a time.")
     if (o.premultiply or o.phase_flip):
@@ -154,10 +157,14 @@ def run_restack(
         log and log(f"restacked {unit.stack_in}: {unit.indices.size} particles")
     from cryobox.jobs.extract import _project_relative
 
-    new = d.copy()
+    new = d.reset_index(drop=True)
+    paths = np.empty(len(new), dtype=object)  # plain strings: the input's column may be categorical (.cs files)
+    index = np.zeros(len(new), dtype=np.int64)
     for u in units:
-        new.loc[u.rows, "image_path"] = _project_relative(u.stack_out)
-        new.loc[u.rows, "image_index"] = np.arange(u.indices.size)
+        paths[u.rows] = _project_relative(u.stack_out)
+        index[u.rows] = np.arange(u.indices.size)
+    new["image_path"] = paths
+    new["image_index"] = index
     n_win = o.box_px or box_in
     n_out = o.rescale_px or n_win
     new["box_px"] = n_out

@@ -144,7 +144,9 @@ def simulate_micrographs(
         signal = sfft.irfft2(sfft.rfft2(clean, workers=fft_workers()) * grid, s=(h, w), workers=fft_workers()).astype(np.float32)
         sig_var = float(signal[signal_mask].var()) if signal_mask.any() else float(signal.var())
         noise_sd = np.sqrt(sig_var / s.snr) if s.snr > 0 else 0.0
-        mic = signal + rng.standard_normal((h, w), dtype=np.float32) * np.float32(noise_sd)
+        # as a camera records it: protein dark on a light background (RELION's CTF makes the
+        # density positive), so the --invert that real micrographs need is right here too
+        mic = rng.standard_normal((h, w), dtype=np.float32) * np.float32(noise_sd) - signal
         mic += np.float32(s.ice_ramp * noise_sd) * (np.arange(w, dtype=np.float32)[None, :] / w - 0.5)
         write_mrc(out / name, mic, pixel_size_a=s.pixel_size_a)
         write_star_blocks(out / "Micrographs" / f"mic{k:04d}_pick.star", {"": pd.DataFrame({"rlnCoordinateX": xi, "rlnCoordinateY": yi})})
@@ -245,6 +247,8 @@ def simulate_stack(
         "defocus_u_a": ctf["defocus_u_a"], "defocus_v_a": ctf["defocus_v_a"], "defocus_angle_deg": ctf["defocus_angle_deg"],
         "phase_shift_deg": 0.0, "ctf_bfactor_a2": s.bfactor_a2, "ctf_scale": 1.0, "voltage_kv": s.voltage_kv, "cs_mm": s.cs_mm,
         "amplitude_contrast": s.amplitude_contrast, "pixel_size_a": s.pixel_size_a, "box_px": n, "optics_group": 1,
+        # gold-standard half sets, alternating (1, 2, 1, ...) so both halves see every part of the stack
+        "rlnRandomSubset": 1 + np.arange(n_particles) % 2,
     })
     table = ParticleTable(data, kind="particles", source_format="cryobox simulate")
     write_star(out / "particles.star", table)

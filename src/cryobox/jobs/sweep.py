@@ -450,7 +450,7 @@ def _fmt_res(r: dict) -> str:
 def summarise_sweep(variants: list[Variant], runs: dict[str, list[dict]], *, settings: SweepSettings, pixel_size_a: float,
                     mode: str, n_particles_in: int, n_common: int, counts: dict, engine_info: dict, notes: list[str]) -> dict:
     """sweep.json: per variant the repeats' resolutions, mean and SD; per pair the verdict."""
-    from cryobox.core.stats import compare_repeats, mean_sd
+    from cryobox.core.stats import mean_sd
 
     table = []
     for v in variants:
@@ -467,29 +467,7 @@ def summarise_sweep(variants: list[Variant], runs: dict[str, list[dict]], *, set
                       "runs": [{k: r.get(k) for k in ("repeat", "seed", "resolution_a", "interpolated_resolution_a",
                                                        "resolution_0.5_a", "iteration", "converged", "half_maps_from", "engine_seconds",
                                                        "engine_resolution_a", "half1", "half2", "curve")} for r in rs]})
-    comparisons = []
-    by = {row["variant"]: row for row in table}
-    for a, b in combinations([v.label for v in variants], 2):
-        c = compare_repeats(by[a]["interpolated_resolutions_a"], by[b]["interpolated_resolutions_a"])
-        better = None
-        if c["difference"] is not None and c["difference"] != 0:
-            better = a if c["difference"] < 0 else b
-        c.update({"a": a, "b": b, "finer": better})
-        va, vb = by[a], by[b]
-        sources = {(r.get("half_maps_from") or "").split(" from ")[0] for r in va["runs"] + vb["runs"]}
-        if len(sources) > 1:
-            c["caveat"] = ("some runs converged and some stopped early, so their half maps come from different "
-                           "reconstructions (the engine's final ones, cryobox's from the last poses); raise or drop "
-                           "--auto-iter-max so that all runs end the same way")
-        if c["exceeds_spread"]:
-            c["sentence"] = f"{better} is finer: {abs(c['difference']):.2f} Å, beyond the repeats' spread ({c['why']})."
-        elif c["exceeds_spread"] is False:
-            c["sentence"] = f"{a} vs {b}: {abs(c['difference']):.2f} Å apart, within the repeats' spread ({c['why']}): not a real difference."
-        else:
-            c["sentence"] = f"{a} vs {b}: {c['why']}."
-        if c.get("caveat"):
-            c["sentence"] += f" Caveat: {c['caveat']}."
-        comparisons.append(c)
+    comparisons = compare_variants(table, pixel_size_a=pixel_size_a)
     best = min((row for row in table if row["mean_a"] is not None), key=lambda r: r["mean_a"], default=None)
     half_maps: dict[str, int] = {}
     for rs in runs.values():
@@ -503,10 +481,38 @@ def summarise_sweep(variants: list[Variant], runs: dict[str, list[dict]], *, set
         "particles_per_arm": counts, "engine": engine_info,
         "resolution_rule": "FSC = 0.143 of the masked, phase-randomisation-corrected FSC (relion_postprocess); "
                            "'resolution_a' by RELION's rule (last shell above), 'interpolated' between shells",
-        "test": "Welch's t-test (two-sided, alpha = 0.05) on the repeats' interpolated resolutions",
+        "test": TEST_TEXT,
         "variants": table, "comparisons": comparisons, "best": best["variant"] if best else None, "notes": notes,
         "half_maps_from": half_maps,
     }
+
+
+TEST_TEXT = ("Welch's t-test (two-sided, alpha = 0.05) on the repeats' interpolated resolutions as spatial frequency (1/Å), "
+             "the axis the FSC is sampled on; differences and 95% intervals also in Å; repeats for 80% power from the "
+             "noncentral t distribution")
+
+
+def compare_variants(rows: list[dict], *, pixel_size_a: float) -> list[dict]:
+    """Every pair of variants (rows with ``variant``, ``box_px``, ``interpolated_resolutions_a``
+    and ``runs``): the test, the verdict and its sentence (sweep and judge alike)."""
+    from cryobox.core.stats import compare_resolutions
+    from cryobox.report.text import verdict_sentence
+
+    out = []
+    for va, vb in combinations(rows, 2):
+        a, b = va["variant"], vb["variant"]
+        shell = 1.0 / (max(va["box_px"], vb["box_px"]) * pixel_size_a)  # one shell of the finer sampling
+        c = compare_resolutions(va["interpolated_resolutions_a"], vb["interpolated_resolutions_a"], shell_width_inv_a=shell)
+        finer = {"finer": a, "coarser": b}.get(c["verdict"])
+        c.update({"a": a, "b": b, "finer": finer})
+        sources = {(r.get("half_maps_from") or "").split(" from ")[0] for r in va["runs"] + vb["runs"]}
+        if len(sources) > 1:
+            c["caveat"] = ("some runs converged and some stopped early, so their half maps come from different "
+                           "reconstructions (the engine's final ones, cryobox's from the last poses); raise or drop "
+                           "--auto-iter-max so that all runs end the same way")
+        c["sentence"] = verdict_sentence(c, a, b) + (f" Caveat: {c['caveat']}." if c.get("caveat") else "")
+        out.append(c)
+    return out
 
 
 def write_sweep(out: Path, summary: dict, *, plot: bool = True) -> None:
