@@ -8,13 +8,15 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from cryobox.cli.common import console, fail, fmt, handle_input_errors, parse_size, print_json
+from cryobox.cli.common import console, fail, fmt, handle_input_errors, parse_boxes, parse_size, print_json
 
 EPILOG = """Examples:
 
   cryobox advise --example
 
   cryobox advise particles.star --diameter 220 --resolution 3.7
+
+  cryobox advise J42_particles.cs --diameter 220 --resolution 3.7 --boxes 280,576
 
   cryobox advise J42_particles.cs --diameter 220 --resolution 3.7 --json --plot advise.png
 
@@ -35,12 +37,12 @@ def advise_command(
     cs: Optional[float] = typer.Option(None, "--cs", help="Spherical aberration (mm); overrides the files."),
     micrograph_size: Optional[str] = typer.Option(None, "--micrograph-size", help="WIDTHxHEIGHT (px) of the micrographs, for edge losses when the files lack it."),
     optics_group: Optional[int] = typer.Option(None, "--optics-group", help="Only particles of this optics group."),
+    boxes: Optional[str] = typer.Option(None, "--boxes", help="Your boxes (px), comma-separated, e.g. 280,576: always rows of the table, marked 'yours' (the file's own box is too)."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the fractions-vs-box plot (PNG/PDF/SVG)."),
 ) -> None:
     """Which box to refine in, and which to extract in: aliasing, delocalisation, edges, cost."""
-    from cryobox.io.particles import read_particles
-    from cryobox.jobs.advise import fill_micrograph_shapes, inputs_from_range, inputs_from_tables, run_advise
+    from cryobox.jobs.advise import advise_files, inputs_from_range, inputs_from_tables, run_advise
     from cryobox.jobs.example import EXAMPLE, example_particles
 
     files = files or []
@@ -54,22 +56,22 @@ def advise_command(
     if resolution is None:
         fail("--resolution (Å, the resolution you aim for) is required; cryobox has no default target.")
     size = parse_size(micrograph_size, flag="--micrograph-size")
+    user_boxes = parse_boxes(boxes, flag="--boxes")
+    overrides = dict(pixel_size_a=pixel_size, voltage_kv=voltage, cs_mm=cs, micrograph_size_px=size, optics_group=optics_group)
     if example:
         table = example_particles()
-        inputs = inputs_from_tables([table], pixel_size_a=pixel_size, voltage_kv=voltage, cs_mm=cs, micrograph_size_px=size, optics_group=optics_group)
+        inputs = inputs_from_tables([table], **overrides)
         inputs.source = f"bundled example ({len(table):,} particles)"
     elif files:
-        tables = [read_particles(f, full=False) for f in files]
-        if size is None:
-            for t in tables:
-                fill_micrograph_shapes(t)
-        inputs = inputs_from_tables(tables, pixel_size_a=pixel_size, voltage_kv=voltage, cs_mm=cs, micrograph_size_px=size, optics_group=optics_group)
+        result = advise_files(files, diameter_a=diameter, resolution_a=resolution, boxes_px=user_boxes, **overrides)
+        inputs = None
     else:
         missing = [f for f, v in (("--pixel-size", pixel_size), ("--defocus-min", defocus_min), ("--defocus-max", defocus_max), ("--voltage", voltage), ("--cs", cs)) if v is None]
         if missing:
             fail(f"without particle files, give {', '.join(missing)} (or particle files, or --example).")
         inputs = inputs_from_range(pixel_size_a=pixel_size, defocus_min_a=defocus_min, defocus_max_a=defocus_max, voltage_kv=voltage, cs_mm=cs)
-    result = run_advise(inputs, diameter_a=diameter, resolution_a=resolution)
+    if inputs is not None:
+        result = run_advise(inputs, diameter_a=diameter, resolution_a=resolution, boxes_px=user_boxes)
     if plot is not None:
         from cryobox.report.plots import figure_advice, save_figure
 
@@ -97,14 +99,16 @@ def _print(result, plot) -> None:
     console.print(head)
     t = Table(title="candidate boxes (fractions of particles)", title_justify="left")
     for col, j in (("box px", "right"), ("box Å", "right"), ("CTF alias-free", "right"), ("CTF² alias-free", "right"), ("alias limit p95 Å", "right"), ("R&H fits", "right"), ("edge loss", "right"), ("cost B²", "right"), ("cost B³", "right"), ("", "left")):
-        t.add_column(col, justify=j)
+        t.add_column(col, justify=j, no_wrap=not col)
     for c in a.candidates:
         mark = []
         if c.box_px == a.recommended_refine_box_px:
             mark.append("refine")
         if c.box_px == a.recommended_extract_box_px and a.premultiply:
             mark.append("extract")
-        style = "bold green" if mark else None
+        if c.user_box:
+            mark.append("yours" + (", the file's" if c.box_px == result.file_box_px else ""))
+        style = "bold green" if len(mark) > (1 if c.user_box else 0) else ("bold cyan" if c.user_box else None)
         t.add_row(
             str(c.box_px), f"{c.box_a:.0f}", f"{100 * c.aliasing_free_fraction:.1f}%", f"{100 * c.ctf2_aliasing_free_fraction:.1f}%",
             fmt(c.aliasing_limited_resolution_p95_a, ".2f"), f"{100 * c.delocalisation_fraction:.1f}%",
@@ -114,6 +118,9 @@ def _print(result, plot) -> None:
     console.print(t)
     if not result.edge_known:
         console.print("edge loss: unknown (no coordinates with micrograph sizes; give --micrograph-size WxH).", style="dim")
+    else:
+        console.print("edge loss: particles whose box leaves their micrograph; cryoSPARC drops them, RELION fills their edges.", style="dim")
+    _print_cryosparc_window(a)
     console.print("[bold]recommendation[/]")
     for r in a.reasons:
         console.print(f"  • {r}", soft_wrap=False)
@@ -121,3 +128,22 @@ def _print(result, plot) -> None:
         console.print(f"  [yellow]! {w}[/]")
     if plot is not None:
         console.print(f"plot written to {plot}")
+
+
+def _print_cryosparc_window(a) -> None:
+    """cryoSPARC's default real-space window at each of the user's boxes (and the recommended ones), in Å."""
+    from cryobox.core.boxsize import CRYOSPARC_WINDOW_INNER, CRYOSPARC_WINDOW_OUTER
+
+    rows = [c for c in a.candidates if c.user_box or c.box_px in (a.recommended_refine_box_px, a.recommended_extract_box_px)]
+    t = Table(title=f"cryoSPARC's real-space window (refinement defaults: inner {CRYOSPARC_WINDOW_INNER:g}, outer "
+                    f"{CRYOSPARC_WINDOW_OUTER:g} of the box) and the fractions that keep the {a.window_reference_box_px} px window in Å",
+              title_justify="left")
+    for col in ("box px", "full weight to (Å)", "zero at (Å)", "full weight beyond D (Å)", "inner fraction", "outer fraction"):
+        t.add_column(col, justify="right")
+    for c in rows:
+        def frac(v):
+            return f"{v:.3f}" if v <= 1.0 else f"{v:.3f} (> 1: impossible)"
+        t.add_row(str(c.box_px), f"{c.cryosparc_window_inner_a:.0f}", f"{c.cryosparc_window_outer_a:.0f}",
+                  f"{c.cryosparc_window_inner_a - a.diameter_a:.0f}", frac(c.cryosparc_inner_fraction_same_a),
+                  frac(c.cryosparc_outer_fraction_same_a), style="bold cyan" if c.user_box else None)
+    console.print(t)

@@ -58,3 +58,16 @@ def parse_size(text: str | None, *, flag: str) -> tuple[int, int] | None:
     except ValueError:
         fail(f"{flag} takes WIDTHxHEIGHT in pixels, like 5760x4092; got {text!r}.")
     return w, h
+
+
+def parse_boxes(text: str | None, *, flag: str) -> tuple[int, ...]:
+    """``280,576`` -> (280, 576); one sentence and exit 2 for anything else."""
+    if not text:
+        return ()
+    try:
+        boxes = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        fail(f"{flag} takes box sizes in px separated by commas, like 280,576; got {text!r}.")
+    if not boxes or any(b < 2 for b in boxes):
+        fail(f"{flag}: every box must be at least 2 px, got {text!r}.")
+    return boxes

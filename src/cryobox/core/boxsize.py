@@ -31,6 +31,7 @@ __all__ = [
     "aliasing_limited_resolution_a",
     "box_origins",
     "edge_clipped",
+    "cryosparc_window_diameters_a",
     "is_fft_friendly",
     "fft_friendly_sizes",
     "next_fft_friendly_size",
@@ -193,6 +194,29 @@ class BoxCandidate:
     edge_loss_fraction: float | None
     relative_cost_2d: float
     relative_cost_3d: float
+    user_box: bool = False
+    cryosparc_window_inner_a: float = float("nan")
+    cryosparc_window_outer_a: float = float("nan")
+    cryosparc_inner_fraction_same_a: float = float("nan")
+    cryosparc_outer_fraction_same_a: float = float("nan")
+
+
+# cryoSPARC's real-space window of particle images in refinement (Homogeneous / Non-uniform
+# Refinement, "Window dataset (real-space)": parameters prepare_window_inner_radius and
+# prepare_window_outer_radius, fractions of the box's half-width; defaults 0.85 and 0.99: full
+# weight inside the inner radius, a soft cosine fall to 0 at the outer one. cryoSPARC guide, job
+# reference for Homogeneous Refinement; the cryoSPARC forum, "Exact meaning of Window inner radius
+# and Window outer radius in refinement" (2020), confirms they window the particle images.)
+CRYOSPARC_WINDOW_INNER = 0.85
+CRYOSPARC_WINDOW_OUTER = 0.99
+
+
+def cryosparc_window_diameters_a(box_px: int, pixel_size_a: float, *, inner_fraction: float = CRYOSPARC_WINDOW_INNER,
+                                 outer_fraction: float = CRYOSPARC_WINDOW_OUTER) -> tuple[float, float]:
+    """Diameters (Å) of the full-weight disc and of the window's outer edge that cryoSPARC's
+    real-space window gives at ``box_px`` (px) and ``pixel_size_a`` (Å/px): fraction x box in Å."""
+    box_a = float(box_px) * float(pixel_size_a)
+    return inner_fraction * box_a, outer_fraction * box_a
 
 
 @dataclass(frozen=True)
@@ -215,6 +239,7 @@ class BoxAdvice:
     candidates: list[BoxCandidate]
     reasons: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    window_reference_box_px: int | None = None
 
 
 def _fraction_at_most(sorted_values: NDArray, threshold: float) -> float:
@@ -247,6 +272,7 @@ def advise_box(
     min_refine_factor: float = 1.5,
     required_fraction: float = 0.99,
     min_candidate_step: float = 1.04,
+    user_boxes_px: tuple[int, ...] = (),
 ) -> BoxAdvice:
     """Candidate boxes for a particle set and the recommended refine and extract boxes.
 
@@ -261,6 +287,12 @@ def advise_box(
     ``required_fraction`` of the particles. The extract box is the smallest FFT-friendly box
     holding the delocalised signal of ``required_fraction`` of the particles; when it is larger
     than the refine box, extract there, premultiply by the CTF and crop to the refine box.
+
+    ``user_boxes_px`` (px, any size >= 2, odd or not FFT-friendly included) are always in the
+    table and marked ``user_box``. Every row also gives the diameters (Å) of cryoSPARC's default
+    real-space window at that box (``cryosparc_window_diameters_a``) and the inner / outer fractions
+    that would give every box the window in Å of the reference box: the smallest user box, else
+    the refine box (``window_reference_box_px``).
     """
     diameter_a = float(_check_positive("diameter", diameter_a))
     resolution_a = float(_check_positive("resolution", resolution_a))
@@ -329,8 +361,13 @@ def advise_box(
     top_px = next_fft_friendly_size(top_px * min_candidate_step + 1)
     top_px = max(top_px, extract_px)
     keep = {refine_floor, refine_px, extract_px, next_fft_friendly_size(rh_box / pixel_size_a)}
-    sizes = _thin(fft_friendly_sizes(friendly_lo, top_px), keep, min_candidate_step)
+    user = sorted({int(b) for b in user_boxes_px})
+    if user and user[0] < 2:
+        raise ValueError(f"user boxes must be at least 2 px, got {user[0]}")
+    sizes = sorted(set(_thin(fft_friendly_sizes(friendly_lo, top_px), keep, min_candidate_step)) | set(user))
     base = float(sizes[0])
+    window_ref = user[0] if user else refine_px
+    ref_inner_a, ref_outer_a = cryosparc_window_diameters_a(window_ref, pixel_size_a)
 
     res_p95 = aliasing_limited_resolution_a(
         np.asarray(sizes, dtype=np.float64), pixel_size_a, defocus_a=p95, voltage_kv=kv95, cs_mm=cs95
@@ -342,9 +379,12 @@ def advise_box(
     for i, b in enumerate(sizes):
         box_a = b * pixel_size_a
         edge = None
-        if clip_box is not None:
+        if clip_box is not None and b % 2 == 0:
             # Particles clip when the box reaches their limit: count those with limit <= b.
             edge = _fraction_at_most(clip_box, b)
+        elif clip_box is not None:  # an odd user box: count directly
+            edge = float(edge_clipped(x, y, micrograph_width_px=w, micrograph_height_px=h, box_px=b).mean())
+        inner_a, outer_a = cryosparc_window_diameters_a(b, pixel_size_a)
         candidates.append(
             BoxCandidate(
                 box_px=int(b),
@@ -357,6 +397,11 @@ def advise_box(
                 edge_loss_fraction=edge,
                 relative_cost_2d=(b / base) ** 2,
                 relative_cost_3d=(b / base) ** 3,
+                user_box=b in user,
+                cryosparc_window_inner_a=inner_a,
+                cryosparc_window_outer_a=outer_a,
+                cryosparc_inner_fraction_same_a=ref_inner_a / box_a,
+                cryosparc_outer_fraction_same_a=ref_outer_a / box_a,
             )
         )
 
@@ -417,6 +462,7 @@ def advise_box(
         candidates=candidates,
         reasons=reasons,
         warnings=warnings,
+        window_reference_box_px=int(window_ref),
     )
 
 

@@ -7,12 +7,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from cryobox.core.boxsize import BoxAdvice, advise_box
+from cryobox.core.boxsize import CRYOSPARC_WINDOW_INNER, CRYOSPARC_WINDOW_OUTER, BoxAdvice, advise_box
 from cryobox.errors import InputError
 from cryobox.io.mrc import read_mrc_header_shape
 from cryobox.io.particles import ParticleTable, resolve_path, search_roots
 
-__all__ = ["AdviseInputs", "AdviseResult", "fill_micrograph_shapes", "inputs_from_tables", "inputs_from_range", "run_advise"]
+__all__ = ["AdviseInputs", "AdviseResult", "fill_micrograph_shapes", "inputs_from_tables", "inputs_from_range", "run_advise", "advise_files"]
 
 
 def fill_micrograph_shapes(table: ParticleTable) -> bool:
@@ -56,6 +56,7 @@ class AdviseInputs:
     micrograph_width_px: np.ndarray | None = None
     micrograph_height_px: np.ndarray | None = None
     defocus_from_range: bool = False
+    file_box_px: int | None = None  # the particles' own box, when the file says (always a row of the table)
 
 
 def _one_value(values: np.ndarray, what: str, where: str, flag: str) -> float:
@@ -114,6 +115,10 @@ def inputs_from_tables(
         voltage_kv=kv,
         cs_mm=cs,
     )
+    if "box_px" in data and len(data):
+        boxes = pd.to_numeric(data["box_px"], errors="coerce").dropna().unique()
+        if boxes.size == 1 and boxes[0] >= 2:
+            inputs.file_box_px = int(boxes[0])
     if "coord_x_px" in data and "coord_y_px" in data:
         if micrograph_size_px is not None:
             w, h = micrograph_size_px
@@ -159,6 +164,7 @@ class AdviseResult:
     n_particles: int
     edge_known: bool
     defocus_from_range: bool
+    file_box_px: int | None = None
 
     def to_dict(self) -> dict:
         a = self.advice
@@ -179,12 +185,19 @@ class AdviseResult:
             "premultiply": a.premultiply,
             "reasons": list(a.reasons),
             "warnings": list(a.warnings),
+            "user_boxes_px": [c.box_px for c in a.candidates if c.user_box],
+            "file_box_px": self.file_box_px,
+            "cryosparc_window": {"inner_fraction": CRYOSPARC_WINDOW_INNER, "outer_fraction": CRYOSPARC_WINDOW_OUTER,
+                                 "reference_box_px": a.window_reference_box_px,
+                                 "source": "cryoSPARC refinement defaults prepare_window_inner_radius / prepare_window_outer_radius"},
             "candidates": [asdict(c) for c in a.candidates],
         }
 
 
-def run_advise(inputs: AdviseInputs, *, diameter_a: float, resolution_a: float) -> AdviseResult:
-    """Run the advisor on gathered inputs (pure computation)."""
+def run_advise(inputs: AdviseInputs, *, diameter_a: float, resolution_a: float, boxes_px: tuple[int, ...] = ()) -> AdviseResult:
+    """Run the advisor on gathered inputs (pure computation); ``boxes_px`` and the file's own box
+    are always rows of the table, marked as the user's."""
+    user = tuple(boxes_px) + ((inputs.file_box_px,) if inputs.file_box_px else ())
     try:
         advice = advise_box(
             diameter_a=diameter_a,
@@ -198,6 +211,7 @@ def run_advise(inputs: AdviseInputs, *, diameter_a: float, resolution_a: float) 
             coord_y_px=inputs.coord_y_px,
             micrograph_width_px=inputs.micrograph_width_px,
             micrograph_height_px=inputs.micrograph_height_px,
+            user_boxes_px=user,
         )
     except ValueError as exc:
         raise InputError(f"{inputs.source}: {exc}.") from None
@@ -207,4 +221,32 @@ def run_advise(inputs: AdviseInputs, *, diameter_a: float, resolution_a: float) 
         n_particles=int(inputs.defocus_u_a.size),
         edge_known=inputs.coord_x_px is not None,
         defocus_from_range=inputs.defocus_from_range,
+        file_box_px=inputs.file_box_px,
     )
+
+
+def advise_files(
+    paths: list,
+    *,
+    diameter_a: float,
+    resolution_a: float,
+    boxes_px: tuple[int, ...] = (),
+    pixel_size_a: float | None = None,
+    voltage_kv: float | None = None,
+    cs_mm: float | None = None,
+    micrograph_size_px: tuple[int, int] | None = None,
+    optics_group: int | None = None,
+    tables: list[ParticleTable] | None = None,
+) -> AdviseResult:
+    """Read particle files, fill micrograph sizes from the micrographs' MRC headers (when the
+    files lack them and no size is given) and advise: the one path ``advise``, ``report`` and
+    ``demo`` share, so they show the same edge losses. ``tables`` gives already-read tables."""
+    from cryobox.io.particles import read_particles
+
+    tables = tables if tables is not None else [read_particles(p, full=False) for p in paths]
+    if micrograph_size_px is None:
+        for t in tables:
+            fill_micrograph_shapes(t)
+    inputs = inputs_from_tables(tables, pixel_size_a=pixel_size_a, voltage_kv=voltage_kv, cs_mm=cs_mm,
+                                micrograph_size_px=micrograph_size_px, optics_group=optics_group)
+    return run_advise(inputs, diameter_a=diameter_a, resolution_a=resolution_a, boxes_px=boxes_px)

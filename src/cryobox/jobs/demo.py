@@ -103,7 +103,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, log=print, settin
     sw = run_sweep(table, SweepSettings(boxes_px=(refine, extract), particle_diameter_a=ds.mask_diameter_a, repeats=ds.repeats,
                                         premultiply_from_px=extract, ini_high_a=ds.ini_high_a, healpix_order=ds.healpix_order,
                                         offset_range_a=ds.offset_range_a, offset_step_a=ds.offset_step_a,
-                                        auto_iter_max=ds.auto_iter_max),
+                                        auto_iter_max=ds.auto_iter_max, invert=True),  # simulated micrographs, like real ones, have dark particles
                    reference=ref, reference_pixel_size_a=ref_px or ds.pixel_size_a, out=out / "sweep", engine=engine, log=log)
 
     # 4. the report
