@@ -59,25 +59,31 @@ def _log(json_out: bool):
 
 
 def print_sweep_table(d: dict) -> None:
-    t = Table(title=f"Box-size sweep: {d['n_particles_refined']} particles at {d['pixel_size_a']:g} Å/px, "
-                    f"resolution at FSC = 0.143 (masked, corrected)", title_justify="left")
+    what = (f"Box-size sweep: {d['n_particles_refined']} particles" if d.get("cryobox") == "sweep"
+            else f"Judged: {d.get('n_runs', 0)} runs made elsewhere")
+    t = Table(title=f"{what} at {d['pixel_size_a']:g} Å/px, resolution at FSC = 0.143 (masked, corrected)", title_justify="left")
     for col, j in (("variant", "left"), ("box (px)", "right"), ("box (Å)", "right"), ("mask (Å)", "right"),
                    ("repeats, RELION rule (Å)", "right"), ("repeats, interpolated (Å)", "right"), ("mean ± SD (Å)", "right")):
         t.add_column(col, justify=j)
     for v in d["variants"]:
         sd = v["sd_a"]
         t.add_row(v["variant"] + (f" (premultiplied from {v['premultiply_from_px']} px)" if v["premultiply_from_px"] else ""),
-                  str(v["box_px"]), f"{v['box_a']:.0f}", f"{v['mask_diameter_a']:.0f} ({v['mask_policy']})",
+                  str(v["box_px"]), f"{v['box_a']:.0f}",
+                  "-" if v.get("mask_diameter_a") is None else f"{v['mask_diameter_a']:.0f} ({v['mask_policy']})",
                   fmt(v["resolutions_a"], ".2f"), fmt(v["interpolated_resolutions_a"], ".2f"),
                   "-" if v["mean_a"] is None else f"{v['mean_a']:.2f}" + (f" ± {sd:.2f}" if sd is not None else ""))
     console.print(t)
+    if d.get("mask"):
+        console.print(f"FSC mask: {d['mask']}")
+    for n in d.get("notes", []) if d.get("cryobox") == "judge" else []:
+        console.print(f"note: {n}")
     console.print(f"test: {d['test']}")
     for c in d["comparisons"]:
         console.print(f"  {c['sentence']}")
     if d.get("half_maps_from"):
         console.print("half maps: " + half_maps_text(d["half_maps_from"]))
     tm = d.get("timings") or {}
-    if tm:
+    if tm.get("engine_s") is not None:
         console.print(f"time: engine {tm['engine_s']:.0f} s, cryobox overhead {tm['overhead_s']:.1f} s "
                       f"(extraction {tm['extraction_s']:.1f} s, references {tm['references_s']:.1f} s, "
                       f"half maps {tm.get('reconstruct_s', 0.0):.1f} s, FSC {tm['fsc_s']:.1f} s)"

@@ -262,12 +262,20 @@ def _reconstruct_halves(poses: Path | None, run_dir: Path, iteration: int | None
 
 
 def _run_fsc(half1: Path, half2: Path, mask_path: Path, pixel_size_a: float, seed: int) -> dict:
-    from cryobox.core.fsc import masked_fsc_analysis
     from cryobox.io.mrc import read_mrc
 
     h1, _ = read_mrc(half1)
     h2, _ = read_mrc(half2)
     m, _ = read_mrc(mask_path)
+    return run_fsc_record(h1, h2, m, pixel_size_a=pixel_size_a, seed=seed)
+
+
+def run_fsc_record(h1: np.ndarray, h2: np.ndarray, m: np.ndarray | None, *, pixel_size_a: float, seed: int) -> dict:
+    """One run's FSC as the sweep and judge record it: ``cryobox fsc --mask`` (masked,
+    phase-randomisation-corrected), resolutions at 0.143 (RELION's rule and interpolated) and 0.5,
+    and the curve. Randomises from 2/3 Nyquist when the unmasked FSC never drops below 0.8."""
+    from cryobox.core.fsc import first_shell_below, masked_fsc_analysis
+
     try:
         res = masked_fsc_analysis(h1, h2, pixel_size_a=pixel_size_a, mask=m, rng=np.random.default_rng(seed))
     except ValueError:  # the unmasked FSC never drops below 0.8: randomise from 2/3 Nyquist
@@ -278,6 +286,7 @@ def _run_fsc(half1: Path, half2: Path, mask_path: Path, pixel_size_a: float, see
     return {
         "resolution_a": r143["resolution_a"], "interpolated_resolution_a": r143["interpolated_resolution_a"],
         "resolution_0.5_a": r05["resolution_a"], "randomize_at_shell": res.randomize_at_shell,
+        "limited_by_nyquist": first_shell_below(np.asarray(res.final), 0.143, start=1) is None,
         "warnings": list(res.warnings),
         "curve": {"frequency_inv_a": [float(v) for v in res.frequency_inv_a],
                   "fsc": [float(v) for v in res.final],
@@ -465,7 +474,7 @@ def summarise_sweep(variants: list[Variant], runs: dict[str, list[dict]], *, set
                       "resolutions_a": rel, "interpolated_resolutions_a": vals,
                       "mean_a": mean, "sd_a": sd, "mean_relion_rule_a": mean_rel, "sd_relion_rule_a": sd_rel,
                       "runs": [{k: r.get(k) for k in ("repeat", "seed", "resolution_a", "interpolated_resolution_a",
-                                                       "resolution_0.5_a", "iteration", "converged", "half_maps_from", "engine_seconds",
+                                                       "resolution_0.5_a", "limited_by_nyquist", "iteration", "converged", "half_maps_from", "engine_seconds",
                                                        "engine_resolution_a", "half1", "half2", "curve")} for r in rs]})
     comparisons = compare_variants(table, pixel_size_a=pixel_size_a)
     best = min((row for row in table if row["mean_a"] is not None), key=lambda r: r["mean_a"], default=None)
@@ -505,20 +514,28 @@ def compare_variants(rows: list[dict], *, pixel_size_a: float) -> list[dict]:
         c = compare_resolutions(va["interpolated_resolutions_a"], vb["interpolated_resolutions_a"], shell_width_inv_a=shell)
         finer = {"finer": a, "coarser": b}.get(c["verdict"])
         c.update({"a": a, "b": b, "finer": finer})
-        sources = {(r.get("half_maps_from") or "").split(" from ")[0] for r in va["runs"] + vb["runs"]}
+        runs = va["runs"] + vb["runs"]
+        caveats = []
+        sources = {r.get("half_maps_kind") or (r.get("half_maps_from") or "").split(" from ")[0] for r in runs}
         if len(sources) > 1:
-            c["caveat"] = ("some runs converged and some stopped early, so their half maps come from different "
+            caveats.append("some runs converged and some stopped early, so their half maps come from different "
                            "reconstructions (the engine's final ones, cryobox's from the last poses); raise or drop "
                            "--auto-iter-max so that all runs end the same way")
+        if any(r.get("limited_by_nyquist") for r in runs):
+            caveats.append("some runs' FSC never falls below 0.143, so their resolution is a bound at Nyquist, not a "
+                           "measurement; the comparison cannot see differences finer than Nyquist")
+        if caveats:
+            c["caveat"] = "; ".join(caveats)
         c["sentence"] = verdict_sentence(c, a, b) + (f" Caveat: {c['caveat']}." if c.get("caveat") else "")
         out.append(c)
     return out
 
 
-def write_sweep(out: Path, summary: dict, *, plot: bool = True) -> None:
-    write_json(Path(out) / "sweep.json", summary, indent=1)
+def write_sweep(out: Path, summary: dict, *, plot: bool = True, name: str = "sweep") -> None:
+    """``<name>.json`` and ``<name>.png`` (FSC of every run; resolution per variant with its repeats)."""
+    write_json(Path(out) / f"{name}.json", summary, indent=1)
     if plot:
         from cryobox.report.plots import figure_sweep, save_figure
 
-        save_figure(figure_sweep(summary), Path(out) / "sweep.png")
+        save_figure(figure_sweep(summary), Path(out) / f"{name}.png")
 

@@ -39,9 +39,11 @@ def _a(v) -> str:
 def repeats_advice(c: dict) -> str:
     """How many repeats per variant would settle a comparison (``core.stats.compare_resolutions``)."""
     need, shell = c.get("repeats_needed"), c.get("repeats_needed_one_shell")
+
     def n_text(n):
-        return "more than 1000" if n is None else f"{n}"
-    text = (f"about {n_text(need)} repeats per variant would detect a difference this size with 80% power"
+        return "more than 1000" if n is None else f"about {n}"
+
+    text = (f"{n_text(need)} repeats per variant would detect a difference this size with 80% power"
             f" ({n_text(shell)} for one Fourier shell, {c['shell_width_inv_a']:.4f} 1/Å)")
     if c.get("sd_assumed"):
         text += ", assuming a run-to-run spread of one shell"

@@ -1,0 +1,286 @@
+"""`cryobox judge`: the box-size experiment from refinements made anywhere.
+
+Each variant names its runs; a run is
+
+- a pair of half maps, ``half1.mrc:half2.mrc``;
+- a cryoSPARC refinement job folder, or an exported job (Export Job writes the same files under
+  ``exports/``): its final iteration's half maps, ``J50_008_volume_map_half_A.mrc`` and
+  ``..._half_B.mrc`` (cryoSPARC guide, "Job: Homogeneous Refinement" / "Non-uniform Refinement",
+  outputs "map_half_A" / "map_half_B": the unfiltered, unmasked half maps of the last iteration);
+- a RELION Refine3D folder: ``run_half1_class001_unfil.mrc`` and ``run_half2_class001_unfil.mrc``
+  (RELION 3.1 documentation, 3D auto-refine outputs; written when the refinement converged).
+
+Every run gets the same FSC as `cryobox fsc --mask` and the sweep: one soft mask in Å, built
+once (``--mask`` or the auto mask of the runs' average) at the largest box and windowed to each
+box, so boxes differ only in what the box holds. Runs at one pixel size only, unless
+``resample``: then every map is Fourier-resampled to the first run's pixel size (noted).
+The result is ``judge.json`` in the sweep.json schema (per variant the runs' resolutions, mean
+and SD; per pair the test, its interval, power and verdict) and ``judge.png``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cryobox.errors import InputError
+
+__all__ = ["RunMaps", "find_half_maps", "parse_variants", "run_judge"]
+
+_CS_HALF_A = re.compile(r"(?:^|_)(\d{3})_volume_map_half_A\.mrc$")
+
+
+class RunMaps:
+    """One run's half maps and where they came from (a sentence for the tables)."""
+
+    def __init__(self, spec: str, half1: Path, half2: Path, source: str):
+        self.spec, self.half1, self.half2, self.source = spec, Path(half1), Path(half2), source
+
+
+def _cryosparc_halves(folder: Path) -> tuple[Path, Path] | None:
+    found = sorted(p for p in folder.rglob("*map_half_A.mrc") if p.is_file())
+    if not found:
+        return None
+
+    def iteration(p: Path) -> int:
+        m = _CS_HALF_A.search(p.name)
+        return int(m.group(1)) if m else -1
+
+    best = max(found, key=lambda p: (iteration(p), p.stat().st_mtime))
+    partner = best.with_name(best.name.replace("map_half_A", "map_half_B"))
+    if not partner.is_file():
+        raise InputError(f"{best}: its partner {partner.name} is missing; give the half maps as half_A.mrc:half_B.mrc.")
+    return best, partner
+
+
+def _relion_halves(folder: Path) -> tuple[Path, Path] | None:
+    found = sorted(folder.glob("*_half1_class001_unfil.mrc"))
+    if not found:
+        return None
+    h1 = found[-1]
+    h2 = h1.with_name(h1.name.replace("_half1_", "_half2_"))
+    if not h2.is_file():
+        raise InputError(f"{h1}: its partner {h2.name} is missing; give the half maps as half1.mrc:half2.mrc.")
+    return h1, h2
+
+
+def find_half_maps(spec: str) -> RunMaps:
+    """A run named as ``half1.mrc:half2.mrc``, a cryoSPARC job folder (or export) or a RELION
+    Refine3D folder -> its half maps; one sentence when none are found."""
+    text = str(spec)
+    if ":" in text and not Path(text).exists():
+        a, b = text.split(":", 1)
+        for p in (a, b):
+            if not Path(p).is_file():
+                raise InputError(f"{p}: no such half map (from the run {text!r}); check the path.")
+        return RunMaps(text, Path(a), Path(b), "half maps given")
+    folder = Path(text)
+    if folder.is_file():
+        raise InputError(f"{folder}: a single file; give a run as half1.mrc:half2.mrc, a cryoSPARC job folder or a RELION Refine3D folder.")
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder or half-map pair; give half1.mrc:half2.mrc, a cryoSPARC job folder (J50) "
+                         "or a RELION Refine3D folder.")
+    cs = _cryosparc_halves(folder)
+    if cs:
+        return RunMaps(text, cs[0], cs[1], f"cryoSPARC {folder.name}: {cs[0].name}")
+    rl = _relion_halves(folder)
+    if rl:
+        return RunMaps(text, rl[0], rl[1], f"RELION {folder.name}: {rl[0].name}")
+    unfinished = sorted(folder.glob("run_it*_data.star"))
+    hint = (f" It looks like an unfinished RELION refinement: `cryobox reconstruct {unfinished[-1]} --out halves/` makes half maps "
+            "from its last poses; then give halves/half1_unfil.mrc:halves/half2_unfil.mrc.") if unfinished else ""
+    raise InputError(f"{folder}: no half maps found (looked for cryoSPARC's *map_half_A.mrc / *map_half_B.mrc and RELION's "
+                     f"run_half1_class001_unfil.mrc / run_half2_class001_unfil.mrc).{hint}")
+
+
+def parse_variants(specs: list[str]) -> list[tuple[str, list[str]]]:
+    """``["box280=J50,J51", "box576=J80"]`` -> [("box280", ["J50", "J51"]), ("box576", ["J80"])]."""
+    out: list[tuple[str, list[str]]] = []
+    for spec in specs:
+        if "=" not in spec:
+            raise InputError(f"{spec!r}: name each variant and its runs, like box280=J50,J51,J52.")
+        label, runs = spec.split("=", 1)
+        label = label.strip()
+        runs_list = [r.strip() for r in runs.split(",") if r.strip()]
+        if not label or not runs_list:
+            raise InputError(f"{spec!r}: name each variant and its runs, like box280=J50,J51,J52.")
+        if label in [v for v, _ in out]:
+            raise InputError(f"{label}: the variant is named twice; give each variant once with all its runs.")
+        out.append((label, runs_list))
+    if not out:
+        raise InputError("give at least one variant, like box280=J50,J51,J52 box576=J80,J81,J82.")
+    return out
+
+
+def _header(path: Path) -> tuple[int, float | None]:
+    from cryobox.io.mrc import read_mrc_header_shape, read_mrc_pixel_size
+
+    shape = read_mrc_header_shape(path)
+    if shape is None:
+        raise InputError(f"{path}: not a readable MRC file; check the half map.")
+    return int(shape[0]), read_mrc_pixel_size(path)
+
+
+def _read_on_grid(path: Path, pixel_size_a: float, header_px: float) -> np.ndarray:
+    from cryobox.core.fourier import fourier_rescale
+    from cryobox.jobs.fsc import read_map
+
+    vol, _ = read_map(path, what="half map")
+    if abs(header_px - pixel_size_a) > 1e-4 * pixel_size_a:
+        vol, _ = fourier_rescale(vol, int(round(vol.shape[-1] * header_px / pixel_size_a)), pixel_size_a=header_px)
+    return vol
+
+
+def run_judge(
+    variants: list[tuple[str, list[str]]],
+    *,
+    out: Path,
+    mask: Path | None = None,
+    auto_mask: bool = True,
+    resample: bool = False,
+    seed: int = 0,
+    log=None,
+    plot: bool = True,
+) -> dict:
+    """Judge the variants' runs; writes judge.json (sweep.json schema), judge.png and the masks in ``out``."""
+    from cryobox.core.fourier import window
+    from cryobox.core.fsc import auto_mask_from_map
+    from cryobox.io.mrc import read_mrc, write_mrc
+    from cryobox.jobs.sweep import run_fsc_record, write_sweep
+
+    t0 = time.perf_counter()
+    say = log or (lambda s: None)
+    notes: list[str] = []
+    runs = [(label, find_half_maps(r)) for label, specs in variants for r in specs]
+    seen = [rm.spec for _, rm in runs]
+    twice = sorted({s for s in seen if seen.count(s) > 1})
+    if twice:
+        raise InputError(f"{twice[0]}: the same run is named twice; each run belongs to one variant, once.")
+    info = {}
+    for _, rm in runs:
+        (b1, p1), (b2, p2) = _header(rm.half1), _header(rm.half2)
+        if b1 != b2 or p1 is None or p2 is None or abs(p1 - p2) > 1e-3 * p1:
+            raise InputError(f"{rm.half1} ({b1} px, {p1} Å/px) and {rm.half2} ({b2} px, {p2} Å/px) are not one pair: half maps "
+                             "must share box and pixel size (a pixel size of 0 in a header: fix it with relion_image_handler --angpix).")
+        info[rm.spec] = (b1, p1)
+    sizes = sorted({round(p, 4) for _, p in info.values()})
+    psize = info[runs[0][1].spec][1]
+    if len(sizes) > 1:
+        if not resample:
+            raise InputError(f"the runs have pixel sizes {', '.join(f'{p:g}' for p in sizes)} Å/px: judge compares runs on one grid; "
+                             "give --resample to Fourier-resample every map to the first run's pixel size.")
+        notes.append(f"maps Fourier-resampled to {psize:g} Å/px (from {', '.join(f'{p:g}' for p in sizes)} Å/px)")
+    grid_box = {spec: int(round(b * p / psize)) for spec, (b, p) in info.items()}  # each run's box on the common grid
+    boxes = sorted(set(grid_box.values()))
+    big = boxes[-1]
+
+    # one mask in Å at the largest box, windowed to every box
+    if mask is not None:
+        m_big, mpx = read_mrc(mask)
+        if m_big.ndim != 3 or len(set(m_big.shape)) != 1:
+            raise InputError(f"{mask}: the mask is {m_big.shape}, not a cubic 3D map.")
+        if mpx is not None and abs(mpx - psize) > 1e-3 * psize:
+            if not resample:
+                raise InputError(f"{mask}: the mask is at {mpx:g} Å/px, the runs at {psize:g} Å/px; give --resample or a mask on their grid.")
+            from cryobox.core.fourier import fourier_rescale
+
+            m_big, _ = fourier_rescale(m_big, int(round(m_big.shape[-1] * mpx / psize)), pixel_size_a=mpx)
+            m_big = np.clip(m_big, 0.0, 1.0)
+        if m_big.min() < -1e-6 or m_big.max() > 1 + 1e-6:
+            raise InputError(f"{mask}: mask values run {float(m_big.min()):.3g}..{float(m_big.max()):.3g}; a mask holds values in [0, 1].")
+        m_big = window(m_big, big, ndim=3)
+        mask_text = f"{mask}, windowed to each box"
+    elif auto_mask:
+        acc = np.zeros((big,) * 3, np.float32)
+        used = 0
+        for label, _ in variants:
+            rm = next(r for v, r in runs if v == label)  # the first run of each variant
+            h1 = _read_on_grid(rm.half1, psize, info[rm.spec][1])
+            h2 = _read_on_grid(rm.half2, psize, info[rm.spec][1])
+            acc += window(0.5 * (h1 + h2), big, ndim=3)
+            used += 1
+        lowpass, extend, soft = max(15.0, 3.0 * psize), max(3.0, psize), max(6.0, 3.0 * psize)
+        try:
+            m_big, thr = auto_mask_from_map(acc / used, pixel_size_a=psize, lowpass_a=lowpass, extend_a=extend, soft_edge_a=soft)
+        except ValueError as exc:
+            raise InputError(f"auto mask: {exc}; give a mask with --mask.") from None
+        mask_text = (f"auto mask from the average of {used} run(s) at {big} px: low-passed to {lowpass:g} Å, threshold {thr:.4g}, "
+                     f"extended {extend:g} Å, soft edge {soft:g} Å; windowed to each box")
+    else:
+        m_big = None
+        mask_text = "no mask (unmasked FSC)"
+    masks = {}
+    if m_big is not None:
+        total = float(m_big.sum())
+        for b in boxes:
+            masks[b] = window(m_big, b, ndim=3).astype(np.float32)
+            write_mrc(Path(out) / "masks" / f"mask_box{b}.mrc", masks[b], pixel_size_a=psize)
+            kept = float(masks[b].sum()) / total if total > 0 else 1.0
+            if kept < 0.99:
+                notes.append(f"the mask reaches beyond the {b} px box: its windowed copy keeps {100 * kept:.1f}% of it")
+    say(f"judge: {len(runs)} run(s) in {len(variants)} variant(s) at {psize:g} Å/px; mask: {mask_text}")
+
+    # every run's FSC
+    results: dict[str, list[dict]] = {label: [] for label, _ in variants}
+    for k, (label, rm) in enumerate(runs):
+        b = grid_box[rm.spec]
+        h1 = _read_on_grid(rm.half1, psize, info[rm.spec][1])
+        h2 = _read_on_grid(rm.half2, psize, info[rm.spec][1])
+        t_run = time.perf_counter()
+        rec = run_fsc_record(h1, h2, masks.get(b), pixel_size_a=psize, seed=seed + k)
+        rec.update({"repeat": len(results[label]) + 1, "run": rm.spec, "half1": str(rm.half1), "half2": str(rm.half2),
+                    "half_maps_from": rm.source, "half_maps_kind": "given", "box_px": b, "fsc_seconds": time.perf_counter() - t_run})
+        results[label].append(rec)
+        say(f"[{k + 1}/{len(runs)}] {label} {rm.spec} ({b} px): FSC 0.143 at {rec['interpolated_resolution_a']:.2f} Å "
+            f"(RELION rule {rec['resolution_a']:.2f} Å)" + ("; limited by Nyquist" if rec.get("limited_by_nyquist") else ""))
+    summary = summarise_judge(variants, results, pixel_size_a=psize, mask_text=mask_text, notes=notes)
+    summary["timings"] = {"total_s": time.perf_counter() - t0}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    write_sweep(out, summary, plot=plot, name="judge")
+    return summary
+
+
+def summarise_judge(variants, results: dict[str, list[dict]], *, pixel_size_a: float, mask_text: str, notes: list[str]) -> dict:
+    """judge.json: the sweep.json schema for runs made elsewhere."""
+    from cryobox.core.stats import mean_sd
+    from cryobox.jobs.sweep import TEST_TEXT, compare_variants
+
+    rows = []
+    for label, _ in variants:
+        rs = results[label]
+        boxes = sorted({r["box_px"] for r in rs})
+        if len(boxes) > 1:
+            notes.append(f"{label}: its runs have different boxes ({', '.join(map(str, boxes))} px); the first is the variant's")
+        vals = [r["interpolated_resolution_a"] for r in rs]
+        rel = [r["resolution_a"] for r in rs]
+        mean, sd = mean_sd(vals)
+        mean_rel, sd_rel = mean_sd(rel)
+        sources = sorted({r["half_maps_from"].split(":")[0] for r in rs})
+        rows.append({"variant": label, "box_px": boxes[0], "box_a": boxes[0] * pixel_size_a, "premultiply_from_px": None,
+                     "mask_policy": None, "mask_diameter_a": None,
+                     "description": f"{len(rs)} run(s) at {boxes[0]} px: " + ", ".join(r["run"] for r in rs),
+                     "resolutions_a": rel, "interpolated_resolutions_a": vals, "mean_a": mean, "sd_a": sd,
+                     "mean_relion_rule_a": mean_rel, "sd_relion_rule_a": sd_rel, "sources": sources,
+                     "runs": [{k: r.get(k) for k in ("repeat", "run", "resolution_a", "interpolated_resolution_a", "resolution_0.5_a",
+                                                      "limited_by_nyquist", "half_maps_from", "half_maps_kind", "half1", "half2", "box_px", "curve")}
+                              for r in rs]})
+    comparisons = compare_variants(rows, pixel_size_a=pixel_size_a)
+    best = min((r for r in rows if r["mean_a"] is not None), key=lambda r: r["mean_a"], default=None)
+    half_maps: dict[str, int] = {}
+    for rs in results.values():
+        for r in rs:
+            src = r["half_maps_from"].split(":")[0].rsplit(" ", 1)[0] if r["half_maps_from"] != "half maps given" else "half maps given"
+            half_maps[src] = half_maps.get(src, 0) + 1
+    return {
+        "cryobox": "judge", "version": 1, "pixel_size_a": pixel_size_a, "mask": mask_text,
+        "n_runs": sum(len(v) for v in results.values()), "n_particles_refined": None,
+        "settings": {"repeats": max((len(v) for v in results.values()), default=0)},
+        "engine": {"engine": "runs made elsewhere (cryoSPARC / RELION / half maps)"},
+        "resolution_rule": "FSC = 0.143 of the masked, phase-randomisation-corrected FSC (relion_postprocess), the same for "
+                           "every run; 'resolution_a' by RELION's rule (last shell above), 'interpolated' between shells",
+        "test": TEST_TEXT, "variants": rows, "comparisons": comparisons, "best": best["variant"] if best else None,
+        "notes": notes, "half_maps_from": half_maps,
+    }
