@@ -25,6 +25,8 @@ REPORT_EPILOG = """Examples:
   cryobox report particles.star --diameter 220 --resolution 3.5 --out report.html
 
   cryobox report particles.cs --diameter 220 --resolution 3.5 --sweep Sweep/ --fsc fsc_280.json --out report.html
+
+  cryobox report J42_particles.cs --diameter 220 --resolution 3.7 --boxes 280,576 --judge Judge/ --fsc cs280=J50_fsc.txt@280:1.06 --out report.html
 """
 
 DEMO_EPILOG = """Examples:
@@ -150,13 +152,18 @@ def report_command(
     diameter: float = typer.Option(..., "--diameter", help="Particle diameter (Å)."),
     resolution: float = typer.Option(..., "--resolution", help="Target resolution (Å)."),
     sweep: Optional[Path] = typer.Option(None, "--sweep", help="A sweep folder (or its sweep.json) to include."),
-    fsc: List[Path] = typer.Option([], "--fsc", help="`cryobox fsc --json` results to overlay (repeatable)."),
+    judge: Optional[Path] = typer.Option(None, "--judge", help="A judge folder (or its judge.json) to include."),
+    fsc: List[str] = typer.Option([], "--fsc", help="FSC results to overlay, as `cryobox compare` takes them: [LABEL=]PATH[@BOX:PIXELSIZE] (repeatable)."),
+    boxes: Optional[str] = typer.Option(None, "--boxes", help="Your boxes (px), comma-separated: rows of the advice table, marked."),
     title: Optional[str] = typer.Option(None, "--title", help="Page title."),
 ) -> None:
     """One self-contained HTML page: inspect, advise, CTF aliasing, an interactive box slider, FSC and sweep results."""
     from cryobox.jobs.report import build_report
 
-    info = build_report(particles, out=out, diameter_a=diameter, resolution_a=resolution, sweep=sweep, fsc=list(fsc), title=title)
+    from cryobox.cli.common import parse_boxes
+
+    info = build_report(particles, out=out, diameter_a=diameter, resolution_a=resolution, sweep=sweep, judge=judge, fsc=list(fsc),
+                        boxes_px=parse_boxes(boxes, flag="--boxes"), title=title)
     console.print(f"wrote {info['path']} ({info['bytes'] / 1e6:.1f} MB, {info['figures']} figures; open it in a browser, no network needed)")
 
 

@@ -75,6 +75,10 @@ class RefineEngine(abc.ABC):
     def prepare(self, run_dir: Path, particles_star: Path, reference: Path, params: RefineParams) -> list[str]:
         """The command line for one run writing into ``run_dir``."""
 
+    #: True when ``run`` takes ``progress=callback(iteration, resolution_a, elapsed_s)``, called
+    #: once per finished iteration (the sweep then prints a line per iteration).
+    reports_progress: bool = False
+
     @abc.abstractmethod
     def run(self, command: list[str], run_dir: Path, log_path: Path) -> float:
         """Run to completion (log kept at ``log_path``); returns seconds. Raises EngineError on

@@ -108,13 +108,25 @@ class RelionEngine(RefineEngine):
         return cmd + list(self.extra_args)
 
     # -------------------------------------------------------------------------------- run
-    def run(self, command: list[str], run_dir: Path, log_path: Path) -> float:
+    reports_progress = True
+
+    def run(self, command: list[str], run_dir: Path, log_path: Path, *, progress=None) -> float:
+        """Run one refinement; ``progress(iteration, resolution_a, elapsed_s)`` is called once per
+        new iteration that RELION finishes (read from its run_itNNN_half1_model.star)."""
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")  # waiting ranks give their core away
         t0 = time.perf_counter()
-        rc = _run_logged(command, log_path, env=env)
+        seen = {"it": 0}
+
+        def poll() -> None:
+            it = _last_iteration(run_dir)
+            if progress is not None and it is not None and it > seen["it"]:
+                seen["it"] = it
+                progress(it, _model_resolution(run_dir / f"run_it{it:03d}_half1_model.star"), time.perf_counter() - t0)
+
+        rc = _run_logged(command, log_path, env=env, poll=poll)
         seconds = time.perf_counter() - t0
         if rc != 0:
             raise EngineError(f"{self.refine} failed (exit status {rc}) in {run_dir}: {_last_error(log_path)} (full log: {log_path}).")
@@ -141,9 +153,10 @@ class RelionEngine(RefineEngine):
         return HalfMaps(None, None, it, False, _model_resolution(run_dir / f"run_it{it:03d}_half1_model.star"), poses=data)
 
 
-def _run_logged(command: list[str], log_path: Path, *, env: dict | None = None) -> int:
+def _run_logged(command: list[str], log_path: Path, *, env: dict | None = None, poll=None, poll_s: float = 2.0) -> int:
     """Run ``command`` in its own process group, stdout and stderr into ``log_path`` (after a
-    ``# command`` line); on any interruption the whole group is stopped. Returns the exit status."""
+    ``# command`` line); on any interruption the whole group is stopped. ``poll()`` is called
+    every ``poll_s`` seconds while it runs. Returns the exit status."""
     with open(log_path, "w") as log:
         log.write("# " + " ".join(command) + "\n")
         log.flush()
@@ -153,7 +166,11 @@ def _run_logged(command: list[str], log_path: Path, *, env: dict | None = None) 
         except OSError as exc:
             raise EngineMissing(f"could not start {command[0]}: {exc}; {INSTALL_HINT}.") from None
         try:
-            return proc.wait()
+            while True:
+                try:
+                    return proc.wait(timeout=poll_s if poll is not None else None)
+                except subprocess.TimeoutExpired:
+                    poll()
         except BaseException:
             _stop(proc)
             raise

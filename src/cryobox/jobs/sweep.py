@@ -413,7 +413,11 @@ def run_sweep(
             run_dir.mkdir(parents=True)
             cmd = engine.prepare(run_dir, refine_stars[(v.box_px, v.premultiply_from_px)], refs[v.box_px], params)
             log(f"[{k}/{total}] {v.label} repeat {rep + 1} (seed {seed}): {v.description} ...")
-            seconds = engine.run(cmd, run_dir, run_dir / "engine.log")
+            if getattr(engine, "reports_progress", False):
+                seconds = engine.run(cmd, run_dir, run_dir / "engine.log",
+                                     progress=_progress_line(log, f"[{k}/{total}] {v.label} repeat {rep + 1}", s.auto_iter_max))
+            else:
+                seconds = engine.run(cmd, run_dir, run_dir / "engine.log")
             timings["engine_s"] += seconds
             halves = engine.collect(run_dir)
             rec_seconds = 0.0
@@ -449,6 +453,21 @@ def run_sweep(
     summary["timings"] = timings
     write_sweep(out, summary, plot=plot)
     return summary
+
+
+def _progress_line(log, prefix: str, iter_max: int | None):
+    """A callback that logs one line per finished engine iteration: resolution, elapsed time and,
+    when the run stops at a known iteration, the time left at the pace so far."""
+
+    def report(iteration: int, resolution_a: float | None, elapsed_s: float) -> None:
+        res = f"{resolution_a:.2f} Å" if resolution_a else "resolution not yet known"
+        eta = ""
+        if iter_max:
+            left = max(0, iter_max - iteration) * elapsed_s / max(iteration, 1)
+            eta = f", about {left:.0f} s left (stops at iteration {iter_max})"
+        log(f"    {prefix}: iteration {iteration}, {res}, {elapsed_s:.0f} s{eta}")
+
+    return report
 
 
 def _fmt_res(r: dict) -> str:

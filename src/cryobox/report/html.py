@@ -21,6 +21,15 @@ def esc(text) -> str:
     return html.escape(str(text), quote=True)
 
 
+def rgb_to_data_uri(rgb) -> str:
+    """An (h, w, 3) uint8 image as a PNG data URI, pixel for pixel (no resampling)."""
+    from matplotlib.image import imsave
+
+    buf = io.BytesIO()
+    imsave(buf, rgb, format="png")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 def figure_to_data_uri(fig, *, dpi: int = 100) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
@@ -35,6 +44,10 @@ section{background:#fff;border:1px solid #e1e4e8;border-radius:8px;margin:18px 0
 h2{font-size:18px;margin:4px 0 10px}table{border-collapse:collapse;font-size:13px;margin:6px 0}
 td,th{border-bottom:1px solid #e8eaed;padding:4px 10px;text-align:right}th{background:#f3f5f7}td:first-child,th:first-child{text-align:left}
 tr.rec td{background:#fff6d6;font-weight:600}img.fig{max-width:100%;border:1px solid #eee;margin:6px 0}
+tr.yours td{background:#e6f4ff}tr.rec.yours td{background:#fff0c2}p.answer{font-size:15px;line-height:1.5}
+.ctfrow{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}.ctfrow img.fig{max-width:640px;width:100%}
+figure.ctf2d{margin:6px 0;overflow:auto;max-width:100%}figure.ctf2d figcaption{font-size:12px;color:#555;max-width:380px}
+img.ctf2d{max-width:none;image-rendering:pixelated;image-rendering:crisp-edges;border:1px solid #eee}
 .kv td{text-align:left}.note{color:#57606a;font-size:13px}.verdict{margin:4px 0;font-size:14px}
 .controls{display:grid;grid-template-columns:220px 1fr 90px;gap:6px 12px;align-items:center;max-width:760px}
 .numbers{display:grid;grid-template-columns:repeat(3,1fr);gap:10px;margin:10px 0}
@@ -91,7 +104,7 @@ function draw(){
   setNum('alias-free-fraction', fa, (100*fa).toFixed(1)+'%');
   setNum('deloc-fraction', fd, (100*fd).toFixed(1)+'%');
   setNum('alias-limit-a', res, res<=2*D.pixel_size_a*(1+1e-9) ? 'Nyquist ('+(2*D.pixel_size_a).toFixed(2)+' Å)' : res.toFixed(2)+' Å');
-  const cost=(b/D.box_min_px)**2, cost3=(b/D.box_min_px)**3;
+  const base=D.cost_base_px||D.box_min_px, cost=(b/base)**2, cost3=(b/base)**3;
   setNum('cost', cost, cost.toFixed(2)+'x per image, '+cost3.toFixed(2)+'x per volume');
   const c=document.getElementById('ctf-canvas'), g=c.getContext('2d'), W=c.width, H=c.height, L=50, R=10, T=14, B=36;
   g.clearRect(0,0,W,H); g.fillStyle='#fff'; g.fillRect(0,0,W,H);

@@ -116,16 +116,76 @@ def figure_advice(advice, *, title: str = "") -> Figure:
     return fig
 
 
-def plot_ctf_image(ax, picture) -> None:
-    """The CTF on the box's Fourier grid (moiré = aliasing), with a ring at the target resolution."""
+def ctf_display_region(picture, max_pixels: int) -> tuple[slice, slice, tuple[float, float, float, float], str]:
+    """The part of the centred CTF image to draw so that it spans at most ``max_pixels`` Fourier
+    pixels per side: drawn at one or more screen pixels per Fourier pixel it shows no display
+    moiré, only the aliasing the box really has.
+
+    The whole image when it fits; else the quadrant kx, ky >= 0 out to 1.15 x the target ring
+    (or Nyquist); else a ``max_pixels`` square centred on the target ring at 45°. Returns the row
+    and column slices of ``picture.image``, the extent (kx0, kx1, ky0, ky1) in 1/Å for imshow
+    and a phrase saying what is shown.
+    """
     p = picture.params
-    nyq = 0.5 / p.pixel_size_a
     n = p.box_px
     step = 1.0 / (n * p.pixel_size_a)
-    lo = -(n // 2) * step - 0.5 * step
-    hi = (n - 1 - n // 2) * step + 0.5 * step
+    c = n // 2
+    if n <= max_pixels:
+        rows = cols = slice(0, n)
+        what = "the whole grid"
+    else:
+        ring = 1.0 / picture.resolution_a if picture.resolution_a else 0.5 / p.pixel_size_a
+        reach = int(np.ceil(min(1.15 * ring, 0.5 / p.pixel_size_a) / step))
+        if reach + 1 <= max_pixels:
+            rows = cols = slice(c, min(n, c + reach + 1))
+            what = "the quadrant kx, ky ≥ 0 around the target ring"
+        else:
+            mid = c + int(round(ring / step / np.sqrt(2.0)))
+            half = max_pixels // 2
+            lo = max(0, min(n - max_pixels, mid - half))
+            rows = cols = slice(lo, lo + max_pixels)
+            what = "a window on the target ring at 45°"
+    k0 = (rows.start - c - 0.5) * step
+    k1 = (rows.stop - 1 - c + 0.5) * step
+    return rows, cols, (k0, k1, k0, k1), what
+
+
+def ctf_panel_rgb(picture, *, max_pixels: int = 360) -> tuple[np.ndarray, str]:
+    """The box-sampled CTF as RGB pixels, one block of whole screen pixels per Fourier pixel (no
+    resampling, so nothing but the box's own aliasing can show), with the target ring in orange.
+    Returns the (h, w, 3) uint8 image and what part of the grid it shows."""
+    rows, cols, _, what = ctf_display_region(picture, max_pixels)
+    img = picture.image[rows, cols]
     vmin = 0.0 if picture.power == 2 else -1.0
-    ax.imshow(picture.image, cmap="gray", origin="lower", extent=(lo, hi, lo, hi), vmin=vmin, vmax=1.0, interpolation="nearest")
+    grey = np.clip((img - vmin) / (1.0 - vmin), 0.0, 1.0)
+    rgb = np.repeat((grey * 255).astype(np.uint8)[..., None], 3, axis=2)[::-1]  # ky up
+    if picture.resolution_a:
+        p = picture.params
+        step = 1.0 / (p.box_px * p.pixel_size_a)
+        c = p.box_px // 2
+        ky = (np.arange(rows.start, rows.stop) - c)[::-1, None] * step
+        kx = (np.arange(cols.start, cols.stop) - c)[None, :] * step
+        ring = np.abs(np.hypot(kx, ky) - 1.0 / picture.resolution_a) < 0.5 * step
+        rgb[ring] = (255, 127, 14)
+    scale = max(1, max_pixels // max(rgb.shape[:2]))
+    return np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1), what
+
+
+def plot_ctf_image(ax, picture, *, max_pixels: int | None = None) -> None:
+    """The CTF on the box's Fourier grid (moiré = aliasing), with a ring at the target resolution.
+
+    Only as many Fourier pixels are drawn as the axes have screen pixels (``ctf_display_region``;
+    ``max_pixels`` defaults to the axes' width at the figure's dpi), so the picture has no
+    display moiré of its own."""
+    p = picture.params
+    nyq = 0.5 / p.pixel_size_a
+    if max_pixels is None:
+        width_in = ax.get_position().width * ax.figure.get_figwidth()
+        max_pixels = max(32, int(width_in * 100 * 0.9))  # 100 dpi, the smallest the report and CLI save at
+    rows, cols, extent, what = ctf_display_region(picture, max_pixels)
+    vmin = 0.0 if picture.power == 2 else -1.0
+    ax.imshow(picture.image[rows, cols], cmap="gray", origin="lower", extent=extent, vmin=vmin, vmax=1.0,
+              interpolation="nearest")
     t = np.linspace(0, 2 * np.pi, 361)
     if picture.resolution_a:
         r = 1.0 / picture.resolution_a
@@ -134,12 +194,18 @@ def plot_ctf_image(ax, picture) -> None:
     if np.isfinite(alias) and alias > 2 * p.pixel_size_a * (1 + 1e-9):
         r = 1.0 / alias
         ax.plot(r * np.cos(t), r * np.sin(t), color="tab:red", lw=1.2, ls="--", label=f"aliasing from {alias:.2f} Å")
-    ax.set_xlim(-nyq, nyq)
-    ax.set_ylim(-nyq, nyq)
+    if rows.stop - rows.start >= p.box_px:
+        ax.set_xlim(-nyq, nyq)
+        ax.set_ylim(-nyq, nyq)
+    else:
+        ax.set_xlim(extent[0], extent[1])
+        ax.set_ylim(extent[2], extent[3])
     ax.set_xlabel("kx (1/Å)")
     ax.set_ylabel("ky (1/Å)")
-    what = "CTF²" if picture.power == 2 else "CTF"
-    ax.set_title(f"{what} sampled in a {n} px box ({n * p.pixel_size_a:.0f} Å)")
+    name = "CTF²" if picture.power == 2 else "CTF"
+    n = p.box_px
+    ax.set_title(f"{name} sampled in a {n} px box ({n * p.pixel_size_a:.0f} Å)" + ("" if what == "the whole grid" else f"\n{what}"),
+                 fontsize=10)
     ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
 
 
