@@ -231,7 +231,7 @@ def run_judge(
         h2 = _read_on_grid(rm.half2, psize, info[rm.spec][1])
         t_run = time.perf_counter()
         rec = run_fsc_record(h1, h2, masks.get(b), pixel_size_a=psize, seed=seed + k)
-        rec.update({"repeat": len(results[label]) + 1, "run": rm.spec, "half1": str(rm.half1), "half2": str(rm.half2),
+        rec.update({"repeat": len(results[label]) + 1, "run": rm.spec, "seed": seed + k, "half1": str(rm.half1), "half2": str(rm.half2),
                     "half_maps_from": rm.source, "half_maps_kind": "given", "box_px": b, "fsc_seconds": time.perf_counter() - t_run})
         results[label].append(rec)
         say(f"[{k + 1}/{len(runs)}] {label} {rm.spec} ({b} px): FSC 0.143 at {rec['interpolated_resolution_a']:.2f} Å "
@@ -264,7 +264,7 @@ def summarise_judge(variants, results: dict[str, list[dict]], *, pixel_size_a: f
                      "description": f"{len(rs)} run(s) at {boxes[0]} px: " + ", ".join(r["run"] for r in rs),
                      "resolutions_a": rel, "interpolated_resolutions_a": vals, "mean_a": mean, "sd_a": sd,
                      "mean_relion_rule_a": mean_rel, "sd_relion_rule_a": sd_rel, "sources": sources,
-                     "runs": [{k: r.get(k) for k in ("repeat", "run", "resolution_a", "interpolated_resolution_a", "resolution_0.5_a",
+                     "runs": [{k: r.get(k) for k in ("repeat", "run", "seed", "resolution_a", "interpolated_resolution_a", "resolution_0.5_a",
                                                       "limited_by_nyquist", "half_maps_from", "half_maps_kind", "half1", "half2", "box_px", "curve")}
                               for r in rs]})
     comparisons = compare_variants(rows, pixel_size_a=pixel_size_a)

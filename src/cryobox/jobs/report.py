@@ -204,7 +204,7 @@ def build_report(
 
         prof = Figure(figsize=(8, 4.2))
         plots.plot_ctf_profile(prof.add_subplot(111), pic)
-        n_fig += 1
+        n_fig += 1  # the pixel-exact 2D panel is a figure too (img() counts the profile)
         pics.append(f"<h3>{b} px ({b * a.pixel_size_a:.0f} Å): {esc(txt)} at the 95th-percentile defocus</h3><div class='ctfrow'>"
                     f"<figure class='ctf2d'><img class='ctf2d' width='{w}' height='{h}' alt='CTF sampled in {b} px' "
                     f"src='{rgb_to_data_uri(rgb)}'><figcaption>{esc('CTF²' if pic.power == 2 else 'CTF')} on the {b} px grid, "

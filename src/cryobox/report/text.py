@@ -57,6 +57,8 @@ def verdict_sentence(c: dict, a: str, b: str) -> str:
     if da is None or db is None:
         return f"{a} vs {b}: undecided; a variant has no run whose FSC crossed 0.143."
     apart = abs(c["difference_a"])
+    if c.get("difference") == 0 and c.get("sd_inv_a") == 0:
+        return f"{a} and {b} give the same resolution in every run ({da:.2f} Å): there is no difference to test."
     ci = c.get("ci_a")
     ci_text = f"95% CI of {a} minus {b}: {_a(ci[0])} to {_a(ci[1])} Å; " if ci else ""
     stats_text = f"{ci_text}Welch's t on 1/Å, p = {c['p']:.3g}" if c.get("p") is not None else ""
