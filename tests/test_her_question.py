@@ -277,3 +277,28 @@ def test_sweep_progress_line_per_iteration(tmp_path):
     polls = []
     rc = _run_logged(["sleep", "0.35"], tmp_path / "log.txt", poll=lambda: polls.append(1), poll_s=0.1)
     assert rc == 0 and len(polls) >= 2
+
+
+def test_advise_and_report_show_the_same_edge_losses(tmp_path):
+    """One reading of the file (advise_files): the micrograph sizes come from the micrographs'
+    headers for advise and report alike (a RELION STAR file does not record them)."""
+    import re
+
+    from cryobox.jobs.report import build_report
+
+    run("simulate", "--out", "sim", "--micrographs", 1, "--size", "700x500", "--per-micrograph", 12, "--pixel-size", 5.0, cwd=tmp_path)
+    d = json.loads(run("advise", "sim/particles.star", "--diameter", 220, "--resolution", 14, "--boxes", 96, "--json", cwd=tmp_path).stdout)
+    edges = {c["box_px"]: c["edge_loss_fraction"] for c in d["candidates"]}
+    assert all(v is not None for v in edges.values()) and edges[96] > 0
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        build_report(Path("sim/particles.star"), out=Path("r.html"), diameter_a=220, resolution_a=14, boxes_px=(96,))
+    finally:
+        os.chdir(cwd)
+    html = (tmp_path / "r.html").read_text()
+    rows = re.findall(r'<tr class="[^"]*" data-box="(\d+)">((?:<td>[^<]*</td>)+)</tr>', html)
+    got = {int(b): re.findall(r"<td>([^<]*)</td>", cells)[5] for b, cells in rows}
+    assert set(got) == set(edges)
+    for b, v in edges.items():
+        assert got[b] == f"{100 * v:.1f}%"

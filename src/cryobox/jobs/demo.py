@@ -55,7 +55,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, log=print, settin
     from cryobox.engines import get_engine
     from cryobox.io.mrc import read_mrc
     from cryobox.io.particles import read_particles
-    from cryobox.jobs.advise import inputs_from_tables, run_advise
+    from cryobox.jobs.advise import advise_files
     from cryobox.jobs.report import build_report
     from cryobox.jobs.simulate import SimulationSettings, load_density, simulate_micrographs
     from cryobox.jobs.sweep import SweepSettings, run_sweep
@@ -88,7 +88,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, log=print, settin
 
     # 2. advice
     table = read_particles(star)
-    adv = run_advise(inputs_from_tables([table]), diameter_a=ds.diameter_a, resolution_a=ds.resolution_a).advice
+    adv = advise_files([star], tables=[table], diameter_a=ds.diameter_a, resolution_a=ds.resolution_a).advice  # as advise and report read it
     refine, extract = adv.recommended_refine_box_px, adv.recommended_extract_box_px
     log(f"2/4 advise: refine in {refine} px ({refine * ds.pixel_size_a:.0f} Å), the delocalisation box is {extract} px "
         f"({extract * ds.pixel_size_a:.0f} Å) at {ds.resolution_a:g} Å")

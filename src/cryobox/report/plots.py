@@ -27,7 +27,6 @@ __all__ = [
     "figure_fsc",
     "plot_compare",
     "figure_compare",
-    "plot_fsc_overlay",
     "plot_sweep_fsc",
     "plot_sweep_resolutions",
     "figure_sweep",
@@ -42,13 +41,25 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 120) -> Path
     return path
 
 
+def _spaced(positions, min_gap: float) -> list:
+    """The positions (sorted) with neighbours at least ``min_gap`` apart, first ones kept: tick
+    labels that do not overlap."""
+    out: list = []
+    for v in sorted(positions):
+        if not out or v - out[-1] >= min_gap:
+            out.append(v)
+    return out
+
+
 def _resolution_axis(ax) -> None:
-    """Label the top of a 1/Å x axis with resolutions in Å (ticks at round values)."""
+    """Label the top of a 1/Å x axis with resolutions in Å (ticks at round values, never closer
+    than 5% of the axis, so labels do not overlap)."""
     lo, hi = ax.get_xlim()
     top = ax.twiny()
     top.set_xlim(lo, hi)
-    candidates = [20, 10, 6, 5, 4, 3.5, 3, 2.5, 2.2, 2, 1.8, 1.6, 1.5, 1.4, 1.2, 1.0]
-    ticks = [r for r in candidates if lo < 1.0 / r <= hi]
+    candidates = [50, 30, 20, 15, 10, 8, 6, 5, 4, 3.5, 3, 2.5, 2.2, 2, 1.8, 1.6, 1.5, 1.4, 1.2, 1.0]
+    keep = set(_spaced([1.0 / r for r in candidates if lo < 1.0 / r <= hi], 0.05 * (hi - lo)))
+    ticks = [r for r in candidates if 1.0 / r in keep]
     top.set_xticks([1.0 / r for r in ticks])
     top.set_xticklabels([f"{r:g}" for r in ticks])
     top.set_xlabel("resolution (Å)")
@@ -64,8 +75,8 @@ def plot_defocus_histogram(ax, defocus_u_a: np.ndarray, defocus_v_a: np.ndarray,
     ax.hist(mean, bins=bins, color="0.3", alpha=0.9, label="(U + V) / 2")
     ax.hist(du, bins=bins, histtype="step", color="tab:blue", label="defocus U")
     ax.hist(dv, bins=bins, histtype="step", color="tab:orange", label="defocus V")
-    for q, style in ((5, ":"), (50, "--"), (95, ":")):
-        ax.axvline(np.percentile(mean, q), color="k", ls=style, lw=0.8)
+    for q, style, label in ((5, ":", "5th / 95th percentile"), (50, "--", "median"), (95, ":", None)):
+        ax.axvline(np.percentile(mean, q), color="k", ls=style, lw=0.8, label=label)
     ax.set_xlabel("defocus (µm, underfocus positive)")
     ax.set_ylabel("particles")
     ax.set_title(title or f"{du.size:,} particles: defocus (5th, median, 95th percentile of mean marked)")
@@ -91,18 +102,23 @@ def plot_advice(ax, advice) -> None:
     if c and c[0].edge_loss_fraction is not None:
         ax.plot(box, [x.edge_loss_fraction for x in c], "x:", color="tab:red", label="lost at edges if dropped")
     refine, extract = advice.recommended_refine_box_px, advice.recommended_extract_box_px
-    ax.axvline(refine, color="k", lw=1.5)
+    ax.axvline(refine, color="k", lw=1.5, label=f"refine box ({refine} px)")
     ax.annotate(f"refine {refine} px", (refine, 0.03), rotation=90, ha="right", va="bottom", fontsize=9)
     if extract != refine:
-        ax.axvline(extract, color="0.4", lw=1.5, ls="--")
+        ax.axvline(extract, color="0.4", lw=1.5, ls="--", label=f"extract box ({extract} px)")
         ax.annotate(f"extract {extract} px\n(premultiply, crop)", (extract, 0.03), rotation=90, ha="right", va="bottom", fontsize=9)
-    ax.axvline(advice.rosenthal_henderson_box_a / advice.pixel_size_a, color="tab:green", lw=0.8, ls=":")
+    ax.axvline(advice.rosenthal_henderson_box_a / advice.pixel_size_a, color="tab:green", lw=0.8, ls=":",
+               label="Rosenthal & Henderson box (highest defocus)")
+    yours = [x.box_px for x in c if getattr(x, "user_box", False)]
+    for i, b in enumerate(yours):
+        ax.axvline(b, color="tab:purple", lw=1.0, ls="-.", label="your boxes" if i == 0 else None)
     ax.set_ylim(-0.02, 1.05)
     ax.set_xlabel(f"box (px at {advice.pixel_size_a:g} Å/px)")
     ax.set_ylabel("fraction of particles")
     sec = ax.secondary_xaxis("top", functions=(lambda b: b * advice.pixel_size_a, lambda a: a / advice.pixel_size_a))
     sec.set_xlabel("box (Å)")
-    ax.set_xticks(box)
+    span = float(box.max() - box.min()) if box.size > 1 else 1.0
+    ax.set_xticks(_spaced(box.tolist(), 0.018 * span))  # rotated labels ~1.8% of the axis wide: no overlap
     ax.tick_params(axis="x", labelrotation=90, labelsize=8)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", framealpha=0.9, fontsize=9)
@@ -237,8 +253,8 @@ def figure_ctf(picture) -> Figure:
 
 
 def _fsc_axes_common(ax, max_freq: float) -> None:
-    ax.axhline(0.143, color="0.3", lw=0.8, ls="--")
-    ax.axhline(0.5, color="0.6", lw=0.6, ls=":")
+    ax.axhline(0.143, color="0.3", lw=0.8, ls="--", label="FSC = 0.143")
+    ax.axhline(0.5, color="0.6", lw=0.6, ls=":", label="FSC = 0.5")
     ax.axhline(0.0, color="0.8", lw=0.6)
     ax.set_xlim(0, max_freq)
     ax.set_ylim(-0.1, 1.02)
@@ -301,21 +317,7 @@ def figure_compare(curves, summaries, *, title: str = "") -> Figure:
     return fig
 
 
-def plot_fsc_overlay(ax, named: list) -> None:
-    """Several `cryobox fsc --json` results, (name, dict) pairs: each one's final curve on one Å axis."""
-    kmax = 0.0
-    for name, d in named:
-        c = d["curves"]
-        k = np.asarray(c["frequency_inv_a"], dtype=float)
-        f = c.get("fsc_corrected") or c.get("fsc_unmasked")
-        r = d["resolutions"]["0.143"]
-        kmax = max(kmax, float(k.max()))
-        ax.plot(k[1:], np.asarray(f, dtype=float)[1:], lw=1.6,
-                label=f"{name}: {d['box_px']} px, {r['resolution_a']:.2f} Å ({r['interpolated_resolution_a']:.2f} interp.)")
-    _fsc_axes_common(ax, kmax or 0.5)
-    ax.legend(loc="lower left", fontsize=8, framealpha=0.9)
-
-
+_REPEAT_STYLES = ("-", "--", ":", "-.")
 _SWEEP_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
 
 
@@ -335,9 +337,16 @@ def plot_sweep_fsc(ax, sweep: dict) -> None:
             label = None
             if j == 0:
                 label = f"{row['variant']}: {row['box_px']} px" + (f", {mean:.2f} Å" if mean is not None else "")
-            ax.plot(k[1:], f[1:], color=color, lw=1.4, alpha=0.85, ls=("-", "--", ":", "-.")[j % 4], label=label)
+            ax.plot(k[1:], f[1:], color=color, lw=1.4, alpha=0.85, ls=_REPEAT_STYLES[j % 4], label=label)
     _fsc_axes_common(ax, kmax or 0.5)
-    ax.legend(loc="lower left", fontsize=8, framealpha=0.9)
+    from matplotlib.lines import Line2D
+
+    n_rep = max((len(row["runs"]) for row in sweep["variants"]), default=0)
+    handles, labels = ax.get_legend_handles_labels()
+    for j in range(min(n_rep, 4)):  # every repeat's line style has its entry
+        handles.append(Line2D([], [], color="0.35", lw=1.4, ls=_REPEAT_STYLES[j]))
+        labels.append(f"repeat {j + 1}" + (f", {j + 5}, ..." if n_rep > 4 and j < n_rep - 4 else ""))
+    ax.legend(handles, labels, loc="lower left", fontsize=8, framealpha=0.9)
 
 
 def plot_sweep_resolutions(ax, sweep: dict) -> None:
