@@ -83,7 +83,11 @@ def fsc_command(
     t.add_column("shell", justify="right")
     t.add_column("interpolated (Å)", justify="right")
     for thr, r in d["resolutions"].items():
-        t.add_row(thr, fmt(r["resolution_a"], ".2f"), str(r["shell"]), fmt(r["interpolated_resolution_a"], ".2f"))
+        if r.get("limited_by_nyquist"):
+            bound = f"limited by Nyquist (≤ {r['resolution_a']:.2f})"
+            t.add_row(thr, bound, str(r["shell"]), bound)
+        else:
+            t.add_row(thr, fmt(r["resolution_a"], ".2f"), str(r["shell"]), fmt(r["interpolated_resolution_a"], ".2f"))
     console.print(t)
     console.print(f"box {d['box_px']} px at {d['pixel_size_a']:g} Å/px ({d['box_px'] * d['pixel_size_a']:.0f} Å); "
                   f"unmasked FSC = 0.143 at {fmt(d['unmasked_resolution_a'], '.2f')} Å")

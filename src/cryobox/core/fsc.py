@@ -282,6 +282,8 @@ class FscResult:
             "resolution_a": rel,
             "shell": shell,
             "interpolated_resolution_a": resolution_interpolated(f, threshold, size=self.size, pixel_size_a=self.pixel_size_a),
+            # never below the threshold: the values are Nyquist (or the last shell), a bound, not a measurement
+            "limited_by_nyquist": first_shell_below(np.asarray(f), threshold, start=1) is None,
         }
 
 

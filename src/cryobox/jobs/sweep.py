@@ -274,7 +274,7 @@ def run_fsc_record(h1: np.ndarray, h2: np.ndarray, m: np.ndarray | None, *, pixe
     """One run's FSC as the sweep and judge record it: ``cryobox fsc --mask`` (masked,
     phase-randomisation-corrected), resolutions at 0.143 (RELION's rule and interpolated) and 0.5,
     and the curve. Randomises from 2/3 Nyquist when the unmasked FSC never drops below 0.8."""
-    from cryobox.core.fsc import first_shell_below, masked_fsc_analysis
+    from cryobox.core.fsc import masked_fsc_analysis
 
     try:
         res = masked_fsc_analysis(h1, h2, pixel_size_a=pixel_size_a, mask=m, rng=np.random.default_rng(seed))
@@ -286,7 +286,7 @@ def run_fsc_record(h1: np.ndarray, h2: np.ndarray, m: np.ndarray | None, *, pixe
     return {
         "resolution_a": r143["resolution_a"], "interpolated_resolution_a": r143["interpolated_resolution_a"],
         "resolution_0.5_a": r05["resolution_a"], "randomize_at_shell": res.randomize_at_shell,
-        "limited_by_nyquist": first_shell_below(np.asarray(res.final), 0.143, start=1) is None,
+        "limited_by_nyquist": r143["limited_by_nyquist"],
         "warnings": list(res.warnings),
         "curve": {"frequency_inv_a": [float(v) for v in res.frequency_inv_a],
                   "fsc": [float(v) for v in res.final],
