@@ -149,9 +149,10 @@ def _cryosparc_fsc_txt(path: Path, box: int, pixel_size_a: float, resolution_a: 
 def test_per_run_box_and_the_shell_check(tmp_path):
     _cryosparc_fsc_txt(tmp_path / "J80_fsc.txt", 576, 1.06, 4.1)
     _cryosparc_fsc_txt(tmp_path / "J50_fsc.txt", 280, 1.06, 3.6)
-    assert parse_run_spec("cs280=J50_fsc.txt@280:1.06") == parse_run_spec("cs280=J50_fsc.txt@280:1.06")
     spec = parse_run_spec("cs280=J50_fsc.txt@280:1.06")
     assert (spec.label, spec.path.name, spec.box_px, spec.pixel_size_a) == ("cs280", "J50_fsc.txt", 280, 1.06)
+    assert parse_run_spec("J50_fsc.txt@280") == parse_run_spec("J50_fsc.txt@280").__class__(None, Path("J50_fsc.txt"), 280, None)
+    assert parse_run_spec("run_model.star").box_px is None
     # the command: one --box for both files is refused for the file it contradicts
     bad = run("compare", "cs576=J80_fsc.txt", "cs280=J50_fsc.txt", "--box", 576, "--pixel-size", 1.06, cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "J50_fsc.txt" in bad.stderr and "280" in bad.stderr and "Traceback" not in bad.stderr
