@@ -303,3 +303,42 @@ def test_advise_and_report_show_the_same_edge_losses(tmp_path):
     assert set(got) == set(edges)
     for b, v in edges.items():
         assert got[b] == f"{100 * v:.1f}%"
+
+
+def test_figures_have_no_overlapping_ticks_and_a_legend_entry_per_line_style():
+    from matplotlib.figure import Figure
+
+    from cryobox.report import plots
+
+    rng = np.random.default_rng(3)
+    df = rng.uniform(18000, 30000, 3000)
+    adv = advise_box(diameter_a=220, resolution_a=3.7, pixel_size_a=1.06, defocus_u_a=df, defocus_v_a=df, voltage_kv=300, cs_mm=2.7,
+                     user_boxes_px=(280, 281, 282, 576))
+    fig = Figure(figsize=(10, 5.5))
+    ax = fig.add_subplot(111)
+    plots.plot_advice(ax, adv)
+    ticks = ax.get_xticks()
+    span = ticks.max() - ticks.min()
+    assert np.all(np.diff(ticks) >= 0.018 * span - 1e-9)  # 280, 281, 282 do not print on top of each other
+    styles = {(ln.get_linestyle(), ln.get_color()) for ln in ax.get_lines()}
+    labelled = {(h.get_linestyle(), h.get_color()) for h in ax.get_legend().legend_handles}
+    assert styles <= labelled
+    # the top resolution axis of an FSC plot: labels at least 5% of the axis apart
+    fig2 = Figure()
+    ax2 = fig2.add_subplot(111)
+    ax2.plot([0, 0.47], [1, 0])
+    plots._fsc_axes_common(ax2, 0.47)
+    top = [a for a in fig2.axes if a is not ax2][0]
+    assert np.all(np.diff(np.sort(top.get_xticks())) >= 0.05 * 0.47 - 1e-9)
+
+
+def test_report_cost_baseline_is_the_tables(tmp_path):
+    from cryobox.io.particles import write_cs
+    from cryobox.jobs.example import example_particles
+    from cryobox.jobs.report import build_report
+
+    cs = write_cs(tmp_path / "p.cs", example_particles(n_particles=2000, n_micrographs=20))
+    info = build_report(cs, out=tmp_path / "r.html", diameter_a=220, resolution_a=3.7, boxes_px=(280,))
+    html = (tmp_path / "r.html").read_text()
+    base = info["data"]["cost_base_px"]
+    assert f"cost per image (vs {base} px)" in html and f"cost per image vs {base} px (as in the table)" in html
