@@ -17,7 +17,9 @@ def measure(cmd, cwd=None, repeats: int = 1) -> tuple[float, float]:
     """(best wall seconds, peak resident MiB) of ``cmd`` run ``repeats`` times, each in a new process."""
     best, peak = float("inf"), 0.0
     for _ in range(repeats):
-        out = subprocess.run([sys.executable, "-c", WRAP, *map(str, cmd)], cwd=cwd, capture_output=True, text=True, check=True).stdout.split()
+        out = subprocess.run(
+            [sys.executable, "-c", WRAP, *map(str, cmd)], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.split()
         if int(out[0]) != 0:
             raise SystemExit(f"command failed ({out[0]}): {' '.join(map(str, cmd))}")
         best, peak = min(best, float(out[1])), max(peak, float(out[2]) / 1024)

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from _common import measure
 
-
 STARFILE_INPROCESS = r"""
 import sys, time
 import starfile
@@ -28,8 +27,6 @@ t = time.perf_counter()
 starfile.read(sys.argv[1])
 print(time.perf_counter() - t)
 """
-
-
 
 
 def main() -> None:
@@ -58,16 +55,27 @@ def main() -> None:
     table.data["shift_y_a"] = rng.normal(0, 3, args.n)
     write_cs(cs_path, table)
     write_star(star_path, table)
-    print(f"generated {args.n:,} particles in {time.perf_counter() - t:.1f} s: {cs_path.stat().st_size / 2**20:.0f} MiB .cs, "
-          f"{star_path.stat().st_size / 2**20:.0f} MiB .star ({work})")
+    print(
+        f"generated {args.n:,} particles in {time.perf_counter() - t:.1f} s: {cs_path.stat().st_size / 2**20:.0f} "
+        "MiB .cs, "
+        f"{star_path.stat().st_size / 2**20:.0f} MiB .star ({work})"
+    )
 
-    peer_process, peer_mem = measure([sys.executable, "-c", "import sys, starfile; starfile.read(sys.argv[1])", str(star_path)], repeats=args.repeats)
+    peer_process, peer_mem = measure(
+        [sys.executable, "-c", "import sys, starfile; starfile.read(sys.argv[1])", str(star_path)], repeats=args.repeats
+    )
     peer_inproc = min(
-        float(subprocess.run([sys.executable, "-c", STARFILE_INPROCESS, str(star_path)], capture_output=True, text=True, check=True).stdout)
+        float(
+            subprocess.run(
+                [sys.executable, "-c", STARFILE_INPROCESS, str(star_path)], capture_output=True, text=True, check=True
+            ).stdout
+        )
         for _ in range(args.repeats)
     )
-    print(f"\npeer: starfile.read on the .star: {peer_inproc:.2f} s in-process, {peer_process:.2f} s as a process "
-          f"(peak {peer_mem:.0f} MiB)\n")
+    print(
+        f"\npeer: starfile.read on the .star: {peer_inproc:.2f} s in-process, {peer_process:.2f} s as a process "
+        f"(peak {peer_mem:.0f} MiB)\n"
+    )
     cryobox = [sys.executable, "-m", "cryobox"]
     jobs = {
         "inspect": ["inspect", "--json"],
@@ -85,8 +93,10 @@ def main() -> None:
             else:
                 ratio_p, ratio_i = wall / peer_process, wall / peer_inproc
                 good = ratio_p <= 1.5 and mem < 2048
-                target = (f"{ratio_p:.2f}x starfile.read as a process, {ratio_i:.2f}x its in-process read "
-                          f"(<= 1.5x, < 2048 MiB): {'met' if good else 'MISSED'}")
+                target = (
+                    f"{ratio_p:.2f}x starfile.read as a process, {ratio_i:.2f}x its in-process read "
+                    f"(<= 1.5x, < 2048 MiB): {'met' if good else 'MISSED'}"
+                )
             ok &= good
             print(f"{name:<10}{kind:<7}{wall:>8.2f}{mem:>10.0f}   {target}")
     print("\nall targets met" if ok else "\nsome targets missed")

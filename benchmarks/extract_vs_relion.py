@@ -24,12 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import measure
-
 import numpy as np
 
-
-
+from _common import measure
 
 
 def make_data(work: Path, n_mics: int, size: int, per_mic: int) -> None:
@@ -45,13 +42,34 @@ def make_data(work: Path, n_mics: int, size: int, per_mic: int) -> None:
             m.set_data(rng.standard_normal((size, size), dtype=np.float32))
             m.voxel_size = 1.06
         xy = rng.uniform(100, size - 100, size=(per_mic, 2))
-        write_star_blocks(work / "Pick" / f"mic{i:02d}_pick.star", {"": pd.DataFrame({"rlnCoordinateX": xy[:, 0], "rlnCoordinateY": xy[:, 1]})})
-    optics = pd.DataFrame({"rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1], "rlnMicrographOriginalPixelSize": [1.06],
-                           "rlnVoltage": [300.0], "rlnSphericalAberration": [2.7], "rlnAmplitudeContrast": [0.1], "rlnMicrographPixelSize": [1.06]})
+        write_star_blocks(
+            work / "Pick" / f"mic{i:02d}_pick.star",
+            {"": pd.DataFrame({"rlnCoordinateX": xy[:, 0], "rlnCoordinateY": xy[:, 1]})},
+        )
+    optics = pd.DataFrame(
+        {
+            "rlnOpticsGroupName": ["opticsGroup1"],
+            "rlnOpticsGroup": [1],
+            "rlnMicrographOriginalPixelSize": [1.06],
+            "rlnVoltage": [300.0],
+            "rlnSphericalAberration": [2.7],
+            "rlnAmplitudeContrast": [0.1],
+            "rlnMicrographPixelSize": [1.06],
+        }
+    )
     df = rng.uniform(18000, 30000, n_mics)
-    mics = pd.DataFrame({"rlnMicrographName": [f"mic{i:02d}.mrc" for i in range(n_mics)], "rlnOpticsGroup": 1, "rlnDefocusU": df + 150,
-                         "rlnDefocusV": df - 150, "rlnDefocusAngle": rng.uniform(-90, 90, n_mics), "rlnCtfBfactor": 0.0, "rlnCtfScalefactor": 1.0,
-                         "rlnPhaseShift": 0.0})
+    mics = pd.DataFrame(
+        {
+            "rlnMicrographName": [f"mic{i:02d}.mrc" for i in range(n_mics)],
+            "rlnOpticsGroup": 1,
+            "rlnDefocusU": df + 150,
+            "rlnDefocusV": df - 150,
+            "rlnDefocusAngle": rng.uniform(-90, 90, n_mics),
+            "rlnCtfBfactor": 0.0,
+            "rlnCtfScalefactor": 1.0,
+            "rlnPhaseShift": 0.0,
+        }
+    )
     write_star_blocks(work / "micrographs.star", {"optics": optics, "micrographs": mics})
 
 
@@ -71,8 +89,21 @@ def io_floor(work: Path, n_mics: int, n_particles: int, box: int) -> float:
 
 
 def relion_best(work: Path, extra: list[str], tag: str) -> tuple[float, float, str]:
-    base = ["--i", "micrographs.star", "--coord_dir", "Pick/", "--coord_suffix", "_pick.star", "--extract", "--extract_size", "256", *extra]
-    serial, mem_s = measure(["relion_preprocess", *base, "--part_star", f"r1_{tag}.star", "--part_dir", f"r1_{tag}/"], work)
+    base = [
+        "--i",
+        "micrographs.star",
+        "--coord_dir",
+        "Pick/",
+        "--coord_suffix",
+        "_pick.star",
+        "--extract",
+        "--extract_size",
+        "256",
+        *extra,
+    ]
+    serial, mem_s = measure(
+        ["relion_preprocess", *base, "--part_star", f"r1_{tag}.star", "--part_dir", f"r1_{tag}/"], work
+    )
     mpi_cmd = ["mpirun", "-n", "2"] + (["--allow-run-as-root"] if os.geteuid() == 0 else []) + ["relion_preprocess_mpi"]
     try:
         mpi, mem_m = measure([*mpi_cmd, *base, "--part_star", f"r2_{tag}.star", "--part_dir", f"r2_{tag}/"], work)
@@ -91,20 +122,53 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--per-mic", type=int, default=300)
     ap.add_argument("--keep", type=Path, default=None, help="work here and keep the files")
-    ap.add_argument("--dir", type=Path, default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None, help="parent folder of the work folder")
+    ap.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None,
+        help="parent folder of the work folder",
+    )
     ap.add_argument("--restack-particles", type=int, default=10_000)
     args = ap.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="cryobox-extract-bench-", dir=args.dir))
     make_data(work, args.mics, args.size, args.per_mic)
     n = args.mics * args.per_mic
     floor = io_floor(work, args.mics, n, 256)
-    ours = [sys.executable, "-m", "cryobox", "extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", "256", "--json"]
-    print(f"{args.mics} micrographs of {args.size}^2 float32, {n} particles; I/O floor (read micrographs + write the output bytes): {floor:.2f} s\n")
+    ours = [
+        sys.executable,
+        "-m",
+        "cryobox",
+        "extract",
+        "micrographs.star",
+        "--coords-dir",
+        "Pick",
+        "--coords-suffix",
+        "_pick.star",
+        "--box",
+        "256",
+        "--json",
+    ]
+    print(
+        f"{args.mics} micrographs of {args.size}^2 float32, {n} particles; I/O floor (read micrographs + write the "
+        f"output bytes): {floor:.2f} s\n"
+    )
 
     cases = [
         ("norm + invert, box 256", ["--invert"], ["--norm", "--bg_radius", "96", "--invert_contrast"], 1 / 3),
-        ("premultiply 512->256 + norm + invert", ["--premultiply-box", "512", "--invert"],
-         ["--premultiply_ctf", "--premultiply_extract_size", "512", "--norm", "--bg_radius", "96", "--invert_contrast"], 1 / 2),
+        (
+            "premultiply 512->256 + norm + invert",
+            ["--premultiply-box", "512", "--invert"],
+            [
+                "--premultiply_ctf",
+                "--premultiply_extract_size",
+                "512",
+                "--norm",
+                "--bg_radius",
+                "96",
+                "--invert_contrast",
+            ],
+            1 / 2,
+        ),
     ]
     relion_premultiply = None
     for i, (name, our_args, rel_args, target) in enumerate(cases):
@@ -113,26 +177,71 @@ def main() -> None:
             relion_premultiply = rel
         t, mem = measure([*ours, *our_args, "--out", f"o{i}", "--overwrite"], work)
         ratio = t / rel
-        line = f"{name}: cryobox {t:.2f} s ({mem:.0f} MiB), RELION best {rel:.2f} s ({rel_mem:.0f} MiB) [{rel_note}]; ratio {ratio:.3f} (target <= {target:.3f}: {'met' if ratio <= target else 'MISSED'})"
+        verdict = "met" if ratio <= target else "MISSED"
+        line = (
+            f"{name}: cryobox {t:.2f} s ({mem:.0f} MiB), RELION best {rel:.2f} s ({rel_mem:.0f} MiB) [{rel_note}]; "
+            f"ratio {ratio:.3f} (target <= {target:.3f}: {verdict})"
+        )
         if i == 0:
             line += f"; {t / floor:.2f}x the I/O floor (target <= 3: {'met' if t / floor <= 3 else 'MISSED'})"
         print(line)
         shutil.rmtree(work / f"o{i}", ignore_errors=True)
     t, mem = measure([*ours, "--premultiply-micrograph", "--invert", "--out", "o_pm", "--overwrite"], work)
     speedup = relion_premultiply / t
-    print(f"--premultiply-micrograph + norm + invert: cryobox {t:.2f} s ({mem:.0f} MiB); {speedup:.2f}x faster than RELION's best premultiply "
-          f"(target >= 4: {'met' if speedup >= 4 else 'MISSED'})")
+    print(
+        f"--premultiply-micrograph + norm + invert: cryobox {t:.2f} s ({mem:.0f} MiB); {speedup:.2f}x faster than "
+        "RELION's best premultiply "
+        f"(target >= 4: {'met' if speedup >= 4 else 'MISSED'})"
+    )
     shutil.rmtree(work / "o_pm", ignore_errors=True)
     # restack: premultiply 512 -> 256 on already-extracted particles
     n_re = args.restack_particles
     per = max(1, n_re // args.mics)
     make_data(work / "re", args.mics, args.size, per)
-    assert subprocess.run([*ours[:3], "extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", "512",
-                           "--no-norm", "--out", "big", "--json"], cwd=work / "re", capture_output=True).returncode == 0
-    t, mem = measure([sys.executable, "-m", "cryobox", "restack", "big/particles.star", "--premultiply", "--box", "256", "--norm", "--invert",
-                      "--out", "small", "--json"], work / "re")
-    print(f"restack 512 -> 256 with premultiply (+ norm + invert) on {per * args.mics:,} particles: {t:.2f} s, "
-          f"{per * args.mics / t:.0f} particles/s ({mem:.0f} MiB)")
+    assert (
+        subprocess.run(
+            [
+                *ours[:3],
+                "extract",
+                "micrographs.star",
+                "--coords-dir",
+                "Pick",
+                "--coords-suffix",
+                "_pick.star",
+                "--box",
+                "512",
+                "--no-norm",
+                "--out",
+                "big",
+                "--json",
+            ],
+            cwd=work / "re",
+            capture_output=True,
+        ).returncode
+        == 0
+    )
+    t, mem = measure(
+        [
+            sys.executable,
+            "-m",
+            "cryobox",
+            "restack",
+            "big/particles.star",
+            "--premultiply",
+            "--box",
+            "256",
+            "--norm",
+            "--invert",
+            "--out",
+            "small",
+            "--json",
+        ],
+        work / "re",
+    )
+    print(
+        f"restack 512 -> 256 with premultiply (+ norm + invert) on {per * args.mics:,} particles: {t:.2f} s, "
+        f"{per * args.mics / t:.0f} particles/s ({mem:.0f} MiB)"
+    )
     if args.keep is None:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -14,12 +14,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _common import measure
-
 import numpy as np
 
-
-
+from _common import measure
 
 
 def make_maps(work: Path, n: int, px: float) -> None:
@@ -45,23 +42,46 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="256,400", help="box sizes to run (default 256,400)")
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--no-relion-at", type=int, default=400, help="skip RELION at and above this size (default 400: memory only)")
+    ap.add_argument(
+        "--no-relion-at", type=int, default=400, help="skip RELION at and above this size (default 400: memory only)"
+    )
     args = ap.parse_args()
     have_relion = shutil.which("relion_postprocess") is not None
     print(f"{'box':>5} {'program':<20} {'wall s':>8} {'peak MiB':>9}   notes")
     for n in (int(s) for s in args.sizes.split(",")):
         work = Path(tempfile.mkdtemp(prefix=f"cryobox-fsc{n}-"))
         make_maps(work, n, 1.06)
-        ours, ours_mem = measure([sys.executable, "-m", "cryobox", "fsc", "half1.mrc", "half2.mrc", "--mask", "mask.mrc", "--json"], work, args.repeats)
+        ours, ours_mem = measure(
+            [sys.executable, "-m", "cryobox", "fsc", "half1.mrc", "half2.mrc", "--mask", "mask.mrc", "--json"],
+            work,
+            args.repeats,
+        )
         note = f"{'within' if ours_mem < 8192 else 'OVER'} 8 GiB"
         print(f"{n:>5} {'cryobox fsc --mask':<20} {ours:>8.2f} {ours_mem:>9.0f}   {note}")
         if have_relion and n < args.no_relion_at:
             (work / "post").mkdir()
-            rel, rel_mem = measure(["relion_postprocess", "--i", "half1.mrc", "--i2", "half2.mrc", "--mask", "mask.mrc", "--angpix", "1.06",
-                                    "--o", "post/postprocess"], work, args.repeats)
+            rel, rel_mem = measure(
+                [
+                    "relion_postprocess",
+                    "--i",
+                    "half1.mrc",
+                    "--i2",
+                    "half2.mrc",
+                    "--mask",
+                    "mask.mrc",
+                    "--angpix",
+                    "1.06",
+                    "--o",
+                    "post/postprocess",
+                ],
+                work,
+                args.repeats,
+            )
             ratio = ours / rel
-            print(f"{n:>5} {'relion_postprocess':<20} {rel:>8.2f} {rel_mem:>9.0f}   cryobox/RELION = {ratio:.3f} "
-                  f"(target <= 0.2: {'met' if ratio <= 0.2 else 'MISSED'})")
+            print(
+                f"{n:>5} {'relion_postprocess':<20} {rel:>8.2f} {rel_mem:>9.0f}   cryobox/RELION = {ratio:.3f} "
+                f"(target <= 0.2: {'met' if ratio <= 0.2 else 'MISSED'})"
+            )
         shutil.rmtree(work, ignore_errors=True)
 
 

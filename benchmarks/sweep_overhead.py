@@ -3,7 +3,8 @@
 
 Runs `cryobox demo` (``--quick`` by default; ``--full`` for the full demo) in a fresh folder and
 prints the engine time (relion_refine_mpi), cryobox's own time (extraction,
-references, half maps of stopped runs, FSC, summary, report; the simulation is the demo's data and is printed apart), their
+references, half maps of stopped runs, FSC, summary, report; the simulation is the demo's data and is printed
+apart), their
 ratio, and the wall time against the demo's limit (30 min, quick 10 min).
 
 Run:  python benchmarks/sweep_overhead.py [--full] [--out DIR]
@@ -29,7 +30,9 @@ def main() -> None:
     out = a.out or Path(tempfile.mkdtemp(prefix="cryobox-demo-bench-"))
     if out.exists() and a.out is None:
         shutil.rmtree(out)
-    cmd = [sys.executable, "-m", "cryobox.cli.main", "demo", "--out", str(out), "--json"] + ([] if a.full else ["--quick"])
+    cmd = [sys.executable, "-m", "cryobox.cli.main", "demo", "--out", str(out), "--json"] + (
+        [] if a.full else ["--quick"]
+    )
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -38,13 +41,20 @@ def main() -> None:
     d = json.loads(proc.stdout)
     tm = d["sweep"]["timings"]
     limit = 600 if not a.full else 1800
-    print(f"demo ({'full' if a.full else 'quick'}): {d['sweep']['n_particles_refined']} particles, boxes "
-          f"{d['refine_box_px']} / {d['extract_box_px']} px, {len(d['sweep']['variants'])} variants x {d['settings']['repeats']} repeats")
+    print(
+        f"demo ({'full' if a.full else 'quick'}): {d['sweep']['n_particles_refined']} particles, boxes "
+        f"{d['refine_box_px']} / {d['extract_box_px']} px, {len(d['sweep']['variants'])} variants x "
+        f"{d['settings']['repeats']} repeats"
+    )
     print(f"  wall time               {wall:8.1f} s  (limit {limit} s: {'met' if wall <= limit else 'MISSED'})")
     print(f"  simulation              {d['simulation_s']:8.1f} s")
     print(f"  engine (RELION)         {tm['engine_s']:8.1f} s")
-    print(f"  cryobox's own work      {d['own_s']:8.1f} s  (extraction {tm['extraction_s']:.1f}, references {tm['references_s']:.1f}, "
-          f"half maps {tm.get('reconstruct_s', 0.0):.1f}, FSC {tm['fsc_s']:.1f}, summary {tm['summary_s']:.1f}, report {d['report_s']:.1f})")
+    print(
+        f"  cryobox's own work      {d['own_s']:8.1f} s  (extraction {tm['extraction_s']:.1f}, references "
+        f"{tm['references_s']:.1f}, "
+        f"half maps {tm.get('reconstruct_s', 0.0):.1f}, FSC {tm['fsc_s']:.1f}, summary {tm['summary_s']:.1f}, report "
+        f"{d['report_s']:.1f})"
+    )
     ratio = d["own_s"] / tm["engine_s"]
     print(f"  ratio own / engine      {ratio:8.3f}  (target < 0.10: {'met' if ratio < 0.10 else 'MISSED'})")
     if a.out is None:

@@ -25,14 +25,18 @@ cs = st.sampled_from([0.0, 0.01, 1.4, 2.7])
 def test_rosenthal_henderson_known_answer():
     lam = electron_wavelength_a(300)
     # the classic B = D + 2 lambda dF / d (Cs = 0)
-    assert rosenthal_henderson_box_a(220, 3.7, defocus_a=30000, voltage_kv=300) == pytest.approx(220 + 2 * lam * 30000 / 3.7)
+    assert rosenthal_henderson_box_a(220, 3.7, defocus_a=30000, voltage_kv=300) == pytest.approx(
+        220 + 2 * lam * 30000 / 3.7
+    )
     assert rosenthal_henderson_box_a(220, 3.7, defocus_a=30000, voltage_kv=300) == pytest.approx(539.26, abs=0.01)
     # Cs pulls the delocalisation back at high resolution: B = D + 2 (lambda dF k - Cs lambda^3 k^3)
     k = 1 / 3.7
     expected = 220 + 2 * (lam * 30000 * k - 2.7e7 * lam**3 * k**3)
     assert rosenthal_henderson_box_a(220, 3.7, defocus_a=30000, voltage_kv=300, cs_mm=2.7) == pytest.approx(expected)
     # at 200 kV the wavelength is longer and so is the box
-    assert rosenthal_henderson_box_a(220, 3.7, defocus_a=30000, voltage_kv=200) > rosenthal_henderson_box_a(220, 3.7, defocus_a=30000, voltage_kv=300)
+    assert rosenthal_henderson_box_a(220, 3.7, defocus_a=30000, voltage_kv=200) > rosenthal_henderson_box_a(
+        220, 3.7, defocus_a=30000, voltage_kv=300
+    )
 
 
 def test_aliasing_box_is_the_rh_box_without_the_particle_and_ctf2_doubles_it():
@@ -80,15 +84,24 @@ def test_boxes_are_monotone_in_defocus(df1, df2, res, kv, cs_mm, d):
     lam = electron_wavelength_a(kv)
     if lo < cs_mm * 1e7 * lam**2 / res**2:
         return
-    assert rosenthal_henderson_box_a(d, res, defocus_a=lo, voltage_kv=kv, cs_mm=cs_mm) <= rosenthal_henderson_box_a(d, res, defocus_a=hi, voltage_kv=kv, cs_mm=cs_mm) + 1e-9
-    assert aliasing_free_box_a(res, defocus_a=lo, voltage_kv=kv, cs_mm=cs_mm) <= aliasing_free_box_a(res, defocus_a=hi, voltage_kv=kv, cs_mm=cs_mm) + 1e-9
+    assert (
+        rosenthal_henderson_box_a(d, res, defocus_a=lo, voltage_kv=kv, cs_mm=cs_mm)
+        <= rosenthal_henderson_box_a(d, res, defocus_a=hi, voltage_kv=kv, cs_mm=cs_mm) + 1e-9
+    )
+    assert (
+        aliasing_free_box_a(res, defocus_a=lo, voltage_kv=kv, cs_mm=cs_mm)
+        <= aliasing_free_box_a(res, defocus_a=hi, voltage_kv=kv, cs_mm=cs_mm) + 1e-9
+    )
 
 
 @settings(max_examples=80, deadline=None)
 @given(df=defocus, r1=resolution, r2=resolution, kv=voltage, cs_mm=cs)
 def test_finer_target_never_needs_a_smaller_box(df, r1, r2, kv, cs_mm):
     coarse, fine = max(r1, r2), min(r1, r2)
-    assert aliasing_free_box_a(fine, defocus_a=df, voltage_kv=kv, cs_mm=cs_mm) >= aliasing_free_box_a(coarse, defocus_a=df, voltage_kv=kv, cs_mm=cs_mm) - 1e-9
+    assert (
+        aliasing_free_box_a(fine, defocus_a=df, voltage_kv=kv, cs_mm=cs_mm)
+        >= aliasing_free_box_a(coarse, defocus_a=df, voltage_kv=kv, cs_mm=cs_mm) - 1e-9
+    )
 
 
 @settings(max_examples=40, deadline=None)
@@ -148,9 +161,19 @@ def test_advice_on_the_motivating_case():
     rng = np.random.default_rng(0)
     n = 20000
     mean = rng.uniform(18000, 30000, n)
-    adv = advise_box(diameter_a=220, resolution_a=3.7, pixel_size_a=1.06, defocus_u_a=mean + 100, defocus_v_a=mean - 100,
-                     voltage_kv=300, cs_mm=2.7, coord_x_px=rng.uniform(0, 5760, n), coord_y_px=rng.uniform(0, 4092, n),
-                     micrograph_width_px=5760, micrograph_height_px=4092)
+    adv = advise_box(
+        diameter_a=220,
+        resolution_a=3.7,
+        pixel_size_a=1.06,
+        defocus_u_a=mean + 100,
+        defocus_v_a=mean - 100,
+        voltage_kv=300,
+        cs_mm=2.7,
+        coord_x_px=rng.uniform(0, 5760, n),
+        coord_y_px=rng.uniform(0, 4092, n),
+        micrograph_width_px=5760,
+        micrograph_height_px=4092,
+    )
     boxes = [c.box_px for c in adv.candidates]
     assert all(is_fft_friendly(b) for b in boxes) and boxes == sorted(boxes)
     assert boxes[0] * 1.06 >= 1.2 * 220 - 1.06 * 10
@@ -164,7 +187,12 @@ def test_advice_on_the_motivating_case():
         assert (need <= b * 1.06).mean() < 0.99
     assert extract > refine and adv.premultiply and by[extract].delocalisation_fraction >= 0.99
     # fractions are monotone in the box; edge loss grows with it; costs are B^2 and B^3
-    for key in ("aliasing_free_fraction", "ctf2_aliasing_free_fraction", "delocalisation_fraction", "edge_loss_fraction"):
+    for key in (
+        "aliasing_free_fraction",
+        "ctf2_aliasing_free_fraction",
+        "delocalisation_fraction",
+        "edge_loss_fraction",
+    ):
         vals = [getattr(c, key) for c in adv.candidates]
         assert vals == sorted(vals)
     c0 = adv.candidates[0]
@@ -178,8 +206,19 @@ def test_advice_edge_fraction_equals_direct_count():
     rng = np.random.default_rng(5)
     n = 3000
     x, y = rng.uniform(0, 2000, n), rng.uniform(0, 1500, n)
-    adv = advise_box(diameter_a=100, resolution_a=4, pixel_size_a=1.0, defocus_u_a=15000, defocus_v_a=15000,
-                     voltage_kv=300, cs_mm=2.7, coord_x_px=x, coord_y_px=y, micrograph_width_px=2000, micrograph_height_px=1500)
+    adv = advise_box(
+        diameter_a=100,
+        resolution_a=4,
+        pixel_size_a=1.0,
+        defocus_u_a=15000,
+        defocus_v_a=15000,
+        voltage_kv=300,
+        cs_mm=2.7,
+        coord_x_px=x,
+        coord_y_px=y,
+        micrograph_width_px=2000,
+        micrograph_height_px=1500,
+    )
     for c in adv.candidates:
         direct = edge_clipped(x, y, micrograph_width_px=2000, micrograph_height_px=1500, box_px=c.box_px).mean()
         assert c.edge_loss_fraction == pytest.approx(direct)
@@ -187,7 +226,15 @@ def test_advice_edge_fraction_equals_direct_count():
 
 def test_advice_rejects_targets_past_nyquist():
     with pytest.raises(ValueError, match="Nyquist"):
-        advise_box(diameter_a=100, resolution_a=1.5, pixel_size_a=1.0, defocus_u_a=1e4, defocus_v_a=1e4, voltage_kv=300, cs_mm=2.7)
+        advise_box(
+            diameter_a=100,
+            resolution_a=1.5,
+            pixel_size_a=1.0,
+            defocus_u_a=1e4,
+            defocus_v_a=1e4,
+            voltage_kv=300,
+            cs_mm=2.7,
+        )
 
 
 def test_ctf_sampled_on_an_aliasing_free_box_has_no_sign_flip_skipped():
@@ -198,6 +245,10 @@ def test_ctf_sampled_on_an_aliasing_free_box_has_no_sign_flip_skipped():
     n = int(np.ceil(box_a / px)) + 2
     k = np.arange(int(n * px / res) + 1) / (n * px)
     fine = np.linspace(0, k[-1], 200001)
-    crossings_fine = np.count_nonzero(np.diff(np.sign(ctf_1d(fine, defocus_a=df, voltage_kv=300, cs_mm=2.7, amplitude_contrast=0.1))))
-    crossings_box = np.count_nonzero(np.diff(np.sign(ctf_1d(k, defocus_a=df, voltage_kv=300, cs_mm=2.7, amplitude_contrast=0.1))))
+    crossings_fine = np.count_nonzero(
+        np.diff(np.sign(ctf_1d(fine, defocus_a=df, voltage_kv=300, cs_mm=2.7, amplitude_contrast=0.1)))
+    )
+    crossings_box = np.count_nonzero(
+        np.diff(np.sign(ctf_1d(k, defocus_a=df, voltage_kv=300, cs_mm=2.7, amplitude_contrast=0.1)))
+    )
     assert crossings_box == crossings_fine

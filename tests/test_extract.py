@@ -22,7 +22,16 @@ from cryobox.io.star import write_star_blocks
 PX = 1.5
 MIC_W, MIC_H = 420, 310
 # coordinates inside, near and across every edge, fractional ones (RELION truncates)
-COORDS = [(100.0, 100.0), (200.7, 150.4), (405.2, 300.9), (5.0, 150.0), (250.0, 3.0), (60.3, 250.8), (330.0, 40.0), (2.0, 2.0)]
+COORDS = [
+    (100.0, 100.0),
+    (200.7, 150.4),
+    (405.2, 300.9),
+    (5.0, 150.0),
+    (250.0, 3.0),
+    (60.3, 250.8),
+    (330.0, 40.0),
+    (2.0, 2.0),
+]
 CTFS = [(20000.0, 19000.0, 30.0), (25000.0, 24000.0, -45.0), (15000.0, 14200.0, 100.0)]
 
 
@@ -31,17 +40,41 @@ def make_dataset(root):
     root.mkdir(parents=True, exist_ok=True)
     (root / "Pick").mkdir(exist_ok=True)
     for i in range(3):
-        mic = filter_map(rng.normal(size=(MIC_W, MIC_W)), pixel_size_a=PX, lowpass_a=4 * PX)[:MIC_H] + rng.normal(size=(MIC_H, MIC_W))
+        mic = filter_map(rng.normal(size=(MIC_W, MIC_W)), pixel_size_a=PX, lowpass_a=4 * PX)[:MIC_H] + rng.normal(
+            size=(MIC_H, MIC_W)
+        )
         mic += np.linspace(0, 3, MIC_W)[None, :]  # a ramp for the plane fit
         with mrcfile.new(root / f"mic{i}.mrc", overwrite=True) as m:
             m.set_data(mic.astype(np.float32))
             m.voxel_size = PX
-        write_star_blocks(root / "Pick" / f"mic{i}_pick.star", {"": pd.DataFrame({"rlnCoordinateX": [c[0] for c in COORDS], "rlnCoordinateY": [c[1] for c in COORDS]})})
-    optics = pd.DataFrame({"rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1], "rlnMicrographOriginalPixelSize": [PX / 2], "rlnVoltage": [300.0],
-                           "rlnSphericalAberration": [2.7], "rlnAmplitudeContrast": [0.1], "rlnMicrographPixelSize": [PX]})
-    mics = pd.DataFrame({"rlnMicrographName": [f"mic{i}.mrc" for i in range(3)], "rlnOpticsGroup": [1] * 3,
-                         "rlnDefocusU": [c[0] for c in CTFS], "rlnDefocusV": [c[1] for c in CTFS], "rlnDefocusAngle": [c[2] for c in CTFS],
-                         "rlnCtfBfactor": [0.0] * 3, "rlnCtfScalefactor": [1.0] * 3, "rlnPhaseShift": [0.0] * 3, "rlnCtfMaxResolution": [4.1, 3.9, 5.0]})
+        write_star_blocks(
+            root / "Pick" / f"mic{i}_pick.star",
+            {"": pd.DataFrame({"rlnCoordinateX": [c[0] for c in COORDS], "rlnCoordinateY": [c[1] for c in COORDS]})},
+        )
+    optics = pd.DataFrame(
+        {
+            "rlnOpticsGroupName": ["opticsGroup1"],
+            "rlnOpticsGroup": [1],
+            "rlnMicrographOriginalPixelSize": [PX / 2],
+            "rlnVoltage": [300.0],
+            "rlnSphericalAberration": [2.7],
+            "rlnAmplitudeContrast": [0.1],
+            "rlnMicrographPixelSize": [PX],
+        }
+    )
+    mics = pd.DataFrame(
+        {
+            "rlnMicrographName": [f"mic{i}.mrc" for i in range(3)],
+            "rlnOpticsGroup": [1] * 3,
+            "rlnDefocusU": [c[0] for c in CTFS],
+            "rlnDefocusV": [c[1] for c in CTFS],
+            "rlnDefocusAngle": [c[2] for c in CTFS],
+            "rlnCtfBfactor": [0.0] * 3,
+            "rlnCtfScalefactor": [1.0] * 3,
+            "rlnPhaseShift": [0.0] * 3,
+            "rlnCtfMaxResolution": [4.1, 3.9, 5.0],
+        }
+    )
     write_star_blocks(root / "micrographs.star", {"optics": optics, "micrographs": mics})
     return root
 
@@ -52,16 +85,23 @@ def dataset(tmp_path_factory):
 
 
 def cryobox(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "cryobox", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "cryobox", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 VARIANTS = {
     "plain": (["--no-norm"], []),
     "norm": (["--bg-radius", "24"], ["--norm", "--bg_radius", "24"]),
     "norm_invert": (["--bg-radius", "24", "--invert"], ["--norm", "--bg_radius", "24", "--invert_contrast"]),
-    "premultiply": (["--no-norm", "--premultiply-box", "128"], ["--premultiply_ctf", "--premultiply_extract_size", "128"]),
-    "premultiply_norm_invert": (["--premultiply-box", "128", "--bg-radius", "24", "--invert"],
-                                ["--premultiply_ctf", "--premultiply_extract_size", "128", "--norm", "--bg_radius", "24", "--invert_contrast"]),
+    "premultiply": (
+        ["--no-norm", "--premultiply-box", "128"],
+        ["--premultiply_ctf", "--premultiply_extract_size", "128"],
+    ),
+    "premultiply_norm_invert": (
+        ["--premultiply-box", "128", "--bg-radius", "24", "--invert"],
+        ["--premultiply_ctf", "--premultiply_extract_size", "128", "--norm", "--bg_radius", "24", "--invert_contrast"],
+    ),
     "phase_flip": (["--no-norm", "--phase-flip"], ["--phase_flip"]),
     "rescale": (["--rescale", "48", "--bg-radius", "18"], ["--scale", "48", "--norm", "--bg_radius", "18"]),
     "upscale": (["--no-norm", "--rescale", "80"], ["--scale", "80"]),
@@ -72,10 +112,43 @@ VARIANTS = {
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_extract_equals_relion_preprocess(dataset, variant):
     ours_args, relion_args = VARIANTS[variant]
-    run_relion(["relion_preprocess", "--i", "micrographs.star", "--coord_dir", "Pick/", "--coord_suffix", "_pick.star",
-                "--part_star", f"r_{variant}.star", "--part_dir", f"r_{variant}/", "--extract", "--extract_size", "64", *relion_args], cwd=dataset)
-    r = cryobox("extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 64, *ours_args,
-                "--out", f"o_{variant}", "--jobs", 2, "--json", cwd=dataset)
+    run_relion(
+        [
+            "relion_preprocess",
+            "--i",
+            "micrographs.star",
+            "--coord_dir",
+            "Pick/",
+            "--coord_suffix",
+            "_pick.star",
+            "--part_star",
+            f"r_{variant}.star",
+            "--part_dir",
+            f"r_{variant}/",
+            "--extract",
+            "--extract_size",
+            "64",
+            *relion_args,
+        ],
+        cwd=dataset,
+    )
+    r = cryobox(
+        "extract",
+        "micrographs.star",
+        "--coords-dir",
+        "Pick",
+        "--coords-suffix",
+        "_pick.star",
+        "--box",
+        64,
+        *ours_args,
+        "--out",
+        f"o_{variant}",
+        "--jobs",
+        2,
+        "--json",
+        cwd=dataset,
+    )
     assert r.returncode == 0, r.stderr
     rel = starfile.read(dataset / f"r_{variant}.star")
     ours = starfile.read(dataset / f"o_{variant}" / "particles.star")
@@ -98,12 +171,36 @@ def test_extract_equals_relion_preprocess(dataset, variant):
 
 @needs_relion
 def test_relion_reads_our_outputs(dataset):
-    r = cryobox("extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 64, "--invert",
-                "--out", "o_relion_reads", cwd=dataset)
+    r = cryobox(
+        "extract",
+        "micrographs.star",
+        "--coords-dir",
+        "Pick",
+        "--coords-suffix",
+        "_pick.star",
+        "--box",
+        64,
+        "--invert",
+        "--out",
+        "o_relion_reads",
+        cwd=dataset,
+    )
     assert r.returncode == 0, r.stderr
     stats = run_relion(["relion_image_handler", "--i", "o_relion_reads/Particles/mic0.mrcs", "--stats"], cwd=dataset)
     assert "mic0.mrcs" in stats.stdout or len(stats.stdout) > 0
-    run_relion(["relion_reconstruct", "--i", "o_relion_reads/particles.star", "--o", "o_relion_reads/rec.mrc", "--ctf", "--maxres", "10"], cwd=dataset)
+    run_relion(
+        [
+            "relion_reconstruct",
+            "--i",
+            "o_relion_reads/particles.star",
+            "--o",
+            "o_relion_reads/rec.mrc",
+            "--ctf",
+            "--maxres",
+            "10",
+        ],
+        cwd=dataset,
+    )
     with mrcfile.open(dataset / "o_relion_reads" / "rec.mrc") as m:
         assert m.data.shape == (64, 64, 64) and np.isfinite(m.data).all()
 
@@ -187,7 +284,23 @@ def test_rescale_keeps_values_and_centre(n, m):
 
 
 def test_edge_drop_resume_and_outputs(dataset):
-    args = ["extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 64, "--edge", "drop", "--out", "o_drop", "--json", "--jobs", 2]
+    args = [
+        "extract",
+        "micrographs.star",
+        "--coords-dir",
+        "Pick",
+        "--coords-suffix",
+        "_pick.star",
+        "--box",
+        64,
+        "--edge",
+        "drop",
+        "--out",
+        "o_drop",
+        "--json",
+        "--jobs",
+        2,
+    ]
     r = cryobox(*args, cwd=dataset)
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
@@ -219,7 +332,20 @@ def test_edge_drop_resume_and_outputs(dataset):
 
 def test_dask_cluster_gives_identical_outputs(dataset):
     distributed = pytest.importorskip("distributed")
-    common = ["extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 64, "--premultiply-box", 96, "--invert", "--json"]
+    common = [
+        "extract",
+        "micrographs.star",
+        "--coords-dir",
+        "Pick",
+        "--coords-suffix",
+        "_pick.star",
+        "--box",
+        64,
+        "--premultiply-box",
+        96,
+        "--invert",
+        "--json",
+    ]
     assert cryobox(*common, "--out", "o_local", cwd=dataset).returncode == 0
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         r = cryobox(*common, "--out", "o_dask", "--scheduler", cluster.scheduler_address, cwd=dataset)
@@ -231,31 +357,95 @@ def test_dask_cluster_gives_identical_outputs(dataset):
 
 
 def test_premultiply_micrograph_mode(dataset):
-    r = cryobox("extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 64, "--no-norm",
-                "--premultiply-micrograph", "--out", "o_pmic", "--json", cwd=dataset)
+    r = cryobox(
+        "extract",
+        "micrographs.star",
+        "--coords-dir",
+        "Pick",
+        "--coords-suffix",
+        "_pick.star",
+        "--box",
+        64,
+        "--no-norm",
+        "--premultiply-micrograph",
+        "--out",
+        "o_pmic",
+        "--json",
+        cwd=dataset,
+    )
     assert r.returncode == 0, r.stderr
-    r2 = cryobox("extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 64, "--no-norm",
-                 "--premultiply-box", 256, "--out", "o_pbig", "--json", cwd=dataset)
+    r2 = cryobox(
+        "extract",
+        "micrographs.star",
+        "--coords-dir",
+        "Pick",
+        "--coords-suffix",
+        "_pick.star",
+        "--box",
+        64,
+        "--no-norm",
+        "--premultiply-box",
+        256,
+        "--out",
+        "o_pbig",
+        "--json",
+        cwd=dataset,
+    )
     assert r2.returncode == 0, r2.stderr
     a = mrcfile.open(dataset / "o_pmic" / "Particles" / "mic0.mrcs").data
     b = mrcfile.open(dataset / "o_pbig" / "Particles" / "mic0.mrcs").data
     # far from the edges the whole-micrograph product and a big-box product agree closely
     assert np.corrcoef(a[0].ravel(), b[0].ravel())[0, 1] > 0.95
-    assert int(starfile.read(dataset / "o_pmic" / "particles.star")["optics"]["rlnCtfDataAreCtfPremultiplied"].iloc[0]) == 1
+    assert (
+        int(starfile.read(dataset / "o_pmic" / "particles.star")["optics"]["rlnCtfDataAreCtfPremultiplied"].iloc[0])
+        == 1
+    )
 
 
 def test_fractional_and_float16_outputs(dataset):
-    r = cryobox("extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 63, "--float16",
-                "--out", "o_f16", "--json", cwd=dataset)
+    r = cryobox(
+        "extract",
+        "micrographs.star",
+        "--coords-dir",
+        "Pick",
+        "--coords-suffix",
+        "_pick.star",
+        "--box",
+        63,
+        "--float16",
+        "--out",
+        "o_f16",
+        "--json",
+        cwd=dataset,
+    )
     assert r.returncode == 0, r.stderr
     with mrcfile.open(dataset / "o_f16" / "Particles" / "mic0.mrcs") as m:
         assert m.data.dtype == np.float16 and m.data.shape == (len(COORDS), 63, 63)
 
 
 def test_recenter_moves_coordinates_by_whole_pixels(dataset, tmp_path):
-    t = read_particles(dataset / "o_norm" / "particles.star") if (dataset / "o_norm" / "particles.star").exists() else None
+    t = (
+        read_particles(dataset / "o_norm" / "particles.star")
+        if (dataset / "o_norm" / "particles.star").exists()
+        else None
+    )
     if t is None:
-        assert cryobox("extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 64, "--out", "o_norm", cwd=dataset).returncode == 0
+        assert (
+            cryobox(
+                "extract",
+                "micrographs.star",
+                "--coords-dir",
+                "Pick",
+                "--coords-suffix",
+                "_pick.star",
+                "--box",
+                64,
+                "--out",
+                "o_norm",
+                cwd=dataset,
+            ).returncode
+            == 0
+        )
         t = read_particles(dataset / "o_norm" / "particles.star")
     d = t.data
     d["shift_x_a"] = 3 * PX + 0.2  # 3 px and a bit
@@ -286,7 +476,18 @@ BAD = {
 @pytest.mark.parametrize("case", list(BAD.values()))
 def test_bad_extraction_input_exits_2(tmp_path, case):
     root = make_dataset(tmp_path / "d")
-    args = ["extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 64, "--out", "o"]
+    args = [
+        "extract",
+        "micrographs.star",
+        "--coords-dir",
+        "Pick",
+        "--coords-suffix",
+        "_pick.star",
+        "--box",
+        64,
+        "--out",
+        "o",
+    ]
     if case == "missing":
         (root / "mic1.mrc").unlink()
     elif case == "orphan":
@@ -318,14 +519,48 @@ def test_bad_extraction_input_exits_2(tmp_path, case):
 def test_restack_premultiply_then_crop_equals_extraction(dataset):
     """restack --premultiply --box 64 on a 128 px extraction = extract --premultiply-box 128 --box 64
     (same big box, same CTF, same crop), away from the micrograph edges."""
-    assert cryobox("extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 128, "--no-norm",
-                   "--out", "o_big", cwd=dataset).returncode == 0
-    r = cryobox("restack", "o_big/particles.star", "--premultiply", "--box", 64, "--out", "o_restack", "--json", cwd=dataset)
+    assert (
+        cryobox(
+            "extract",
+            "micrographs.star",
+            "--coords-dir",
+            "Pick",
+            "--coords-suffix",
+            "_pick.star",
+            "--box",
+            128,
+            "--no-norm",
+            "--out",
+            "o_big",
+            cwd=dataset,
+        ).returncode
+        == 0
+    )
+    r = cryobox(
+        "restack", "o_big/particles.star", "--premultiply", "--box", 64, "--out", "o_restack", "--json", cwd=dataset
+    )
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     assert s["n_restacked"] == 3 * len(COORDS) and s["box_px"] == 64 and s["premultiplied"]
-    assert cryobox("extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 64, "--no-norm",
-                   "--premultiply-box", 128, "--out", "o_pm_ref", cwd=dataset).returncode == 0
+    assert (
+        cryobox(
+            "extract",
+            "micrographs.star",
+            "--coords-dir",
+            "Pick",
+            "--coords-suffix",
+            "_pick.star",
+            "--box",
+            64,
+            "--no-norm",
+            "--premultiply-box",
+            128,
+            "--out",
+            "o_pm_ref",
+            cwd=dataset,
+        ).returncode
+        == 0
+    )
     a = read_particles(dataset / "o_restack" / "particles.star")
     b = read_particles(dataset / "o_pm_ref" / "particles.star")
     assert bool(a.data["ctf_premultiplied"].iloc[0]) and a.data["box_px"].iloc[0] == 64
@@ -338,8 +573,25 @@ def test_restack_premultiply_then_crop_equals_extraction(dataset):
 
 
 def test_restack_window_and_rescale_metadata(dataset):
-    assert cryobox("extract", "micrographs.star", "--coords-dir", "Pick", "--coords-suffix", "_pick.star", "--box", 64, "--out", "o_64", cwd=dataset).returncode == 0
-    r = cryobox("restack", "o_64/particles.star", "--box", 48, "--rescale", 32, "--norm", "--out", "o_rs", "--json", cwd=dataset)
+    assert (
+        cryobox(
+            "extract",
+            "micrographs.star",
+            "--coords-dir",
+            "Pick",
+            "--coords-suffix",
+            "_pick.star",
+            "--box",
+            64,
+            "--out",
+            "o_64",
+            cwd=dataset,
+        ).returncode
+        == 0
+    )
+    r = cryobox(
+        "restack", "o_64/particles.star", "--box", 48, "--rescale", 32, "--norm", "--out", "o_rs", "--json", cwd=dataset
+    )
     assert r.returncode == 0, r.stderr
     t = read_particles(dataset / "o_rs" / "particles.star").data
     assert t["box_px"].iloc[0] == 32 and t["pixel_size_a"].iloc[0] == pytest.approx(PX * 48 / 32)
@@ -348,9 +600,15 @@ def test_restack_window_and_rescale_metadata(dataset):
     with mrcfile.open(dataset / t["image_path"].iloc[0]) as m:
         assert m.data.shape[1:] == (32, 32) and m.voxel_size.x == pytest.approx(PX * 48 / 32, rel=1e-5)
     # the windowing keeps the box centre: a re-run is skipped
-    r2 = cryobox("restack", "o_64/particles.star", "--box", 48, "--rescale", 32, "--norm", "--out", "o_rs", "--json", cwd=dataset)
+    r2 = cryobox(
+        "restack", "o_64/particles.star", "--box", 48, "--rescale", 32, "--norm", "--out", "o_rs", "--json", cwd=dataset
+    )
     assert json.loads(r2.stdout)["n_stacks_skipped"] == 3
-    bad = cryobox("restack", "o_restack/particles.star", "--premultiply", "--out", "o_twice", cwd=dataset) if (dataset / "o_restack").exists() else None
+    bad = (
+        cryobox("restack", "o_restack/particles.star", "--premultiply", "--out", "o_twice", cwd=dataset)
+        if (dataset / "o_restack").exists()
+        else None
+    )
     if bad is not None:
         assert bad.returncode == 2 and "already CTF-premultiplied" in bad.stderr
 

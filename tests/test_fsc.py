@@ -29,7 +29,7 @@ def write(path, data, px):
 
 
 def relion_star_text(stdout):
-    return stdout[stdout.index("# version"):]
+    return stdout[stdout.index("# version") :]
 
 
 @pytest.mark.parametrize("n,shell", [(48, 12), (49, 12), (64, 20), (65, 9)])
@@ -100,7 +100,22 @@ def test_masked_pipeline_agrees_with_relion_postprocess(tmp_path):
     for name, d in (("h1.mrc", h1), ("h2.mrc", h2), ("mask.mrc", mask)):
         write(tmp_path / name, d, px)
     (tmp_path / "post").mkdir()
-    run_relion(["relion_postprocess", "--i", "h1.mrc", "--i2", "h2.mrc", "--mask", "mask.mrc", "--angpix", str(px), "--o", "post/postprocess"], cwd=tmp_path)
+    run_relion(
+        [
+            "relion_postprocess",
+            "--i",
+            "h1.mrc",
+            "--i2",
+            "h2.mrc",
+            "--mask",
+            "mask.mrc",
+            "--angpix",
+            str(px),
+            "--o",
+            "post/postprocess",
+        ],
+        cwd=tmp_path,
+    )
     star = starfile.read(tmp_path / "post" / "postprocess.star")
     rel = star["fsc"]
     ours = masked_fsc_analysis(h1, h2, pixel_size_a=px, mask=mask, rng=np.random.default_rng(0))
@@ -113,8 +128,10 @@ def test_masked_pipeline_agrees_with_relion_postprocess(tmp_path):
     # number of Fourier components in the shell: allow 4 of those, and never less than 0.02.
     n_s = np.bincount(rfft_shell_index((n, n, n)).ravel(), minlength=n // 2 + 1)[: n // 2 + 1]
     tol = np.maximum(0.02, 4 * np.sqrt(2.0 / n_s))
-    for ours_curve, label in ((ours.fsc_random_masked, "rlnCorrectedFourierShellCorrelationPhaseRandomizedMaskedMaps"),
-                              (ours.fsc_corrected, "rlnFourierShellCorrelationCorrected")):
+    for ours_curve, label in (
+        (ours.fsc_random_masked, "rlnCorrectedFourierShellCorrelationPhaseRandomizedMaskedMaps"),
+        (ours.fsc_corrected, "rlnFourierShellCorrelationCorrected"),
+    ):
         diff = np.abs(ours_curve[1:] - rel[label].to_numpy()[1:])
         assert np.all(diff <= tol[1:]), (label, diff.max())
     res, shell = resolution_relion_rule(ours.fsc_corrected, 0.143, size=n, pixel_size_a=px)
@@ -196,8 +213,20 @@ def test_fsc_cli_outputs(cli, tmp_path):
     h1, h2, mask = particle_half_maps(n, px)
     for name, d in (("h1.mrc", h1), ("h2.mrc", h2), ("mask.mrc", mask)):
         write(tmp_path / name, d, px)
-    r = cli("fsc", tmp_path / "h1.mrc", tmp_path / "h2.mrc", "--mask", tmp_path / "mask.mrc", "--seed", 1, "--json",
-            "--star", tmp_path / "fsc.star", "--plot", tmp_path / "fsc.png")
+    r = cli(
+        "fsc",
+        tmp_path / "h1.mrc",
+        tmp_path / "h2.mrc",
+        "--mask",
+        tmp_path / "mask.mrc",
+        "--seed",
+        1,
+        "--json",
+        "--star",
+        tmp_path / "fsc.star",
+        "--plot",
+        tmp_path / "fsc.png",
+    )
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     assert d["box_px"] == n and d["pixel_size_a"] == pytest.approx(px)
@@ -206,16 +235,30 @@ def test_fsc_cli_outputs(cli, tmp_path):
     assert len(d["curves"]["fsc_corrected"]) == n // 2 + 1
     star = starfile.read(tmp_path / "fsc.star")
     assert star["general"]["rlnFinalResolution"] == pytest.approx(d["resolution_a"])
-    assert {"rlnFourierShellCorrelationCorrected", "rlnFourierShellCorrelationUnmaskedMaps", "rlnFourierShellCorrelationMaskedMaps",
-            "rlnCorrectedFourierShellCorrelationPhaseRandomizedMaskedMaps", "rlnAngstromResolution"} <= set(star["fsc"].columns)
+    assert {
+        "rlnFourierShellCorrelationCorrected",
+        "rlnFourierShellCorrelationUnmaskedMaps",
+        "rlnFourierShellCorrelationMaskedMaps",
+        "rlnCorrectedFourierShellCorrelationPhaseRandomizedMaskedMaps",
+        "rlnAngstromResolution",
+    } <= set(star["fsc"].columns)
     assert (tmp_path / "fsc.png").stat().st_size > 10_000
     (tmp_path / "fsc.json").write_text(r.output)
     # auto mask is written out
-    r2 = cli("fsc", tmp_path / "h1.mrc", tmp_path / "h2.mrc", "--auto-mask", "--mask-out", tmp_path / "am.mrc", "--json")
+    r2 = cli(
+        "fsc", tmp_path / "h1.mrc", tmp_path / "h2.mrc", "--auto-mask", "--mask-out", tmp_path / "am.mrc", "--json"
+    )
     assert r2.exit_code == 0, r2.output
     assert mrcfile.open(tmp_path / "am.mrc").data.shape == (n, n, n)
     # compare reads both our outputs and agrees with itself
-    c = cli("compare", f"star={tmp_path / 'fsc.star'}", f"json={tmp_path / 'fsc.json'}", "--json", "--plot", tmp_path / "cmp.png")
+    c = cli(
+        "compare",
+        f"star={tmp_path / 'fsc.star'}",
+        f"json={tmp_path / 'fsc.json'}",
+        "--json",
+        "--plot",
+        tmp_path / "cmp.png",
+    )
     assert c.exit_code == 0, c.output
     runs = json.loads(c.output)["runs"]
     assert runs[0]["resolution_0.143_a"] == pytest.approx(runs[1]["resolution_0.143_a"])
@@ -232,11 +275,16 @@ def test_compare_boxes_on_one_angstrom_axis(cli, tmp_path):
         r = cli("fsc", tmp_path / f"a{n}.mrc", tmp_path / f"b{n}.mrc", "--json")
         (tmp_path / f"f{n}.json").write_text(r.output)
         rows.append(f"box{n}={tmp_path / f'f{n}.json'}")
-    (tmp_path / "cs.txt").write_text("wave_number fsc fsc_noisesub\n" + "\n".join(f"{s} {1.0 if s < 16 else 0.0} {1.0 if s < 16 else 0.0}" for s in range(33)))
+    (tmp_path / "cs.txt").write_text(
+        "wave_number fsc fsc_noisesub\n"
+        + "\n".join(f"{s} {1.0 if s < 16 else 0.0} {1.0 if s < 16 else 0.0}" for s in range(33))
+    )
     c = cli("compare", *rows, f"cs={tmp_path / 'cs.txt'}", "--box", 64, "--pixel-size", 1.0, "--json")
     assert c.exit_code == 0, c.output
     runs = json.loads(c.output)["runs"]
-    assert [r["resolution_0.143_interpolated_a"] for r in runs] == pytest.approx([48 / 11.5, 64 / 15.5, 64 / 15.5], rel=0.05)
+    assert [r["resolution_0.143_interpolated_a"] for r in runs] == pytest.approx(
+        [48 / 11.5, 64 / 15.5, 64 / 15.5], rel=0.05
+    )
     assert runs[2]["curve"] == "fsc_noisesub"
 
 
@@ -247,18 +295,37 @@ def test_compare_reads_relion_postprocess(cli, tmp_path):
     for name, d in (("h1.mrc", h1), ("h2.mrc", h2), ("mask.mrc", mask)):
         write(tmp_path / name, d, px)
     (tmp_path / "post").mkdir()
-    run_relion(["relion_postprocess", "--i", "h1.mrc", "--i2", "h2.mrc", "--mask", "mask.mrc", "--angpix", str(px), "--o", "post/postprocess"], cwd=tmp_path)
+    run_relion(
+        [
+            "relion_postprocess",
+            "--i",
+            "h1.mrc",
+            "--i2",
+            "h2.mrc",
+            "--mask",
+            "mask.mrc",
+            "--angpix",
+            str(px),
+            "--o",
+            "post/postprocess",
+        ],
+        cwd=tmp_path,
+    )
     c = cli("compare", tmp_path / "post" / "postprocess.star", "--json")
     assert c.exit_code == 0, c.output
     run = json.loads(c.output)["runs"][0]
     assert run["box_px"] == n and run["pixel_size_a"] == pytest.approx(px)
-    assert run["resolution_0.143_a"] == pytest.approx(starfile.read(tmp_path / "post" / "postprocess.star")["general"]["rlnFinalResolution"])
+    assert run["resolution_0.143_a"] == pytest.approx(
+        starfile.read(tmp_path / "post" / "postprocess.star")["general"]["rlnFinalResolution"]
+    )
 
 
 def test_filter_and_resample_cli(cli, tmp_path):
     vol = np.random.default_rng(0).normal(size=(32, 32, 32)).astype(np.float32)
     write(tmp_path / "v.mrc", vol, 1.0)
-    assert cli("filter", tmp_path / "v.mrc", "--lowpass", 4, "--bfactor", -20, "--out", tmp_path / "f.mrc").exit_code == 0
+    assert (
+        cli("filter", tmp_path / "v.mrc", "--lowpass", 4, "--bfactor", -20, "--out", tmp_path / "f.mrc").exit_code == 0
+    )
     r = cli("resample", tmp_path / "v.mrc", "--pixel-size", 1.6, "--box", 24, "--out", tmp_path / "r.mrc", "--json")
     assert r.exit_code == 0, r.output
     info = json.loads(r.output)
@@ -273,8 +340,12 @@ def test_fsc_bad_input_exits_2(cli, tmp_path):
     write(tmp_path / "c.mrc", np.zeros((16, 16, 16)), 1.2)
     with mrcfile.new(tmp_path / "nopx.mrc") as m:
         m.set_data(np.zeros((16, 16, 16), np.float32))
-    for args, words in (((tmp_path / "a.mrc", tmp_path / "b.mrc"), "box"), ((tmp_path / "a.mrc", tmp_path / "c.mrc"), "Å/px"),
-                        ((tmp_path / "nopx.mrc", tmp_path / "a.mrc"), "pixel size"), ((tmp_path / "a.mrc", tmp_path / "missing.mrc"), "no such")):
+    for args, words in (
+        ((tmp_path / "a.mrc", tmp_path / "b.mrc"), "box"),
+        ((tmp_path / "a.mrc", tmp_path / "c.mrc"), "Å/px"),
+        ((tmp_path / "nopx.mrc", tmp_path / "a.mrc"), "pixel size"),
+        ((tmp_path / "a.mrc", tmp_path / "missing.mrc"), "no such"),
+    ):
         r = cli("fsc", *args)
         assert r.exit_code == 2, r.output
         assert words in r.output and "Traceback" not in r.output

@@ -9,7 +9,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import mrcfile
@@ -65,7 +64,9 @@ def test_restack_a_real_cryosparc_file(tmp_path):
     # particle i is image image_index[i] of its stack: the crop keeps its constant in the centre
     for i in (0, 1000, 2018):
         row = out.data.iloc[i]
-        with mrcfile.open(tmp_path / str(row["image_path"]), permissive=True) as m:  # relative to where it ran, as RELION expects
+        with mrcfile.open(
+            tmp_path / str(row["image_path"]), permissive=True
+        ) as m:  # relative to where it ran, as RELION expects
             assert m.data[int(row["image_index"]), 32, 32] == table.data["image_index"].iloc[i] + 1
     # the input is untouched
     assert (tmp_path / "J24_particles.cs").read_bytes() == src.read_bytes()
@@ -77,10 +78,19 @@ def test_relion30_star_takes_its_box_from_the_stack(tmp_path):
     t = read_particles(star)
     # the same particles as RELION 3.0 writes them: one block, no optics table, no rlnImageSize
     d = t.data
-    block = pd.DataFrame({"rlnImageName": [f"{int(i) + 1:06d}@{stack}" for i in d["image_index"]],
-                          "rlnDefocusU": d["defocus_u_a"], "rlnDefocusV": d["defocus_v_a"], "rlnDefocusAngle": d["defocus_angle_deg"],
-                          "rlnVoltage": d["voltage_kv"], "rlnSphericalAberration": d["cs_mm"], "rlnAmplitudeContrast": d["amplitude_contrast"],
-                          "rlnDetectorPixelSize": 14.0, "rlnMagnification": 14.0 * 1e4 / float(d["pixel_size_a"].iloc[0])})
+    block = pd.DataFrame(
+        {
+            "rlnImageName": [f"{int(i) + 1:06d}@{stack}" for i in d["image_index"]],
+            "rlnDefocusU": d["defocus_u_a"],
+            "rlnDefocusV": d["defocus_v_a"],
+            "rlnDefocusAngle": d["defocus_angle_deg"],
+            "rlnVoltage": d["voltage_kv"],
+            "rlnSphericalAberration": d["cs_mm"],
+            "rlnAmplitudeContrast": d["amplitude_contrast"],
+            "rlnDetectorPixelSize": 14.0,
+            "rlnMagnification": 14.0 * 1e4 / float(d["pixel_size_a"].iloc[0]),
+        }
+    )
     write_star_blocks(tmp_path / "old.star", {"images": block})
     assert read_particles(tmp_path / "old.star").source_format == "relion3.0"
     info = json.loads(run("inspect", "old.star", "--json", cwd=tmp_path).stdout)
@@ -89,7 +99,10 @@ def test_relion30_star_takes_its_box_from_the_stack(tmp_path):
     assert json.loads(r.stdout)["box_px"] == 128 and json.loads(r.stdout)["n_particles"] == 5
     # without the stack: one sentence that says what to add
     (tmp_path / "gone").mkdir()
-    write_star_blocks(tmp_path / "gone" / "old.star", {"images": block.assign(rlnImageName=[f"{i:06d}@nowhere.mrcs" for i in range(1, 6)])})
+    write_star_blocks(
+        tmp_path / "gone" / "old.star",
+        {"images": block.assign(rlnImageName=[f"{i:06d}@nowhere.mrcs" for i in range(1, 6)])},
+    )
     bad = run("restack", "gone/old.star", "--box", 128, "--out", "R2", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "rlnImageSize" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -102,9 +115,20 @@ def test_user_boxes_are_rows_with_every_column():
     n = 5000
     x, y = rng.uniform(0, 5760, n), rng.uniform(0, 4092, n)
     df = rng.uniform(18000, 30000, n)
-    adv = advise_box(diameter_a=220, resolution_a=3.7, pixel_size_a=1.06, defocus_u_a=df + 50, defocus_v_a=df - 50, voltage_kv=300,
-                     cs_mm=2.7, coord_x_px=x, coord_y_px=y, micrograph_width_px=5760, micrograph_height_px=4092,
-                     user_boxes_px=(280, 576, 281))
+    adv = advise_box(
+        diameter_a=220,
+        resolution_a=3.7,
+        pixel_size_a=1.06,
+        defocus_u_a=df + 50,
+        defocus_v_a=df - 50,
+        voltage_kv=300,
+        cs_mm=2.7,
+        coord_x_px=x,
+        coord_y_px=y,
+        micrograph_width_px=5760,
+        micrograph_height_px=4092,
+        user_boxes_px=(280, 576, 281),
+    )
     by = {c.box_px: c for c in adv.candidates}
     assert {280, 576, 281} <= set(by) and [c.box_px for c in adv.candidates] == sorted(by)
     assert by[280].user_box and by[576].user_box and by[281].user_box
@@ -124,14 +148,39 @@ def test_user_boxes_are_rows_with_every_column():
 
 def test_advise_boxes_cli_marks_hers_and_the_files_box(tmp_path):
     run("example", "--out", "ex", cwd=tmp_path)
-    d = json.loads(run("advise", "ex/example_particles.cs", "--diameter", 220, "--resolution", 3.7, "--boxes", "280,576", "--json",
-                       cwd=tmp_path).stdout)
+    d = json.loads(
+        run(
+            "advise",
+            "ex/example_particles.cs",
+            "--diameter",
+            220,
+            "--resolution",
+            3.7,
+            "--boxes",
+            "280,576",
+            "--json",
+            cwd=tmp_path,
+        ).stdout
+    )
     hers = {c["box_px"] for c in d["candidates"] if c["user_box"]}
     assert {280, 576} <= hers and d["file_box_px"] in hers
     assert all(c["edge_loss_fraction"] is not None for c in d["candidates"])
-    text = run("advise", "ex/example_particles.cs", "--diameter", 220, "--resolution", 3.7, "--boxes", "280", cwd=tmp_path).stdout
+    text = run(
+        "advise", "ex/example_particles.cs", "--diameter", 220, "--resolution", 3.7, "--boxes", "280", cwd=tmp_path
+    ).stdout
     assert "yours" in text and "cryoSPARC's real-space window" in text
-    bad = run("advise", "ex/example_particles.cs", "--diameter", 220, "--resolution", 3.7, "--boxes", "28o", cwd=tmp_path, check=False)
+    bad = run(
+        "advise",
+        "ex/example_particles.cs",
+        "--diameter",
+        220,
+        "--resolution",
+        3.7,
+        "--boxes",
+        "28o",
+        cwd=tmp_path,
+        check=False,
+    )
     assert bad.returncode == 2 and "--boxes" in bad.stderr
 
 
@@ -151,12 +200,26 @@ def test_per_run_box_and_the_shell_check(tmp_path):
     _cryosparc_fsc_txt(tmp_path / "J50_fsc.txt", 280, 1.06, 3.6)
     spec = parse_run_spec("cs280=J50_fsc.txt@280:1.06")
     assert (spec.label, spec.path.name, spec.box_px, spec.pixel_size_a) == ("cs280", "J50_fsc.txt", 280, 1.06)
-    assert parse_run_spec("J50_fsc.txt@280") == parse_run_spec("J50_fsc.txt@280").__class__(None, Path("J50_fsc.txt"), 280, None)
+    assert parse_run_spec("J50_fsc.txt@280") == parse_run_spec("J50_fsc.txt@280").__class__(
+        None, Path("J50_fsc.txt"), 280, None
+    )
     assert parse_run_spec("run_model.star").box_px is None
     # the command: one --box for both files is refused for the file it contradicts
-    bad = run("compare", "cs576=J80_fsc.txt", "cs280=J50_fsc.txt", "--box", 576, "--pixel-size", 1.06, cwd=tmp_path, check=False)
+    bad = run(
+        "compare",
+        "cs576=J80_fsc.txt",
+        "cs280=J50_fsc.txt",
+        "--box",
+        576,
+        "--pixel-size",
+        1.06,
+        cwd=tmp_path,
+        check=False,
+    )
     assert bad.returncode == 2 and "J50_fsc.txt" in bad.stderr and "280" in bad.stderr and "Traceback" not in bad.stderr
-    d = json.loads(run("compare", "cs576=J80_fsc.txt@576:1.06", "cs280=J50_fsc.txt@280:1.06", "--json", cwd=tmp_path).stdout)
+    d = json.loads(
+        run("compare", "cs576=J80_fsc.txt@576:1.06", "cs280=J50_fsc.txt@280:1.06", "--json", cwd=tmp_path).stdout
+    )
     got = {r["label"]: r["resolution_0.143_interpolated_a"] for r in d["runs"]}
     assert {r["label"]: r["box_px"] for r in d["runs"]} == {"cs576": 576, "cs280": 280}
     # the logistic curve crosses 0.143 where (k - 1/d) * 80 = ln(1/0.143 - 1)
@@ -187,12 +250,21 @@ def test_postprocess_star_and_cryosparc_text_in_report(tmp_path):
 
     vol = default_particle_map(48, 5.0)
     for h in (1, 2):
-        write_mrc(tmp_path / f"h{h}.mrc", vol + 0.5 * vol.std() * rng.standard_normal(vol.shape).astype(np.float32), pixel_size_a=5.0)
+        write_mrc(
+            tmp_path / f"h{h}.mrc",
+            vol + 0.5 * vol.std() * rng.standard_normal(vol.shape).astype(np.float32),
+            pixel_size_a=5.0,
+        )
     run("fsc", "h1.mrc", "h2.mrc", "--star", "postprocess.star", cwd=tmp_path)
     _cryosparc_fsc_txt(tmp_path / "J50_fsc.txt", 280, 1.06, 3.6)
     run("example", "--out", "ex", cwd=tmp_path)
-    info = build_report(tmp_path / "ex" / "example_particles.cs", out=tmp_path / "r.html", diameter_a=220, resolution_a=3.7,
-                        fsc=[str(tmp_path / "postprocess.star"), f"cs280={tmp_path / 'J50_fsc.txt'}@280:1.06"])
+    info = build_report(
+        tmp_path / "ex" / "example_particles.cs",
+        out=tmp_path / "r.html",
+        diameter_a=220,
+        resolution_a=3.7,
+        fsc=[str(tmp_path / "postprocess.star"), f"cs280={tmp_path / 'J50_fsc.txt'}@280:1.06"],
+    )
     html = (tmp_path / "r.html").read_text()
     assert 'id="fsc"' in html and "cs280" in html and "fsc_noisesub" in html and info["figures"] >= 6
 
@@ -201,16 +273,20 @@ def test_postprocess_star_and_cryosparc_text_in_report(tmp_path):
 
 
 def test_outputs_honour_the_umask(tmp_path):
-    script = ("import os, sys; os.umask(int(sys.argv[1], 8)); "
-              "from cryobox.io.mrc import write_mrc; import numpy as np; "
-              "write_mrc(sys.argv[2], np.zeros((4, 4, 4), np.float32), pixel_size_a=1.0)")
+    script = (
+        "import os, sys; os.umask(int(sys.argv[1], 8)); "
+        "from cryobox.io.mrc import write_mrc; import numpy as np; "
+        "write_mrc(sys.argv[2], np.zeros((4, 4, 4), np.float32), pixel_size_a=1.0)"
+    )
     for umask, mode in (("022", 0o644), ("002", 0o664), ("077", 0o600)):
         f = tmp_path / f"m{umask}.mrc"
         subprocess.run([sys.executable, "-c", script, umask, str(f)], check=True)
         assert stat.S_IMODE(f.stat().st_mode) == mode
     # a whole command's outputs, the way a lab-mate sees them
     env = dict(os.environ)
-    r = subprocess.run(["bash", "-c", "umask 022 && exec " + " ".join(CLI) + " example --out ex"], cwd=tmp_path, env=env)
+    r = subprocess.run(
+        ["bash", "-c", "umask 022 && exec " + " ".join(CLI) + " example --out ex"], cwd=tmp_path, env=env
+    )
     assert r.returncode == 0
     for f in (tmp_path / "ex").iterdir():
         assert stat.S_IMODE(f.stat().st_mode) == 0o644, f
@@ -219,15 +295,46 @@ def test_outputs_honour_the_umask(tmp_path):
 def test_simulated_micrographs_look_real_and_stacks_have_half_sets(tmp_path):
     from cryobox.core.extract import window_particles
 
-    run("simulate", "--out", "sim", "--micrographs", 1, "--size", "600x600", "--per-micrograph", 8, "--pixel-size", 5.0,
-        "--snr", 100, "--defocus-min", 10000, "--defocus-max", 12000, cwd=tmp_path)
+    run(
+        "simulate",
+        "--out",
+        "sim",
+        "--micrographs",
+        1,
+        "--size",
+        "600x600",
+        "--per-micrograph",
+        8,
+        "--pixel-size",
+        5.0,
+        "--snr",
+        100,
+        "--defocus-min",
+        10000,
+        "--defocus-max",
+        12000,
+        cwd=tmp_path,
+    )
     mic = mrcfile.open(tmp_path / "sim" / "Micrographs" / "mic0000.mrc").data.astype(np.float64)
     t = read_particles(tmp_path / "sim" / "particles.star")
-    boxes = window_particles(mic.astype(np.float32), t.data["coord_x_px"].to_numpy(float), t.data["coord_y_px"].to_numpy(float), 24)
+    boxes = window_particles(
+        mic.astype(np.float32), t.data["coord_x_px"].to_numpy(float), t.data["coord_y_px"].to_numpy(float), 24
+    )
     # particles dark on a light background: the centre of each box is below the micrograph's mean
     assert np.mean(boxes[:, 10:14, 10:14]) < mic.mean() - 0.1 * mic.std()
     # the README's simulate -> extract --invert gives white particles
-    run("extract", "sim/micrographs.star", "--coords-suffix", "_pick.star", "--box", 48, "--invert", "--out", "ext", cwd=tmp_path)
+    run(
+        "extract",
+        "sim/micrographs.star",
+        "--coords-suffix",
+        "_pick.star",
+        "--box",
+        48,
+        "--invert",
+        "--out",
+        "ext",
+        cwd=tmp_path,
+    )
     ext = read_particles(tmp_path / "ext" / "particles.star")
     st = mrcfile.open(tmp_path / str(ext.data["image_path"].iloc[0])).data
     assert st[:, 20:28, 20:28].mean() > st.mean()
@@ -245,11 +352,21 @@ def test_bg_diameter_uses_the_micrographs_pixel_size(tmp_path):
     from cryobox.jobs.extract import background_radius_px
 
     write_mrc(tmp_path / "mic.mrc", np.zeros((64, 64), np.float32), pixel_size_a=1.06)
-    d = pd.DataFrame({"micrograph_name": ["mic.mrc"], "coord_x_px": [32.0], "coord_y_px": [32.0], "pixel_size_a": [2.12],
-                      "micrograph_pixel_size_a": [0.53], "rlnMicrographPixelSize": [1.06]})
+    d = pd.DataFrame(
+        {
+            "micrograph_name": ["mic.mrc"],
+            "coord_x_px": [32.0],
+            "coord_y_px": [32.0],
+            "pixel_size_a": [2.12],
+            "micrograph_pixel_size_a": [0.53],
+            "rlnMicrographPixelSize": [1.06],
+        }
+    )
     table = ParticleTable(d, path=tmp_path / "p.star")
     # 200 Å over 1.06 Å/px micrograph pixels (not the movie's 0.53): radius 94.3 px in a 256 px box
-    assert background_radius_px(table, 200.0, box_px=256, final_box_px=256, from_star=False) == pytest.approx(100 / 1.06)
+    assert background_radius_px(table, 200.0, box_px=256, final_box_px=256, from_star=False) == pytest.approx(
+        100 / 1.06
+    )
     # rescaled 256 -> 128: radius in final pixels
     assert background_radius_px(table, 200.0, box_px=256, final_box_px=128, from_star=False) == pytest.approx(50 / 1.06)
     # without rlnMicrographPixelSize the micrograph's MRC header is used
@@ -287,8 +404,25 @@ def test_advise_and_report_show_the_same_edge_losses(tmp_path):
 
     from cryobox.jobs.report import build_report
 
-    run("simulate", "--out", "sim", "--micrographs", 1, "--size", "700x500", "--per-micrograph", 12, "--pixel-size", 5.0, cwd=tmp_path)
-    d = json.loads(run("advise", "sim/particles.star", "--diameter", 220, "--resolution", 14, "--boxes", 96, "--json", cwd=tmp_path).stdout)
+    run(
+        "simulate",
+        "--out",
+        "sim",
+        "--micrographs",
+        1,
+        "--size",
+        "700x500",
+        "--per-micrograph",
+        12,
+        "--pixel-size",
+        5.0,
+        cwd=tmp_path,
+    )
+    d = json.loads(
+        run(
+            "advise", "sim/particles.star", "--diameter", 220, "--resolution", 14, "--boxes", 96, "--json", cwd=tmp_path
+        ).stdout
+    )
     edges = {c["box_px"]: c["edge_loss_fraction"] for c in d["candidates"]}
     assert all(v is not None for v in edges.values()) and edges[96] > 0
     cwd = os.getcwd()
@@ -312,8 +446,16 @@ def test_figures_have_no_overlapping_ticks_and_a_legend_entry_per_line_style():
 
     rng = np.random.default_rng(3)
     df = rng.uniform(18000, 30000, 3000)
-    adv = advise_box(diameter_a=220, resolution_a=3.7, pixel_size_a=1.06, defocus_u_a=df, defocus_v_a=df, voltage_kv=300, cs_mm=2.7,
-                     user_boxes_px=(280, 281, 282, 576))
+    adv = advise_box(
+        diameter_a=220,
+        resolution_a=3.7,
+        pixel_size_a=1.06,
+        defocus_u_a=df,
+        defocus_v_a=df,
+        voltage_kv=300,
+        cs_mm=2.7,
+        user_boxes_px=(280, 281, 282, 576),
+    )
     fig = Figure(figsize=(10, 5.5))
     ax = fig.add_subplot(111)
     plots.plot_advice(ax, adv)

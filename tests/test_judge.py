@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from cryobox.core.stats import compare_resolutions
-from cryobox.io.fsc_files import load_curve
 from cryobox.jobs.judge import find_half_maps, parse_variants
 from cryobox.report.text import opening_paragraph
 
@@ -43,8 +42,27 @@ def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("judge")
     halves = {}
     for rep in (1, 2):
-        run("simulate", "--out", f"sim{rep}", "--stack", "--n", 600, "--box", 64, "--pixel-size", 6.0, "--snr", 0.01,
-            "--defocus-min", 8000, "--defocus-max", 15000, "--seed", rep, cwd=root)
+        run(
+            "simulate",
+            "--out",
+            f"sim{rep}",
+            "--stack",
+            "--n",
+            600,
+            "--box",
+            64,
+            "--pixel-size",
+            6.0,
+            "--snr",
+            0.01,
+            "--defocus-min",
+            8000,
+            "--defocus-max",
+            15000,
+            "--seed",
+            rep,
+            cwd=root,
+        )
         run("reconstruct", f"sim{rep}/particles.cs", "--out", f"rec64_{rep}", cwd=root)
         run("restack", f"sim{rep}/particles.cs", "--box", 48, "--out", f"crop{rep}", cwd=root)
         run("reconstruct", f"crop{rep}/particles.cs", "--out", f"rec48_{rep}", cwd=root)
@@ -86,7 +104,10 @@ def test_judge_end_to_end(project):
     r = run("judge", "box48=J50,J51_export", "box64=J80,Refine3D/job081", "--out", "Judge", "--json", cwd=root)
     d = json.loads(r.stdout)
     assert d["cryobox"] == "judge" and d["pixel_size_a"] == pytest.approx(6.0)
-    assert [v["variant"] for v in d["variants"]] == ["box48", "box64"] and [v["box_px"] for v in d["variants"]] == [48, 64]
+    assert [v["variant"] for v in d["variants"]] == ["box48", "box64"] and [v["box_px"] for v in d["variants"]] == [
+        48,
+        64,
+    ]
     assert (root / "Judge" / "judge.json").is_file() and (root / "Judge" / "judge.png").stat().st_size > 10_000
     # one mask in Å: the 48 px mask is the centre of the 64 px one
     import mrcfile
@@ -97,16 +118,30 @@ def test_judge_end_to_end(project):
     # every run's resolution is `cryobox fsc` with that mask on its half maps
     for v in d["variants"]:
         for run_rec in v["runs"]:
-            f = json.loads(run("fsc", run_rec["half1"], run_rec["half2"], "--mask", f"Judge/masks/mask_box{v['box_px']}.mrc",
-                               "--seed", run_rec["seed"], "--json", cwd=root).stdout)
+            f = json.loads(
+                run(
+                    "fsc",
+                    run_rec["half1"],
+                    run_rec["half2"],
+                    "--mask",
+                    f"Judge/masks/mask_box{v['box_px']}.mrc",
+                    "--seed",
+                    run_rec["seed"],
+                    "--json",
+                    cwd=root,
+                ).stdout
+            )
             assert run_rec["resolution_a"] == pytest.approx(f["resolution_a"])
     # the runs measure a resolution (coarser than Nyquist, 12 Å), so the test has something to test
     assert not any(r["limited_by_nyquist"] for v in d["variants"] for r in v["runs"])
     assert all(12.5 < x < 30 for v in d["variants"] for x in v["interpolated_resolutions_a"])
     # the verdict is the test on the numbers in the file
     c = d["comparisons"][0]
-    want = compare_resolutions(d["variants"][0]["interpolated_resolutions_a"], d["variants"][1]["interpolated_resolutions_a"],
-                               shell_width_inv_a=1 / (64 * 6.0))
+    want = compare_resolutions(
+        d["variants"][0]["interpolated_resolutions_a"],
+        d["variants"][1]["interpolated_resolutions_a"],
+        shell_width_inv_a=1 / (64 * 6.0),
+    )
     assert c["verdict"] == want["verdict"] and c["p"] == pytest.approx(want["p"])
     assert ("finer" in c["sentence"] or "undecided" in c["sentence"]) and "not a real difference" not in c["sentence"]
     # one run per variant: the table, and the sentence says why it cannot decide
@@ -114,7 +149,11 @@ def test_judge_end_to_end(project):
     assert one["comparisons"][0]["verdict"] == "undecided"
     assert "one run per variant cannot separate" in one["comparisons"][0]["sentence"]
     # bad input: one sentence, exit 2
-    for args, words in ((["box48=J50", "box64=J99"], "J99"), (["box48"], "box280=J50"), (["a=J50", "b=J50"], "named twice")):
+    for args, words in (
+        (["box48=J50", "box64=J99"], "J99"),
+        (["box48"], "box280=J50"),
+        (["a=J50", "b=J50"], "named twice"),
+    ):
         bad = run("judge", *args, "--out", "Jbad", cwd=root, check=False)
         assert bad.returncode == 2 and words in bad.stderr and "Traceback" not in bad.stderr
 
@@ -139,17 +178,38 @@ def test_judge_refuses_mixed_pixel_sizes_unless_resampled(project, tmp_path):
 def test_the_cryosparc_users_report(project):
     """judge, compare with per-run boxes and report, and the opening paragraph read in Chromium."""
     root, _ = project
-    d = json.loads(run("judge", "box48=J50,J51_export", "box64=J80,Refine3D/job081", "--out", "Judge", "--json", cwd=root).stdout)
+    d = json.loads(
+        run("judge", "box48=J50,J51_export", "box64=J80,Refine3D/job081", "--out", "Judge", "--json", cwd=root).stdout
+    )
     # cryoSPARC FSC text exports of two runs (shell index first), compared with per-run boxes
     for v, name in ((d["variants"][0], "J50_fsc.txt"), (d["variants"][1], "J80_fsc.txt")):
         curve = v["runs"][0]["curve"]
         shells = np.arange(len(curve["fsc"]))
-        (root / name).write_text("wave_number,fsc_noisesub\n" + "\n".join(f"{s},{f:.6f}" for s, f in zip(shells, curve["fsc"])) + "\n")
+        (root / name).write_text(
+            "wave_number,fsc_noisesub\n" + "\n".join(f"{s},{f:.6f}" for s, f in zip(shells, curve["fsc"])) + "\n"
+        )
     cmp_out = json.loads(run("compare", "cs48=J50_fsc.txt@48:6", "cs64=J80_fsc.txt@64:6", "--json", cwd=root).stdout)
     for got, v in zip(cmp_out["runs"], d["variants"]):
         assert got["resolution_0.143_a"] == pytest.approx(v["runs"][0]["resolution_a"])
-    run("report", "J42_particles.cs", "--diameter", 220, "--resolution", 14, "--boxes", "48,64", "--judge", "Judge",
-        "--fsc", "cs48=J50_fsc.txt@48:6", "--fsc", "cs64=J80_fsc.txt@64:6", "--out", "report.html", cwd=root)
+    run(
+        "report",
+        "J42_particles.cs",
+        "--diameter",
+        220,
+        "--resolution",
+        14,
+        "--boxes",
+        "48,64",
+        "--judge",
+        "Judge",
+        "--fsc",
+        "cs48=J50_fsc.txt@48:6",
+        "--fsc",
+        "cs64=J80_fsc.txt@64:6",
+        "--out",
+        "report.html",
+        cwd=root,
+    )
     html = (root / "report.html").read_text()
     assert 'id="answer"' in html and 'id="judge"' in html and 'id="fsc"' in html
     from cryobox.jobs.advise import advise_files
@@ -165,9 +225,18 @@ def test_the_cryosparc_users_report(project):
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-              f"--user-data-dir={tempfile.mkdtemp(prefix='cryobox-chromium-')}"):
+    for a in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={tempfile.mkdtemp(prefix='cryobox-chromium-')}",
+    ):
         opts.add_argument(a)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     try:
@@ -175,10 +244,14 @@ def test_the_cryosparc_users_report(project):
         text = driver.find_element(By.CSS_SELECTOR, "#answer p.answer").text
         assert " ".join(text.split()) == " ".join(want.split())
         # the user's boxes are marked in the advice table
-        marked = driver.execute_script("return [...document.querySelectorAll('#advice-table tr.yours')].map(r => +r.dataset.box)")
+        marked = driver.execute_script(
+            "return [...document.querySelectorAll('#advice-table tr.yours')].map(r => +r.dataset.box)"
+        )
         assert {48, 64} <= set(marked)
         # the 2D CTF panels: at least one screen pixel per Fourier pixel at Chromium's default window size
-        sizes = driver.execute_script("return [...document.querySelectorAll('img.ctf2d')].map(i => [i.naturalWidth, i.clientWidth])")
+        sizes = driver.execute_script(
+            "return [...document.querySelectorAll('img.ctf2d')].map(i => [i.naturalWidth, i.clientWidth])"
+        )
         assert sizes and all(client >= natural for natural, client in sizes)
         from tests_artifacts import ARTIFACTS
 

@@ -38,14 +38,45 @@ def test_wavelength_known_values():
 def test_ctf_image_equals_relion_ctf_toolbox(tmp_path, case):
     box, px, du, dv, ang, kv, cs, q0, ps = case
     run_relion(
-        ["relion_ctf_toolbox", "--simulate", "ctf.mrc", "--angpix", str(px), "--box", str(box), "--kV", str(kv), "--Cs", str(cs),
-         "--Q0", str(q0), "--defU", str(du), "--defV", str(dv), "--defAng", str(ang), "--phase_shift", str(ps)],
+        [
+            "relion_ctf_toolbox",
+            "--simulate",
+            "ctf.mrc",
+            "--angpix",
+            str(px),
+            "--box",
+            str(box),
+            "--kV",
+            str(kv),
+            "--Cs",
+            str(cs),
+            "--Q0",
+            str(q0),
+            "--defU",
+            str(du),
+            "--defV",
+            str(dv),
+            "--defAng",
+            str(ang),
+            "--phase_shift",
+            str(ps),
+        ],
         cwd=tmp_path,
     )
     with mrcfile.open(tmp_path / "ctf.mrc", permissive=True) as m:
         relion = np.array(m.data, dtype=np.float64)
-    ours = ctf_2d_on_box(box, px, defocus_u_a=du, defocus_v_a=dv, defocus_angle_deg=ang, voltage_kv=kv, cs_mm=cs,
-                         amplitude_contrast=q0, phase_shift_deg=ps, dtype=np.float64)
+    ours = ctf_2d_on_box(
+        box,
+        px,
+        defocus_u_a=du,
+        defocus_v_a=dv,
+        defocus_angle_deg=ang,
+        voltage_kv=kv,
+        cs_mm=cs,
+        amplitude_contrast=q0,
+        phase_shift_deg=ps,
+        dtype=np.float64,
+    )
     assert ours.shape == relion.shape == (box, box)
     assert np.abs(ours - relion).max() < 1e-4
 
@@ -54,8 +85,17 @@ def test_ctf_image_equals_relion_ctf_toolbox(tmp_path, case):
 def test_centred_grid_origin_at_n_over_2(n, float_dtype):
     ky, kx = spatial_frequency_grid_2d(n, 1.3)
     assert ky[n // 2, n // 2] == 0 and kx[n // 2, n // 2] == 0
-    img = ctf_2d_on_box(n, 1.3, defocus_u_a=1e4, defocus_v_a=1e4, defocus_angle_deg=0, voltage_kv=300, cs_mm=2.7,
-                        amplitude_contrast=0.1, dtype=float_dtype)
+    img = ctf_2d_on_box(
+        n,
+        1.3,
+        defocus_u_a=1e4,
+        defocus_v_a=1e4,
+        defocus_angle_deg=0,
+        voltage_kv=300,
+        cs_mm=2.7,
+        amplitude_contrast=0.1,
+        dtype=float_dtype,
+    )
     assert img.dtype == float_dtype
     # the origin holds sin(arctan(Q0 / sqrt(1 - Q0^2))) = Q0
     assert img[n // 2, n // 2] == pytest.approx(0.1, abs=1e-6)
@@ -67,7 +107,9 @@ def test_centred_grid_origin_at_n_over_2(n, float_dtype):
 
 @pytest.mark.parametrize("n", [48, 49])
 def test_rfft_layout_matches_centred_layout(n):
-    kw = dict(defocus_u_a=21000, defocus_v_a=19000, defocus_angle_deg=33, voltage_kv=300, cs_mm=2.7, amplitude_contrast=0.1)
+    kw = dict(
+        defocus_u_a=21000, defocus_v_a=19000, defocus_angle_deg=33, voltage_kv=300, cs_mm=2.7, amplitude_contrast=0.1
+    )
     centred = ctf_2d_on_box(n, 1.1, dtype=np.float64, **kw)
     full = np.fft.ifftshift(centred)
     rfft = ctf_2d_on_box(n, 1.1, layout="rfft", dtype=np.float64, **kw)
@@ -81,8 +123,16 @@ def test_ctf_1d_is_the_2d_ctf_along_the_defocus_u_direction():
     k = np.linspace(0, 0.4, 200)
     ang = 25.0
     t = np.deg2rad(ang)
-    two_d = ctf_2d(k * np.sin(t), k * np.cos(t), defocus_u_a=22000, defocus_v_a=20000, defocus_angle_deg=ang,
-                   voltage_kv=300, cs_mm=2.7, amplitude_contrast=0.1)
+    two_d = ctf_2d(
+        k * np.sin(t),
+        k * np.cos(t),
+        defocus_u_a=22000,
+        defocus_v_a=20000,
+        defocus_angle_deg=ang,
+        voltage_kv=300,
+        cs_mm=2.7,
+        amplitude_contrast=0.1,
+    )
     one_d = ctf_1d(k, defocus_a=22000, voltage_kv=300, cs_mm=2.7, amplitude_contrast=0.1)
     np.testing.assert_allclose(two_d, one_d, atol=1e-12)
 

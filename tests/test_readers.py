@@ -104,17 +104,47 @@ def test_cryosparc_tools_reads_our_cs(tmp_path):
     assert ds["blob/path"][0] == "relion31.mrcs"
     # and the trip back through our reader gives the same particles
     back = read_particles(tmp_path / "p.cs").data
-    assert_same_values(t.data, back, ["defocus_u_a", "defocus_v_a", "defocus_angle_deg", "coord_x_px", "coord_y_px", "pixel_size_a", "box_px", "image_index", "image_path", "shift_x_a"])
+    assert_same_values(
+        t.data,
+        back,
+        [
+            "defocus_u_a",
+            "defocus_v_a",
+            "defocus_angle_deg",
+            "coord_x_px",
+            "coord_y_px",
+            "pixel_size_a",
+            "box_px",
+            "image_index",
+            "image_path",
+            "shift_x_a",
+        ],
+    )
     np.testing.assert_allclose(back["angle_tilt_deg"], t.data["angle_tilt_deg"], atol=1e-3)
 
 
 def test_newer_csdat_format_and_exported_paths(tmp_path):
     from cryosparc.dataset import CSDAT_FORMAT, Dataset
 
-    ds = Dataset.allocate(3, [("blob/path", "O"), ("blob/idx", "u4"), ("blob/shape", "u4", (2,)), ("blob/psize_A", "f4"),
-                              ("ctf/df1_A", "f4"), ("ctf/df2_A", "f4"), ("ctf/df_angle_rad", "f4"), ("ctf/accel_kv", "f4"),
-                              ("ctf/cs_mm", "f4"), ("ctf/amp_contrast", "f4"), ("location/micrograph_shape", "u4", (2,)),
-                              ("location/center_x_frac", "f4"), ("location/center_y_frac", "f4"), ("location/micrograph_path", "O")])
+    ds = Dataset.allocate(
+        3,
+        [
+            ("blob/path", "O"),
+            ("blob/idx", "u4"),
+            ("blob/shape", "u4", (2,)),
+            ("blob/psize_A", "f4"),
+            ("ctf/df1_A", "f4"),
+            ("ctf/df2_A", "f4"),
+            ("ctf/df_angle_rad", "f4"),
+            ("ctf/accel_kv", "f4"),
+            ("ctf/cs_mm", "f4"),
+            ("ctf/amp_contrast", "f4"),
+            ("location/micrograph_shape", "u4", (2,)),
+            ("location/center_x_frac", "f4"),
+            ("location/center_y_frac", "f4"),
+            ("location/micrograph_path", "O"),
+        ],
+    )
     ds["blob/path"] = [">J5/extract/a.mrc"] * 3
     ds["blob/idx"] = [0, 1, 2]
     ds["blob/shape"] = [[256, 256]] * 3
@@ -136,7 +166,9 @@ def test_newer_csdat_format_and_exported_paths(tmp_path):
 
 
 def test_empty_cs_dataset(tmp_path):
-    rec = np.zeros(0, dtype=[("uid", "u8"), ("ctf/df1_A", "f4"), ("ctf/df2_A", "f4"), ("blob/path", "S10"), ("blob/idx", "u4")])
+    rec = np.zeros(
+        0, dtype=[("uid", "u8"), ("ctf/df1_A", "f4"), ("ctf/df2_A", "f4"), ("blob/path", "S10"), ("blob/idx", "u4")]
+    )
     np.save(tmp_path / "empty.npy", rec)
     (tmp_path / "empty.npy").rename(tmp_path / "empty.cs")
     t = read_particles(tmp_path / "empty.cs")
@@ -146,14 +178,22 @@ def test_empty_cs_dataset(tmp_path):
 
 
 def _relion30_block(n=4):
-    return pd.DataFrame({
-        "rlnImageName": [f"{i + 1:06d}@stack.mrcs" for i in range(n)],
-        "rlnMicrographName": ["m.mrc"] * n,
-        "rlnDefocusU": np.linspace(15000, 16000, n), "rlnDefocusV": np.linspace(14000, 15000, n), "rlnDefocusAngle": 10.0,
-        "rlnVoltage": 300.0, "rlnSphericalAberration": 2.7, "rlnAmplitudeContrast": 0.1,
-        "rlnDetectorPixelSize": 5.0, "rlnMagnification": 50000.0,
-        "rlnOriginX": [1.0, -2.0, 0.5, 0.0], "rlnOriginY": 0.0,
-    })
+    return pd.DataFrame(
+        {
+            "rlnImageName": [f"{i + 1:06d}@stack.mrcs" for i in range(n)],
+            "rlnMicrographName": ["m.mrc"] * n,
+            "rlnDefocusU": np.linspace(15000, 16000, n),
+            "rlnDefocusV": np.linspace(14000, 15000, n),
+            "rlnDefocusAngle": 10.0,
+            "rlnVoltage": 300.0,
+            "rlnSphericalAberration": 2.7,
+            "rlnAmplitudeContrast": 0.1,
+            "rlnDetectorPixelSize": 5.0,
+            "rlnMagnification": 50000.0,
+            "rlnOriginX": [1.0, -2.0, 0.5, 0.0],
+            "rlnOriginY": 0.0,
+        }
+    )
 
 
 @pytest.mark.parametrize("block_name", ["", "images", "whatever"])
@@ -169,7 +209,9 @@ def test_relion30_single_block_any_name(tmp_path, block_name):
     write_star(tmp_path / "p31.star", t)
     t31 = read_particles(tmp_path / "p31.star")
     assert t31.source_format == "relion3.1"
-    assert_same_values(d, t31.data, ["defocus_u_a", "pixel_size_a", "voltage_kv", "shift_x_a", "image_index", "image_path"])
+    assert_same_values(
+        d, t31.data, ["defocus_u_a", "pixel_size_a", "voltage_kv", "shift_x_a", "image_index", "image_path"]
+    )
 
 
 def test_relion30_image_pixel_size_label(tmp_path):
@@ -180,11 +222,27 @@ def test_relion30_image_pixel_size_label(tmp_path):
 
 
 def test_several_optics_groups(tmp_path):
-    optics = pd.DataFrame({"rlnOpticsGroup": [1, 2], "rlnOpticsGroupName": ["a", "b"], "rlnVoltage": [300.0, 200.0],
-                           "rlnSphericalAberration": [2.7, 2.0], "rlnAmplitudeContrast": [0.1, 0.07],
-                           "rlnImagePixelSize": [1.06, 0.85], "rlnImageSize": [256, 320], "rlnImageDimensionality": [2, 2]})
-    parts = pd.DataFrame({"rlnImageName": ["000001@a.mrcs", "000001@b.mrcs", "000002@a.mrcs"], "rlnOpticsGroup": [1, 2, 1],
-                          "rlnDefocusU": [1e4, 2e4, 3e4], "rlnDefocusV": [1e4, 2e4, 3e4], "rlnDefocusAngle": [0.0, 0.0, 0.0]})
+    optics = pd.DataFrame(
+        {
+            "rlnOpticsGroup": [1, 2],
+            "rlnOpticsGroupName": ["a", "b"],
+            "rlnVoltage": [300.0, 200.0],
+            "rlnSphericalAberration": [2.7, 2.0],
+            "rlnAmplitudeContrast": [0.1, 0.07],
+            "rlnImagePixelSize": [1.06, 0.85],
+            "rlnImageSize": [256, 320],
+            "rlnImageDimensionality": [2, 2],
+        }
+    )
+    parts = pd.DataFrame(
+        {
+            "rlnImageName": ["000001@a.mrcs", "000001@b.mrcs", "000002@a.mrcs"],
+            "rlnOpticsGroup": [1, 2, 1],
+            "rlnDefocusU": [1e4, 2e4, 3e4],
+            "rlnDefocusV": [1e4, 2e4, 3e4],
+            "rlnDefocusAngle": [0.0, 0.0, 0.0],
+        }
+    )
     write_star_blocks(tmp_path / "p.star", {"particles": parts, "optics": optics})
     d = read_particles(tmp_path / "p.star").data
     assert d["voltage_kv"].tolist() == [300, 200, 300] and d["pixel_size_a"].tolist() == [1.06, 0.85, 1.06]
@@ -195,10 +253,27 @@ def test_several_optics_groups(tmp_path):
 
 
 def test_micrographs_star(tmp_path):
-    optics = pd.DataFrame({"rlnOpticsGroup": [1], "rlnOpticsGroupName": ["g"], "rlnVoltage": [300.0], "rlnSphericalAberration": [2.7],
-                           "rlnAmplitudeContrast": [0.1], "rlnMicrographPixelSize": [0.83], "rlnMicrographOriginalPixelSize": [0.415]})
-    mics = pd.DataFrame({"rlnMicrographName": ["a.mrc", "b.mrc"], "rlnOpticsGroup": [1, 1], "rlnDefocusU": [1e4, 2e4],
-                         "rlnDefocusV": [0.9e4, 1.9e4], "rlnDefocusAngle": [5.0, 6.0], "rlnCtfMaxResolution": [3.1, 4.2]})
+    optics = pd.DataFrame(
+        {
+            "rlnOpticsGroup": [1],
+            "rlnOpticsGroupName": ["g"],
+            "rlnVoltage": [300.0],
+            "rlnSphericalAberration": [2.7],
+            "rlnAmplitudeContrast": [0.1],
+            "rlnMicrographPixelSize": [0.83],
+            "rlnMicrographOriginalPixelSize": [0.415],
+        }
+    )
+    mics = pd.DataFrame(
+        {
+            "rlnMicrographName": ["a.mrc", "b.mrc"],
+            "rlnOpticsGroup": [1, 1],
+            "rlnDefocusU": [1e4, 2e4],
+            "rlnDefocusV": [0.9e4, 1.9e4],
+            "rlnDefocusAngle": [5.0, 6.0],
+            "rlnCtfMaxResolution": [3.1, 4.2],
+        }
+    )
     write_star_blocks(tmp_path / "micrographs_ctf.star", {"optics": optics, "micrographs": mics})
     t = read_particles(tmp_path / "micrographs_ctf.star")
     assert t.kind == "micrographs" and len(t) == 2 and t.data["pixel_size_a"].iloc[0] == pytest.approx(0.83)
@@ -213,12 +288,33 @@ def _make_relion_inputs(tmp_path, box=64):
         with mrcfile.new(tmp_path / f"mic{i}.mrc") as m:
             m.set_data(rng.normal(size=(300, 400)).astype(np.float32))
             m.voxel_size = 1.5
-        write_star_blocks(tmp_path / f"mic{i}_pick.star", {"": pd.DataFrame({"rlnCoordinateX": [100.0, 200.0, 390.0], "rlnCoordinateY": [100.0, 150.0, 290.0]})})
-    optics = pd.DataFrame({"rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1], "rlnMicrographOriginalPixelSize": [1.5],
-                           "rlnVoltage": [300.0], "rlnSphericalAberration": [2.7], "rlnAmplitudeContrast": [0.1], "rlnMicrographPixelSize": [1.5]})
-    mics = pd.DataFrame({"rlnMicrographName": ["mic0.mrc", "mic1.mrc"], "rlnOpticsGroup": [1, 1], "rlnDefocusU": [20000.0, 25000.0],
-                         "rlnDefocusV": [19000.0, 24000.0], "rlnDefocusAngle": [30.0, -45.0], "rlnCtfBfactor": [0.0, 0.0],
-                         "rlnCtfScalefactor": [1.0, 1.0], "rlnPhaseShift": [0.0, 0.0]})
+        write_star_blocks(
+            tmp_path / f"mic{i}_pick.star",
+            {"": pd.DataFrame({"rlnCoordinateX": [100.0, 200.0, 390.0], "rlnCoordinateY": [100.0, 150.0, 290.0]})},
+        )
+    optics = pd.DataFrame(
+        {
+            "rlnOpticsGroupName": ["opticsGroup1"],
+            "rlnOpticsGroup": [1],
+            "rlnMicrographOriginalPixelSize": [1.5],
+            "rlnVoltage": [300.0],
+            "rlnSphericalAberration": [2.7],
+            "rlnAmplitudeContrast": [0.1],
+            "rlnMicrographPixelSize": [1.5],
+        }
+    )
+    mics = pd.DataFrame(
+        {
+            "rlnMicrographName": ["mic0.mrc", "mic1.mrc"],
+            "rlnOpticsGroup": [1, 1],
+            "rlnDefocusU": [20000.0, 25000.0],
+            "rlnDefocusV": [19000.0, 24000.0],
+            "rlnDefocusAngle": [30.0, -45.0],
+            "rlnCtfBfactor": [0.0, 0.0],
+            "rlnCtfScalefactor": [1.0, 1.0],
+            "rlnPhaseShift": [0.0, 0.0],
+        }
+    )
     write_star_blocks(tmp_path / "micrographs.star", {"optics": optics, "micrographs": mics})
 
 
@@ -226,8 +322,25 @@ def _make_relion_inputs(tmp_path, box=64):
 def test_reads_what_relion_preprocess_writes(tmp_path):
     """RELION reads our micrographs STAR, extracts, and we read its particles STAR back."""
     _make_relion_inputs(tmp_path)
-    run_relion(["relion_preprocess", "--i", "micrographs.star", "--coord_dir", "./", "--coord_suffix", "_pick.star",
-                "--part_star", "particles.star", "--part_dir", "Extract/", "--extract", "--extract_size", "64"], cwd=tmp_path)
+    run_relion(
+        [
+            "relion_preprocess",
+            "--i",
+            "micrographs.star",
+            "--coord_dir",
+            "./",
+            "--coord_suffix",
+            "_pick.star",
+            "--part_star",
+            "particles.star",
+            "--part_dir",
+            "Extract/",
+            "--extract",
+            "--extract_size",
+            "64",
+        ],
+        cwd=tmp_path,
+    )
     t = read_particles(tmp_path / "particles.star")
     d = t.data
     assert t.source_format == "relion3.1" and len(t) == 6
@@ -296,9 +409,13 @@ def test_relion_matrix_is_expmap_of_pose():
     def relion_matrix(a, b, g):  # RELION's Euler_angles2matrix, written out
         ca, sa, cb, sb, cg, sg = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(g), np.sin(g)
         cc, cs, sc, ss = cb * ca, cb * sa, sb * ca, sb * sa
-        return np.array([[cg * cc - sg * sa, cg * cs + sg * ca, -cg * sb],
-                         [-sg * cc - cg * sa, -sg * cs + cg * ca, sg * sb],
-                         [sc, ss, cb]])
+        return np.array(
+            [
+                [cg * cc - sg * sa, cg * cs + sg * ca, -cg * sb],
+                [-sg * cc - cg * sa, -sg * cs + cg * ca, sg * sb],
+                [sc, ss, cb],
+            ]
+        )
 
     pose = Rotation.from_matrix(relion_matrix(rot, tilt, psi)).as_rotvec()
     np.testing.assert_allclose(_euler_from_pose(pose[None])[0], [30.0, 50.0, -70.0], atol=1e-6)
@@ -376,7 +493,9 @@ def test_numeric_loop_fast_path_matches_starfile(tmp_path):
         np.testing.assert_array_equal(fast[col], ref[col].to_numpy(float), err_msg=col)
     # what cryobox writes (shortest exact floats) reads back exactly
     xy = np.random.default_rng(0).uniform(0, 4096, size=(50, 2))
-    write_star_blocks(tmp_path / "ours.star", {"": pd.DataFrame({"rlnCoordinateX": xy[:, 0], "rlnCoordinateY": xy[:, 1]})})
+    write_star_blocks(
+        tmp_path / "ours.star", {"": pd.DataFrame({"rlnCoordinateX": xy[:, 0], "rlnCoordinateY": xy[:, 1]})}
+    )
     ours = read_numeric_loop(tmp_path / "ours.star")
     np.testing.assert_array_equal(np.stack([ours["rlnCoordinateX"], ours["rlnCoordinateY"]], 1), xy)
     # an empty loop: empty columns
@@ -385,13 +504,16 @@ def test_numeric_loop_fast_path_matches_starfile(tmp_path):
     assert empty["rlnCoordinateX"].size == 0 and empty["rlnCoordinateY"].size == 0
 
 
-@pytest.mark.parametrize("text", [
-    "data_\nloop_\n_rlnCoordinateX #1\n_rlnMicrographName #2\n1.0 \"a b.mrc\"\n",  # text in the loop
-    "data_optics\nloop_\n_rlnOpticsGroup #1\n1\n\ndata_particles\nloop_\n_rlnCoordinateX #1\n2.0\n",  # two blocks
-    "data_general\n_rlnFinalResolution 3.5\n",  # key-value pairs, no loop
-    "data_\n_rlnSomething 1\nloop_\n_rlnCoordinateX #1\n2.0\n",  # pairs before the loop
-    "data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n1.0 2.0 3.0\n",  # ragged rows
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        'data_\nloop_\n_rlnCoordinateX #1\n_rlnMicrographName #2\n1.0 "a b.mrc"\n',  # text in the loop
+        "data_optics\nloop_\n_rlnOpticsGroup #1\n1\n\ndata_particles\nloop_\n_rlnCoordinateX #1\n2.0\n",  # two blocks
+        "data_general\n_rlnFinalResolution 3.5\n",  # key-value pairs, no loop
+        "data_\n_rlnSomething 1\nloop_\n_rlnCoordinateX #1\n2.0\n",  # pairs before the loop
+        "data_\nloop_\n_rlnCoordinateX #1\n_rlnCoordinateY #2\n1.0 2.0 3.0\n",  # ragged rows
+    ],
+)
 def test_numeric_loop_fast_path_declines_anything_else(tmp_path, text):
     path = tmp_path / "x.star"
     path.write_text(text)

@@ -15,7 +15,13 @@ from conftest import needs_relion, run_relion
 from cryobox.core.extract import ctf_grids
 from cryobox.core.fsc import fsc_curve, resolution_interpolated
 from cryobox.core.reconstruct import Backprojector
-from cryobox.core.simulate import Projector, apply_ctf_to_images, default_particle_map, random_relion_angles, shift_images
+from cryobox.core.simulate import (
+    Projector,
+    apply_ctf_to_images,
+    default_particle_map,
+    random_relion_angles,
+    shift_images,
+)
 
 
 def _corr(a, b):
@@ -41,8 +47,14 @@ def _data(n, m=500, pixel_size=6.0, seed=1, noise=0.0):
     ang = random_relion_angles(m, rng)
     shifts = rng.uniform(-3, 3, (m, 2))  # where the particle sits relative to N//2 (px)
     dfs = rng.uniform(15000, 30000, m)
-    params = {"defocus_u_a": dfs, "defocus_v_a": dfs - 600, "defocus_angle_deg": np.full(m, 35.0), "voltage_kv": np.full(m, 300.0),
-              "cs_mm": np.full(m, 2.7), "amplitude_contrast": np.full(m, 0.1)}
+    params = {
+        "defocus_u_a": dfs,
+        "defocus_v_a": dfs - 600,
+        "defocus_angle_deg": np.full(m, 35.0),
+        "voltage_kv": np.full(m, 300.0),
+        "cs_mm": np.full(m, 2.7),
+        "amplitude_contrast": np.full(m, 0.1),
+    }
     ctf = ctf_grids(params, n, pixel_size)
     clean = apply_ctf_to_images(Projector(vol).project(ang), ctf)
     img = shift_images(clean, shifts[:, 0], shifts[:, 1])
@@ -102,14 +114,32 @@ def _write_dataset(folder, img, ang, shifts, params, pixel_size, *, subsets=True
     with mrcfile.new(folder / "s.mrcs", overwrite=True) as f:
         f.set_data(img.astype(np.float32))
         f.voxel_size = pixel_size
-    optics = pd.DataFrame({"rlnOpticsGroup": [1], "rlnOpticsGroupName": ["opticsGroup1"], "rlnVoltage": [300.0],
-                           "rlnSphericalAberration": [2.7], "rlnAmplitudeContrast": [0.1], "rlnImagePixelSize": [pixel_size],
-                           "rlnImageSize": [n], "rlnImageDimensionality": [2]})
-    parts = pd.DataFrame({"rlnImageName": [f"{i + 1:06d}@s.mrcs" for i in range(m)], "rlnDefocusU": params["defocus_u_a"],
-                          "rlnDefocusV": params["defocus_v_a"], "rlnDefocusAngle": params["defocus_angle_deg"],
-                          "rlnAngleRot": ang[:, 0], "rlnAngleTilt": ang[:, 1], "rlnAnglePsi": ang[:, 2],
-                          "rlnOriginXAngst": -shifts[:, 0] * pixel_size, "rlnOriginYAngst": -shifts[:, 1] * pixel_size,
-                          "rlnOpticsGroup": 1})
+    optics = pd.DataFrame(
+        {
+            "rlnOpticsGroup": [1],
+            "rlnOpticsGroupName": ["opticsGroup1"],
+            "rlnVoltage": [300.0],
+            "rlnSphericalAberration": [2.7],
+            "rlnAmplitudeContrast": [0.1],
+            "rlnImagePixelSize": [pixel_size],
+            "rlnImageSize": [n],
+            "rlnImageDimensionality": [2],
+        }
+    )
+    parts = pd.DataFrame(
+        {
+            "rlnImageName": [f"{i + 1:06d}@s.mrcs" for i in range(m)],
+            "rlnDefocusU": params["defocus_u_a"],
+            "rlnDefocusV": params["defocus_v_a"],
+            "rlnDefocusAngle": params["defocus_angle_deg"],
+            "rlnAngleRot": ang[:, 0],
+            "rlnAngleTilt": ang[:, 1],
+            "rlnAnglePsi": ang[:, 2],
+            "rlnOriginXAngst": -shifts[:, 0] * pixel_size,
+            "rlnOriginYAngst": -shifts[:, 1] * pixel_size,
+            "rlnOpticsGroup": 1,
+        }
+    )
     if subsets:
         parts["rlnRandomSubset"] = 1 + np.arange(m) % 2
     starfile.write({"optics": optics, "particles": parts}, folder / "p.star", overwrite=True)
@@ -123,7 +153,10 @@ def test_half_maps_agree_with_relion_reconstruct(tmp_path, cli, monkeypatch):
     star = _write_dataset(tmp_path, img, ang, shifts, params, ps)
     monkeypatch.chdir(tmp_path)
     for h in (1, 2):
-        run_relion(["relion_reconstruct", "--i", "p.star", "--o", f"relion_half{h}.mrc", "--ctf", "--subset", str(h)], cwd=tmp_path)
+        run_relion(
+            ["relion_reconstruct", "--i", "p.star", "--o", f"relion_half{h}.mrc", "--ctf", "--subset", str(h)],
+            cwd=tmp_path,
+        )
     res = cli("reconstruct", star, "--out", "ours", "--json")
     assert res.exit_code == 0, res.output
     info = json.loads(res.output)
@@ -165,7 +198,12 @@ def test_cli_plain_and_premultiplied_stacks_and_errors(tmp_path, cli, monkeypatc
     # no half-set labels: one sentence, exit 2, nothing written
     bare = _write_dataset(tmp_path / "bare", img, ang, shifts, params, ps, subsets=False)
     res = cli("reconstruct", bare, "--out", "bad")
-    assert res.exit_code == 2 and "rlnRandomSubset" in res.output and "--no-halves" in res.output and "Traceback" not in res.output
+    assert (
+        res.exit_code == 2
+        and "rlnRandomSubset" in res.output
+        and "--no-halves" in res.output
+        and "Traceback" not in res.output
+    )
     assert not (tmp_path / "bad").exists()
     assert cli("reconstruct", star, "--padding", "3", "--out", "bad").exit_code == 2
     # one half set empty, or a pose missing: one sentence each, exit 2

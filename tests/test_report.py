@@ -28,22 +28,46 @@ try:
 except ImportError:
     HAVE_SELENIUM = False
 HAVE_BROWSER = bool(CHROMIUM and CHROMEDRIVER and HAVE_SELENIUM)
-needs_browser = pytest.mark.skipif(not HAVE_BROWSER, reason="headless Chromium test needs chromium, chromium-driver (apt) and selenium (pip)")
+needs_browser = pytest.mark.skipif(
+    not HAVE_BROWSER, reason="headless Chromium test needs chromium, chromium-driver (apt) and selenium (pip)"
+)
 ARTIFACTS = Path(os.environ.get("CRYOBOX_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
 
 
 def _fake_sweep() -> dict:
     """A sweep summary built by the real summariser from made-up runs (curves included)."""
-    variants = [Variant(280, None, "fixed", 240.0), Variant(576, None, "fixed", 240.0), Variant(280, 576, "fixed", 240.0)]
+    variants = [
+        Variant(280, None, "fixed", 240.0),
+        Variant(576, None, "fixed", 240.0),
+        Variant(280, 576, "fixed", 240.0),
+    ]
     k = np.arange(141) / (280 * 1.06)
     runs = {}
     for v, res in zip(variants, ([3.71, 3.74, 3.69], [4.12, 4.05, 4.09], [3.66, 3.70, 3.72])):
-        runs[v.label] = [{"repeat": i + 1, "seed": i + 1, "resolution_a": r + 0.05, "interpolated_resolution_a": r, "iteration": 12,
-                          "converged": True, "curve": {"frequency_inv_a": k.tolist(), "fsc": (1 / (1 + np.exp((k - 1 / r) * 60))).tolist()}}
-                         for i, r in enumerate(res)]
-    return summarise_sweep(variants, runs, settings=SweepSettings(boxes_px=(280, 576), particle_diameter_a=240.0, premultiply_from_px=576),
-                           pixel_size_a=1.06, mode="extract", n_particles_in=5000, n_common=5000, counts={}, engine_info={"engine": "relion", "version": "3.1.3"},
-                           notes=[])
+        runs[v.label] = [
+            {
+                "repeat": i + 1,
+                "seed": i + 1,
+                "resolution_a": r + 0.05,
+                "interpolated_resolution_a": r,
+                "iteration": 12,
+                "converged": True,
+                "curve": {"frequency_inv_a": k.tolist(), "fsc": (1 / (1 + np.exp((k - 1 / r) * 60))).tolist()},
+            }
+            for i, r in enumerate(res)
+        ]
+    return summarise_sweep(
+        variants,
+        runs,
+        settings=SweepSettings(boxes_px=(280, 576), particle_diameter_a=240.0, premultiply_from_px=576),
+        pixel_size_a=1.06,
+        mode="extract",
+        n_particles_in=5000,
+        n_common=5000,
+        counts={},
+        engine_info={"engine": "relion", "version": "3.1.3"},
+        notes=[],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -87,14 +111,20 @@ def test_report_bad_sweep_is_one_sentence(report, tmp_path, cli):
 
 def _python_numbers(data: dict, box_px: int, percentile: float) -> dict:
     sample = np.asarray(data["defocus_sample_a"])
-    osc = max_local_oscillation_a(1.0 / data["resolution_a"], defocus_a=sample, voltage_kv=data["voltage_kv"], cs_mm=data["cs_mm"])
+    osc = max_local_oscillation_a(
+        1.0 / data["resolution_a"], defocus_a=sample, voltage_kv=data["voltage_kv"], cs_mm=data["cs_mm"]
+    )
     box_a = box_px * data["pixel_size_a"]
     df = float(np.percentile(sample, percentile))
     return {
         "alias-free-fraction": float(np.mean(2 * osc <= box_a)),
         "deloc-fraction": float(np.mean(data["diameter_a"] + 2 * osc <= box_a)),
         "defocus-a": df,
-        "alias-limit-a": float(aliasing_limited_resolution_a(box_px, data["pixel_size_a"], defocus_a=df, voltage_kv=data["voltage_kv"], cs_mm=data["cs_mm"])),
+        "alias-limit-a": float(
+            aliasing_limited_resolution_a(
+                box_px, data["pixel_size_a"], defocus_a=df, voltage_kv=data["voltage_kv"], cs_mm=data["cs_mm"]
+            )
+        ),
     }
 
 
@@ -109,9 +139,19 @@ def test_report_in_headless_chromium(report):
     data = info["data"]
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1300,1800",
-              f"--user-data-dir={tempfile.mkdtemp(prefix='cryobox-chromium-')}"):
+    for a in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1300,1800",
+        f"--user-data-dir={tempfile.mkdtemp(prefix='cryobox-chromium-')}",
+    ):
         opts.add_argument(a)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     try:
@@ -121,8 +161,10 @@ def test_report_in_headless_chromium(report):
         widths = driver.execute_script("return [...document.images].map(i => i.complete ? i.naturalWidth : 0)")
         assert len(widths) == info["figures"] and min(widths) > 100
         inked = driver.execute_script(
-            "const c=document.getElementById('ctf-canvas'), d=c.getContext('2d').getImageData(0,0,c.width,c.height).data;"
-            "let n=0; for (let i=0;i<d.length;i+=4) if (d[i]<200||d[i+1]<200||d[i+2]<200) n++; return n;")
+            "const c=document.getElementById('ctf-canvas'), "
+            "d=c.getContext('2d').getImageData(0,0,c.width,c.height).data;"
+            "let n=0; for (let i=0;i<d.length;i+=4) if (d[i]<200||d[i+1]<200||d[i+2]<200) n++; return n;"
+        )
         assert inked > 2000
 
         def value(element_id):
@@ -139,7 +181,9 @@ def test_report_in_headless_chromium(report):
         check(data["initial_box_px"], 95)
         seen = set()
         for b in (data["box_min_px"], 200, 280, 360, data["box_max_px"]):
-            driver.execute_script("arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'))", box, b)
+            driver.execute_script(
+                "arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'))", box, b
+            )
             b_now = int(box.get_attribute("value"))
             check(b_now, 95)
             seen.add(round(value("alias-free-fraction"), 4))
@@ -147,7 +191,9 @@ def test_report_in_headless_chromium(report):
         box.send_keys(Keys.ARROW_LEFT)  # a real key press moves it one step (2 px)
         check(int(box.get_attribute("value")), 95)
         for q in (0, 50, 100):
-            driver.execute_script("arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'))", pct, q)
+            driver.execute_script(
+                "arguments[0].value = arguments[1]; arguments[0].dispatchEvent(new Event('input'))", pct, q
+            )
             check(int(box.get_attribute("value")), q)
         assert driver.find_element(By.ID, "alias-free-fraction").text.endswith("%")
         assert driver.get_log("browser") == [] if hasattr(driver, "get_log") else True

@@ -17,7 +17,9 @@ from cryobox.io.star import write_star_blocks
 
 
 def cryobox(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "cryobox", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "cryobox", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_relion_matrix_is_a_rotation_and_matches_pose_conversion():
@@ -28,7 +30,9 @@ def test_relion_matrix_is_a_rotation_and_matches_pose_conversion():
     np.testing.assert_allclose(a @ np.transpose(a, (0, 2, 1)), np.broadcast_to(np.eye(3), a.shape), atol=1e-12)
     np.testing.assert_allclose(np.linalg.det(a), 1.0, atol=1e-12)
     # A^T is scipy's intrinsic ZYZ rotation (rot, tilt, psi): the convention io/particles uses for .cs poses
-    np.testing.assert_allclose(np.transpose(a, (0, 2, 1)), Rotation.from_euler("ZYZ", ang, degrees=True).as_matrix(), atol=1e-12)
+    np.testing.assert_allclose(
+        np.transpose(a, (0, 2, 1)), Rotation.from_euler("ZYZ", ang, degrees=True).as_matrix(), atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("n", [40, 41])
@@ -42,7 +46,9 @@ def test_projection_invariants(n):
     assert zero.sum() == pytest.approx(direct.sum(), rel=0.02)
     # psi rotates the image in plane; the projection's total mass does not depend on the view
     imgs = p.project(random_relion_angles(5, np.random.default_rng(1)))
-    np.testing.assert_allclose(imgs.sum(axis=(1, 2)), direct.sum(), rtol=0.05)  # a long particle reaches the box edge in some views
+    np.testing.assert_allclose(
+        imgs.sum(axis=(1, 2)), direct.sum(), rtol=0.05
+    )  # a long particle reaches the box edge in some views
     # shifting by whole pixels moves the image
     s = shift_images(zero[None], np.array([3.0]), np.array([-2.0]))[0]
     np.testing.assert_allclose(s, np.roll(np.roll(zero, 3, axis=1), -2, axis=0), atol=1e-4 * np.abs(zero).max())
@@ -57,10 +63,29 @@ def test_projections_match_relion_project(tmp_path):
         m.voxel_size = px
     ang = random_relion_angles(12, np.random.default_rng(3))
     shifts = np.random.default_rng(4).uniform(-3, 3, (12, 2))
-    optics = pd.DataFrame({"rlnOpticsGroup": [1], "rlnOpticsGroupName": ["g"], "rlnImagePixelSize": [px], "rlnImageSize": [n],
-                           "rlnImageDimensionality": [2], "rlnVoltage": [300.0], "rlnSphericalAberration": [2.7], "rlnAmplitudeContrast": [0.1]})
-    parts = pd.DataFrame({"rlnAngleRot": ang[:, 0], "rlnAngleTilt": ang[:, 1], "rlnAnglePsi": ang[:, 2], "rlnOriginXAngst": shifts[:, 0] * px,
-                          "rlnOriginYAngst": shifts[:, 1] * px, "rlnOpticsGroup": 1, "rlnImageName": [f"{i + 1:06d}@x.mrcs" for i in range(12)]})
+    optics = pd.DataFrame(
+        {
+            "rlnOpticsGroup": [1],
+            "rlnOpticsGroupName": ["g"],
+            "rlnImagePixelSize": [px],
+            "rlnImageSize": [n],
+            "rlnImageDimensionality": [2],
+            "rlnVoltage": [300.0],
+            "rlnSphericalAberration": [2.7],
+            "rlnAmplitudeContrast": [0.1],
+        }
+    )
+    parts = pd.DataFrame(
+        {
+            "rlnAngleRot": ang[:, 0],
+            "rlnAngleTilt": ang[:, 1],
+            "rlnAnglePsi": ang[:, 2],
+            "rlnOriginXAngst": shifts[:, 0] * px,
+            "rlnOriginYAngst": shifts[:, 1] * px,
+            "rlnOpticsGroup": 1,
+            "rlnImageName": [f"{i + 1:06d}@x.mrcs" for i in range(12)],
+        }
+    )
     write_star_blocks(tmp_path / "ang.star", {"optics": optics, "particles": parts})
     run_relion(["relion_project", "--i", "vol.mrc", "--o", "proj", "--ang", "ang.star"], cwd=tmp_path)
     relion = mrcfile.open(tmp_path / "proj.mrcs").data
@@ -72,13 +97,48 @@ def test_projections_match_relion_project(tmp_path):
 
 @needs_relion
 def test_micrographs_are_extracted_whole_by_relion(tmp_path):
-    r = cryobox("simulate", "--out", "sim", "--micrographs", 2, "--size", "900x700", "--per-micrograph", 15, "--pixel-size", 2.5,
-                "--snr", 0.1, "--json", cwd=tmp_path)
+    r = cryobox(
+        "simulate",
+        "--out",
+        "sim",
+        "--micrographs",
+        2,
+        "--size",
+        "900x700",
+        "--per-micrograph",
+        15,
+        "--pixel-size",
+        2.5,
+        "--snr",
+        0.1,
+        "--json",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
-    run_relion(["relion_preprocess", "--i", "micrographs.star", "--coord_dir", "./", "--coord_suffix", "_pick.star", "--part_star", "r.star",
-                "--part_dir", "R/", "--extract", "--extract_size", str(s["box_px"]), "--norm", "--bg_radius", str(int(0.375 * s["box_px"])),
-                "--invert_contrast"], cwd=tmp_path / "sim")
+    run_relion(
+        [
+            "relion_preprocess",
+            "--i",
+            "micrographs.star",
+            "--coord_dir",
+            "./",
+            "--coord_suffix",
+            "_pick.star",
+            "--part_star",
+            "r.star",
+            "--part_dir",
+            "R/",
+            "--extract",
+            "--extract_size",
+            str(s["box_px"]),
+            "--norm",
+            "--bg_radius",
+            str(int(0.375 * s["box_px"])),
+            "--invert_contrast",
+        ],
+        cwd=tmp_path / "sim",
+    )
     assert len(starfile.read(tmp_path / "sim" / "r.star")["particles"]) == s["n_particles"] == 30
     t = read_particles(tmp_path / "sim" / "particles.cs").data
     assert len(t) == 30 and {"angle_rot_deg", "shift_x_a", "defocus_u_a", "micrograph_width_px"} <= set(t.columns)
@@ -87,8 +147,26 @@ def test_micrographs_are_extracted_whole_by_relion(tmp_path):
 
 @needs_relion
 def test_reconstruction_from_true_poses_recovers_the_map(tmp_path):
-    r = cryobox("simulate", "--out", "st", "--stack", "--n", 1500, "--box", 40, "--pixel-size", 7.0, "--snr", 10,
-                "--defocus-min", 10000, "--defocus-max", 20000, "--json", cwd=tmp_path)
+    r = cryobox(
+        "simulate",
+        "--out",
+        "st",
+        "--stack",
+        "--n",
+        1500,
+        "--box",
+        40,
+        "--pixel-size",
+        7.0,
+        "--snr",
+        10,
+        "--defocus-min",
+        10000,
+        "--defocus-max",
+        20000,
+        "--json",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     run_relion(["relion_reconstruct", "--i", "st/particles.star", "--o", "st/rec.mrc", "--ctf"], cwd=tmp_path)
     rec = mrcfile.open(tmp_path / "st" / "rec.mrc").data
@@ -120,9 +198,26 @@ def test_atomic_model_via_gemmi(tmp_path):
     rng = np.random.default_rng(0)
     for i, (x, y, z) in enumerate(rng.normal(0, 8, (60, 3))):
         el = "C" if i % 3 else "N"
-        lines.append(f"ATOM  {i + 1:5d}  {el:<3s} ALA A{i + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00 20.00           {el}")
+        lines.append(
+            f"ATOM  {i + 1:5d}  {el:<3s} ALA A{i + 1:4d}    {x:8.3f}{y:8.3f}{z:8.3f}  1.00 20.00           {el}"
+        )
     (tmp_path / "m.pdb").write_text("\n".join(lines) + "\nEND\n")
-    r = cryobox("simulate", "--out", "sm", "--model", "m.pdb", "--stack", "--n", 20, "--pixel-size", 2.0, "--snr", 1, "--json", cwd=tmp_path)
+    r = cryobox(
+        "simulate",
+        "--out",
+        "sm",
+        "--model",
+        "m.pdb",
+        "--stack",
+        "--n",
+        20,
+        "--pixel-size",
+        2.0,
+        "--snr",
+        1,
+        "--json",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     assert s["density"].startswith("model")
@@ -140,9 +235,39 @@ def test_simulate_bad_input(tmp_path):
 
 
 def test_stack_with_given_orientations_round_trips(tmp_path):
-    r = cryobox("simulate", "--out", "a", "--stack", "--n", 30, "--box", 32, "--pixel-size", 8.0, "--snr", 1, "--json", cwd=tmp_path)
+    r = cryobox(
+        "simulate",
+        "--out",
+        "a",
+        "--stack",
+        "--n",
+        30,
+        "--box",
+        32,
+        "--pixel-size",
+        8.0,
+        "--snr",
+        1,
+        "--json",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
-    r2 = cryobox("simulate", "--out", "b", "--stack", "--angles", "a/particles.star", "--box", 32, "--pixel-size", 8.0, "--snr", 1, "--json", cwd=tmp_path)
+    r2 = cryobox(
+        "simulate",
+        "--out",
+        "b",
+        "--stack",
+        "--angles",
+        "a/particles.star",
+        "--box",
+        32,
+        "--pixel-size",
+        8.0,
+        "--snr",
+        1,
+        "--json",
+        cwd=tmp_path,
+    )
     assert r2.returncode == 0, r2.stderr
     a = read_particles(tmp_path / "a" / "particles.star").data
     b = read_particles(tmp_path / "b" / "particles.star").data

@@ -15,7 +15,9 @@ def test_confidence_interval_is_welchs():
     c = compare_repeats(a, b)
     se = np.sqrt(np.var(a, ddof=1) / 3 + np.var(b, ddof=1) / 4)
     half = stats.t.ppf(0.975, c["df"]) * se
-    assert c["ci_low"] == pytest.approx(c["difference"] - half) and c["ci_high"] == pytest.approx(c["difference"] + half)
+    assert c["ci_low"] == pytest.approx(c["difference"] - half) and c["ci_high"] == pytest.approx(
+        c["difference"] + half
+    )
     # the interval excludes 0 exactly when p < 0.05
     assert (c["ci_low"] > 0) == (c["p"] < 0.05)
 
@@ -24,7 +26,9 @@ def test_resolutions_are_compared_on_frequency_and_named_the_right_way():
     # 280 px runs at 3.6-3.8 Å, 576 px runs at 4.0-4.2 Å: the smaller box is finer
     c = compare_resolutions([3.7, 3.6, 3.8], [4.1, 4.0, 4.2], shell_width_inv_a=SHELL)
     assert c["verdict"] == "finer" and c["scale"] == "spatial frequency (1/Å)"
-    assert c["difference"] == pytest.approx(np.mean(1 / np.array([3.7, 3.6, 3.8])) - np.mean(1 / np.array([4.1, 4.0, 4.2])))
+    assert c["difference"] == pytest.approx(
+        np.mean(1 / np.array([3.7, 3.6, 3.8])) - np.mean(1 / np.array([4.1, 4.0, 4.2]))
+    )
     assert c["mean_resolution_a"] == pytest.approx(1 / np.mean(1 / np.array([3.7, 3.6, 3.8])))
     assert c["difference_a"] < 0 and c["ci_a"][0] < c["difference_a"] < c["ci_a"][1] < 0
     ref = stats.ttest_ind(1 / np.array([3.7, 3.6, 3.8]), 1 / np.array([4.1, 4.0, 4.2]), equal_var=False)
@@ -73,7 +77,9 @@ def test_false_positive_rate_by_simulation():
         for _ in range(trials):
             k_a = 0.27 + 0.004 * rng.standard_normal(n_a)
             k_b = 0.27 + 0.004 * sd_b * rng.standard_normal(n_b)
-            called += compare_resolutions(1 / k_a, 1 / k_b, shell_width_inv_a=SHELL, power=None)["verdict"] != "undecided"
+            called += (
+                compare_resolutions(1 / k_a, 1 / k_b, shell_width_inv_a=SHELL, power=None)["verdict"] != "undecided"
+            )
         assert called / trials <= 0.05 + 0.01, (n_a, n_b, sd_b, called / trials)
 
 

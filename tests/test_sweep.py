@@ -21,7 +21,9 @@ from cryobox.io.particles import read_particles
 from cryobox.jobs.sweep import SweepSettings, plan_variants, run_sweep
 
 HAVE_REFINE = shutil.which("relion_refine_mpi") is not None and shutil.which("mpirun") is not None
-needs_refine = pytest.mark.skipif(not HAVE_REFINE, reason="relion_refine_mpi / mpirun not installed (apt-get install -y relion)")
+needs_refine = pytest.mark.skipif(
+    not HAVE_REFINE, reason="relion_refine_mpi / mpirun not installed (apt-get install -y relion)"
+)
 
 
 # --------------------------------------------------------------------------- the repeat test
@@ -58,7 +60,9 @@ def test_mean_sd():
 
 
 def test_plan_variants_policies_and_premultiply():
-    s = SweepSettings(boxes_px=(96, 64), particle_diameter_a=200.0, premultiply_from_px=96, mask_policies=("fixed", "box-relative"))
+    s = SweepSettings(
+        boxes_px=(96, 64), particle_diameter_a=200.0, premultiply_from_px=96, mask_policies=("fixed", "box-relative")
+    )
     variants, notes = plan_variants(s, pixel_size_a=4.0)
     labels = [v.label for v in variants]
     assert labels == ["box64", "box96", "box64_pm96", "box96_boxrel"]
@@ -69,14 +73,17 @@ def test_plan_variants_policies_and_premultiply():
     assert any("equals the fixed one" in n for n in notes)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"boxes_px": ()}, "at least one box"),
-    ({"boxes_px": (64, 64)}, "each box once"),
-    ({"repeats": 0}, "at least 1"),
-    ({"premultiply_from_px": 48}, "nothing is cropped"),
-    ({"mask_policies": ("loose",)}, "fixed, box-relative or both"),
-    ({"edge": "trim"}, "keep or drop"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"boxes_px": ()}, "at least one box"),
+        ({"boxes_px": (64, 64)}, "each box once"),
+        ({"repeats": 0}, "at least 1"),
+        ({"premultiply_from_px": 48}, "nothing is cropped"),
+        ({"mask_policies": ("loose",)}, "fixed, box-relative or both"),
+        ({"edge": "trim"}, "keep or drop"),
+    ],
+)
 def test_settings_reject_bad_values(kwargs, match):
     base = {"boxes_px": (64, 96), "particle_diameter_a": 200.0}
     with pytest.raises(InputError, match=match):
@@ -93,8 +100,17 @@ def test_mask_larger_than_box_is_refused():
 
 def test_relion_command_converts_angstrom_offsets_and_sets_seed(tmp_path):
     eng = RelionEngine(ranks=3, threads=2)
-    p = RefineParams(pixel_size_a=2.5, box_px=96, particle_diameter_a=200.0, ini_high_a=30.0, random_seed=7, healpix_order=2,
-                     offset_range_a=10.0, offset_step_a=5.0, auto_iter_max=4)
+    p = RefineParams(
+        pixel_size_a=2.5,
+        box_px=96,
+        particle_diameter_a=200.0,
+        ini_high_a=30.0,
+        random_seed=7,
+        healpix_order=2,
+        offset_range_a=10.0,
+        offset_step_a=5.0,
+        auto_iter_max=4,
+    )
     eng._mpi_flags = ["--allow-run-as-root"] if os.geteuid() == 0 else []
     cmd = eng.prepare(tmp_path / "run", tmp_path / "p.star", tmp_path / "ref.mrc", p)
     s = " ".join(cmd)
@@ -135,19 +151,39 @@ def test_verdict_warns_when_runs_ended_differently():
     final, rebuilt = "relion final half maps", "cryobox reconstruction from the poses of iteration 5"
 
     def runs(values, sources):
-        return [{"repeat": k + 1, "interpolated_resolution_a": v, "resolution_a": v, "half_maps_from": src}
-                for k, (v, src) in enumerate(zip(values, sources))]
+        return [
+            {"repeat": k + 1, "interpolated_resolution_a": v, "resolution_a": v, "half_maps_from": src}
+            for k, (v, src) in enumerate(zip(values, sources))
+        ]
 
-    kw = dict(settings=s, pixel_size_a=4.0, mode="extract", n_particles_in=10, n_common=10, counts={}, engine_info={}, notes=[])
-    same = summarise_sweep(variants, {"box64": runs([8.0, 8.2], [rebuilt] * 2), "box80": runs([9.0, 9.1], [rebuilt] * 2)}, **kw)
+    kw = dict(
+        settings=s,
+        pixel_size_a=4.0,
+        mode="extract",
+        n_particles_in=10,
+        n_common=10,
+        counts={},
+        engine_info={},
+        notes=[],
+    )
+    same = summarise_sweep(
+        variants, {"box64": runs([8.0, 8.2], [rebuilt] * 2), "box80": runs([9.0, 9.1], [rebuilt] * 2)}, **kw
+    )
     assert "caveat" not in same["comparisons"][0] and same["half_maps_from"] == {rebuilt: 4}
-    mixed = summarise_sweep(variants, {"box64": runs([8.0, 8.2], [final, rebuilt]), "box80": runs([9.0, 9.1], [rebuilt] * 2)}, **kw)
+    mixed = summarise_sweep(
+        variants, {"box64": runs([8.0, 8.2], [final, rebuilt]), "box80": runs([9.0, 9.1], [rebuilt] * 2)}, **kw
+    )
     assert "different reconstructions" in mixed["comparisons"][0]["caveat"]
     assert "--auto-iter-max" in mixed["comparisons"][0]["sentence"]
 
 
 def test_relion_collect_prefers_final_maps(tmp_path):
-    for name in ("run_it001_half1_class001.mrc", "run_it001_half2_class001.mrc", "run_half1_class001_unfil.mrc", "run_half2_class001_unfil.mrc"):
+    for name in (
+        "run_it001_half1_class001.mrc",
+        "run_it001_half2_class001.mrc",
+        "run_half1_class001_unfil.mrc",
+        "run_half2_class001_unfil.mrc",
+    ):
         write_mrc(tmp_path / name, np.zeros((8, 8, 8), np.float32), pixel_size_a=1.0)
     (tmp_path / "run_model.star").write_text("data_model_general\n_rlnCurrentResolution 7.5\n")
     got = RelionEngine().collect(tmp_path)
@@ -157,10 +193,14 @@ def test_relion_collect_prefers_final_maps(tmp_path):
 def test_relion_collect_of_a_stopped_run_gives_its_last_poses(tmp_path):
     for it in (1, 2):
         for h in (1, 2):
-            write_mrc(tmp_path / f"run_it00{it}_half{h}_class001.mrc", np.zeros((8, 8, 8), np.float32), pixel_size_a=1.0)
+            write_mrc(
+                tmp_path / f"run_it00{it}_half{h}_class001.mrc", np.zeros((8, 8, 8), np.float32), pixel_size_a=1.0
+            )
         (tmp_path / f"run_it00{it}_data.star").write_text("data_\n")
     got = RelionEngine().collect(tmp_path)
-    assert not got.converged and got.half1 is None and got.iteration == 2 and got.poses == tmp_path / "run_it002_data.star"
+    assert (
+        not got.converged and got.half1 is None and got.iteration == 2 and got.poses == tmp_path / "run_it002_data.star"
+    )
     (tmp_path / "run_it002_data.star").unlink()
     with pytest.raises(EngineError, match="run_it002_data.star: missing"):
         RelionEngine().collect(tmp_path)
@@ -204,7 +244,11 @@ class StandInEngine(RefineEngine):
         rng = np.random.default_rng(p.random_seed)
         scale = 0.02 * p.particle_diameter_a / 100.0
         for h in (1, 2):
-            write_mrc(Path(run_dir) / f"half{h}.mrc", ref + scale * rng.standard_normal(ref.shape).astype(np.float32), pixel_size_a=p.pixel_size_a)
+            write_mrc(
+                Path(run_dir) / f"half{h}.mrc",
+                ref + scale * rng.standard_normal(ref.shape).astype(np.float32),
+                pixel_size_a=p.pixel_size_a,
+            )
         Path(log_path).write_text("stand-in run\n")
         return 0.5
 
@@ -219,14 +263,30 @@ def tiny_dataset(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("sweepdata")
     density, _ = load_density(map_path=None, model_path=None, pixel_size_a=8.0, box_px=None)
-    simulate_micrographs(root / "sim", density, n_micrographs=2, size_px=(512, 512), per_micrograph=60,
-                         settings=SimulationSettings(pixel_size_a=8.0, defocus_min_a=20000, defocus_max_a=35000, snr=0.3, seed=3, crowding=True))
+    simulate_micrographs(
+        root / "sim",
+        density,
+        n_micrographs=2,
+        size_px=(512, 512),
+        per_micrograph=60,
+        settings=SimulationSettings(
+            pixel_size_a=8.0, defocus_min_a=20000, defocus_max_a=35000, snr=0.3, seed=3, crowding=True
+        ),
+    )
     return root / "sim"
 
 
 def _settings(**kw):
-    base = {"boxes_px": (36, 48), "particle_diameter_a": 240.0, "repeats": 2, "premultiply_from_px": 48, "ini_high_a": 40.0,
-            "mask_policies": ("fixed", "box-relative"), "offset_range_a": 16.0, "offset_step_a": 8.0}
+    base = {
+        "boxes_px": (36, 48),
+        "particle_diameter_a": 240.0,
+        "repeats": 2,
+        "premultiply_from_px": 48,
+        "ini_high_a": 40.0,
+        "mask_policies": ("fixed", "box-relative"),
+        "offset_range_a": 16.0,
+        "offset_step_a": 8.0,
+    }
     return SweepSettings(**{**base, **kw})
 
 
@@ -235,12 +295,22 @@ def test_sweep_end_to_end_with_stand_in_engine(tiny_dataset, tmp_path, monkeypat
     table = read_particles(tiny_dataset / "particles.star")
     ref, px = read_mrc(tiny_dataset / "true_map.mrc")
     eng = StandInEngine()
-    d = run_sweep(table, _settings(edge="drop"), reference=ref, reference_pixel_size_a=px, out=tmp_path / "sw", engine=eng, log=lambda s: None)
+    d = run_sweep(
+        table,
+        _settings(edge="drop"),
+        reference=ref,
+        reference_pixel_size_a=px,
+        out=tmp_path / "sw",
+        engine=eng,
+        log=lambda s: None,
+    )
     # variants: box36, box48, box36_pm48 (fixed), box48_boxrel; 2 repeats each, seeds 1 and 2
     assert [v["variant"] for v in d["variants"]] == ["box36", "box48", "box36_pm48", "box48_boxrel"]
     assert len(eng.calls) == 8 and sorted({c.random_seed for c in eng.calls}) == [1, 2]
     # everything but the box and the mask is fixed
-    assert {(c.offset_range_a, c.offset_step_a, c.healpix_order, c.ini_high_a) for c in eng.calls} == {(16.0, 8.0, 2, 40.0)}
+    assert {(c.offset_range_a, c.offset_step_a, c.healpix_order, c.ini_high_a) for c in eng.calls} == {
+        (16.0, 8.0, 2, 40.0)
+    }
     assert {c.particle_diameter_a for c in eng.calls if c.box_px == 48} == {240.0, 320.0}
     # the edge policy dropped more at 48 px: every arm refines the same (common) particles
     per_arm = d["particles_per_arm"]
@@ -272,9 +342,19 @@ def test_sweep_resumes_after_interrupt(tiny_dataset, tmp_path, monkeypatch):
     ref, px = read_mrc(tiny_dataset / "true_map.mrc")
     s = _settings(premultiply_from_px=None, mask_policies=("fixed",))
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(table, s, reference=ref, reference_pixel_size_a=px, out=tmp_path / "sw", engine=StandInEngine(interrupt_at=3), log=lambda s: None)
+        run_sweep(
+            table,
+            s,
+            reference=ref,
+            reference_pixel_size_a=px,
+            out=tmp_path / "sw",
+            engine=StandInEngine(interrupt_at=3),
+            log=lambda s: None,
+        )
     assert not (tmp_path / "sw" / "sweep.json").exists()
-    done = sorted(p.parent.name + "/" + p.parent.parent.name for p in (tmp_path / "sw" / "runs").glob("*/*/result.json"))
+    done = sorted(
+        p.parent.name + "/" + p.parent.parent.name for p in (tmp_path / "sw" / "runs").glob("*/*/result.json")
+    )
     assert len(done) == 2
     lines = []
     eng = StandInEngine()
@@ -285,8 +365,15 @@ def test_sweep_resumes_after_interrupt(tiny_dataset, tmp_path, monkeypatch):
     assert all(len(v["runs"]) == 2 for v in d["variants"])
     # a changed setting redoes the runs it touches
     eng2 = StandInEngine()
-    run_sweep(table, _settings(premultiply_from_px=None, mask_policies=("fixed",), ini_high_a=30.0), reference=ref,
-              reference_pixel_size_a=px, out=tmp_path / "sw", engine=eng2, log=lambda s: None)
+    run_sweep(
+        table,
+        _settings(premultiply_from_px=None, mask_policies=("fixed",), ini_high_a=30.0),
+        reference=ref,
+        reference_pixel_size_a=px,
+        out=tmp_path / "sw",
+        engine=eng2,
+        log=lambda s: None,
+    )
     assert len(eng2.calls) == 4
 
 
@@ -300,8 +387,15 @@ def test_sweep_restacks_when_only_stacks_are_known(tiny_dataset, tmp_path, monke
     stacks.data = stacks.data.drop(columns=["micrograph_name"])
     ref, px = read_mrc(tiny_dataset / "true_map.mrc")
     eng = StandInEngine()
-    d = run_sweep(stacks, _settings(premultiply_from_px=48, mask_policies=("fixed",), repeats=1), reference=ref,
-                  reference_pixel_size_a=px, out=tmp_path / "sw", engine=eng, log=lambda s: None)
+    d = run_sweep(
+        stacks,
+        _settings(premultiply_from_px=48, mask_policies=("fixed",), repeats=1),
+        reference=ref,
+        reference_pixel_size_a=px,
+        out=tmp_path / "sw",
+        engine=eng,
+        log=lambda s: None,
+    )
     assert d["mode"] == "restack" and d["n_particles_refined"] == len(stacks.data)
     assert {c.box_px for c in eng.calls} == {36, 48}
     pm = read_particles(tmp_path / "sw" / "data" / "box36_pm48" / "particles.star")
@@ -317,8 +411,15 @@ def test_sweep_refuses_small_stacks(tiny_dataset, tmp_path, monkeypatch):
     stacks.data = stacks.data.drop(columns=["micrograph_name"])
     ref, px = read_mrc(tiny_dataset / "true_map.mrc")
     with pytest.raises(InputError, match="stacks are 40 px"):
-        run_sweep(stacks, _settings(premultiply_from_px=None), reference=ref, reference_pixel_size_a=px, out=tmp_path / "sw",
-                  engine=StandInEngine(), log=lambda s: None)
+        run_sweep(
+            stacks,
+            _settings(premultiply_from_px=None),
+            reference=ref,
+            reference_pixel_size_a=px,
+            out=tmp_path / "sw",
+            engine=StandInEngine(),
+            log=lambda s: None,
+        )
 
 
 # ------------------------------------------------------------------------ RELION, for real
@@ -326,11 +427,34 @@ def test_sweep_refuses_small_stacks(tiny_dataset, tmp_path, monkeypatch):
 
 @needs_refine
 def test_tiny_sweep_on_relion_resumes_and_reports(tiny_dataset, tmp_path, monkeypatch, cli):
-    """200-odd particles, 2 boxes and premultiply 48 -> 36, 2 repeats, 2 iterations: the whole path on relion_refine_mpi."""
+    """200-odd particles, 2 boxes and premultiply 48 -> 36, 2 repeats, 2 iterations: the whole path on relion_refine."""
     monkeypatch.chdir(tmp_path)
-    args = ["sweep", tiny_dataset / "particles.star", "--boxes", "36,48", "--reference", tiny_dataset / "true_map.mrc",
-            "--particle-diameter", "240", "--repeats", "2", "--auto-iter-max", "2", "--ini-high", "40", "--healpix-order", "1",
-            "--offset-range", "16", "--offset-step", "8", "--premultiply-from", "48", "--out", "sw"]
+    args = [
+        "sweep",
+        tiny_dataset / "particles.star",
+        "--boxes",
+        "36,48",
+        "--reference",
+        tiny_dataset / "true_map.mrc",
+        "--particle-diameter",
+        "240",
+        "--repeats",
+        "2",
+        "--auto-iter-max",
+        "2",
+        "--ini-high",
+        "40",
+        "--healpix-order",
+        "1",
+        "--offset-range",
+        "16",
+        "--offset-step",
+        "8",
+        "--premultiply-from",
+        "48",
+        "--out",
+        "sw",
+    ]
     res = cli(*args)
     assert res.exit_code == 0, res.output
     d = json.loads((tmp_path / "sw" / "sweep.json").read_text())
@@ -358,7 +482,18 @@ def test_tiny_sweep_on_relion_resumes_and_reports(tiny_dataset, tmp_path, monkey
     assert again.exit_code == 0 and again.output.count("skipped") == 6
     assert "no refinement ran this time" in again.output and "% of the engine" not in again.output
     # and the report takes the sweep
-    rep = cli("report", tiny_dataset / "particles.star", "--diameter", "220", "--resolution", "20", "--sweep", "sw", "--out", "r.html")
+    rep = cli(
+        "report",
+        tiny_dataset / "particles.star",
+        "--diameter",
+        "220",
+        "--resolution",
+        "20",
+        "--sweep",
+        "sw",
+        "--out",
+        "r.html",
+    )
     assert rep.exit_code == 0, rep.output
     html = (tmp_path / "r.html").read_text()
     assert "box36" in html and "Welch" in html and "Half maps: cryobox reconstruction" in html

@@ -33,10 +33,14 @@ def ctf_command(
     phase_shift: float = typer.Option(0.0, "--phase-shift", help="Phase shift (deg)."),
     resolution: Optional[float] = typer.Option(None, "--resolution", help="Draw a ring at this resolution (Å)."),
     from_file: Optional[Path] = typer.Option(None, "--from", help="Take the CTF from a particle file (.star/.cs)."),
-    percentile: float = typer.Option(95.0, "--percentile", help="With --from: the particle at this percentile of mean defocus."),
+    percentile: float = typer.Option(
+        95.0, "--percentile", help="With --from: the particle at this percentile of mean defocus."
+    ),
     ctf2: bool = typer.Option(False, "--ctf2", help="Show CTF² (what premultiplied data carry) instead of the CTF."),
     out: Optional[Path] = typer.Option(None, "--out", help="Write the figure (PNG/PDF/SVG)."),
-    mrc: Optional[Path] = typer.Option(None, "--mrc", help="Write the 2D CTF image (relion_ctf_toolbox --simulate layout)."),
+    mrc: Optional[Path] = typer.Option(
+        None, "--mrc", help="Write the 2D CTF image (relion_ctf_toolbox --simulate layout)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the numbers as JSON."),
 ) -> None:
     """The CTF sampled on the box's own Fourier grid: where it aliases, and the profile beside it."""
@@ -47,12 +51,29 @@ def ctf_command(
 
         params = parameters_from_table(read_particles(from_file), percentile=percentile, box_px=box)
     else:
-        missing = [f for f, v in (("--box", box), ("--pixel-size", pixel_size), ("--defocus-u", defocus_u), ("--voltage", voltage), ("--cs", cs)) if v is None]
+        missing = [
+            f
+            for f, v in (
+                ("--box", box),
+                ("--pixel-size", pixel_size),
+                ("--defocus-u", defocus_u),
+                ("--voltage", voltage),
+                ("--cs", cs),
+            )
+            if v is None
+        ]
         if missing:
             fail(f"give {', '.join(missing)} (or --from a particle file).")
         params = CtfParameters(
-            box_px=box, pixel_size_a=pixel_size, defocus_u_a=defocus_u, defocus_v_a=defocus_u if defocus_v is None else defocus_v,
-            defocus_angle_deg=defocus_angle, voltage_kv=voltage, cs_mm=cs, amplitude_contrast=amp_contrast, phase_shift_deg=phase_shift,
+            box_px=box,
+            pixel_size_a=pixel_size,
+            defocus_u_a=defocus_u,
+            defocus_v_a=defocus_u if defocus_v is None else defocus_v,
+            defocus_angle_deg=defocus_angle,
+            voltage_kv=voltage,
+            cs_mm=cs,
+            amplitude_contrast=amp_contrast,
+            phase_shift_deg=phase_shift,
         )
     picture = compute_ctf_picture(params, resolution_a=resolution, power=2 if ctf2 else 1)
     if mrc is not None:
@@ -67,12 +88,26 @@ def ctf_command(
     if json_out:
         print_json(info)
         return
-    t = Table(show_header=False, title=f"CTF{'²' if ctf2 else ''} in a {params.box_px} px box: {params.source}", title_justify="left")
+    t = Table(
+        show_header=False,
+        title=f"CTF{'²' if ctf2 else ''} in a {params.box_px} px box: {params.source}",
+        title_justify="left",
+    )
     t.add_column("what", style="bold")
     t.add_column("value")
-    t.add_row("box", f"{params.box_px} px = {info['box_a']:.1f} Å at {params.pixel_size_a:g} Å/px (Nyquist {info['nyquist_a']:.2f} Å)")
-    t.add_row("defocus U / V / angle", f"{params.defocus_u_a:,.0f} Å / {params.defocus_v_a:,.0f} Å / {params.defocus_angle_deg:g}°")
-    t.add_row("voltage, Cs, Q0, phase shift", f"{params.voltage_kv:g} kV, {params.cs_mm:g} mm, {params.amplitude_contrast:g}, {params.phase_shift_deg:g}°")
+    t.add_row(
+        "box",
+        f"{params.box_px} px = {info['box_a']:.1f} Å at {params.pixel_size_a:g} Å/px (Nyquist "
+        f"{info['nyquist_a']:.2f} Å)",
+    )
+    t.add_row(
+        "defocus U / V / angle",
+        f"{params.defocus_u_a:,.0f} Å / {params.defocus_v_a:,.0f} Å / {params.defocus_angle_deg:g}°",
+    )
+    t.add_row(
+        "voltage, Cs, Q0, phase shift",
+        f"{params.voltage_kv:g} kV, {params.cs_mm:g} mm, {params.amplitude_contrast:g}, {params.phase_shift_deg:g}°",
+    )
     t.add_row("wavelength", f"{info['wavelength_a']:.6f} Å")
     if info["aliasing_free_to_nyquist"]:
         t.add_row("aliasing", "none up to Nyquist")

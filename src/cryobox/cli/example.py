@@ -18,7 +18,9 @@ EPILOG = """Examples:
 
 @handle_input_errors
 def example_command(
-    out: Path = typer.Option(Path("cryobox-example"), "--out", help="Folder for example_particles.star and example_particles.cs."),
+    out: Path = typer.Option(
+        Path("cryobox-example"), "--out", help="Folder for example_particles.star and example_particles.cs."
+    ),
 ) -> None:
     """Write the bundled example (130,675 particles like the motivating dataset) as .star and .cs."""
     from cryobox.io.particles import write_cs, write_star

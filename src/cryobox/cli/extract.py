@@ -16,7 +16,8 @@ EPILOG = """Examples:
 
   cryobox extract micrographs_ctf.star --coords-dir Pick/ --coords-suffix _pick.star --box 256 --invert --out Extract/
 
-  cryobox extract micrographs_ctf.star --coords-suffix _pick.star --box 256 --premultiply-box 512 --invert --out Extract_pm/
+  cryobox extract micrographs_ctf.star --coords-suffix _pick.star --box 256 --premultiply-box 512 --invert \\
+      --out Extract_pm/
 
   cryobox extract run_data.star --recenter --box 280 --edge drop --out Reextract/ --jobs 8
 """
@@ -33,14 +34,32 @@ class Progress:
         self.total, self.done, self.t0 = total, 0, time.perf_counter()
         self.units, self.units_done = units, done_units
         if done_units:
-            err_console.print(f"{done_units} of {units} micrographs already extracted with these settings: skipped (--overwrite redoes them).")
+            err_console.print(
+                f"{done_units} of {units} micrographs already extracted with these settings: skipped (--overwrite "
+                "redoes them)."
+            )
         if self.quiet:
             return
         if self.tty:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+            from rich.progress import (
+                Progress as RichProgress,
+            )
 
-            self.bar = RichProgress(TextColumn("extracting {task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("particles, ETA"),
-                                    TimeRemainingColumn(), console=err_console, transient=True)
+            self.bar = RichProgress(
+                TextColumn("extracting {task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("particles, ETA"),
+                TimeRemainingColumn(),
+                console=err_console,
+                transient=True,
+            )
             self.bar.start()
             self.task = self.bar.add_task("", total=total)
 
@@ -54,7 +73,10 @@ class Progress:
             self.bar.update(self.task, advance=n, description=f"({rate:.0f} particles/s)")
         else:
             eta = (self.total - self.done) / rate if rate > 0 else float("inf")
-            err_console.print(f"micrographs {self.units_done}/{self.units}, particles {self.done}/{self.total}, {rate:.0f} particles/s, ETA {eta:.0f} s")
+            err_console.print(
+                f"micrographs {self.units_done}/{self.units}, particles {self.done}/{self.total}, {rate:.0f} "
+                f"particles/s, ETA {eta:.0f} s"
+            )
 
     def stop(self):
         if not self.quiet and self.tty:
@@ -63,38 +85,86 @@ class Progress:
 
 @handle_input_errors
 def extract_command(
-    source: Path = typer.Argument(..., help="RELION micrographs STAR (with CTF) plus coordinate files, or a particle STAR / .cs naming micrographs and coordinates.", show_default=False),
+    source: Path = typer.Argument(
+        ...,
+        help="RELION micrographs STAR (with CTF) plus coordinate files, or a particle STAR / .cs naming micrographs "
+        "and coordinates.",
+        show_default=False,
+    ),
     box: int = typer.Option(..., "--box", help="Box size (px) of the extracted particles."),
     out: Path = typer.Option(..., "--out", help="Output folder: Particles/*.mrcs, particles.star, particles.cs."),
-    coords_suffix: Optional[str] = typer.Option(None, "--coords-suffix", help="Coordinate files: <micrograph stem><suffix> (e.g. _pick.star, .box)."),
-    coords_dir: Optional[Path] = typer.Option(None, "--coords-dir", help="Folder of the coordinate files (default: beside the micrographs)."),
-    recenter: bool = typer.Option(False, "--recenter", help="Re-extraction: move each coordinate by the particle's shift (as relion_preprocess --recenter)."),
+    coords_suffix: Optional[str] = typer.Option(
+        None, "--coords-suffix", help="Coordinate files: <micrograph stem><suffix> (e.g. _pick.star, .box)."
+    ),
+    coords_dir: Optional[Path] = typer.Option(
+        None, "--coords-dir", help="Folder of the coordinate files (default: beside the micrographs)."
+    ),
+    recenter: bool = typer.Option(
+        False,
+        "--recenter",
+        help="Re-extraction: move each coordinate by the particle's shift (as relion_preprocess --recenter).",
+    ),
     norm: bool = typer.Option(True, "--norm/--no-norm", help="Background normalisation as relion_preprocess --norm."),
-    bg_radius: Optional[float] = typer.Option(None, "--bg-radius", help="Background radius (px of the final box); default int(0.375 N)."),
-    bg_diameter: Optional[float] = typer.Option(None, "--bg-diameter", help="Background diameter (Å) instead of --bg-radius."),
+    bg_radius: Optional[float] = typer.Option(
+        None, "--bg-radius", help="Background radius (px of the final box); default int(0.375 N)."
+    ),
+    bg_diameter: Optional[float] = typer.Option(
+        None, "--bg-diameter", help="Background diameter (Å) instead of --bg-radius."
+    ),
     no_ramp: bool = typer.Option(False, "--no-ramp", help="Subtract the background mean instead of a fitted plane."),
     invert: bool = typer.Option(False, "--invert", help="Invert contrast (black particles become white)."),
-    premultiply_box: Optional[int] = typer.Option(None, "--premultiply-box", help="Extract at M px, multiply by the CTF, crop to --box (writes rlnCtfDataAreCtfPremultiplied 1)."),
-    premultiply_micrograph: bool = typer.Option(False, "--premultiply-micrograph", help="Multiply the whole micrograph by its CTF, then window (needs one CTF per micrograph)."),
-    phase_flip: bool = typer.Option(False, "--phase-flip", help="Flip CTF phases before windowing (per particle, as RELION)."),
-    rescale: Optional[int] = typer.Option(None, "--rescale", help="Fourier crop/pad the particles to this size (px); pixel size updated."),
-    edge: str = typer.Option("keep", "--edge", help="keep: RELION (edge pixels repeated); drop: cryoSPARC (particles whose box leaves the micrograph are dropped)."),
+    premultiply_box: Optional[int] = typer.Option(
+        None,
+        "--premultiply-box",
+        help="Extract at M px, multiply by the CTF, crop to --box (writes rlnCtfDataAreCtfPremultiplied 1).",
+    ),
+    premultiply_micrograph: bool = typer.Option(
+        False,
+        "--premultiply-micrograph",
+        help="Multiply the whole micrograph by its CTF, then window (needs one CTF per micrograph).",
+    ),
+    phase_flip: bool = typer.Option(
+        False, "--phase-flip", help="Flip CTF phases before windowing (per particle, as RELION)."
+    ),
+    rescale: Optional[int] = typer.Option(
+        None, "--rescale", help="Fourier crop/pad the particles to this size (px); pixel size updated."
+    ),
+    edge: str = typer.Option(
+        "keep",
+        "--edge",
+        help="keep: RELION (edge pixels repeated); drop: cryoSPARC (particles whose box leaves the micrograph are "
+        "dropped).",
+    ),
     float16: bool = typer.Option(False, "--float16", help="Write float16 stacks (MRC mode 12)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Redo micrographs already extracted with these settings."),
-    keep_going: bool = typer.Option(False, "--keep-going", help="Skip micrographs that fail (reported) instead of stopping."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Redo micrographs already extracted with these settings."
+    ),
+    keep_going: bool = typer.Option(
+        False, "--keep-going", help="Skip micrographs that fail (reported) instead of stopping."
+    ),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default: all cores)."),
-    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of a Dask distributed scheduler to run on instead."),
+    scheduler: Optional[str] = typer.Option(
+        None, "--scheduler", help="Address of a Dask distributed scheduler to run on instead."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Extract (or re-extract) particles, RELION-exact, with edge losses reported and premultiply + crop."""
     from cryobox.io.particles import read_particles
-    from cryobox.jobs.extract import ExtractOptions, background_radius_px, particles_from_micrographs, plan_extraction, run_extract
+    from cryobox.jobs.extract import (
+        ExtractOptions,
+        background_radius_px,
+        particles_from_micrographs,
+        plan_extraction,
+        run_extract,
+    )
 
     def log(message: str) -> None:  # stderr, so --json output on stdout stays clean
         err_console.print(message)
 
     if coords_suffix is not None:
-        table, notes = particles_from_micrographs(source, coords_dir=coords_dir, coords_suffix=coords_suffix, keep_going=keep_going)
+        table, notes = particles_from_micrographs(
+            source, coords_dir=coords_dir, coords_suffix=coords_suffix, keep_going=keep_going
+        )
         from_star = True
         for n in notes:
             log(n)
@@ -102,31 +172,69 @@ def extract_command(
         table = read_particles(source)
         from_star = table.kind == "micrographs"
         if table.kind == "micrographs":
-            fail(f"{source} is a micrographs STAR file: give --coords-suffix (and --coords-dir) to say where the coordinates are.")
+            fail(
+                f"{source} is a micrographs STAR file: give --coords-suffix (and --coords-dir) to say where the "
+                "coordinates are."
+            )
     final = rescale or box
     radius = bg_radius
     if bg_diameter is not None:
         if bg_radius is not None:
             fail("give --bg-radius or --bg-diameter, not both.")
         radius = background_radius_px(table, bg_diameter, box_px=box, final_box_px=final, from_star=from_star)
-    options = ExtractOptions(box_px=box, norm=norm, bg_radius_px=radius, ramp=not no_ramp, invert=invert, premultiply_box_px=premultiply_box,
-                             premultiply_micrograph=premultiply_micrograph, phase_flip=phase_flip, rescale_px=rescale, edge=edge, float16=float16)
+    options = ExtractOptions(
+        box_px=box,
+        norm=norm,
+        bg_radius_px=radius,
+        ramp=not no_ramp,
+        invert=invert,
+        premultiply_box_px=premultiply_box,
+        premultiply_micrograph=premultiply_micrograph,
+        phase_flip=phase_flip,
+        rescale_px=rescale,
+        edge=edge,
+        float16=float16,
+    )
     # the edge report, before any work
     plan = plan_extraction(table, options, out, recenter=recenter, keep_going=keep_going, from_star=from_star)
     report = plan[1]
-    what = "dropped (cryoSPARC's behaviour)" if edge == "drop" else "kept, out-of-micrograph pixels repeating the nearest edge pixel (RELION's behaviour)"
-    log(f"{report['n_partly_outside']:,} of {report['n_particles']:,} particles lie partly outside their micrograph at {report['box_px']} px: {what}.")
-    summary = run_extract(table, options, out, recenter=recenter, overwrite=overwrite, keep_going=keep_going, workers=jobs,
-                          scheduler=scheduler, progress=Progress(quiet=json_out), log=log, from_star=from_star, plan=plan)
+    what = (
+        "dropped (cryoSPARC's behaviour)"
+        if edge == "drop"
+        else "kept, out-of-micrograph pixels repeating the nearest edge pixel (RELION's behaviour)"
+    )
+    log(
+        f"{report['n_partly_outside']:,} of {report['n_particles']:,} particles lie partly outside their micrograph "
+        f"at {report['box_px']} px: {what}."
+    )
+    summary = run_extract(
+        table,
+        options,
+        out,
+        recenter=recenter,
+        overwrite=overwrite,
+        keep_going=keep_going,
+        workers=jobs,
+        scheduler=scheduler,
+        progress=Progress(quiet=json_out),
+        log=log,
+        from_star=from_star,
+        plan=plan,
+    )
     if json_out:
         print_json(summary.to_dict())
         return
     t = Table(show_header=False, title=f"extracted to {out}", title_justify="left")
     t.add_column("what", style="bold")
     t.add_column("value")
-    t.add_row("particles written", f"{summary.n_written:,} of {summary.n_particles_in:,} ({summary.n_micrographs} micrographs)")
+    t.add_row(
+        "particles written",
+        f"{summary.n_written:,} of {summary.n_particles_in:,} ({summary.n_micrographs} micrographs)",
+    )
     t.add_row("edge particles", f"{summary.n_filled_at_edges:,} filled, {summary.n_dropped_at_edges:,} dropped")
-    t.add_row("box", f"{summary.box_px} px at {summary.pixel_size_a:.4g} Å/px ({summary.box_px * summary.pixel_size_a:.0f} Å)")
+    t.add_row(
+        "box", f"{summary.box_px} px at {summary.pixel_size_a:.4g} Å/px ({summary.box_px * summary.pixel_size_a:.0f} Å)"
+    )
     t.add_row("skipped (already done)", f"{summary.n_skipped_done} micrographs")
     if summary.failed:
         t.add_row("failed", f"{len(summary.failed)} micrographs (see above)")
@@ -145,14 +253,28 @@ RESTACK_EPILOG = """Examples:
 
 @handle_input_errors
 def restack_command(
-    particles: Path = typer.Argument(..., help="Particle STAR or .cs whose images are in MRC stacks.", show_default=False),
+    particles: Path = typer.Argument(
+        ..., help="Particle STAR or .cs whose images are in MRC stacks.", show_default=False
+    ),
     out: Path = typer.Option(..., "--out", help="Output folder: Particles/*.mrcs, particles.star, particles.cs."),
     box: Optional[int] = typer.Option(None, "--box", help="Window (centred crop or pad) to this box (px)."),
-    rescale: Optional[int] = typer.Option(None, "--rescale", help="Fourier crop/pad to this size (px) after windowing; pixel size updated."),
-    premultiply: bool = typer.Option(False, "--premultiply", help="Multiply by each particle's CTF on the input box, then window (extract big, premultiply, crop small)."),
+    rescale: Optional[int] = typer.Option(
+        None, "--rescale", help="Fourier crop/pad to this size (px) after windowing; pixel size updated."
+    ),
+    premultiply: bool = typer.Option(
+        False,
+        "--premultiply",
+        help="Multiply by each particle's CTF on the input box, then window (extract big, premultiply, crop small).",
+    ),
     phase_flip: bool = typer.Option(False, "--phase-flip", help="Flip CTF phases on the input box, then window."),
-    norm: bool = typer.Option(False, "--norm/--no-norm", help="Background normalisation as relion_preprocess --norm (off by default: extracted particles usually are)."),
-    bg_radius: Optional[float] = typer.Option(None, "--bg-radius", help="Background radius (px of the final box); default int(0.375 N)."),
+    norm: bool = typer.Option(
+        False,
+        "--norm/--no-norm",
+        help="Background normalisation as relion_preprocess --norm (off by default: extracted particles usually are).",
+    ),
+    bg_radius: Optional[float] = typer.Option(
+        None, "--bg-radius", help="Background radius (px of the final box); default int(0.375 N)."
+    ),
     no_ramp: bool = typer.Option(False, "--no-ramp", help="Subtract the background mean instead of a fitted plane."),
     invert: bool = typer.Option(False, "--invert", help="Invert contrast."),
     float16: bool = typer.Option(False, "--float16", help="Write float16 stacks."),
@@ -166,11 +288,32 @@ def restack_command(
     from cryobox.jobs.restack import RestackOptions, run_restack
 
     table = read_particles(particles)
-    options = RestackOptions(box_px=box, rescale_px=rescale, premultiply=premultiply, phase_flip=phase_flip, norm=norm, bg_radius_px=bg_radius,
-                             ramp=not no_ramp, invert=invert, float16=float16)
-    summary = run_restack(table, options, out, overwrite=overwrite, workers=jobs, scheduler=scheduler, log=None if json_out else (lambda m: err_console.print(m)))
+    options = RestackOptions(
+        box_px=box,
+        rescale_px=rescale,
+        premultiply=premultiply,
+        phase_flip=phase_flip,
+        norm=norm,
+        bg_radius_px=bg_radius,
+        ramp=not no_ramp,
+        invert=invert,
+        float16=float16,
+    )
+    summary = run_restack(
+        table,
+        options,
+        out,
+        overwrite=overwrite,
+        workers=jobs,
+        scheduler=scheduler,
+        log=None if json_out else (lambda m: err_console.print(m)),
+    )
     if json_out:
         print_json(summary)
         return
-    console.print(f"restacked {summary['n_restacked']:,} particles ({summary['n_stacks_skipped']} stacks already done) to {summary['box_px']} px at "
-                  f"{summary['pixel_size_a']:.4g} Å/px in {summary['wall_s']:.1f} s ({summary['particles_per_s'] or 0:.0f} particles/s): {summary['star']}")
+    console.print(
+        f"restacked {summary['n_restacked']:,} particles ({summary['n_stacks_skipped']} stacks already done) to "
+        f"{summary['box_px']} px at "
+        f"{summary['pixel_size_a']:.4g} Å/px in {summary['wall_s']:.1f} s ({summary['particles_per_s'] or 0:.0f} "
+        f"particles/s): {summary['star']}"
+    )

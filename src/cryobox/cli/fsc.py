@@ -47,33 +47,64 @@ def fsc_command(
     half1: Path = typer.Argument(..., help="First half map (MRC).", show_default=False),
     half2: Path = typer.Argument(..., help="Second half map (MRC).", show_default=False),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Soft mask (MRC, values in [0, 1]) for the masked FSC."),
-    auto_mask: bool = typer.Option(False, "--auto-mask", help="Build a mask from the averaged half maps (like relion_mask_create) and write it."),
-    mask_threshold: Optional[float] = typer.Option(None, "--mask-threshold", help="Auto-mask threshold (default: mean + 3 sd of the low-passed average)."),
+    auto_mask: bool = typer.Option(
+        False, "--auto-mask", help="Build a mask from the averaged half maps (like relion_mask_create) and write it."
+    ),
+    mask_threshold: Optional[float] = typer.Option(
+        None, "--mask-threshold", help="Auto-mask threshold (default: mean + 3 sd of the low-passed average)."
+    ),
     mask_lowpass: float = typer.Option(15.0, "--mask-lowpass", help="Low-pass (Å) of the average before thresholding."),
     mask_extend: float = typer.Option(3.0, "--mask-extend", help="Extend the thresholded mask by this much (Å)."),
     mask_soft_edge: float = typer.Option(6.0, "--mask-soft-edge", help="Raised-cosine soft edge (Å)."),
     mask_out: Path = typer.Option(Path("automask.mrc"), "--mask-out", help="Where --auto-mask writes its mask."),
-    randomize_at: Optional[float] = typer.Option(None, "--randomize-at", help="Randomise phases from this resolution (Å); default: where the unmasked FSC drops below 0.8."),
+    randomize_at: Optional[float] = typer.Option(
+        None,
+        "--randomize-at",
+        help="Randomise phases from this resolution (Å); default: where the unmasked FSC drops below 0.8.",
+    ),
     pixel_size: Optional[float] = typer.Option(None, "--pixel-size", help="Pixel size (Å/px); overrides the headers."),
-    force_mask: bool = typer.Option(False, "--force-mask", help="Keep the masked result even when the unmasked FSC reaches further."),
+    force_mask: bool = typer.Option(
+        False, "--force-mask", help="Keep the masked result even when the unmasked FSC reaches further."
+    ),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the phase randomisation (default: random)."),
     json_out: bool = typer.Option(False, "--json", help="Print resolutions and curves as JSON."),
-    star: Optional[Path] = typer.Option(None, "--star", help="Write data_general + data_fsc with relion_postprocess's labels."),
+    star: Optional[Path] = typer.Option(
+        None, "--star", help="Write data_general + data_fsc with relion_postprocess's labels."
+    ),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the FSC plot (PNG/PDF/SVG)."),
 ) -> None:
     """FSC of two half maps: unmasked, masked, phase-randomised and corrected; resolution at 0.143 and 0.5."""
     from cryobox.jobs.fsc import fsc_to_dict, run_fsc, write_fsc_star
 
-    job = run_fsc(half1, half2, mask=mask, auto=auto_mask, mask_threshold=mask_threshold, mask_lowpass_a=mask_lowpass,
-                  mask_extend_a=mask_extend, mask_soft_edge_a=mask_soft_edge, mask_out=mask_out, pixel_size_a=pixel_size,
-                  randomize_at_a=randomize_at, seed=seed, force_mask=force_mask)
+    job = run_fsc(
+        half1,
+        half2,
+        mask=mask,
+        auto=auto_mask,
+        mask_threshold=mask_threshold,
+        mask_lowpass_a=mask_lowpass,
+        mask_extend_a=mask_extend,
+        mask_soft_edge_a=mask_soft_edge,
+        mask_out=mask_out,
+        pixel_size_a=pixel_size,
+        randomize_at_a=randomize_at,
+        seed=seed,
+        force_mask=force_mask,
+    )
     d = fsc_to_dict(job)
     if star is not None:
         write_fsc_star(star, job)
     if plot is not None:
         from cryobox.report.plots import figure_fsc, save_figure
 
-        save_figure(figure_fsc(d, title=f"{Path(job.half1).name} vs {Path(job.half2).name}: {d['box_px']} px at {d['pixel_size_a']:g} Å/px"), plot)
+        save_figure(
+            figure_fsc(
+                d,
+                title=f"{Path(job.half1).name} vs {Path(job.half2).name}: {d['box_px']} px at {d['pixel_size_a']:g} "
+                "Å/px",
+            ),
+            plot,
+        )
     if json_out:
         print_json(d)
         return
@@ -89,10 +120,14 @@ def fsc_command(
         else:
             t.add_row(thr, fmt(r["resolution_a"], ".2f"), str(r["shell"]), fmt(r["interpolated_resolution_a"], ".2f"))
     console.print(t)
-    console.print(f"box {d['box_px']} px at {d['pixel_size_a']:g} Å/px ({d['box_px'] * d['pixel_size_a']:.0f} Å); "
-                  f"unmasked FSC = 0.143 at {fmt(d['unmasked_resolution_a'], '.2f')} Å")
+    console.print(
+        f"box {d['box_px']} px at {d['pixel_size_a']:g} Å/px ({d['box_px'] * d['pixel_size_a']:.0f} Å); "
+        f"unmasked FSC = 0.143 at {fmt(d['unmasked_resolution_a'], '.2f')} Å"
+    )
     if d["randomize_at_a"] is not None:
-        console.print(f"mask: {d['mask']}; phases randomised from {d['randomize_at_a']:.2f} Å (shell {d['randomize_at_shell']})")
+        console.print(
+            f"mask: {d['mask']}; phases randomised from {d['randomize_at_a']:.2f} Å (shell {d['randomize_at_shell']})"
+        )
     for n in d["notes"]:
         console.print(n)
     for w in d["warnings"]:
@@ -104,9 +139,22 @@ def fsc_command(
 
 @handle_input_errors
 def compare_command(
-    runs: List[str] = typer.Argument(..., help="FSC results: [LABEL=]PATH[@BOX:PIXELSIZE] (cryobox JSON/STAR, postprocess.star, run_model.star, relion_image_handler --fsc, cryoSPARC FSC .txt; @280:1.06 gives a text table its box and pixel size).", show_default=False),
-    box: Optional[int] = typer.Option(None, "--box", help="Box (px) for cryoSPARC text tables that have no @BOX of their own (checked against each file's shells)."),
-    pixel_size: Optional[float] = typer.Option(None, "--pixel-size", help="Pixel size (Å/px) for cryoSPARC text tables that have no @BOX:PIXELSIZE of their own."),
+    runs: List[str] = typer.Argument(
+        ...,
+        help="FSC results: [LABEL=]PATH[@BOX:PIXELSIZE] (cryobox JSON/STAR, postprocess.star, run_model.star, "
+        "relion_image_handler --fsc, cryoSPARC FSC .txt; @280:1.06 gives a text table its box and pixel size).",
+        show_default=False,
+    ),
+    box: Optional[int] = typer.Option(
+        None,
+        "--box",
+        help="Box (px) for cryoSPARC text tables that have no @BOX of their own (checked against each file's shells).",
+    ),
+    pixel_size: Optional[float] = typer.Option(
+        None,
+        "--pixel-size",
+        help="Pixel size (Å/px) for cryoSPARC text tables that have no @BOX:PIXELSIZE of their own.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the overlay (PNG/PDF/SVG)."),
 ) -> None:
@@ -123,7 +171,9 @@ def compare_command(
     if json_out:
         print_json(result)
         return
-    t = Table(title="FSC comparison (resolution at FSC = 0.143 / 0.5; FSC values at common resolutions)", title_justify="left")
+    t = Table(
+        title="FSC comparison (resolution at FSC = 0.143 / 0.5; FSC values at common resolutions)", title_justify="left"
+    )
     t.add_column("")
     for s in result["runs"]:
         t.add_column(s["label"], justify="right")
@@ -152,7 +202,9 @@ def filter_command(
     out: Path = typer.Option(..., "--out", help="Output map (MRC)."),
     lowpass: Optional[float] = typer.Option(None, "--lowpass", help="Low-pass filter at this resolution (Å)."),
     highpass: Optional[float] = typer.Option(None, "--highpass", help="High-pass filter at this resolution (Å)."),
-    edge_width: int = typer.Option(2, "--filter-edge-width", help="Raised-cosine edge width in Fourier shells (RELION default 2)."),
+    edge_width: int = typer.Option(
+        2, "--filter-edge-width", help="Raised-cosine edge width in Fourier shells (RELION default 2)."
+    ),
     bfactor: float = typer.Option(0.0, "--bfactor", help="B-factor (Å²): negative sharpens, positive blurs."),
     mask: Optional[Path] = typer.Option(None, "--mask", help="Multiply by this mask afterwards."),
     pixel_size: Optional[float] = typer.Option(None, "--pixel-size", help="Pixel size (Å/px); overrides the header."),
@@ -161,7 +213,16 @@ def filter_command(
     """Low-/high-pass (RELION's raised-cosine edge), B-factor and mask a map."""
     from cryobox.jobs.fsc import run_filter
 
-    info = run_filter(map_path, out, lowpass_a=lowpass, highpass_a=highpass, bfactor_a2=bfactor, edge_width_shells=edge_width, mask=mask, pixel_size_a=pixel_size)
+    info = run_filter(
+        map_path,
+        out,
+        lowpass_a=lowpass,
+        highpass_a=highpass,
+        bfactor_a2=bfactor,
+        edge_width_shells=edge_width,
+        mask=mask,
+        pixel_size_a=pixel_size,
+    )
     if json_out:
         print_json(info)
     else:
@@ -172,9 +233,13 @@ def filter_command(
 def resample_command(
     map_path: Path = typer.Argument(..., metavar="MAP", help="Map (MRC).", show_default=False),
     out: Path = typer.Option(..., "--out", help="Output map (MRC)."),
-    pixel_size_new: Optional[float] = typer.Option(None, "--pixel-size", help="New pixel size (Å/px): exact Fourier crop/pad."),
+    pixel_size_new: Optional[float] = typer.Option(
+        None, "--pixel-size", help="New pixel size (Å/px): exact Fourier crop/pad."
+    ),
     box: Optional[int] = typer.Option(None, "--box", help="New box (px): centred crop/pad (centre stays at N//2)."),
-    input_pixel_size: Optional[float] = typer.Option(None, "--input-pixel-size", help="Input pixel size (Å/px); overrides the header."),
+    input_pixel_size: Optional[float] = typer.Option(
+        None, "--input-pixel-size", help="Input pixel size (Å/px); overrides the header."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print what was done as JSON."),
 ) -> None:
     """Put a map on another grid: Fourier rescale to a pixel size, then window to a box."""
@@ -184,4 +249,7 @@ def resample_command(
     if json_out:
         print_json(info)
     else:
-        console.print(f"wrote {out}: {info['box_px']} px at {info['pixel_size_a']:.5g} Å/px (from {info['input_box_px']} px at {info['input_pixel_size_a']:g} Å/px)")
+        console.print(
+            f"wrote {out}: {info['box_px']} px at {info['pixel_size_a']:.5g} Å/px (from {info['input_box_px']} px at "
+            f"{info['input_pixel_size_a']:g} Å/px)"
+        )

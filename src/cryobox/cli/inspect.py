@@ -23,9 +23,15 @@ EPILOG = """Examples:
 
 @handle_input_errors
 def inspect_command(
-    files: List[Path] = typer.Argument(..., help="RELION .star or cryoSPARC .cs particle / micrograph files.", show_default=False),
-    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON (a list when several files are given)."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a defocus histogram (PNG/PDF/SVG) of the first file."),
+    files: List[Path] = typer.Argument(
+        ..., help="RELION .star or cryoSPARC .cs particle / micrograph files.", show_default=False
+    ),
+    json_out: bool = typer.Option(
+        False, "--json", help="Print the summary as JSON (a list when several files are given)."
+    ),
+    plot: Optional[Path] = typer.Option(
+        None, "--plot", help="Write a defocus histogram (PNG/PDF/SVG) of the first file."
+    ),
 ) -> None:
     """Summarise particles: counts, optics, defocus statistics (Å), particles per micrograph."""
     from cryobox.io.particles import fill_box_from_stacks, read_particles
@@ -45,7 +51,12 @@ def inspect_command(
 
         t = tables[0]
         t.require("defocus_u_a", "defocus_v_a", purpose="the defocus histogram")
-        save_figure(figure_defocus_histogram(t.column("defocus_u_a"), t.column("defocus_v_a"), title=f"{t.path.name}: {len(t):,} {t.kind}"), plot)
+        save_figure(
+            figure_defocus_histogram(
+                t.column("defocus_u_a"), t.column("defocus_v_a"), title=f"{t.path.name}: {len(t):,} {t.kind}"
+            ),
+            plot,
+        )
     if json_out:
         print_json(results[0].to_dict() if len(results) == 1 else [r.to_dict() for r in results])
         return
@@ -70,9 +81,18 @@ def _print_result(r) -> None:
     head.add_row("Cs (mm)", fmt(r.cs_mm, ".4g"))
     head.add_row("amplitude contrast", fmt(r.amplitude_contrast, ".4g"))
     head.add_row("CTF-premultiplied", fmt(r.ctf_premultiplied))
-    head.add_row("coordinates / micrograph shape / poses", f"{fmt(r.has_coordinates)} / {fmt(r.has_micrograph_shape)} / {fmt(r.has_poses)}")
+    head.add_row(
+        "coordinates / micrograph shape / poses",
+        f"{fmt(r.has_coordinates)} / {fmt(r.has_micrograph_shape)} / {fmt(r.has_poses)}",
+    )
     console.print(head)
-    rows = [("defocus U (Å)", r.defocus_u_a), ("defocus V (Å)", r.defocus_v_a), ("(U + V) / 2 (Å)", r.defocus_mean_a), ("astigmatism |U - V| (Å)", r.astigmatism_a), ("particles per micrograph", r.particles_per_micrograph)]
+    rows = [
+        ("defocus U (Å)", r.defocus_u_a),
+        ("defocus V (Å)", r.defocus_v_a),
+        ("(U + V) / 2 (Å)", r.defocus_mean_a),
+        ("astigmatism |U - V| (Å)", r.astigmatism_a),
+        ("particles per micrograph", r.particles_per_micrograph),
+    ]
     if any(v is not None for _, v in rows):
         stats = Table(title="statistics", title_justify="left")
         stats.add_column("")

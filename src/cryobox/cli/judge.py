@@ -23,24 +23,47 @@ EPILOG = """Examples:
 
 @handle_input_errors
 def judge_command(
-    variants: List[str] = typer.Argument(..., metavar="VARIANT=RUN,RUN...", show_default=False,
-                                         help="Each variant and its runs; a run is half1.mrc:half2.mrc, a cryoSPARC job folder (J50) or a RELION Refine3D folder."),
+    variants: List[str] = typer.Argument(
+        ...,
+        metavar="VARIANT=RUN,RUN...",
+        show_default=False,
+        help="Each variant and its runs; a run is half1.mrc:half2.mrc, a cryoSPARC job folder (J50) or a RELION "
+        "Refine3D folder.",
+    ),
     out: Path = typer.Option(..., "--out", help="Output folder: judge.json, judge.png, masks/."),
-    mask: Optional[Path] = typer.Option(None, "--mask", help="FSC mask (MRC, any box at the runs' pixel size); windowed to each box."),
-    auto_mask: bool = typer.Option(True, "--auto-mask/--no-mask", help="Without --mask: build one soft mask from the runs' average (default), or compare unmasked FSCs."),
-    resample: bool = typer.Option(False, "--resample", help="Fourier-resample runs at other pixel sizes to the first run's (otherwise refused)."),
+    mask: Optional[Path] = typer.Option(
+        None, "--mask", help="FSC mask (MRC, any box at the runs' pixel size); windowed to each box."
+    ),
+    auto_mask: bool = typer.Option(
+        True,
+        "--auto-mask/--no-mask",
+        help="Without --mask: build one soft mask from the runs' average (default), or compare unmasked FSCs.",
+    ),
+    resample: bool = typer.Option(
+        False, "--resample", help="Fourier-resample runs at other pixel sizes to the first run's (otherwise refused)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the phase randomisation (run k uses seed + k)."),
     json_out: bool = typer.Option(False, "--json", help="Print judge.json instead of the table."),
 ) -> None:
-    """Judge the box-size experiment from runs made anywhere: one mask in Å, the same FSC for every run, honest statistics."""
+    """Judge the box-size experiment from runs made anywhere: one mask in Å, one FSC per run, honest statistics."""
     from cryobox.cli.sweep import _log, print_sweep_table
     from cryobox.jobs.judge import parse_variants, run_judge
 
-    d = run_judge(parse_variants(variants), out=out, mask=mask, auto_mask=auto_mask, resample=resample, seed=seed, log=_log(json_out))
+    d = run_judge(
+        parse_variants(variants),
+        out=out,
+        mask=mask,
+        auto_mask=auto_mask,
+        resample=resample,
+        seed=seed,
+        log=_log(json_out),
+    )
     if json_out:
         print_json(d)
         return
     print_sweep_table(d)
     from cryobox.cli.common import console
 
-    console.print(f"written: {out / 'judge.json'}, {out / 'judge.png'}; `cryobox report ... --judge {out}` puts it in the report")
+    console.print(
+        f"written: {out / 'judge.json'}, {out / 'judge.png'}; `cryobox report ... --judge {out}` puts it in the report"
+    )

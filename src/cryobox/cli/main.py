@@ -11,7 +11,8 @@ from cryobox.cli import advise, ctf, example, extract, fsc, inspect, judge, reco
 
 app = typer.Typer(
     name="cryobox",
-    help="cryobox: choose the particle box, (re)extract and crop particles in it, and prove which box gives the better map.",
+    help="cryobox: choose the particle box, (re)extract and crop particles in it, and prove which box gives the "
+    "better map.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -27,7 +28,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """cryobox: the particle box for cryo-EM."""
 

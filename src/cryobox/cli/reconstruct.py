@@ -21,12 +21,28 @@ EPILOG = """Examples:
 
 @handle_input_errors
 def reconstruct_command(
-    particles: Path = typer.Argument(..., help="RELION data STAR (or cryoSPARC .cs) with stacks, poses and CTF; rlnRandomSubset for half maps.", show_default=False),
-    out: Path = typer.Option(..., "--out", help="Output folder: half1_unfil.mrc and half2_unfil.mrc (or map_unfil.mrc with --no-halves)."),
-    halves: bool = typer.Option(True, "--halves/--no-halves", help="One map per half set (rlnRandomSubset 1 / 2), or one map of all particles."),
-    ctf: bool = typer.Option(True, "--ctf/--no-ctf", help="Weight by the CTF: sum CTF.X / sum CTF^2 (premultiplied images: sum X / sum CTF^2)."),
-    padding: Optional[int] = typer.Option(None, "--padding", help="Oversampling of the 3D transform, 1 or 2 (default: 2 up to 320 px, else 1)."),
-    regularisation: float = typer.Option(0.05, "--regularisation", help="Tikhonov term as a fraction of each shell's mean CTF weight."),
+    particles: Path = typer.Argument(
+        ...,
+        help="RELION data STAR (or cryoSPARC .cs) with stacks, poses and CTF; rlnRandomSubset for half maps.",
+        show_default=False,
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder: half1_unfil.mrc and half2_unfil.mrc (or map_unfil.mrc with --no-halves)."
+    ),
+    halves: bool = typer.Option(
+        True, "--halves/--no-halves", help="One map per half set (rlnRandomSubset 1 / 2), or one map of all particles."
+    ),
+    ctf: bool = typer.Option(
+        True,
+        "--ctf/--no-ctf",
+        help="Weight by the CTF: sum CTF.X / sum CTF^2 (premultiplied images: sum X / sum CTF^2).",
+    ),
+    padding: Optional[int] = typer.Option(
+        None, "--padding", help="Oversampling of the 3D transform, 1 or 2 (default: 2 up to 320 px, else 1)."
+    ),
+    regularisation: float = typer.Option(
+        0.05, "--regularisation", help="Tikhonov term as a fraction of each shell's mean CTF weight."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Reconstruct half maps from particles with known poses, CTF-weighted the same way for plain
@@ -52,7 +68,9 @@ def reconstruct_command(
         err_console.file.write(f"reconstructing: {done:,}/{total:,} particles, {rate:.0f} particles/s{end}")
         err_console.file.flush()
 
-    maps, info = reconstruct_particles(table, halves=halves, padding=padding, regularisation=regularisation, ctf=ctf, progress=progress)
+    maps, info = reconstruct_particles(
+        table, halves=halves, padding=padding, regularisation=regularisation, ctf=ctf, progress=progress
+    )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = write_reconstructions(maps, {k: out / f"{k}_unfil.mrc" for k in maps}, pixel_size_a=info["pixel_size_a"])
@@ -60,9 +78,15 @@ def reconstruct_command(
     if json_out:
         print_json(info)
         return
-    weighting = ("sum X / sum CTF^2 (premultiplied images)" if info["ctf_premultiplied"] else "sum CTF.X / sum CTF^2") if info["ctf_weighted"] else "no CTF weighting"
+    weighting = (
+        ("sum X / sum CTF^2 (premultiplied images)" if info["ctf_premultiplied"] else "sum CTF.X / sum CTF^2")
+        if info["ctf_weighted"]
+        else "no CTF weighting"
+    )
     counts = ", ".join(f"{k} {v:,}" for k, v in info["particles"].items())
-    console.print(f"reconstructed {counts} particles at {info['box_px']} px, {info['pixel_size_a']:.4g} Å/px "
-                  f"({weighting}, padding {info['padding']}) in {info['seconds']:.1f} s:")
+    console.print(
+        f"reconstructed {counts} particles at {info['box_px']} px, {info['pixel_size_a']:.4g} Å/px "
+        f"({weighting}, padding {info['padding']}) in {info['seconds']:.1f} s:"
+    )
     for k, v in paths.items():
         console.print(f"  {k}: {v}")

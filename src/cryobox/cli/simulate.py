@@ -11,7 +11,8 @@ from cryobox.cli.common import console, err_console, fail, handle_input_errors, 
 
 EPILOG = """Examples:
 
-  cryobox simulate --out sim/ --micrographs 4 --size 4096x4096 --per-micrograph 300 --defocus-min 18000 --defocus-max 30000
+  cryobox simulate --out sim/ --micrographs 4 --size 4096x4096 --per-micrograph 300 \\
+      --defocus-min 18000 --defocus-max 30000
 
   cryobox simulate --out sim_stack/ --stack --n 2000 --box 64 --pixel-size 3.0 --snr 1
 
@@ -22,11 +23,18 @@ EPILOG = """Examples:
 @handle_input_errors
 def simulate_command(
     out: Path = typer.Option(..., "--out", help="Output folder."),
-    map_path: Optional[Path] = typer.Option(None, "--map", help="Density to image (MRC); default: the built-in two-domain particle."),
+    map_path: Optional[Path] = typer.Option(
+        None, "--map", help="Density to image (MRC); default: the built-in two-domain particle."
+    ),
     model: Optional[Path] = typer.Option(None, "--model", help="Atomic model (PDB / mmCIF) to image instead."),
     stack: bool = typer.Option(False, "--stack", help="Write a particle stack instead of micrographs."),
     n: int = typer.Option(1000, "--n", help="Particles in the stack (--stack)."),
-    angles: Optional[Path] = typer.Option(None, "--angles", help="--stack: take orientations (and shifts, if present) from this particle STAR / .cs instead of random ones."),
+    angles: Optional[Path] = typer.Option(
+        None,
+        "--angles",
+        help="--stack: take orientations (and shifts, if present) from this particle STAR / .cs instead of random "
+        "ones.",
+    ),
     box: Optional[int] = typer.Option(None, "--box", help="Particle box (px); default: the map's, or 1.3 x 220 Å."),
     micrographs: int = typer.Option(4, "--micrographs", help="Number of micrographs."),
     size: str = typer.Option("4096x4096", "--size", help="Micrograph WIDTHxHEIGHT (px)."),
@@ -39,10 +47,14 @@ def simulate_command(
     defocus_max: float = typer.Option(30000.0, "--defocus-max", help="Highest defocus (Å)."),
     astigmatism: float = typer.Option(500.0, "--astigmatism", help="Largest |defocus U - V| (Å)."),
     bfactor: float = typer.Option(50.0, "--bfactor", help="B-factor envelope (Å²)."),
-    snr: float = typer.Option(0.05, "--snr", help="Signal-to-noise ratio (variance of the CTF'd particle signal / noise variance)."),
+    snr: float = typer.Option(
+        0.05, "--snr", help="Signal-to-noise ratio (variance of the CTF'd particle signal / noise variance)."
+    ),
     crowding: bool = typer.Option(False, "--crowding", help="Let neighbours come closer than a particle diameter."),
     ice_ramp: float = typer.Option(0.5, "--ice-ramp", help="Background ramp across each micrograph (noise sd units)."),
-    diameter: float = typer.Option(220.0, "--diameter", help="Particle diameter (Å) used for spacing and the SNR disc."),
+    diameter: float = typer.Option(
+        220.0, "--diameter", help="Particle diameter (Å) used for spacing and the SNR disc."
+    ),
     seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same bytes."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
@@ -53,9 +65,20 @@ def simulate_command(
         fail(f"--defocus-min ({defocus_min:g} Å) must be >= 0 and <= --defocus-max ({defocus_max:g} Å).")
     if snr < 0 or pixel_size <= 0:
         fail("--snr must be >= 0 and --pixel-size positive.")
-    settings = SimulationSettings(pixel_size_a=pixel_size, voltage_kv=voltage, cs_mm=cs, amplitude_contrast=amp_contrast, defocus_min_a=defocus_min,
-                                  defocus_max_a=defocus_max, astigmatism_max_a=astigmatism, bfactor_a2=bfactor, snr=snr, seed=seed, crowding=crowding,
-                                  ice_ramp=ice_ramp)
+    settings = SimulationSettings(
+        pixel_size_a=pixel_size,
+        voltage_kv=voltage,
+        cs_mm=cs,
+        amplitude_contrast=amp_contrast,
+        defocus_min_a=defocus_min,
+        defocus_max_a=defocus_max,
+        astigmatism_max_a=astigmatism,
+        bfactor_a2=bfactor,
+        snr=snr,
+        seed=seed,
+        crowding=crowding,
+        ice_ramp=ice_ramp,
+    )
     density, source = load_density(map_path=map_path, model_path=model, pixel_size_a=pixel_size, box_px=box)
     log = None if json_out else (lambda m: err_console.print(m))
     if angles is not None and not stack:
@@ -73,14 +96,27 @@ def simulate_command(
                 # RELION's origin is minus the particle's displacement in the image
                 shifts = -d[["shift_x_a", "shift_y_a"]].to_numpy(float) / pixel_size
             n = len(d)
-        summary = simulate_stack(out, density, n_particles=n, settings=settings, angles_deg=given, shifts_px=shifts, log=log)
+        summary = simulate_stack(
+            out, density, n_particles=n, settings=settings, angles_deg=given, shifts_px=shifts, log=log
+        )
     else:
         w, h = parse_size(size, flag="--size")
-        summary = simulate_micrographs(out, density, n_micrographs=micrographs, size_px=(w, h), per_micrograph=per_micrograph,
-                                       settings=settings, diameter_a=diameter, log=log)
+        summary = simulate_micrographs(
+            out,
+            density,
+            n_micrographs=micrographs,
+            size_px=(w, h),
+            per_micrograph=per_micrograph,
+            settings=settings,
+            diameter_a=diameter,
+            log=log,
+        )
     summary["density"] = source
     if json_out:
         print_json(summary)
     else:
-        console.print(f"simulated {summary['n_particles']:,} particles ({source}; {summary['box_px']} px at {pixel_size:g} Å/px) in "
-                      f"{summary['wall_s']:.1f} s: {summary['particles_star']}, true map {summary['true_map']}")
+        console.print(
+            f"simulated {summary['n_particles']:,} particles ({source}; {summary['box_px']} px at {pixel_size:g} "
+            "Å/px) in "
+            f"{summary['wall_s']:.1f} s: {summary['particles_star']}, true map {summary['true_map']}"
+        )

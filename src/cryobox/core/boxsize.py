@@ -63,9 +63,7 @@ def rosenthal_henderson_box_a(
     """
     d = _check_positive("diameter", diameter_a)
     res = _check_positive("resolution", resolution_a)
-    out = d + 2.0 * max_local_oscillation_a(
-        1.0 / res, defocus_a=np.abs(defocus_a), voltage_kv=voltage_kv, cs_mm=cs_mm
-    )
+    out = d + 2.0 * max_local_oscillation_a(1.0 / res, defocus_a=np.abs(defocus_a), voltage_kv=voltage_kv, cs_mm=cs_mm)
     return float(out) if np.ndim(out) == 0 else out
 
 
@@ -82,8 +80,10 @@ def aliasing_free_box_a(
     if ctf_power not in (1, 2):
         raise ValueError(f"ctf_power must be 1 (CTF) or 2 (CTF^2), got {ctf_power}")
     res = _check_positive("resolution", resolution_a)
-    out = 2.0 * ctf_power * max_local_oscillation_a(
-        1.0 / res, defocus_a=np.abs(defocus_a), voltage_kv=voltage_kv, cs_mm=cs_mm
+    out = (
+        2.0
+        * ctf_power
+        * max_local_oscillation_a(1.0 / res, defocus_a=np.abs(defocus_a), voltage_kv=voltage_kv, cs_mm=cs_mm)
     )
     return float(out) if np.ndim(out) == 0 else out
 
@@ -150,7 +150,9 @@ def edge_clipped(
     n = int(box_px)
     x0 = box_origins(coord_x_px, n)
     y0 = box_origins(coord_y_px, n)
-    return (x0 < 0) | (y0 < 0) | (x0 + n > np.asarray(micrograph_width_px)) | (y0 + n > np.asarray(micrograph_height_px))
+    return (
+        (x0 < 0) | (y0 < 0) | (x0 + n > np.asarray(micrograph_width_px)) | (y0 + n > np.asarray(micrograph_height_px))
+    )
 
 
 _SMALL_PRIMES = (2, 3, 5, 7)
@@ -211,8 +213,13 @@ CRYOSPARC_WINDOW_INNER = 0.85
 CRYOSPARC_WINDOW_OUTER = 0.99
 
 
-def cryosparc_window_diameters_a(box_px: int, pixel_size_a: float, *, inner_fraction: float = CRYOSPARC_WINDOW_INNER,
-                                 outer_fraction: float = CRYOSPARC_WINDOW_OUTER) -> tuple[float, float]:
+def cryosparc_window_diameters_a(
+    box_px: int,
+    pixel_size_a: float,
+    *,
+    inner_fraction: float = CRYOSPARC_WINDOW_INNER,
+    outer_fraction: float = CRYOSPARC_WINDOW_OUTER,
+) -> tuple[float, float]:
     """Diameters (Å) of the full-weight disc and of the window's outer edge that cryoSPARC's
     real-space window gives at ``box_px`` (px) and ``pixel_size_a`` (Å/px): fraction x box in Å."""
     box_a = float(box_px) * float(pixel_size_a)
@@ -291,8 +298,8 @@ def advise_box(
     ``user_boxes_px`` (px, any size >= 2, odd or not FFT-friendly included) are always in the
     table and marked ``user_box``. Every row also gives the diameters (Å) of cryoSPARC's default
     real-space window at that box (``cryosparc_window_diameters_a``) and the inner / outer fractions
-    that would give every box the window in Å of the reference box: the smallest user box, else
-    the refine box (``window_reference_box_px``).
+    that would give every box the window in Å of the reference box: the smaller of the smallest
+    user box and the refine box (``window_reference_box_px``).
     """
     diameter_a = float(_check_positive("diameter", diameter_a))
     resolution_a = float(_check_positive("resolution", resolution_a))
@@ -319,7 +326,9 @@ def advise_box(
         return float(a[0]) if a.size and a.min() == a.max() else a
 
     # Per-particle needs in Å, sorted once: a candidate's fraction is one searchsorted.
-    osc = max_local_oscillation_a(k_target, defocus_a=df_max, voltage_kv=uniform_or_array(kv), cs_mm=uniform_or_array(cs))
+    osc = max_local_oscillation_a(
+        k_target, defocus_a=df_max, voltage_kv=uniform_or_array(kv), cs_mm=uniform_or_array(cs)
+    )
     osc_sorted = np.sort(osc)  # the three needs are increasing maps of osc: one sort serves all
     need_ctf = 2.0 * osc_sorted
     need_ctf2 = 4.0 * osc_sorted
@@ -366,7 +375,7 @@ def advise_box(
         raise ValueError(f"user boxes must be at least 2 px, got {user[0]}")
     sizes = sorted(set(_thin(fft_friendly_sizes(friendly_lo, top_px), keep, min_candidate_step)) | set(user))
     base = float(sizes[0])
-    window_ref = user[0] if user else refine_px
+    window_ref = min(user + [refine_px])  # the smallest box shown: its window fits in every larger one
     ref_inner_a, ref_outer_a = cryosparc_window_diameters_a(window_ref, pixel_size_a)
 
     res_p95 = aliasing_limited_resolution_a(

@@ -126,7 +126,17 @@ def ctf_rfft_grid(
     return (scale * ctf).astype(np.float32)
 
 
-CTF_KEYS = ("defocus_u_a", "defocus_v_a", "defocus_angle_deg", "phase_shift_deg", "ctf_bfactor_a2", "ctf_scale", "voltage_kv", "cs_mm", "amplitude_contrast")
+CTF_KEYS = (
+    "defocus_u_a",
+    "defocus_v_a",
+    "defocus_angle_deg",
+    "phase_shift_deg",
+    "ctf_bfactor_a2",
+    "ctf_scale",
+    "voltage_kv",
+    "cs_mm",
+    "amplitude_contrast",
+)
 
 
 def ctf_grids(params: dict, box_px: int, pixel_size_a: float, *, phase_flip: bool = False) -> NDArray[np.float32]:
@@ -140,12 +150,22 @@ def ctf_grids(params: dict, box_px: int, pixel_size_a: float, *, phase_flip: boo
     grids = []
     for row in uniq:
         p = dict(zip(keys, row))
-        grids.append(ctf_rfft_grid(
-            box_px, pixel_size_a, defocus_u_a=p["defocus_u_a"], defocus_v_a=p["defocus_v_a"], defocus_angle_deg=p["defocus_angle_deg"],
-            voltage_kv=p["voltage_kv"], cs_mm=p["cs_mm"], amplitude_contrast=p["amplitude_contrast"],
-            phase_shift_deg=p.get("phase_shift_deg", 0.0), bfactor_a2=p.get("ctf_bfactor_a2", 0.0), scale=p.get("ctf_scale", 1.0),
-            phase_flip=phase_flip,
-        ))
+        grids.append(
+            ctf_rfft_grid(
+                box_px,
+                pixel_size_a,
+                defocus_u_a=p["defocus_u_a"],
+                defocus_v_a=p["defocus_v_a"],
+                defocus_angle_deg=p["defocus_angle_deg"],
+                voltage_kv=p["voltage_kv"],
+                cs_mm=p["cs_mm"],
+                amplitude_contrast=p["amplitude_contrast"],
+                phase_shift_deg=p.get("phase_shift_deg", 0.0),
+                bfactor_a2=p.get("ctf_bfactor_a2", 0.0),
+                scale=p.get("ctf_scale", 1.0),
+                phase_flip=phase_flip,
+            )
+        )
     return grids[0] if len(grids) == 1 else np.stack(grids)[inverse.reshape(-1)]
 
 

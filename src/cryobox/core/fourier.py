@@ -103,7 +103,9 @@ def rfft_shell_index(shape: tuple[int, ...]) -> NDArray[np.intp]:
     return np.take(lut, r2)
 
 
-def _raised_cosine_weights(radius_px: NDArray, size: int, shell: float, edge_width_shells: int, *, high: bool) -> NDArray:
+def _raised_cosine_weights(
+    radius_px: NDArray, size: int, shell: float, edge_width_shells: int, *, high: bool
+) -> NDArray:
     """RELION's lowPassFilterMap edge: between (shell -/+ width/2) / N the weight goes 1 -> 0
     (low-pass) or 0 -> 1 (high-pass) as a raised cosine; radius and edges in 1/pixel."""
     half = edge_width_shells // 2
@@ -117,17 +119,23 @@ def _raised_cosine_weights(radius_px: NDArray, size: int, shell: float, edge_wid
     return (1.0 - w if high else w).astype(np.float32)
 
 
-def lowpass_rfft(ft: NDArray, *, size: int, pixel_size_a: float, resolution_a: float, edge_width_shells: int = 2) -> NDArray:
+def lowpass_rfft(
+    ft: NDArray, *, size: int, pixel_size_a: float, resolution_a: float, edge_width_shells: int = 2
+) -> NDArray:
     """Low-pass an rfftn spectrum at ``resolution_a`` with RELION's raised-cosine edge.
 
     The filter shell is round(N p / d); the edge spans ``edge_width_shells`` shells around it
     (RELION's --filter_edge_width, default 2).
     """
     shell = float(np.floor(size * pixel_size_a / resolution_a + 0.5))
-    return ft * _raised_cosine_weights(rfft_radius_px(_real_shape(ft, size)), size, shell, edge_width_shells, high=False)
+    return ft * _raised_cosine_weights(
+        rfft_radius_px(_real_shape(ft, size)), size, shell, edge_width_shells, high=False
+    )
 
 
-def highpass_rfft(ft: NDArray, *, size: int, pixel_size_a: float, resolution_a: float, edge_width_shells: int = 2) -> NDArray:
+def highpass_rfft(
+    ft: NDArray, *, size: int, pixel_size_a: float, resolution_a: float, edge_width_shells: int = 2
+) -> NDArray:
     """High-pass an rfftn spectrum at ``resolution_a`` (RELION's raised-cosine edge, see lowpass_rfft)."""
     shell = float(np.floor(size * pixel_size_a / resolution_a + 0.5))
     return ft * _raised_cosine_weights(rfft_radius_px(_real_shape(ft, size)), size, shell, edge_width_shells, high=True)
@@ -163,9 +171,13 @@ def filter_map(
         raise ValueError(f"high-pass ({highpass_a} Å) must be a lower resolution than low-pass ({lowpass_a} Å)")
     ft = sfft.rfftn(vol, workers=fft_workers())
     if lowpass_a is not None:
-        ft = lowpass_rfft(ft, size=n, pixel_size_a=pixel_size_a, resolution_a=lowpass_a, edge_width_shells=edge_width_shells)
+        ft = lowpass_rfft(
+            ft, size=n, pixel_size_a=pixel_size_a, resolution_a=lowpass_a, edge_width_shells=edge_width_shells
+        )
     if highpass_a is not None:
-        ft = highpass_rfft(ft, size=n, pixel_size_a=pixel_size_a, resolution_a=highpass_a, edge_width_shells=edge_width_shells)
+        ft = highpass_rfft(
+            ft, size=n, pixel_size_a=pixel_size_a, resolution_a=highpass_a, edge_width_shells=edge_width_shells
+        )
     if bfactor_a2:
         ft = bfactor_rfft(ft, size=n, pixel_size_a=pixel_size_a, bfactor_a2=bfactor_a2)
     return sfft.irfftn(ft, s=vol.shape, workers=fft_workers()).astype(np.float32)

@@ -235,17 +235,28 @@ def auto_mask(
 
 
 def auto_mask_from_map(
-    volume: NDArray, *, pixel_size_a: float, lowpass_a: float = 15.0, threshold: float | None = None,
-    extend_a: float = 3.0, soft_edge_a: float = 6.0,
+    volume: NDArray,
+    *,
+    pixel_size_a: float,
+    lowpass_a: float = 15.0,
+    threshold: float | None = None,
+    extend_a: float = 3.0,
+    soft_edge_a: float = 6.0,
 ) -> tuple[NDArray[np.float32], float]:
     """``auto_mask`` of ``volume`` low-passed to ``lowpass_a`` Å (0: not filtered), thresholded at
     ``threshold`` (default: mean + 3 sd of the low-passed map), extended and soft-edged in Å.
     Returns the mask and the threshold used."""
     from cryobox.core.fourier import filter_map
 
-    smooth = filter_map(volume, pixel_size_a=pixel_size_a, lowpass_a=lowpass_a) if lowpass_a > 0 else np.asarray(volume, np.float32)
+    smooth = (
+        filter_map(volume, pixel_size_a=pixel_size_a, lowpass_a=lowpass_a)
+        if lowpass_a > 0
+        else np.asarray(volume, np.float32)
+    )
     thr = float(threshold) if threshold is not None else float(smooth.mean() + 3.0 * smooth.std())
-    return auto_mask(smooth, threshold=thr, extend_px=extend_a / pixel_size_a, soft_edge_px=soft_edge_a / pixel_size_a), thr
+    return auto_mask(
+        smooth, threshold=thr, extend_px=extend_a / pixel_size_a, soft_edge_px=soft_edge_a / pixel_size_a
+    ), thr
 
 
 @dataclass
@@ -281,7 +292,9 @@ class FscResult:
             "threshold": threshold,
             "resolution_a": rel,
             "shell": shell,
-            "interpolated_resolution_a": resolution_interpolated(f, threshold, size=self.size, pixel_size_a=self.pixel_size_a),
+            "interpolated_resolution_a": resolution_interpolated(
+                f, threshold, size=self.size, pixel_size_a=self.pixel_size_a
+            ),
             # never below the threshold: the values are Nyquist (or the last shell), a bound, not a measurement
             "limited_by_nyquist": first_shell_below(np.asarray(f), threshold, start=1) is None,
         }
@@ -337,7 +350,8 @@ def masked_fsc_analysis(
         r = first_shell_below(unmasked, randomize_fsc_at, start=1)
         if r is None:
             raise ValueError(
-                f"the unmasked FSC never drops below {randomize_fsc_at}: give the phase-randomisation resolution explicitly"
+                f"the unmasked FSC never drops below {randomize_fsc_at}: give the phase-randomisation resolution "
+                "explicitly"
             )
     rng = rng if rng is not None else np.random.default_rng()
     streams = rng.spawn(2)  # one stream per half map: threads give the same result for the same seed
@@ -355,12 +369,19 @@ def masked_fsc_analysis(
     del ft1, ft2
     random_masked = fsc_from_rfft(rm1, rm2, shells, n_shells, work=work)
     corrected = corrected_fsc(masked, random_masked, r)
-    result.fsc_masked, result.fsc_random_masked, result.fsc_corrected, result.randomize_at_shell = masked, random_masked, corrected, r
+    result.fsc_masked, result.fsc_random_masked, result.fsc_corrected, result.randomize_at_shell = (
+        masked,
+        random_masked,
+        corrected,
+        r,
+    )
     _, s_corr = resolution_relion_rule(corrected, 0.143, size=n, pixel_size_a=pixel_size_a)
     _, s_unm = resolution_relion_rule(unmasked, 0.143, size=n, pixel_size_a=pixel_size_a)
     if s_unm > s_corr:
         if force_mask:
-            result.warnings.append("the unmasked FSC extends beyond the solvent-corrected FSC (mask kept: --force-mask).")
+            result.warnings.append(
+                "the unmasked FSC extends beyond the solvent-corrected FSC (mask kept: --force-mask)."
+            )
         else:
             result.warnings.append(
                 "the unmasked FSC extends beyond the solvent-corrected FSC: the unmasked curve is used, as "

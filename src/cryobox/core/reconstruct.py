@@ -105,7 +105,9 @@ class Backprojector:
             if ctf is None:
                 w = np.ones(ft.shape)
             else:
-                c = (ctf[s:e] if ctf.ndim == 3 else np.broadcast_to(ctf, (e - s,) + ctf.shape))[:, self._keep].astype(np.float64)
+                c = (ctf[s:e] if ctf.ndim == 3 else np.broadcast_to(ctf, (e - s,) + ctf.shape))[:, self._keep].astype(
+                    np.float64
+                )
                 w = c * c
                 if not premultiplied:
                     ft *= c
@@ -153,7 +155,9 @@ class Backprojector:
             arr[:, :, 0] = plane + (np.conj(other) if conj else other)
         kz = (np.fft.fftfreq(p) * p).astype(np.float32)
         kx = np.arange(h, dtype=np.float32)
-        shell = np.rint(np.sqrt(kz[:, None, None] ** 2 + kz[None, :, None] ** 2 + kx[None, None, :] ** 2)).astype(np.int32)
+        shell = np.rint(np.sqrt(kz[:, None, None] ** 2 + kz[None, :, None] ** 2 + kx[None, None, :] ** 2)).astype(
+            np.int32
+        )
         sampled = wgt > 0
         counts = np.bincount(shell[sampled], minlength=shell.max() + 1)
         sums = np.bincount(shell[sampled], wgt[sampled], minlength=shell.max() + 1)

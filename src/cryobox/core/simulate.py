@@ -70,12 +70,19 @@ def atoms_to_map(
             for dx in (0, 1):
                 idx = base + np.array([dx, dy, dz])
                 ok = np.all((idx >= 0) & (idx < n), axis=1)
-                wt = w * np.where(dx, frac[:, 0], 1 - frac[:, 0]) * np.where(dy, frac[:, 1], 1 - frac[:, 1]) * np.where(dz, frac[:, 2], 1 - frac[:, 2])
+                wt = (
+                    w
+                    * np.where(dx, frac[:, 0], 1 - frac[:, 0])
+                    * np.where(dy, frac[:, 1], 1 - frac[:, 1])
+                    * np.where(dz, frac[:, 2], 1 - frac[:, 2])
+                )
                 np.add.at(grid, (idx[ok, 2], idx[ok, 1], idx[ok, 0]), wt[ok])
     return filter_map(grid, pixel_size_a=pixel_size_a, bfactor_a2=bfactor_a2)
 
 
-def default_particle_map(box_px: int, pixel_size_a: float, *, length_a: float = 220.0, seed: int = 0) -> NDArray[np.float32]:
+def default_particle_map(
+    box_px: int, pixel_size_a: float, *, length_a: float = 220.0, seed: int = 0
+) -> NDArray[np.float32]:
     """The built-in particle: a flexible, elongated two-domain glycoprotein-like shape ~``length_a``
     long (a larger ellipsoidal head and a narrower arm joined at a hinge, with a glycan-like knob),
     filled with pseudo-atoms at protein density so the map carries high-resolution signal."""
@@ -86,7 +93,7 @@ def default_particle_map(box_px: int, pixel_size_a: float, *, length_a: float = 
         pts = rng.normal(size=(n_atoms * 3, 3))
         pts /= np.linalg.norm(pts, axis=1, keepdims=True)
         pts *= rng.uniform(0, 1, (pts.shape[0], 1)) ** (1 / 3)
-        pts = pts[: n_atoms] * np.asarray(radii)
+        pts = pts[:n_atoms] * np.asarray(radii)
         # rotate the ellipsoid's long axis (x) onto ``axis``
         axis = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
         v = np.cross([1.0, 0.0, 0.0], axis)
@@ -106,7 +113,9 @@ def default_particle_map(box_px: int, pixel_size_a: float, *, length_a: float = 
     return (vol / vol.max()).astype(np.float32)
 
 
-def central_plane(box_px: int, padding: int, *, half_plane: bool = False) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
+def central_plane(
+    box_px: int, padding: int, *, half_plane: bool = False
+) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
     """The frequencies of an image's rfft2 grid (N, N//2+1) within Nyquist: a mask on that grid and
     their (kx, ky, 0) in Fourier pixels of a transform ``padding`` times finer, (3, m).
 
@@ -230,4 +239,6 @@ def apply_ctf_to_images(stack: NDArray, ctf_rfft: NDArray) -> NDArray[np.float32
     """Multiply images (n, N, N) by CTF grids on the rfft2 layout ((N, N//2+1) or per image)."""
     s = np.asarray(stack, dtype=np.float32)
     n = s.shape[-1]
-    return sfft.irfft2(sfft.rfft2(s, workers=fft_workers()) * ctf_rfft, s=(n, n), workers=fft_workers()).astype(np.float32)
+    return sfft.irfft2(sfft.rfft2(s, workers=fft_workers()) * ctf_rfft, s=(n, n), workers=fft_workers()).astype(
+        np.float32
+    )

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["STAT_NAMES", "summarize_values", "mean_sd", "compare_repeats", "power_two_sample", "repeats_for_power", "pooled_sd", "compare_resolutions"]
+__all__ = [
+    "STAT_NAMES",
+    "summarize_values",
+    "mean_sd",
+    "compare_repeats",
+    "power_two_sample",
+    "repeats_for_power",
+    "pooled_sd",
+    "compare_resolutions",
+]
 
 STAT_NAMES = ("min", "p5", "median", "mean", "p95", "max")
 
@@ -16,7 +25,14 @@ def summarize_values(values) -> dict[str, float] | None:
     if v.size == 0:
         return None
     p5, med, p95 = np.percentile(v, [5, 50, 95])
-    return {"min": float(v.min()), "p5": float(p5), "median": float(med), "mean": float(v.mean()), "p95": float(p95), "max": float(v.max())}
+    return {
+        "min": float(v.min()),
+        "p5": float(p5),
+        "median": float(med),
+        "mean": float(v.mean()),
+        "p95": float(p95),
+        "max": float(v.max()),
+    }
 
 
 def _finite(values) -> np.ndarray:
@@ -49,10 +65,21 @@ def compare_repeats(a, b, *, alpha: float = 0.05) -> dict:
     from scipy import stats
 
     x, y = _finite(a), _finite(b)
-    out = {"test": f"Welch's t-test, two-sided, alpha = {alpha:g}", "alpha": alpha, "n_a": int(x.size), "n_b": int(y.size),
-           "mean_a": float(x.mean()) if x.size else None, "mean_b": float(y.mean()) if y.size else None,
-           "difference": float(x.mean() - y.mean()) if x.size and y.size else None,
-           "standard_error": None, "t": None, "df": None, "p": None, "ci_low": None, "ci_high": None}
+    out = {
+        "test": f"Welch's t-test, two-sided, alpha = {alpha:g}",
+        "alpha": alpha,
+        "n_a": int(x.size),
+        "n_b": int(y.size),
+        "mean_a": float(x.mean()) if x.size else None,
+        "mean_b": float(y.mean()) if y.size else None,
+        "difference": float(x.mean() - y.mean()) if x.size and y.size else None,
+        "standard_error": None,
+        "t": None,
+        "df": None,
+        "p": None,
+        "ci_low": None,
+        "ci_high": None,
+    }
     if x.size < 2 or y.size < 2:
         out["verdict"] = "undecided"
         out["exceeds_spread"] = None
@@ -103,7 +130,9 @@ def power_two_sample(difference: float, sd: float, n_per_group, *, alpha: float 
     return float(power) if power.ndim == 0 else power
 
 
-def repeats_for_power(difference: float, sd: float, *, power: float = 0.8, alpha: float = 0.05, max_n: int = 1000) -> int | None:
+def repeats_for_power(
+    difference: float, sd: float, *, power: float = 0.8, alpha: float = 0.05, max_n: int = 1000
+) -> int | None:
     """The smallest number of repeats per variant that detects ``difference`` with ``power``
     (two-sided two-sample t-test at ``alpha``, see ``power_two_sample``); None above ``max_n``."""
     if difference is None or not (np.isfinite(difference) and np.isfinite(sd)) or difference == 0:
@@ -127,8 +156,9 @@ def pooled_sd(*groups) -> float | None:
     return float(np.sqrt(ss / df)) if df else None
 
 
-def compare_resolutions(resolutions_a, resolutions_b, *, shell_width_inv_a: float, alpha: float = 0.05,
-                        power: float | None = 0.8) -> dict:
+def compare_resolutions(
+    resolutions_a, resolutions_b, *, shell_width_inv_a: float, alpha: float = 0.05, power: float | None = 0.8
+) -> dict:
     """Two variants' repeated resolutions (Å), compared on the spatial-frequency axis (1/Å).
 
     The test runs on 1/Å because that is the axis the FSC is sampled and crossed on: a Fourier
@@ -172,7 +202,9 @@ def compare_resolutions(resolutions_a, resolutions_b, *, shell_width_inv_a: floa
     c["power"] = power_two_sample(diff, sd_used, n, alpha=alpha) if diff is not None and n >= 2 else None
     c["repeats_needed"] = repeats_for_power(diff, sd_used, power=power, alpha=alpha) if diff else None
     c["repeats_needed_one_shell"] = repeats_for_power(shell_width_inv_a, sd_used, power=power, alpha=alpha)
-    c["power_method"] = (f"two-sided two-sample t-test at alpha = {alpha:g}, {power:.0%} power, from the noncentral t distribution "
-                         "(equal repeats per variant, pooled run-to-run SD"
-                         + (", assumed to be one Fourier shell because no variant has 2 runs)" if sd is None else ")"))
+    c["power_method"] = (
+        f"two-sided two-sample t-test at alpha = {alpha:g}, {power:.0%} power, from the noncentral t distribution "
+        "(equal repeats per variant, pooled run-to-run SD"
+        + (", assumed to be one Fourier shell because no variant has 2 runs)" if sd is None else ")")
+    )
     return c

@@ -29,10 +29,21 @@ INSTALL_HINT = "install RELION and OpenMPI (Debian/Ubuntu: sudo apt-get install 
 class RelionEngine(RefineEngine):
     name = "relion"
 
-    def __init__(self, *, ranks: int = 3, threads: int | None = None, refine: str = "relion_refine_mpi", mpirun: str = "mpirun",
-                 pool: int = 10, extra_args: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        *,
+        ranks: int = 3,
+        threads: int | None = None,
+        refine: str = "relion_refine_mpi",
+        mpirun: str = "mpirun",
+        pool: int = 10,
+        extra_args: tuple[str, ...] = (),
+    ):
         if ranks < 3:
-            raise EngineError(f"relion_refine_mpi --split_random_halves needs at least 3 MPI ranks (a master and one per half set); got {ranks}.")
+            raise EngineError(
+                "relion_refine_mpi --split_random_halves needs at least 3 MPI ranks (a master and one per half "
+                f"set); got {ranks}."
+            )
         self.ranks = int(ranks)
         self.threads = int(threads) if threads else max(1, (default_workers() - 1) // (self.ranks - 1))
         self.refine = refine
@@ -72,13 +83,22 @@ class RelionEngine(RefineEngine):
         mpirun = self._which(self.mpirun)
         version = ""
         try:
-            out = subprocess.run([self.refine.replace("_mpi", ""), "--version"], capture_output=True, text=True, timeout=60)
+            out = subprocess.run(
+                [self.refine.replace("_mpi", ""), "--version"], capture_output=True, text=True, timeout=60
+            )
             m = re.search(r"RELION version:\s*(\S+)", out.stdout + out.stderr)
             version = m.group(1) if m else ""
         except (OSError, subprocess.SubprocessError):
             pass
-        self._checked = {"engine": "relion", "program": refine, "mpirun": mpirun, "version": version, "ranks": self.ranks,
-                         "threads_per_rank": self.threads, "mpi_flags": self.mpi_flags()}
+        self._checked = {
+            "engine": "relion",
+            "program": refine,
+            "mpirun": mpirun,
+            "version": version,
+            "ranks": self.ranks,
+            "threads_per_rank": self.threads,
+            "mpi_flags": self.mpi_flags(),
+        }
         return self._checked
 
     # ---------------------------------------------------------------------------- prepare
@@ -86,23 +106,58 @@ class RelionEngine(RefineEngine):
         p = params
         box_a = p.box_px * p.pixel_size_a
         if not 0 < p.particle_diameter_a <= box_a:
-            raise EngineError(f"the mask diameter {p.particle_diameter_a:g} Å does not fit the {p.box_px} px box ({box_a:g} Å); lower --particle-diameter.")
+            raise EngineError(
+                f"the mask diameter {p.particle_diameter_a:g} Å does not fit the {p.box_px} px box ({box_a:g} Å); "
+                "lower --particle-diameter."
+            )
         offset_range_px = p.offset_range_a / p.pixel_size_a
         offset_step_px = p.offset_step_a / p.pixel_size_a
-        cmd = [self.mpirun, *self.mpi_flags(), "-n", str(self.ranks), self.refine,
-               "--i", str(Path(particles_star).resolve()),
-               "--ref", str(Path(reference).resolve()),
-               "--firstiter_cc",  # the reference is not on RELION's absolute grey scale
-               "--ini_high", f"{p.ini_high_a:g}",
-               "--o", str(Path(run_dir).resolve() / "run"),
-               "--auto_refine", "--split_random_halves",
-               "--particle_diameter", f"{p.particle_diameter_a:g}",
-               "--ctf", "--flatten_solvent", "--zero_mask",
-               "--healpix_order", str(p.healpix_order), "--auto_local_healpix_order", "4",
-               "--offset_range", f"{offset_range_px:.4g}", "--offset_step", f"{offset_step_px:.4g}",
-               "--sym", p.symmetry, "--low_resol_join_halves", "40", "--norm", "--scale",
-               "--j", str(self.threads), "--pool", str(self.pool), "--pad", "2",
-               "--dont_combine_weights_via_disc", "--random_seed", str(p.random_seed)]
+        cmd = [
+            self.mpirun,
+            *self.mpi_flags(),
+            "-n",
+            str(self.ranks),
+            self.refine,
+            "--i",
+            str(Path(particles_star).resolve()),
+            "--ref",
+            str(Path(reference).resolve()),
+            "--firstiter_cc",  # the reference is not on RELION's absolute grey scale
+            "--ini_high",
+            f"{p.ini_high_a:g}",
+            "--o",
+            str(Path(run_dir).resolve() / "run"),
+            "--auto_refine",
+            "--split_random_halves",
+            "--particle_diameter",
+            f"{p.particle_diameter_a:g}",
+            "--ctf",
+            "--flatten_solvent",
+            "--zero_mask",
+            "--healpix_order",
+            str(p.healpix_order),
+            "--auto_local_healpix_order",
+            "4",
+            "--offset_range",
+            f"{offset_range_px:.4g}",
+            "--offset_step",
+            f"{offset_step_px:.4g}",
+            "--sym",
+            p.symmetry,
+            "--low_resol_join_halves",
+            "40",
+            "--norm",
+            "--scale",
+            "--j",
+            str(self.threads),
+            "--pool",
+            str(self.pool),
+            "--pad",
+            "2",
+            "--dont_combine_weights_via_disc",
+            "--random_seed",
+            str(p.random_seed),
+        ]
         if p.auto_iter_max:
             cmd += ["--auto_iter_max", str(p.auto_iter_max)]
         return cmd + list(self.extra_args)
@@ -129,7 +184,9 @@ class RelionEngine(RefineEngine):
         rc = _run_logged(command, log_path, env=env, poll=poll)
         seconds = time.perf_counter() - t0
         if rc != 0:
-            raise EngineError(f"{self.refine} failed (exit status {rc}) in {run_dir}: {_last_error(log_path)} (full log: {log_path}).")
+            raise EngineError(
+                f"{self.refine} failed (exit status {rc}) in {run_dir}: {_last_error(log_path)} (full log: {log_path})."
+            )
         return seconds
 
     # ---------------------------------------------------------------------------- collect
@@ -137,7 +194,9 @@ class RelionEngine(RefineEngine):
         run_dir = Path(run_dir)
         final = [run_dir / f"run_half{h}_class001_unfil.mrc" for h in (1, 2)]
         if all(f.exists() for f in final):
-            return HalfMaps(final[0], final[1], _last_iteration(run_dir), True, _model_resolution(run_dir / "run_model.star"))
+            return HalfMaps(
+                final[0], final[1], _last_iteration(run_dir), True, _model_resolution(run_dir / "run_model.star")
+            )
         it = _last_iteration(run_dir)
         if it is None or it < 1:
             raise EngineError(f"{run_dir}: RELION wrote no half maps after iteration 0; see its log.")
@@ -150,7 +209,9 @@ class RelionEngine(RefineEngine):
         data = run_dir / f"run_it{it:03d}_data.star"
         if not data.exists():
             raise EngineError(f"{data}: missing; RELION's run stopped before writing its poses.")
-        return HalfMaps(None, None, it, False, _model_resolution(run_dir / f"run_it{it:03d}_half1_model.star"), poses=data)
+        return HalfMaps(
+            None, None, it, False, _model_resolution(run_dir / f"run_it{it:03d}_half1_model.star"), poses=data
+        )
 
 
 def _run_logged(command: list[str], log_path: Path, *, env: dict | None = None, poll=None, poll_s: float = 2.0) -> int:
@@ -161,8 +222,9 @@ def _run_logged(command: list[str], log_path: Path, *, env: dict | None = None, 
         log.write("# " + " ".join(command) + "\n")
         log.flush()
         try:
-            proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+            )
         except OSError as exc:
             raise EngineMissing(f"could not start {command[0]}: {exc}; {INSTALL_HINT}.") from None
         try:

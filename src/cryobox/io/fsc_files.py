@@ -96,8 +96,16 @@ class FscCurve:
         full = np.full(int(self.shells.max()) + 1, np.nan)
         full[self.shells.astype(int)] = self.fsc
         full = pd.Series(full).interpolate(limit_direction="both").to_numpy()
-        out = {"label": self.label, "source": self.source, "curve": self.kind, "box_px": n, "pixel_size_a": p, "box_a": n * p,
-               "nyquist_a": 2.0 * p, "last_shell_a": n * p / max(int(self.shells.max()), 1)}
+        out = {
+            "label": self.label,
+            "source": self.source,
+            "curve": self.kind,
+            "box_px": n,
+            "pixel_size_a": p,
+            "box_a": n * p,
+            "nyquist_a": 2.0 * p,
+            "last_shell_a": n * p / max(int(self.shells.max()), 1),
+        }
         for t in (0.143, 0.5):
             rel, _ = resolution_relion_rule(full, t, size=n, pixel_size_a=p)
             out[f"resolution_{t:g}_a"] = rel
@@ -105,13 +113,14 @@ class FscCurve:
             out[f"limited_{t:g}"] = first_shell_below(full, t, start=1) is None
         k = self.frequency_inv_a
         out["fsc_at"] = {
-            f"{d:g}": (float(np.interp(1.0 / d, k, self.fsc)) if 1.0 / d <= k.max() else None) for d in COMMON_RESOLUTIONS_A
+            f"{d:g}": (float(np.interp(1.0 / d, k, self.fsc)) if 1.0 / d <= k.max() else None)
+            for d in COMMON_RESOLUTIONS_A
         }
         return out
 
 
 def resolution_text(summary: dict, threshold: float = 0.143, *, interpolated: bool = True) -> str:
-    """"3.62 Å", or "limited by Nyquist (≤ 2.12 Å)" when the curve never falls below the threshold."""
+    """ "3.62 Å", or "limited by Nyquist (≤ 2.12 Å)" when the curve never falls below the threshold."""
     if summary.get(f"limited_{threshold:g}"):
         bound = summary["last_shell_a"]
         what = "Nyquist" if abs(bound - summary["nyquist_a"]) < 1e-6 * bound else "the last shell in the file"
@@ -133,8 +142,10 @@ def _check_box(path: Path, max_shell: int, box_px: int, *, given: bool) -> None:
         return
     fits = f"{2 * max_shell}-{2 * max_shell + 3}"
     where = "given" if given else "in the file"
-    raise InputError(f"{path}: the curve has shells 0-{max_shell}, which fits a box of {fits} px, not the {box_px} px {where}; "
-                     f"give the box of that refinement (e.g. {path}@{2 * max_shell}:PIXELSIZE).")
+    raise InputError(
+        f"{path}: the curve has shells 0-{max_shell}, which fits a box of {fits} px, not the {box_px} px {where}; "
+        f"give the box of that refinement (e.g. {path}@{2 * max_shell}:PIXELSIZE)."
+    )
 
 
 def _from_star(path: Path, label: str, spec: RunSpec) -> FscCurve:
@@ -151,9 +162,13 @@ def _from_star(path: Path, label: str, spec: RunSpec) -> FscCurve:
             if col in fsc:
                 break
         else:
-            raise InputError(f"{path}: data_fsc has no FSC column (rlnFourierShellCorrelationCorrected / ...UnmaskedMaps).")
+            raise InputError(
+                f"{path}: data_fsc has no FSC column (rlnFourierShellCorrelationCorrected / ...UnmaskedMaps)."
+            )
         if "rlnSpectralIndex" not in fsc or len(fsc) < 3:
-            raise InputError(f"{path}: data_fsc has no rlnSpectralIndex column (or under 3 shells); the file is damaged.")
+            raise InputError(
+                f"{path}: data_fsc has no rlnSpectralIndex column (or under 3 shells); the file is damaged."
+            )
         shells = fsc["rlnSpectralIndex"].to_numpy(dtype=np.float64)
         s_max = int(shells.max())
         box = spec.box_px or 2 * s_max
@@ -161,7 +176,9 @@ def _from_star(path: Path, label: str, spec: RunSpec) -> FscCurve:
         psize = spec.pixel_size_a
         if psize is None:
             if "rlnAngstromResolution" not in fsc:
-                raise InputError(f"{path}: no rlnAngstromResolution to take the pixel size from; give it as {path}@{box}:PIXELSIZE.")
+                raise InputError(
+                    f"{path}: no rlnAngstromResolution to take the pixel size from; give it as {path}@{box}:PIXELSIZE."
+                )
             res = fsc["rlnAngstromResolution"].to_numpy(dtype=np.float64)
             box_a = float(res[shells == 1][0]) if (shells == 1).any() else float(res[1] * shells[1])
             psize = box_a / box
@@ -175,23 +192,53 @@ def _from_star(path: Path, label: str, spec: RunSpec) -> FscCurve:
         box = int(gen["rlnOriginalImageSize"].iloc[0])
         px = float(gen["rlnPixelSize"].iloc[0])
         if spec.box_px is not None and spec.box_px != box:
-            raise InputError(f"{path}: the model file says {box} px (rlnOriginalImageSize), not the {spec.box_px} px given; drop @{spec.box_px}.")
-        shells = cls["rlnSpectralIndex"].to_numpy(dtype=np.float64) if "rlnSpectralIndex" in cls else np.arange(len(cls), dtype=float)
-        return FscCurve(label, str(path), "gold-standard (refinement)", shells, cls["rlnGoldStandardFsc"].to_numpy(dtype=np.float64),
-                        box, spec.pixel_size_a or px)
-    raise InputError(f"{path}: neither a postprocess/FSC STAR file (data_fsc) nor a model STAR file (data_model_class_1).")
+            raise InputError(
+                f"{path}: the model file says {box} px (rlnOriginalImageSize), not the {spec.box_px} px given; drop "
+                f"@{spec.box_px}."
+            )
+        shells = (
+            cls["rlnSpectralIndex"].to_numpy(dtype=np.float64)
+            if "rlnSpectralIndex" in cls
+            else np.arange(len(cls), dtype=float)
+        )
+        return FscCurve(
+            label,
+            str(path),
+            "gold-standard (refinement)",
+            shells,
+            cls["rlnGoldStandardFsc"].to_numpy(dtype=np.float64),
+            box,
+            spec.pixel_size_a or px,
+        )
+    raise InputError(
+        f"{path}: neither a postprocess/FSC STAR file (data_fsc) nor a model STAR file (data_model_class_1)."
+    )
 
 
 def _from_json(path: Path, label: str, spec: RunSpec) -> FscCurve:
     try:
         d = json.loads(path.read_text())
         c = d["curves"]
-        kind, f = ("corrected (masked, phase-randomised)", c["fsc_corrected"]) if c.get("fsc_corrected") else ("unmasked", c["fsc_unmasked"])
-        curve = FscCurve(label, str(path), kind, np.asarray(c["shell"], float), np.asarray(f, float), int(d["box_px"]),
-                         float(d["pixel_size_a"]))
+        kind, f = (
+            ("corrected (masked, phase-randomised)", c["fsc_corrected"])
+            if c.get("fsc_corrected")
+            else ("unmasked", c["fsc_unmasked"])
+        )
+        curve = FscCurve(
+            label,
+            str(path),
+            kind,
+            np.asarray(c["shell"], float),
+            np.asarray(f, float),
+            int(d["box_px"]),
+            float(d["pixel_size_a"]),
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{path}: not a `cryobox fsc --json` result ({type(exc).__name__}: {exc}).") from None
-    for given, have, what in ((spec.box_px, curve.box_px, "box"), (spec.pixel_size_a, curve.pixel_size_a, "pixel size")):
+    for given, have, what in (
+        (spec.box_px, curve.box_px, "box"),
+        (spec.pixel_size_a, curve.pixel_size_a, "pixel size"),
+    ):
         if given is not None and abs(given - have) > 1e-6 * have:
             raise InputError(f"{path}: the file says {what} {have:g}, not the {given:g} given; drop the @ part.")
     return curve
@@ -211,8 +258,10 @@ def _from_text(path: Path, label: str, spec: RunSpec) -> FscCurve:
     shells = table[:, 0]
     if spec.box_px is None or spec.pixel_size_a is None:
         guess = 2 * int(shells.max())
-        raise InputError(f"{path}: a cryoSPARC FSC table holds shells, not Å; give the refinement's box and pixel size, "
-                         f"e.g. {path}@{guess}:1.06 (its {int(shells.max())} shells fit a box of about {guess} px).")
+        raise InputError(
+            f"{path}: a cryoSPARC FSC table holds shells, not Å; give the refinement's box and pixel size, "
+            f"e.g. {path}@{guess}:1.06 (its {int(shells.max())} shells fit a box of about {guess} px)."
+        )
     _check_box(path, int(shells.max()), spec.box_px, given=True)
     col = next((c for c in _CRYOSPARC_ORDER if c in columns), header[1])
     return FscCurve(label, str(path), col, shells, columns[col], int(spec.box_px), float(spec.pixel_size_a))
@@ -238,6 +287,10 @@ def load_curve(spec: str | RunSpec, *, box_px: int | None = None, pixel_size_a: 
     if path.suffix.lower() == ".star" or b"data_" in head:
         return _from_star(path, label, rs)
     # the defaults are for shell-indexed text tables only: STAR and JSON files carry their own
-    rs = RunSpec(rs.label, rs.path, rs.box_px if rs.box_px is not None else box_px,
-                 rs.pixel_size_a if rs.pixel_size_a is not None else pixel_size_a)
+    rs = RunSpec(
+        rs.label,
+        rs.path,
+        rs.box_px if rs.box_px is not None else box_px,
+        rs.pixel_size_a if rs.pixel_size_a is not None else pixel_size_a,
+    )
     return _from_text(path, label, rs)

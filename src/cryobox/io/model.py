@@ -54,4 +54,6 @@ def model_potential(path: str | os.PathLike, *, pixel_size_a: float, box_px: int
         from cryobox.core.boxsize import next_fft_friendly_size
 
         box_px = next_fft_friendly_size(1.25 * extent / pixel_size_a)
-    return atoms_to_map(pts, box_px, pixel_size_a, weights=np.asarray(weights), bfactor_a2=max(10.0, float(np.mean(bfac))))
+    return atoms_to_map(
+        pts, box_px, pixel_size_a, weights=np.asarray(weights), bfactor_a2=max(10.0, float(np.mean(bfac)))
+    )

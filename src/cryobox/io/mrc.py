@@ -62,7 +62,7 @@ def read_mrc(path: str | os.PathLike, *, mmap: bool = False) -> tuple[np.ndarray
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            with (mrcfile.mmap(path, mode="r", permissive=True) if mmap else mrcfile.open(path, permissive=True)) as mrc:
+            with mrcfile.mmap(path, mode="r", permissive=True) if mmap else mrcfile.open(path, permissive=True) as mrc:
                 if mrc.data is None:
                     raise ValueError("no data")
                 data = mrc.data  # read-only and ours after close: no second copy of a big map
@@ -125,7 +125,9 @@ class StackReader:
         self.image_bytes = self.nx * self.ny * self.dtype.itemsize
         expected = self.offset + self.nz * self.image_bytes
         if self.path.stat().st_size < expected:
-            raise InputError(f"{self.path}: truncated ({self.path.stat().st_size} bytes, the header promises {expected}).")
+            raise InputError(
+                f"{self.path}: truncated ({self.path.stat().st_size} bytes, the header promises {expected})."
+            )
 
     def read(self, indices) -> np.ndarray:
         """Images at 0-based ``indices`` as float32 (n, ny, nx)."""

@@ -142,10 +142,15 @@ class ParticleTable:
         """Raise ``InputError`` naming the first missing column and what it is needed for."""
         for col in columns:
             if col not in self.data.columns or self.data[col].isna().all():
-                label = _RLN_PARTICLE.get(col) or _RLN_OPTICS.get(col) or ("rlnImagePixelSize" if col == "pixel_size_a" else col)
+                label = (
+                    _RLN_PARTICLE.get(col)
+                    or _RLN_OPTICS.get(col)
+                    or ("rlnImagePixelSize" if col == "pixel_size_a" else col)
+                )
                 where = f"{self.path}" if self.path else "the particle table"
                 raise InputError(
-                    f"{where}: no {col} ({label} in RELION, {_CS_FIELD.get(col, 'no field')} in cryoSPARC) in the file, which {purpose} needs; "
+                    f"{where}: no {col} ({label} in RELION, {_CS_FIELD.get(col, 'no field')} in cryoSPARC) in the "
+                    f"file, which {purpose} needs; "
                     "use a file with CTF parameters (after CTF estimation) or give the value on the command line."
                 )
 
@@ -181,14 +186,27 @@ def _split_image_names(names: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return path.to_numpy(dtype=object), (idx.to_numpy(dtype=np.float64) - 1)
 
 
-def particles_from_star_blocks(blocks: dict[str, pd.DataFrame], *, path: Path | None = None, full: bool = True) -> ParticleTable:
+def particles_from_star_blocks(
+    blocks: dict[str, pd.DataFrame], *, path: Path | None = None, full: bool = True
+) -> ParticleTable:
     """Canonical table from the blocks of a RELION 3.0 / 3.1 / 4 / 5 particles or micrographs file.
 
     ``full=False`` skips image names and carried-through columns (see ``particles_from_cs``).
     """
     name, block = _pick_particle_block(blocks, path)
     optics = blocks.get("optics")
-    kind = "micrographs" if (name == "micrographs" or ("rlnImageName" not in block.columns and "rlnMicrographName" in block.columns and "rlnCoordinateX" not in block.columns)) else "particles"
+    kind = (
+        "micrographs"
+        if (
+            name == "micrographs"
+            or (
+                "rlnImageName" not in block.columns
+                and "rlnMicrographName" in block.columns
+                and "rlnCoordinateX" not in block.columns
+            )
+        )
+        else "particles"
+    )
     out: dict[str, object] = {}
     n = len(block)
     used: set[str] = set()
@@ -212,7 +230,10 @@ def particles_from_star_blocks(blocks: dict[str, pd.DataFrame], *, path: Path | 
         pos = optics_idx.get_indexer(groups if "rlnOpticsGroup" in block.columns else np.full(n, optics_idx[0]))
         if (pos < 0).any():
             bad = sorted(set(np.asarray(groups)[pos < 0].tolist()))[:5]
-            raise InputError(f"{_where(path)}: particles refer to optics group(s) {bad} missing from data_optics; fix the optics table.")
+            raise InputError(
+                f"{_where(path)}: particles refer to optics group(s) {bad} missing from data_optics; fix the optics "
+                "table."
+            )
         out["optics_group"] = np.asarray(optics_idx[pos])
         for canon, label in _RLN_OPTICS.items():
             if label in optics.columns and canon != "optics_group":
@@ -267,7 +288,11 @@ def particles_from_star_blocks(blocks: dict[str, pd.DataFrame], *, path: Path | 
     if "image_index" in data and not data["image_index"].isna().any():
         data["image_index"] = data["image_index"].astype(np.int64)
     table = ParticleTable(
-        data, kind=kind, source_format=source_format, path=path, optics_passthrough=optics_passthrough,
+        data,
+        kind=kind,
+        source_format=source_format,
+        path=path,
+        optics_passthrough=optics_passthrough,
         source_fields=tuple(block.columns) + (tuple(optics.columns) if optics is not None else ()),
     )
     validate(table)
@@ -282,7 +307,9 @@ def particles_to_star_blocks(table: ParticleTable) -> dict[str, pd.DataFrame]:
     uniq, first = np.unique(groups, return_index=True)
     optics = {"rlnOpticsGroup": uniq.astype(np.int64)}
     optics["rlnOpticsGroupName"] = (
-        d["optics_group_name"].to_numpy()[first] if "optics_group_name" in d else np.array([f"opticsGroup{g}" for g in uniq])
+        d["optics_group_name"].to_numpy()[first]
+        if "optics_group_name" in d
+        else np.array([f"opticsGroup{g}" for g in uniq])
     )
     for canon in ("voltage_kv", "cs_mm", "amplitude_contrast", "micrograph_pixel_size_a"):
         if canon in d:
@@ -303,7 +330,11 @@ def particles_to_star_blocks(table: ParticleTable) -> dict[str, pd.DataFrame]:
     parts: dict[str, object] = {}
     if "image_path" in d and "image_index" in d:
         idx = d["image_index"].to_numpy(dtype=np.int64) + 1
-        parts["rlnImageName"] = pd.Series(idx).map("{:06d}".format).to_numpy(dtype=object) + "@" + d["image_path"].astype(str).to_numpy(dtype=object)
+        parts["rlnImageName"] = (
+            pd.Series(idx).map("{:06d}".format).to_numpy(dtype=object)
+            + "@"
+            + d["image_path"].astype(str).to_numpy(dtype=object)
+        )
     for canon, label in _RLN_PARTICLE.items():
         if canon in d and canon != "optics_group":
             parts[label] = d[canon].to_numpy()
@@ -456,7 +487,11 @@ def particles_from_cs(records: np.ndarray, *, path: Path | None = None, full: bo
             used.update(("location/center_x_frac", "location/center_y_frac"))
     if "alignments3D/shift" in names:
         shift_px = records["alignments3D/shift"].reshape(n, 2).astype(np.float64)
-        ps = records["alignments3D/psize_A"].astype(np.float64) if "alignments3D/psize_A" in names else out.get("pixel_size_a")
+        ps = (
+            records["alignments3D/psize_A"].astype(np.float64)
+            if "alignments3D/psize_A" in names
+            else out.get("pixel_size_a")
+        )
         if ps is not None:
             out["shift_x_a"] = shift_px[:, 0] * ps
             out["shift_y_a"] = shift_px[:, 1] * ps
@@ -485,7 +520,10 @@ def particles_from_cs(records: np.ndarray, *, path: Path | None = None, full: bo
             out[name] = v
     kind = "particles" if ("blob/path" in names or "location/center_x_frac" in names) else "micrographs"
     table = ParticleTable(
-        pd.DataFrame(out, index=pd.RangeIndex(n), copy=False), kind=kind, source_format="cryosparc", path=path,
+        pd.DataFrame(out, index=pd.RangeIndex(n), copy=False),
+        kind=kind,
+        source_format="cryosparc",
+        path=path,
         source_fields=tuple(records.dtype.names or ()),
     )
     validate(table)
@@ -493,7 +531,11 @@ def particles_from_cs(records: np.ndarray, *, path: Path | None = None, full: bo
 
 
 def _is_text(values: pd.Series) -> bool:
-    return values.dtype == object or isinstance(values.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(values.dtype)
+    return (
+        values.dtype == object
+        or isinstance(values.dtype, pd.CategoricalDtype)
+        or pd.api.types.is_string_dtype(values.dtype)
+    )
 
 
 def _bytes_field(values: pd.Series) -> np.ndarray:
@@ -554,9 +596,13 @@ def particles_to_cs(table: ParticleTable, *, seed: int | None = None) -> np.ndar
             cols["location/center_y_frac"] = (d["coord_y_px"].to_numpy(dtype=np.float64) / h).astype(np.float32)
     put("micrograph_pixel_size_a", "location/micrograph_psize_A", np.float32)
     if "angle_rot_deg" in d:
-        pose = _pose_from_euler(
-            d["angle_rot_deg"].to_numpy(), d["angle_tilt_deg"].to_numpy(), d["angle_psi_deg"].to_numpy()
-        ) if n else np.zeros((0, 3))
+        pose = (
+            _pose_from_euler(
+                d["angle_rot_deg"].to_numpy(), d["angle_tilt_deg"].to_numpy(), d["angle_psi_deg"].to_numpy()
+            )
+            if n
+            else np.zeros((0, 3))
+        )
         raw = [f"alignments3D/pose[{j}]" for j in range(3)]
         if n and all(c in d for c in raw):
             # keep the rotation vectors that were read wherever they still describe the angles
@@ -567,7 +613,11 @@ def particles_to_cs(table: ParticleTable, *, seed: int | None = None) -> np.ndar
             pose = np.where(same[:, None], old, pose)
         cols["alignments3D/pose"] = pose.astype(np.float32)
     if "shift_x_a" in d:
-        ps = d["alignments3D/psize_A"].to_numpy(dtype=np.float64) if "alignments3D/psize_A" in d else d["pixel_size_a"].to_numpy(dtype=np.float64)
+        ps = (
+            d["alignments3D/psize_A"].to_numpy(dtype=np.float64)
+            if "alignments3D/psize_A" in d
+            else d["pixel_size_a"].to_numpy(dtype=np.float64)
+        )
         cols["alignments3D/shift"] = np.stack(
             [d["shift_x_a"].to_numpy(dtype=np.float64) / ps, d["shift_y_a"].to_numpy(dtype=np.float64) / ps], axis=1
         ).astype(np.float32)
@@ -619,7 +669,11 @@ def validate(table: ParticleTable) -> None:
                 f"{where}: pixel size (rlnImagePixelSize / blob/psize_A) is {v[i]} for row {i + 1}; it must be a "
                 "positive number of Å/px: fix the optics table (or the .cs blob/psize_A field)."
             )
-    for col, label in (("voltage_kv", "rlnVoltage"), ("cs_mm", "rlnSphericalAberration"), ("amplitude_contrast", "rlnAmplitudeContrast")):
+    for col, label in (
+        ("voltage_kv", "rlnVoltage"),
+        ("cs_mm", "rlnSphericalAberration"),
+        ("amplitude_contrast", "rlnAmplitudeContrast"),
+    ):
         if col in d:
             v = pd.to_numeric(d[col], errors="coerce").to_numpy(dtype=np.float64)
             bad = ~np.isfinite(v) | (v <= 0 if col == "voltage_kv" else v < 0)
@@ -652,8 +706,10 @@ def find_stack(path_text: str, roots: list[Path]) -> Path:
     """A particle stack named in a particle file; one clear sentence when it is nowhere."""
     src = resolve_path(path_text, roots)
     if not src.exists():
-        raise InputError(f"{path_text}: particle stack not found (looked beside {', '.join(map(str, roots))}); "
-                         "check rlnImageName / blob/path.")
+        raise InputError(
+            f"{path_text}: particle stack not found (looked beside {', '.join(map(str, roots))}); "
+            "check rlnImageName / blob/path."
+        )
     return src
 
 

@@ -36,7 +36,9 @@ def read_star_blocks(path: str | os.PathLike) -> dict[str, pd.DataFrame]:
     try:
         blocks = starfile.read(path, always_dict=True)
     except Exception as exc:  # starfile raises many kinds on malformed text
-        raise InputError(f"{path}: not a readable STAR file ({type(exc).__name__}: {exc}); check that it is RELION STAR text.") from None
+        raise InputError(
+            f"{path}: not a readable STAR file ({type(exc).__name__}: {exc}); check that it is RELION STAR text."
+        ) from None
     out: dict[str, pd.DataFrame] = {}
     for name, block in blocks.items():
         if isinstance(block, pd.DataFrame):
@@ -98,14 +100,27 @@ def _format_loop(df: pd.DataFrame, float_format: str | None) -> str:
         formatted = df.copy(deep=False)
         for col in formatted.columns:
             dtype = formatted[col].dtype
-            if dtype == object or isinstance(dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(dtype):
+            if (
+                dtype is np.dtype(object)
+                or isinstance(dtype, pd.CategoricalDtype)
+                or pd.api.types.is_string_dtype(dtype)
+            ):
                 s = formatted[col].astype(str)
                 if (s.str.len() == 0).any() or s.str.contains(r"\s", regex=True).any():
                     s = s.map(lambda v: f'"{v}"')
                 formatted[col] = s
             elif pd.api.types.is_bool_dtype(formatted[col]):
                 formatted[col] = formatted[col].astype(np.int8)
-        formatted.to_csv(body, sep=" ", header=False, index=False, float_format=float_format, na_rep="nan", quoting=3, lineterminator="\n")
+        formatted.to_csv(
+            body,
+            sep=" ",
+            header=False,
+            index=False,
+            float_format=float_format,
+            na_rep="nan",
+            quoting=3,
+            lineterminator="\n",
+        )
     return "\n".join(header) + "\n" + body.getvalue()
 
 
@@ -120,7 +135,11 @@ def _format_pairs(pairs: dict) -> str:
 
 
 def write_star_blocks(
-    path: str | os.PathLike, blocks: dict[str, pd.DataFrame | dict], *, float_format: str | None = None, version: int = 30001
+    path: str | os.PathLike,
+    blocks: dict[str, pd.DataFrame | dict],
+    *,
+    float_format: str | None = None,
+    version: int = 30001,
 ) -> Path:
     """Write blocks atomically as RELION 3.1+ STAR (``# version 30001`` before each block).
 

@@ -12,7 +12,15 @@ from cryobox.errors import InputError
 from cryobox.io.mrc import read_mrc_header_shape
 from cryobox.io.particles import ParticleTable, resolve_path, search_roots
 
-__all__ = ["AdviseInputs", "AdviseResult", "fill_micrograph_shapes", "inputs_from_tables", "inputs_from_range", "run_advise", "advise_files"]
+__all__ = [
+    "AdviseInputs",
+    "AdviseResult",
+    "fill_micrograph_shapes",
+    "inputs_from_tables",
+    "inputs_from_range",
+    "run_advise",
+    "advise_files",
+]
 
 
 def fill_micrograph_shapes(table: ParticleTable) -> bool:
@@ -88,7 +96,9 @@ def inputs_from_tables(
         d = t.data
         if optics_group is not None:
             if "optics_group" not in d or not (d["optics_group"] == optics_group).any():
-                raise InputError(f"{t.path}: no particles in optics group {optics_group}; see `cryobox inspect` for the groups.")
+                raise InputError(
+                    f"{t.path}: no particles in optics group {optics_group}; see `cryobox inspect` for the groups."
+                )
             d = d[d["optics_group"] == optics_group]
         t.require("defocus_u_a", "defocus_v_a", purpose="the box advisor")
         if voltage_kv is None:
@@ -103,9 +113,17 @@ def inputs_from_tables(
         frames.append(d)
     data = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     where = ", ".join(str(t.path) for t in tables)
-    psize = pixel_size_a if pixel_size_a is not None else _one_value(data["pixel_size_a"].to_numpy(), "pixel size", where, "--pixel-size")
+    psize = (
+        pixel_size_a
+        if pixel_size_a is not None
+        else _one_value(data["pixel_size_a"].to_numpy(), "pixel size", where, "--pixel-size")
+    )
     n = len(data)
-    kv = np.full(n, voltage_kv, dtype=np.float64) if voltage_kv is not None else data["voltage_kv"].to_numpy(dtype=np.float64)
+    kv = (
+        np.full(n, voltage_kv, dtype=np.float64)
+        if voltage_kv is not None
+        else data["voltage_kv"].to_numpy(dtype=np.float64)
+    )
     cs = np.full(n, cs_mm, dtype=np.float64) if cs_mm is not None else data["cs_mm"].to_numpy(dtype=np.float64)
     inputs = AdviseInputs(
         source=where,
@@ -187,14 +205,19 @@ class AdviseResult:
             "warnings": list(a.warnings),
             "user_boxes_px": [c.box_px for c in a.candidates if c.user_box],
             "file_box_px": self.file_box_px,
-            "cryosparc_window": {"inner_fraction": CRYOSPARC_WINDOW_INNER, "outer_fraction": CRYOSPARC_WINDOW_OUTER,
-                                 "reference_box_px": a.window_reference_box_px,
-                                 "source": "cryoSPARC refinement defaults prepare_window_inner_radius / prepare_window_outer_radius"},
+            "cryosparc_window": {
+                "inner_fraction": CRYOSPARC_WINDOW_INNER,
+                "outer_fraction": CRYOSPARC_WINDOW_OUTER,
+                "reference_box_px": a.window_reference_box_px,
+                "source": "cryoSPARC refinement defaults prepare_window_inner_radius / prepare_window_outer_radius",
+            },
             "candidates": [asdict(c) for c in a.candidates],
         }
 
 
-def run_advise(inputs: AdviseInputs, *, diameter_a: float, resolution_a: float, boxes_px: tuple[int, ...] = ()) -> AdviseResult:
+def run_advise(
+    inputs: AdviseInputs, *, diameter_a: float, resolution_a: float, boxes_px: tuple[int, ...] = ()
+) -> AdviseResult:
     """Run the advisor on gathered inputs (pure computation); ``boxes_px`` and the file's own box
     are always rows of the table, marked as the user's."""
     user = tuple(boxes_px) + ((inputs.file_box_px,) if inputs.file_box_px else ())
@@ -247,6 +270,12 @@ def advise_files(
     if micrograph_size_px is None:
         for t in tables:
             fill_micrograph_shapes(t)
-    inputs = inputs_from_tables(tables, pixel_size_a=pixel_size_a, voltage_kv=voltage_kv, cs_mm=cs_mm,
-                                micrograph_size_px=micrograph_size_px, optics_group=optics_group)
+    inputs = inputs_from_tables(
+        tables,
+        pixel_size_a=pixel_size_a,
+        voltage_kv=voltage_kv,
+        cs_mm=cs_mm,
+        micrograph_size_px=micrograph_size_px,
+        optics_group=optics_group,
+    )
     return run_advise(inputs, diameter_a=diameter_a, resolution_a=resolution_a, boxes_px=boxes_px)

@@ -73,7 +73,16 @@ def parameters_from_table(table: ParticleTable, *, percentile: float, box_px: in
     """The CTF of the particle at the given percentile of mean defocus (its own astigmatism)."""
     if not 0 <= percentile <= 100:
         raise InputError(f"--percentile must be between 0 and 100, got {percentile}.")
-    table.require("defocus_u_a", "defocus_v_a", "defocus_angle_deg", "voltage_kv", "cs_mm", "amplitude_contrast", "pixel_size_a", purpose="the CTF picture")
+    table.require(
+        "defocus_u_a",
+        "defocus_v_a",
+        "defocus_angle_deg",
+        "voltage_kv",
+        "cs_mm",
+        "amplitude_contrast",
+        "pixel_size_a",
+        purpose="the CTF picture",
+    )
     d = table.data
     if len(d) == 0:
         raise InputError(f"{table.path}: no particles; nothing to draw.")
@@ -99,7 +108,9 @@ def parameters_from_table(table: ParticleTable, *, percentile: float, box_px: in
     )
 
 
-def compute_ctf_picture(params: CtfParameters, *, resolution_a: float | None = None, power: int = 1, oversample: int = 16) -> CtfPicture:
+def compute_ctf_picture(
+    params: CtfParameters, *, resolution_a: float | None = None, power: int = 1, oversample: int = 16
+) -> CtfPicture:
     """2D CTF on the box grid plus box-sampled and finely sampled 1D profiles (pure math)."""
     p = params
     if p.box_px < 2:
@@ -108,16 +119,31 @@ def compute_ctf_picture(params: CtfParameters, *, resolution_a: float | None = N
         raise InputError(f"--pixel-size must be positive (Å/px), got {p.pixel_size_a}.")
     if p.defocus_u_a < 0 or p.defocus_v_a < 0:
         raise InputError("defocus must be a positive number of Å (underfocus).")
-    kw = dict(voltage_kv=p.voltage_kv, cs_mm=p.cs_mm, amplitude_contrast=p.amplitude_contrast, phase_shift_deg=p.phase_shift_deg, power=power)
+    kw = dict(
+        voltage_kv=p.voltage_kv,
+        cs_mm=p.cs_mm,
+        amplitude_contrast=p.amplitude_contrast,
+        phase_shift_deg=p.phase_shift_deg,
+        power=power,
+    )
     try:
-        image = ctf_2d_on_box(p.box_px, p.pixel_size_a, defocus_u_a=p.defocus_u_a, defocus_v_a=p.defocus_v_a, defocus_angle_deg=p.defocus_angle_deg, **kw)
+        image = ctf_2d_on_box(
+            p.box_px,
+            p.pixel_size_a,
+            defocus_u_a=p.defocus_u_a,
+            defocus_v_a=p.defocus_v_a,
+            defocus_angle_deg=p.defocus_angle_deg,
+            **kw,
+        )
     except ValueError as exc:
         raise InputError(f"CTF parameters: {exc}.") from None
     df_max = max(p.defocus_u_a, p.defocus_v_a)
     nyq = 0.5 / p.pixel_size_a
     k_box = np.arange(p.box_px // 2 + 1) / (p.box_px * p.pixel_size_a)
     k_fine = np.linspace(0.0, nyq, oversample * (p.box_px // 2) + 1)
-    alias = aliasing_limited_resolution_a(p.box_px, p.pixel_size_a, defocus_a=df_max, voltage_kv=p.voltage_kv, cs_mm=p.cs_mm, ctf_power=power)
+    alias = aliasing_limited_resolution_a(
+        p.box_px, p.pixel_size_a, defocus_a=df_max, voltage_kv=p.voltage_kv, cs_mm=p.cs_mm, ctf_power=power
+    )
     return CtfPicture(
         params=p,
         power=power,

@@ -44,10 +44,28 @@ class DemoSettings:
     repeats: int = 2
 
 
-DEMO = DemoSettings(pixel_size_a=4.0, micrographs=5, size_px=(1536, 1536), per_micrograph=100, defocus_min_a=30000.0,
-                    defocus_max_a=50000.0, snr=0.3, resolution_a=10.0, auto_iter_max=5)
-QUICK = DemoSettings(pixel_size_a=5.0, micrographs=3, size_px=(1024, 1024), per_micrograph=80, defocus_min_a=30000.0,
-                     defocus_max_a=50000.0, snr=0.3, resolution_a=12.5, auto_iter_max=4)
+DEMO = DemoSettings(
+    pixel_size_a=4.0,
+    micrographs=5,
+    size_px=(1536, 1536),
+    per_micrograph=100,
+    defocus_min_a=30000.0,
+    defocus_max_a=50000.0,
+    snr=0.3,
+    resolution_a=10.0,
+    auto_iter_max=5,
+)
+QUICK = DemoSettings(
+    pixel_size_a=5.0,
+    micrographs=3,
+    size_px=(1024, 1024),
+    per_micrograph=80,
+    defocus_min_a=30000.0,
+    defocus_max_a=50000.0,
+    snr=0.3,
+    resolution_a=12.5,
+    auto_iter_max=4,
+)
 
 
 def run_demo(out: Path, *, quick: bool = False, seed: int = 0, log=print, settings: DemoSettings | None = None) -> dict:
@@ -74,13 +92,28 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, log=print, settin
     marker = sim / "demo.json"
     want = jsonable({"settings": asdict(ds), "seed": seed})  # as it reads back from demo.json
     if not (star.exists() and marker.exists() and json.loads(marker.read_text()) == want):
-        log(f"1/4 simulating {ds.micrographs} crowded micrographs of {ds.size_px[0]}x{ds.size_px[1]} px at {ds.pixel_size_a:g} Å/px, "
-            f"defocus {ds.defocus_min_a / 1e4:g}-{ds.defocus_max_a / 1e4:g} µm, {ds.per_micrograph} particles each")
+        log(
+            f"1/4 simulating {ds.micrographs} crowded micrographs of {ds.size_px[0]}x{ds.size_px[1]} px at "
+            f"{ds.pixel_size_a:g} Å/px, "
+            f"defocus {ds.defocus_min_a / 1e4:g}-{ds.defocus_max_a / 1e4:g} µm, {ds.per_micrograph} particles each"
+        )
         density, _ = load_density(map_path=None, model_path=None, pixel_size_a=ds.pixel_size_a, box_px=None)
-        simulate_micrographs(sim, density, n_micrographs=ds.micrographs, size_px=ds.size_px, per_micrograph=ds.per_micrograph,
-                             settings=SimulationSettings(pixel_size_a=ds.pixel_size_a, defocus_min_a=ds.defocus_min_a,
-                                                         defocus_max_a=ds.defocus_max_a, snr=ds.snr, seed=seed, crowding=True),
-                             diameter_a=ds.diameter_a)
+        simulate_micrographs(
+            sim,
+            density,
+            n_micrographs=ds.micrographs,
+            size_px=ds.size_px,
+            per_micrograph=ds.per_micrograph,
+            settings=SimulationSettings(
+                pixel_size_a=ds.pixel_size_a,
+                defocus_min_a=ds.defocus_min_a,
+                defocus_max_a=ds.defocus_max_a,
+                snr=ds.snr,
+                seed=seed,
+                crowding=True,
+            ),
+            diameter_a=ds.diameter_a,
+        )
         write_json(marker, want)
     else:
         log("1/4 simulated data already there: reused")
@@ -88,35 +121,75 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, log=print, settin
 
     # 2. advice
     table = read_particles(star)
-    adv = advise_files([star], tables=[table], diameter_a=ds.diameter_a, resolution_a=ds.resolution_a).advice  # as advise and report read it
+    adv = advise_files(
+        [star], tables=[table], diameter_a=ds.diameter_a, resolution_a=ds.resolution_a
+    ).advice  # as advise and report read it
     refine, extract = adv.recommended_refine_box_px, adv.recommended_extract_box_px
-    log(f"2/4 advise: refine in {refine} px ({refine * ds.pixel_size_a:.0f} Å), the delocalisation box is {extract} px "
-        f"({extract * ds.pixel_size_a:.0f} Å) at {ds.resolution_a:g} Å")
+    log(
+        f"2/4 advise: refine in {refine} px ({refine * ds.pixel_size_a:.0f} Å), the delocalisation box is {extract} px "
+        f"({extract * ds.pixel_size_a:.0f} Å) at {ds.resolution_a:g} Å"
+    )
     if extract <= refine:
         extract = refine + 16
         log(f"   (the delocalisation box is not larger here; the sweep compares {refine} px with {extract} px)")
 
     # 3. the sweep
-    log(f"3/4 sweep on RELION: {refine} px, {extract} px, and {extract} px premultiplied + cropped to {refine} px; "
-        f"{ds.repeats} repeats, at most {ds.auto_iter_max} iterations each")
+    log(
+        f"3/4 sweep on RELION: {refine} px, {extract} px, and {extract} px premultiplied + cropped to {refine} px; "
+        f"{ds.repeats} repeats, at most {ds.auto_iter_max} iterations each"
+    )
     ref, ref_px = read_mrc(sim / "true_map.mrc")
-    sw = run_sweep(table, SweepSettings(boxes_px=(refine, extract), particle_diameter_a=ds.mask_diameter_a, repeats=ds.repeats,
-                                        premultiply_from_px=extract, ini_high_a=ds.ini_high_a, healpix_order=ds.healpix_order,
-                                        offset_range_a=ds.offset_range_a, offset_step_a=ds.offset_step_a,
-                                        auto_iter_max=ds.auto_iter_max, invert=True),  # simulated micrographs, like real ones, have dark particles
-                   reference=ref, reference_pixel_size_a=ref_px or ds.pixel_size_a, out=out / "sweep", engine=engine, log=log)
+    sw = run_sweep(
+        table,
+        SweepSettings(
+            boxes_px=(refine, extract),
+            particle_diameter_a=ds.mask_diameter_a,
+            repeats=ds.repeats,
+            premultiply_from_px=extract,
+            ini_high_a=ds.ini_high_a,
+            healpix_order=ds.healpix_order,
+            offset_range_a=ds.offset_range_a,
+            offset_step_a=ds.offset_step_a,
+            auto_iter_max=ds.auto_iter_max,
+            invert=True,
+        ),  # simulated micrographs, like real ones, have dark particles
+        reference=ref,
+        reference_pixel_size_a=ref_px or ds.pixel_size_a,
+        out=out / "sweep",
+        engine=engine,
+        log=log,
+    )
 
     # 4. the report
     t_rep = time.perf_counter()
-    rep = build_report(star, out=out / "report.html", diameter_a=ds.diameter_a, resolution_a=ds.resolution_a, sweep=sw,
-                       title="cryobox demo: which box gives the better map?")
+    rep = build_report(
+        star,
+        out=out / "report.html",
+        diameter_a=ds.diameter_a,
+        resolution_a=ds.resolution_a,
+        sweep=sw,
+        title="cryobox demo: which box gives the better map?",
+    )
     t_rep = time.perf_counter() - t_rep
     log(f"4/4 report: {rep['path']}")
     wall = time.perf_counter() - t0
     engine_s = sw["timings"]["engine_s"]
-    own = wall - engine_s - t_sim  # extraction, references, FSC, summary, report (simulation is the demo's data, not the sweep)
-    summary = {"settings": asdict(ds), "quick": quick, "seed": seed, "refine_box_px": refine, "extract_box_px": extract,
-               "simulation_s": t_sim, "report_s": t_rep, "wall_s": wall, "own_s": own,
-               "own_fraction": own / engine_s if engine_s > 0 else None, "report": rep["path"], "sweep": sw}
+    own = (
+        wall - engine_s - t_sim
+    )  # extraction, references, FSC, summary, report (simulation is the demo's data, not the sweep)
+    summary = {
+        "settings": asdict(ds),
+        "quick": quick,
+        "seed": seed,
+        "refine_box_px": refine,
+        "extract_box_px": extract,
+        "simulation_s": t_sim,
+        "report_s": t_rep,
+        "wall_s": wall,
+        "own_s": own,
+        "own_fraction": own / engine_s if engine_s > 0 else None,
+        "report": rep["path"],
+        "sweep": sw,
+    }
     write_json(out / "demo.json", {k: v for k, v in summary.items() if k != "sweep"}, indent=1)
     return summary

@@ -34,7 +34,12 @@ EXAMPLE = {
 }
 
 
-def example_particles(*, n_particles: int = EXAMPLE["n_particles"], n_micrographs: int = EXAMPLE["n_micrographs"], seed: int = EXAMPLE["seed"]) -> ParticleTable:
+def example_particles(
+    *,
+    n_particles: int = EXAMPLE["n_particles"],
+    n_micrographs: int = EXAMPLE["n_micrographs"],
+    seed: int = EXAMPLE["seed"],
+) -> ParticleTable:
     """The bundled example particle table (canonical columns), same seed -> same values."""
     e = EXAMPLE
     rng = np.random.default_rng(seed)
@@ -53,8 +58,12 @@ def example_particles(*, n_particles: int = EXAMPLE["n_particles"], n_micrograph
     pick_margin = 20.0
     x = np.round(rng.uniform(pick_margin, w - pick_margin, n_particles), 1)
     y = np.round(rng.uniform(pick_margin, h - pick_margin, n_particles), 1)
-    mic_names = np.array([f"MotionCorr/job002/Movies/FoilHole_{1000 + i}_Data.mrc" for i in range(n_micrographs)], dtype=object)
-    stack_names = np.array([f"Extract/job012/Movies/FoilHole_{1000 + i}_Data.mrcs" for i in range(n_micrographs)], dtype=object)
+    mic_names = np.array(
+        [f"MotionCorr/job002/Movies/FoilHole_{1000 + i}_Data.mrc" for i in range(n_micrographs)], dtype=object
+    )
+    stack_names = np.array(
+        [f"Extract/job012/Movies/FoilHole_{1000 + i}_Data.mrcs" for i in range(n_micrographs)], dtype=object
+    )
     data = pd.DataFrame(
         {
             "defocus_u_a": np.round(mean + half_astig, 2),

@@ -156,7 +156,9 @@ def particles_from_micrographs(
     (``<coords_dir>/<micrograph stem><coords_suffix>``, the layout relion_preprocess takes)."""
     mics = read_particles(micrographs_star)
     if mics.kind != "micrographs" or "micrograph_name" not in mics.data:
-        raise InputError(f"{micrographs_star}: not a RELION micrographs STAR file (no data_micrographs with rlnMicrographName).")
+        raise InputError(
+            f"{micrographs_star}: not a RELION micrographs STAR file (no data_micrographs with rlnMicrographName)."
+        )
     base = micrographs_star.parent
     cdir = coords_dir if coords_dir is not None else None
     notes: list[str] = []
@@ -187,13 +189,21 @@ def particles_from_micrographs(
                     raise InputError(msg + "; add the micrograph or remove the file (or --keep-going).")
                 notes.append(msg + "; ignored.")
     if not which:
-        raise InputError(f"{micrographs_star}: no particles found (coordinate suffix '{coords_suffix}'); check --coords-dir and --coords-suffix.")
+        raise InputError(
+            f"{micrographs_star}: no particles found (coordinate suffix '{coords_suffix}'); check --coords-dir and "
+            "--coords-suffix."
+        )
     # every particle carries its micrograph's row (name, CTF, optics group), in one take
     data = mics.data.iloc[np.repeat(which, [x.size for x in xs])].reset_index(drop=True)
     data.insert(0, "coord_y_px", np.concatenate(ys))
     data.insert(0, "coord_x_px", np.concatenate(xs))
-    table = ParticleTable(data, kind="particles", source_format=mics.source_format, path=micrographs_star,
-                          optics_passthrough=[c for c in mics.optics_passthrough if c != "rlnMicrographPixelSize"])
+    table = ParticleTable(
+        data,
+        kind="particles",
+        source_format=mics.source_format,
+        path=micrographs_star,
+        optics_passthrough=[c for c in mics.optics_passthrough if c != "rlnMicrographPixelSize"],
+    )
     return table, notes
 
 
@@ -212,7 +222,12 @@ def _stack_names(mic_names: list[str], out: Path) -> dict[str, Path]:
 
 
 def plan_extraction(
-    table: ParticleTable, options: ExtractOptions, out: Path, *, recenter: bool = False, keep_going: bool = False,
+    table: ParticleTable,
+    options: ExtractOptions,
+    out: Path,
+    *,
+    recenter: bool = False,
+    keep_going: bool = False,
     from_star: bool = False,
 ) -> tuple[list[MicrographTask], dict, list[str]]:
     """Work units (one per micrograph) and the edge report; checks everything that can fail early.
@@ -230,7 +245,10 @@ def plan_extraction(
     if o.box_px < 2:
         raise InputError(f"--box must be at least 2 px, got {o.box_px}.")
     if o.premultiply_box_px is not None and o.premultiply_box_px < o.box_px:
-        raise InputError(f"--premultiply-box ({o.premultiply_box_px} px) must be at least --box ({o.box_px} px): extract big, premultiply, crop small.")
+        raise InputError(
+            f"--premultiply-box ({o.premultiply_box_px} px) must be at least --box ({o.box_px} px): extract big, "
+            "premultiply, crop small."
+        )
     if o.rescale_px is not None and o.rescale_px < 2:
         raise InputError(f"--rescale must be at least 2 px, got {o.rescale_px}.")
     if o.edge not in ("keep", "drop"):
@@ -238,13 +256,22 @@ def plan_extraction(
     from cryobox.core.extract import background_mask
 
     if o.norm and not background_mask(o.final_box_px, o.bg_radius).any():
-        raise InputError(f"--bg-radius {o.bg_radius:g} px leaves no background in a {o.final_box_px} px box; use a smaller radius.")
+        raise InputError(
+            f"--bg-radius {o.bg_radius:g} px leaves no background in a {o.final_box_px} px box; use a smaller radius."
+        )
     if sum(bool(v) for v in (o.premultiply_box_px, o.premultiply_micrograph, o.phase_flip)) > 1:
         raise InputError("choose one of --premultiply-box, --premultiply-micrograph and --phase-flip.")
     needs_ctf = o.premultiplied or o.phase_flip
     if needs_ctf:
-        table.require("defocus_u_a", "defocus_v_a", "defocus_angle_deg", "voltage_kv", "cs_mm", "amplitude_contrast",
-                      purpose="CTF premultiplication / phase flipping")
+        table.require(
+            "defocus_u_a",
+            "defocus_v_a",
+            "defocus_angle_deg",
+            "voltage_kv",
+            "cs_mm",
+            "amplitude_contrast",
+            purpose="CTF premultiplication / phase flipping",
+        )
     roots = search_roots(table)
     mic_names = list(dict.fromkeys(d["micrograph_name"].astype(str)))
     stacks = _stack_names(mic_names, out)
@@ -262,13 +289,18 @@ def plan_extraction(
             notes.append(f"{exc} Skipped ({len(rows)} particles).")
             continue
         if o.cut_box_px > min(w, h):
-            raise InputError(f"{mic_path}: the {o.cut_box_px} px box is larger than the micrograph ({w} x {h} px); choose a smaller box.")
+            raise InputError(
+                f"{mic_path}: the {o.cut_box_px} px box is larger than the micrograph ({w} x {h} px); choose a "
+                "smaller box."
+            )
         sub = d.iloc[rows]
         x = sub["coord_x_px"].to_numpy(float)
         y = sub["coord_y_px"].to_numpy(float)
         if recenter:
             if "shift_x_a" not in sub:
-                raise InputError(f"{table.path}: --recenter needs particle shifts (rlnOriginXAngst / alignments3D/shift).")
+                raise InputError(
+                    f"{table.path}: --recenter needs particle shifts (rlnOriginXAngst / alignments3D/shift)."
+                )
             psize_mic = _micrograph_pixel_size(sub, mic_path, prefer_header=not from_star)
             # as relion_preprocess --recenter: move the coordinate by the (rounded) shift in micrograph pixels
             x = x - np.rint(sub["shift_x_a"].to_numpy(float) / psize_mic)
@@ -280,17 +312,31 @@ def plan_extraction(
         if outside.any():
             k = int(np.argmax(outside))
             raise InputError(
-                f"{mic_path}: particle at ({x[k]:.1f}, {y[k]:.1f}) px lies completely outside the {w} x {h} px micrograph; "
+                f"{mic_path}: particle at ({x[k]:.1f}, {y[k]:.1f}) px lies completely outside the {w} x {h} px "
+                "micrograph; "
                 "fix the coordinates (wrong micrograph or binning?)."
             )
-        report["n_partly_outside"] += int(((x0 < 0) | (y0 < 0) | (x0 + o.cut_box_px > w) | (y0 + o.cut_box_px > h)).sum())
+        report["n_partly_outside"] += int(
+            ((x0 < 0) | (y0 < 0) | (x0 + o.cut_box_px > w) | (y0 + o.cut_box_px > h)).sum()
+        )
         ctf = {c: sub[c].to_numpy(float) for c in CTF_KEYS if c in sub} if needs_ctf else None
         stack = stacks[name]
-        tasks.append(MicrographTask(
-            index=i, micrograph=str(mic_path), stack=str(stack), record=str(stack.with_suffix(".json")),
-            x_px=x, y_px=y, ctf=ctf, pixel_size_a=_micrograph_pixel_size(sub, mic_path, prefer_header=not from_star),
-            options=o, width_px=w, height_px=h, rows=rows,
-        ))
+        tasks.append(
+            MicrographTask(
+                index=i,
+                micrograph=str(mic_path),
+                stack=str(stack),
+                record=str(stack.with_suffix(".json")),
+                x_px=x,
+                y_px=y,
+                ctf=ctf,
+                pixel_size_a=_micrograph_pixel_size(sub, mic_path, prefer_header=not from_star),
+                options=o,
+                width_px=w,
+                height_px=h,
+                rows=rows,
+            )
+        )
     return tasks, report, notes
 
 
@@ -300,8 +346,9 @@ def _micrograph_pixel_size(sub: pd.DataFrame, mic_path: Path, *, prefer_header: 
     from cryobox.io.mrc import read_mrc_pixel_size
 
     # rlnMicrographOriginalPixelSize (micrograph_pixel_size_a) is the movie's: last, for unbinned data
-    order = (("rlnMicrographPixelSize", "header", "micrograph_pixel_size_a") if prefer_header
-             else ("pixel_size_a", "header"))
+    order = (
+        ("rlnMicrographPixelSize", "header", "micrograph_pixel_size_a") if prefer_header else ("pixel_size_a", "header")
+    )
     for src in order:
         if src == "header":
             v = read_mrc_pixel_size(mic_path)
@@ -309,13 +356,17 @@ def _micrograph_pixel_size(sub: pd.DataFrame, mic_path: Path, *, prefer_header: 
             v = float(sub[src].iloc[0]) if src in sub else None
         if v is not None and np.isfinite(v) and v > 0:
             return float(v)
-    raise InputError(f"{mic_path}: no micrograph pixel size (rlnMicrographPixelSize / MRC header); add it to the STAR file.")
+    raise InputError(
+        f"{mic_path}: no micrograph pixel size (rlnMicrographPixelSize / MRC header); add it to the STAR file."
+    )
 
 
 # ------------------------------------------------------------------------------------ work unit
 
 
-def background_radius_px(table: ParticleTable, bg_diameter_a: float, *, box_px: int, final_box_px: int, from_star: bool) -> float:
+def background_radius_px(
+    table: ParticleTable, bg_diameter_a: float, *, box_px: int, final_box_px: int, from_star: bool
+) -> float:
     """The background radius (px of the final box) for a diameter in Å.
 
     Uses the micrograph's pixel size, resolved as extraction resolves it (``_micrograph_pixel_size``:
@@ -363,8 +414,12 @@ def extract_micrograph(task: MicrographTask) -> dict:
     dtype = np.float16 if o.float16 else np.float32
     Path(task.stack).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(task.stack) as tmp:
-        with mrcfile.new_mmap(tmp, shape=(kept.size, n_out, n_out), mrc_mode=12 if o.float16 else 2, overwrite=True) as mrc, \
-                open(tmp, "r+b") as raw:
+        with (
+            mrcfile.new_mmap(
+                tmp, shape=(kept.size, n_out, n_out), mrc_mode=12 if o.float16 else 2, overwrite=True
+            ) as mrc,
+            open(tmp, "r+b") as raw,
+        ):
             # the header comes from mrcfile; the images go in with plain sequential writes (cheaper
             # than filling the memory map page by page)
             raw.seek(mrc.header.nbytes + mrc.extended_header.nbytes)
@@ -417,15 +472,21 @@ def _filter_whole_micrograph(mic: np.ndarray, task: MicrographTask) -> np.ndarra
     for k, v in vals.items():
         if np.ptp(v) > 1e-6 * max(1.0, float(np.abs(v).max())):
             raise InputError(
-                f"{task.micrograph}: particles carry different CTFs ({k} varies); --premultiply-micrograph needs one CTF "
+                f"{task.micrograph}: particles carry different CTFs ({k} varies); --premultiply-micrograph needs one "
+                "CTF "
                 "per micrograph (use --premultiply-box instead)."
             )
     h, w = mic.shape
     ky = np.fft.fftfreq(h, d=task.pixel_size_a).astype(np.float32)
     kx = np.fft.rfftfreq(w, d=task.pixel_size_a).astype(np.float32)
     ctf = ctf_2d(
-        ky[:, None], kx[None, :], defocus_u_a=float(c["defocus_u_a"][0]), defocus_v_a=float(c["defocus_v_a"][0]),
-        defocus_angle_deg=float(c["defocus_angle_deg"][0]), voltage_kv=float(c["voltage_kv"][0]), cs_mm=float(c["cs_mm"][0]),
+        ky[:, None],
+        kx[None, :],
+        defocus_u_a=float(c["defocus_u_a"][0]),
+        defocus_v_a=float(c["defocus_v_a"][0]),
+        defocus_angle_deg=float(c["defocus_angle_deg"][0]),
+        voltage_kv=float(c["voltage_kv"][0]),
+        cs_mm=float(c["cs_mm"][0]),
         amplitude_contrast=float(c["amplitude_contrast"][0]),
         phase_shift_deg=float(c["phase_shift_deg"][0]) if "phase_shift_deg" in c else 0.0,
         bfactor_a2=float(c["ctf_bfactor_a2"][0]) if "ctf_bfactor_a2" in c else 0.0,
@@ -450,10 +511,17 @@ def _process_chunk(mic: np.ndarray, task: MicrographTask, sel: np.ndarray, cache
         if "mean" not in cache:
             cache["mean"] = float(mic.mean())
             same = all(np.ptp(v) == 0 for v in task.ctf.values())
-            cache["grid"] = ex.ctf_grids({k: v[:1] for k, v in task.ctf.items()}, m, task.pixel_size_a, phase_flip=o.phase_flip) if same else None
+            cache["grid"] = (
+                ex.ctf_grids({k: v[:1] for k, v in task.ctf.items()}, m, task.pixel_size_a, phase_flip=o.phase_flip)
+                if same
+                else None
+            )
         big = ex.window_particles(mic, x, y, m, fill=cache["mean"])
-        ctf = cache["grid"] if cache["grid"] is not None else ex.ctf_grids(
-            {k: v[sel] for k, v in task.ctf.items()}, m, task.pixel_size_a, phase_flip=o.phase_flip)
+        ctf = (
+            cache["grid"]
+            if cache["grid"] is not None
+            else ex.ctf_grids({k: v[sel] for k, v in task.ctf.items()}, m, task.pixel_size_a, phase_flip=o.phase_flip)
+        )
         stack = ex.premultiply_and_crop(big, ctf, o.box_px)
         ex._replicate_edges(stack, x, y, width_px=w, height_px=h)
     else:
@@ -501,8 +569,12 @@ def run_extract(
 
     t0 = time.perf_counter()
     out = Path(out)
-    tasks, report, notes = plan or plan_extraction(table, options, out, recenter=recenter, keep_going=keep_going, from_star=from_star)
-    summary = ExtractSummary(n_micrographs=len(tasks), n_particles_in=len(table), n_partly_outside=report["n_partly_outside"])
+    tasks, report, notes = plan or plan_extraction(
+        table, options, out, recenter=recenter, keep_going=keep_going, from_star=from_star
+    )
+    summary = ExtractSummary(
+        n_micrographs=len(tasks), n_particles_in=len(table), n_partly_outside=report["n_partly_outside"]
+    )
     for n in notes:
         log and log(n)
     todo = []
@@ -518,9 +590,15 @@ def run_extract(
         progress.start(total=sum(len(t.x_px) for t in todo), done_units=summary.n_skipped_done, units=len(tasks))
     for task, result in run_tasks(extract_micrograph, todo, workers=workers, scheduler=scheduler):
         if isinstance(result, Exception):
-            msg = str(result) if isinstance(result, InputError) else f"{task.micrograph}: {type(result).__name__}: {result}"
+            msg = (
+                str(result)
+                if isinstance(result, InputError)
+                else f"{task.micrograph}: {type(result).__name__}: {result}"
+            )
             if not keep_going:
-                raise InputError(msg if isinstance(result, InputError) else msg + "; nothing was written for this micrograph.")
+                raise InputError(
+                    msg if isinstance(result, InputError) else msg + "; nothing was written for this micrograph."
+                )
             summary.failed.append(msg)
             log and log(f"skipped: {msg}")
             continue
@@ -544,7 +622,9 @@ def _write_outputs(table, tasks, records, o: ExtractOptions, out: Path, summary:
         summary.n_dropped_at_edges += rec["n_dropped"]
         summary.n_filled_at_edges += len(rec["filled"])
 
-    def per_particle(value) -> np.ndarray:  # value(task, kept): one per micrograph or per particle -> every written particle
+    def per_particle(
+        value,
+    ) -> np.ndarray:  # value(task, kept): one per micrograph or per particle -> every written particle
         return np.concatenate([np.broadcast_to(value(t, kept), kept.shape) for (t, kept) in done])
 
     # one take of the written rows, then whole columns (not micrograph by micrograph: pandas
@@ -571,10 +651,23 @@ def _write_outputs(table, tasks, records, o: ExtractOptions, out: Path, summary:
     if "optics_group" not in data:
         data["optics_group"] = 1
 
-    drop = [c for c in data.columns if c.startswith("rlnImage") or c in ("rlnMicrographPixelSize", "rlnMicrographOriginalPixelSize")]
+    drop = [
+        c
+        for c in data.columns
+        if c.startswith("rlnImage") or c in ("rlnMicrographPixelSize", "rlnMicrographOriginalPixelSize")
+    ]
     data = data.drop(columns=drop)
-    result = ParticleTable(data, kind="particles", source_format="cryobox extract", path=None, optics_passthrough=[
-        c for c in table.optics_passthrough if c in data and not c.startswith("rlnImage") and c not in ("rlnMicrographPixelSize",)])
+    result = ParticleTable(
+        data,
+        kind="particles",
+        source_format="cryobox extract",
+        path=None,
+        optics_passthrough=[
+            c
+            for c in table.optics_passthrough
+            if c in data and not c.startswith("rlnImage") and c not in ("rlnMicrographPixelSize",)
+        ],
+    )
     summary.star = str(write_star(out / "particles.star", result))
     summary.cs = str(write_cs(out / "particles.cs", result))
     summary.pixel_size_a = float(data["pixel_size_a"].iloc[0])

@@ -60,9 +60,15 @@ def run_fsc(
     h1, p1 = read_map(half1, pixel_size_a=pixel_size_a, what="half map")
     h2, p2 = read_map(half2, pixel_size_a=pixel_size_a, what="half map")
     if h1.shape != h2.shape:
-        raise InputError(f"{half1} is {h1.shape} but {half2} is {h2.shape}: half maps must share one box; resample one (cryobox resample).")
+        raise InputError(
+            f"{half1} is {h1.shape} but {half2} is {h2.shape}: half maps must share one box; resample one (cryobox "
+            "resample)."
+        )
     if abs(p1 - p2) > 1e-3 * p1:
-        raise InputError(f"{half1} has {p1:g} Å/px but {half2} has {p2:g} Å/px: give --pixel-size if the headers are wrong, or resample.")
+        raise InputError(
+            f"{half1} has {p1:g} Å/px but {half2} has {p2:g} Å/px: give --pixel-size if the headers are wrong, or "
+            "resample."
+        )
     notes = []
     m = None
     written = None
@@ -73,13 +79,21 @@ def run_fsc(
         if m.shape != h1.shape:
             raise InputError(f"{mask} is {m.shape} but the half maps are {h1.shape}: the mask must share their box.")
         if m.min() < -1e-6 or m.max() > 1 + 1e-6:
-            raise InputError(f"{mask}: mask values run {float(m.min()):.3g}..{float(m.max()):.3g}; a mask holds values in [0, 1].")
+            raise InputError(
+                f"{mask}: mask values run {float(m.min()):.3g}..{float(m.max()):.3g}; a mask holds values in [0, 1]."
+            )
         if pm is not None and abs(pm - p1) > 1e-3 * p1:
             notes.append(f"the mask header says {pm:g} Å/px, the half maps {p1:g} Å/px; the mask was used as it is.")
     elif auto:
         try:
-            m, thr = auto_mask_from_map(0.5 * (h1 + h2), pixel_size_a=p1, lowpass_a=mask_lowpass_a, threshold=mask_threshold,
-                                        extend_a=mask_extend_a, soft_edge_a=mask_soft_edge_a)
+            m, thr = auto_mask_from_map(
+                0.5 * (h1 + h2),
+                pixel_size_a=p1,
+                lowpass_a=mask_lowpass_a,
+                threshold=mask_threshold,
+                extend_a=mask_extend_a,
+                soft_edge_a=mask_soft_edge_a,
+            )
         except ValueError as exc:
             raise InputError(f"--auto-mask: {exc}; lower --mask-threshold.") from None
         written_path = mask_out or Path("automask.mrc")
@@ -91,11 +105,24 @@ def run_fsc(
         )
     try:
         res = masked_fsc_analysis(
-            h1, h2, pixel_size_a=p1, mask=m, randomize_at_a=randomize_at_a, rng=np.random.default_rng(seed), force_mask=force_mask
+            h1,
+            h2,
+            pixel_size_a=p1,
+            mask=m,
+            randomize_at_a=randomize_at_a,
+            rng=np.random.default_rng(seed),
+            force_mask=force_mask,
         )
     except ValueError as exc:
         raise InputError(f"{half1}, {half2}: {exc}.") from None
-    return FscJob(half1=str(half1), half2=str(half2), result=res, mask=str(mask) if mask else written, mask_written=written, notes=notes)
+    return FscJob(
+        half1=str(half1),
+        half2=str(half2),
+        result=res,
+        mask=str(mask) if mask else written,
+        mask_written=written,
+        notes=notes,
+    )
 
 
 def _curve_list(a) -> list | None:
@@ -114,7 +141,8 @@ def fsc_to_dict(job: FscJob) -> dict:
         "pixel_size_a": r.pixel_size_a,
         "resolution_a": res["0.143"]["resolution_a"],
         "resolution_interpolated_a": res["0.143"]["interpolated_resolution_a"],
-        "resolution_rule": "last shell before the corrected FSC first drops below the threshold (relion_postprocess); interpolated crossing beside it",
+        "resolution_rule": "last shell before the corrected FSC first drops below the threshold "
+        "(relion_postprocess); interpolated crossing beside it",
         "resolutions": res,
         "unmasked_resolution_a": r.resolution(0.143, curve="unmasked")["resolution_a"],
         "randomize_at_shell": r.randomize_at_shell,
@@ -181,7 +209,14 @@ def run_filter(
         if v is not None and v < 2 * px:
             raise InputError(f"{name} {v:g} Å is finer than Nyquist ({2 * px:.3g} Å at {px:g} Å/px).")
     try:
-        outv = filter_map(vol, pixel_size_a=px, lowpass_a=lowpass_a, highpass_a=highpass_a, bfactor_a2=bfactor_a2, edge_width_shells=edge_width_shells)
+        outv = filter_map(
+            vol,
+            pixel_size_a=px,
+            lowpass_a=lowpass_a,
+            highpass_a=highpass_a,
+            bfactor_a2=bfactor_a2,
+            edge_width_shells=edge_width_shells,
+        )
     except ValueError as exc:
         raise InputError(f"{path}: {exc}.") from None
     if mask is not None:
@@ -190,11 +225,27 @@ def run_filter(
             raise InputError(f"{mask} is {m.shape} but {path} is {outv.shape}: the mask must share the map's box.")
         outv = outv * m.astype(np.float32)
     write_mrc(out, outv, pixel_size_a=px)
-    return {"input": str(path), "output": str(out), "pixel_size_a": px, "box_px": int(vol.shape[-1]), "lowpass_a": lowpass_a,
-            "highpass_a": highpass_a, "bfactor_a2": bfactor_a2, "edge_width_shells": edge_width_shells, "mask": str(mask) if mask else None}
+    return {
+        "input": str(path),
+        "output": str(out),
+        "pixel_size_a": px,
+        "box_px": int(vol.shape[-1]),
+        "lowpass_a": lowpass_a,
+        "highpass_a": highpass_a,
+        "bfactor_a2": bfactor_a2,
+        "edge_width_shells": edge_width_shells,
+        "mask": str(mask) if mask else None,
+    }
 
 
-def run_resample(path: Path, out: Path, *, new_pixel_size_a: float | None = None, box_px: int | None = None, pixel_size_a: float | None = None) -> dict:
+def run_resample(
+    path: Path,
+    out: Path,
+    *,
+    new_pixel_size_a: float | None = None,
+    box_px: int | None = None,
+    pixel_size_a: float | None = None,
+) -> dict:
     """Fourier-rescale to a pixel size (exact pad/crop) and/or window to a box, centre kept at N//2."""
     vol, px = read_map(path, pixel_size_a=pixel_size_a)
     n = vol.shape[-1]
@@ -206,12 +257,21 @@ def run_resample(path: Path, out: Path, *, new_pixel_size_a: float | None = None
             raise InputError(f"--pixel-size must be positive, got {new_pixel_size_a}.")
         new_n = int(round(n * px / new_pixel_size_a))
         if new_n < 2:
-            raise InputError(f"--pixel-size {new_pixel_size_a:g} Å leaves {new_n} px of a {n} px box; choose a smaller pixel size.")
+            raise InputError(
+                f"--pixel-size {new_pixel_size_a:g} Å leaves {new_n} px of a {n} px box; choose a smaller pixel size."
+            )
         vol, achieved = fourier_rescale(vol, new_n, pixel_size_a=px)
     if box_px is not None:
         if box_px < 2:
             raise InputError(f"--box must be at least 2 px, got {box_px}.")
         vol = window(vol, box_px)
     write_mrc(out, vol, pixel_size_a=achieved)
-    return {"input": str(path), "output": str(out), "input_pixel_size_a": px, "input_box_px": n, "pixel_size_a": achieved,
-            "box_px": int(vol.shape[-1]), "requested_pixel_size_a": new_pixel_size_a}
+    return {
+        "input": str(path),
+        "output": str(out),
+        "input_pixel_size_a": px,
+        "input_box_px": n,
+        "pixel_size_a": achieved,
+        "box_px": int(vol.shape[-1]),
+        "requested_pixel_size_a": new_pixel_size_a,
+    }

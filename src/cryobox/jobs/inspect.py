@@ -88,7 +88,9 @@ def inspect_table(table: ParticleTable) -> InspectResult:
         box_px=_single_or_list(col("box_px").astype(np.int64)) if "box_px" in d else None,
         voltage_kv=_single_or_list(col("voltage_kv").astype(np.float64)) if "voltage_kv" in d else None,
         cs_mm=_single_or_list(col("cs_mm").astype(np.float64)) if "cs_mm" in d else None,
-        amplitude_contrast=_single_or_list(col("amplitude_contrast").astype(np.float64)) if "amplitude_contrast" in d else None,
+        amplitude_contrast=_single_or_list(col("amplitude_contrast").astype(np.float64))
+        if "amplitude_contrast" in d
+        else None,
         ctf_premultiplied=_single_or_list(col("ctf_premultiplied").astype(bool)) if "ctf_premultiplied" in d else None,
         defocus_u_a=summarize_values(du) if du is not None else None,
         defocus_v_a=summarize_values(dv) if dv is not None else None,

@@ -79,10 +79,15 @@ def find_half_maps(spec: str) -> RunMaps:
         return RunMaps(text, Path(a), Path(b), "half maps given")
     folder = Path(text)
     if folder.is_file():
-        raise InputError(f"{folder}: a single file; give a run as half1.mrc:half2.mrc, a cryoSPARC job folder or a RELION Refine3D folder.")
+        raise InputError(
+            f"{folder}: a single file; give a run as half1.mrc:half2.mrc, a cryoSPARC job folder or a RELION "
+            "Refine3D folder."
+        )
     if not folder.is_dir():
-        raise InputError(f"{folder}: no such folder or half-map pair; give half1.mrc:half2.mrc, a cryoSPARC job folder (J50) "
-                         "or a RELION Refine3D folder.")
+        raise InputError(
+            f"{folder}: no such folder or half-map pair; give half1.mrc:half2.mrc, a cryoSPARC job folder (J50) "
+            "or a RELION Refine3D folder."
+        )
     cs = _cryosparc_halves(folder)
     if cs:
         return RunMaps(text, cs[0], cs[1], f"cryoSPARC {folder.name}: {cs[0].name}")
@@ -90,10 +95,19 @@ def find_half_maps(spec: str) -> RunMaps:
     if rl:
         return RunMaps(text, rl[0], rl[1], f"RELION {folder.name}: {rl[0].name}")
     unfinished = sorted(folder.glob("run_it*_data.star"))
-    hint = (f" It looks like an unfinished RELION refinement: `cryobox reconstruct {unfinished[-1]} --out halves/` makes half maps "
-            "from its last poses; then give halves/half1_unfil.mrc:halves/half2_unfil.mrc.") if unfinished else ""
-    raise InputError(f"{folder}: no half maps found (looked for cryoSPARC's *map_half_A.mrc / *map_half_B.mrc and RELION's "
-                     f"run_half1_class001_unfil.mrc / run_half2_class001_unfil.mrc).{hint}")
+    hint = (
+        (
+            f" It looks like an unfinished RELION refinement: `cryobox reconstruct {unfinished[-1]} --out halves/` "
+            "makes half maps "
+            "from its last poses; then give halves/half1_unfil.mrc:halves/half2_unfil.mrc."
+        )
+        if unfinished
+        else ""
+    )
+    raise InputError(
+        f"{folder}: no half maps found (looked for cryoSPARC's *map_half_A.mrc / *map_half_B.mrc and RELION's "
+        f"run_half1_class001_unfil.mrc / run_half2_class001_unfil.mrc).{hint}"
+    )
 
 
 def parse_variants(specs: list[str]) -> list[tuple[str, list[str]]]:
@@ -163,15 +177,21 @@ def run_judge(
     for _, rm in runs:
         (b1, p1), (b2, p2) = _header(rm.half1), _header(rm.half2)
         if b1 != b2 or p1 is None or p2 is None or abs(p1 - p2) > 1e-3 * p1:
-            raise InputError(f"{rm.half1} ({b1} px, {p1} Å/px) and {rm.half2} ({b2} px, {p2} Å/px) are not one pair: half maps "
-                             "must share box and pixel size (a pixel size of 0 in a header: fix it with relion_image_handler --angpix).")
+            raise InputError(
+                f"{rm.half1} ({b1} px, {p1} Å/px) and {rm.half2} ({b2} px, {p2} Å/px) are not one pair: half maps "
+                "must share box and pixel size (a pixel size of 0 in a header: fix it with relion_image_handler "
+                "--angpix)."
+            )
         info[rm.spec] = (b1, p1)
     sizes = sorted({round(p, 4) for _, p in info.values()})
     psize = info[runs[0][1].spec][1]
     if len(sizes) > 1:
         if not resample:
-            raise InputError(f"the runs have pixel sizes {', '.join(f'{p:g}' for p in sizes)} Å/px: judge compares runs on one grid; "
-                             "give --resample to Fourier-resample every map to the first run's pixel size.")
+            raise InputError(
+                f"the runs have pixel sizes {', '.join(f'{p:g}' for p in sizes)} Å/px: judge compares runs on one "
+                "grid; "
+                "give --resample to Fourier-resample every map to the first run's pixel size."
+            )
         notes.append(f"maps Fourier-resampled to {psize:g} Å/px (from {', '.join(f'{p:g}' for p in sizes)} Å/px)")
     grid_box = {spec: int(round(b * p / psize)) for spec, (b, p) in info.items()}  # each run's box on the common grid
     boxes = sorted(set(grid_box.values()))
@@ -184,13 +204,19 @@ def run_judge(
             raise InputError(f"{mask}: the mask is {m_big.shape}, not a cubic 3D map.")
         if mpx is not None and abs(mpx - psize) > 1e-3 * psize:
             if not resample:
-                raise InputError(f"{mask}: the mask is at {mpx:g} Å/px, the runs at {psize:g} Å/px; give --resample or a mask on their grid.")
+                raise InputError(
+                    f"{mask}: the mask is at {mpx:g} Å/px, the runs at {psize:g} Å/px; give --resample or a mask on "
+                    "their grid."
+                )
             from cryobox.core.fourier import fourier_rescale
 
             m_big, _ = fourier_rescale(m_big, int(round(m_big.shape[-1] * mpx / psize)), pixel_size_a=mpx)
             m_big = np.clip(m_big, 0.0, 1.0)
         if m_big.min() < -1e-6 or m_big.max() > 1 + 1e-6:
-            raise InputError(f"{mask}: mask values run {float(m_big.min()):.3g}..{float(m_big.max()):.3g}; a mask holds values in [0, 1].")
+            raise InputError(
+                f"{mask}: mask values run {float(m_big.min()):.3g}..{float(m_big.max()):.3g}; a mask holds values in "
+                "[0, 1]."
+            )
         m_big = window(m_big, big, ndim=3)
         mask_text = f"{mask}, windowed to each box"
     elif auto_mask:
@@ -204,11 +230,16 @@ def run_judge(
             used += 1
         lowpass, extend, soft = max(15.0, 3.0 * psize), max(3.0, psize), max(6.0, 3.0 * psize)
         try:
-            m_big, thr = auto_mask_from_map(acc / used, pixel_size_a=psize, lowpass_a=lowpass, extend_a=extend, soft_edge_a=soft)
+            m_big, thr = auto_mask_from_map(
+                acc / used, pixel_size_a=psize, lowpass_a=lowpass, extend_a=extend, soft_edge_a=soft
+            )
         except ValueError as exc:
             raise InputError(f"auto mask: {exc}; give a mask with --mask.") from None
-        mask_text = (f"auto mask from the average of {used} run(s) at {big} px: low-passed to {lowpass:g} Å, threshold {thr:.4g}, "
-                     f"extended {extend:g} Å, soft edge {soft:g} Å; windowed to each box")
+        mask_text = (
+            f"auto mask from the average of {used} run(s) at {big} px: low-passed to {lowpass:g} Å, threshold "
+            f"{thr:.4g}, "
+            f"extended {extend:g} Å, soft edge {soft:g} Å; windowed to each box"
+        )
     else:
         m_big = None
         mask_text = "no mask (unmasked FSC)"
@@ -231,11 +262,25 @@ def run_judge(
         h2 = _read_on_grid(rm.half2, psize, info[rm.spec][1])
         t_run = time.perf_counter()
         rec = run_fsc_record(h1, h2, masks.get(b), pixel_size_a=psize, seed=seed + k)
-        rec.update({"repeat": len(results[label]) + 1, "run": rm.spec, "seed": seed + k, "half1": str(rm.half1), "half2": str(rm.half2),
-                    "half_maps_from": rm.source, "half_maps_kind": "given", "box_px": b, "fsc_seconds": time.perf_counter() - t_run})
+        rec.update(
+            {
+                "repeat": len(results[label]) + 1,
+                "run": rm.spec,
+                "seed": seed + k,
+                "half1": str(rm.half1),
+                "half2": str(rm.half2),
+                "half_maps_from": rm.source,
+                "half_maps_kind": "given",
+                "box_px": b,
+                "fsc_seconds": time.perf_counter() - t_run,
+            }
+        )
         results[label].append(rec)
-        say(f"[{k + 1}/{len(runs)}] {label} {rm.spec} ({b} px): FSC 0.143 at {rec['interpolated_resolution_a']:.2f} Å "
-            f"(RELION rule {rec['resolution_a']:.2f} Å)" + ("; limited by Nyquist" if rec.get("limited_by_nyquist") else ""))
+        say(
+            f"[{k + 1}/{len(runs)}] {label} {rm.spec} ({b} px): FSC 0.143 at {rec['interpolated_resolution_a']:.2f} Å "
+            f"(RELION rule {rec['resolution_a']:.2f} Å)"
+            + ("; limited by Nyquist" if rec.get("limited_by_nyquist") else "")
+        )
     summary = summarise_judge(variants, results, pixel_size_a=psize, mask_text=mask_text, notes=notes)
     summary["timings"] = {"total_s": time.perf_counter() - t0}
     Path(out).mkdir(parents=True, exist_ok=True)
@@ -243,7 +288,9 @@ def run_judge(
     return summary
 
 
-def summarise_judge(variants, results: dict[str, list[dict]], *, pixel_size_a: float, mask_text: str, notes: list[str]) -> dict:
+def summarise_judge(
+    variants, results: dict[str, list[dict]], *, pixel_size_a: float, mask_text: str, notes: list[str]
+) -> dict:
     """judge.json: the sweep.json schema for runs made elsewhere."""
     from cryobox.core.stats import mean_sd
     from cryobox.jobs.sweep import TEST_TEXT, compare_variants
@@ -253,34 +300,80 @@ def summarise_judge(variants, results: dict[str, list[dict]], *, pixel_size_a: f
         rs = results[label]
         boxes = sorted({r["box_px"] for r in rs})
         if len(boxes) > 1:
-            notes.append(f"{label}: its runs have different boxes ({', '.join(map(str, boxes))} px); the first is the variant's")
+            notes.append(
+                f"{label}: its runs have different boxes ({', '.join(map(str, boxes))} px); the first is the variant's"
+            )
         vals = [r["interpolated_resolution_a"] for r in rs]
         rel = [r["resolution_a"] for r in rs]
         mean, sd = mean_sd(vals)
         mean_rel, sd_rel = mean_sd(rel)
         sources = sorted({r["half_maps_from"].split(":")[0] for r in rs})
-        rows.append({"variant": label, "box_px": boxes[0], "box_a": boxes[0] * pixel_size_a, "premultiply_from_px": None,
-                     "mask_policy": None, "mask_diameter_a": None,
-                     "description": f"{len(rs)} run(s) at {boxes[0]} px: " + ", ".join(r["run"] for r in rs),
-                     "resolutions_a": rel, "interpolated_resolutions_a": vals, "mean_a": mean, "sd_a": sd,
-                     "mean_relion_rule_a": mean_rel, "sd_relion_rule_a": sd_rel, "sources": sources,
-                     "runs": [{k: r.get(k) for k in ("repeat", "run", "seed", "resolution_a", "interpolated_resolution_a", "resolution_0.5_a",
-                                                      "limited_by_nyquist", "half_maps_from", "half_maps_kind", "half1", "half2", "box_px", "curve")}
-                              for r in rs]})
+        rows.append(
+            {
+                "variant": label,
+                "box_px": boxes[0],
+                "box_a": boxes[0] * pixel_size_a,
+                "premultiply_from_px": None,
+                "mask_policy": None,
+                "mask_diameter_a": None,
+                "description": f"{len(rs)} run(s) at {boxes[0]} px: " + ", ".join(r["run"] for r in rs),
+                "resolutions_a": rel,
+                "interpolated_resolutions_a": vals,
+                "mean_a": mean,
+                "sd_a": sd,
+                "mean_relion_rule_a": mean_rel,
+                "sd_relion_rule_a": sd_rel,
+                "sources": sources,
+                "runs": [
+                    {
+                        k: r.get(k)
+                        for k in (
+                            "repeat",
+                            "run",
+                            "seed",
+                            "resolution_a",
+                            "interpolated_resolution_a",
+                            "resolution_0.5_a",
+                            "limited_by_nyquist",
+                            "half_maps_from",
+                            "half_maps_kind",
+                            "half1",
+                            "half2",
+                            "box_px",
+                            "curve",
+                        )
+                    }
+                    for r in rs
+                ],
+            }
+        )
     comparisons = compare_variants(rows, pixel_size_a=pixel_size_a)
     best = min((r for r in rows if r["mean_a"] is not None), key=lambda r: r["mean_a"], default=None)
     half_maps: dict[str, int] = {}
     for rs in results.values():
         for r in rs:
-            src = r["half_maps_from"].split(":")[0].rsplit(" ", 1)[0] if r["half_maps_from"] != "half maps given" else "half maps given"
+            src = (
+                r["half_maps_from"].split(":")[0].rsplit(" ", 1)[0]
+                if r["half_maps_from"] != "half maps given"
+                else "half maps given"
+            )
             half_maps[src] = half_maps.get(src, 0) + 1
     return {
-        "cryobox": "judge", "version": 1, "pixel_size_a": pixel_size_a, "mask": mask_text,
-        "n_runs": sum(len(v) for v in results.values()), "n_particles_refined": None,
+        "cryobox": "judge",
+        "version": 1,
+        "pixel_size_a": pixel_size_a,
+        "mask": mask_text,
+        "n_runs": sum(len(v) for v in results.values()),
+        "n_particles_refined": None,
         "settings": {"repeats": max((len(v) for v in results.values()), default=0)},
         "engine": {"engine": "runs made elsewhere (cryoSPARC / RELION / half maps)"},
-        "resolution_rule": "FSC = 0.143 of the masked, phase-randomisation-corrected FSC (relion_postprocess), the same for "
-                           "every run; 'resolution_a' by RELION's rule (last shell above), 'interpolated' between shells",
-        "test": TEST_TEXT, "variants": rows, "comparisons": comparisons, "best": best["variant"] if best else None,
-        "notes": notes, "half_maps_from": half_maps,
+        "resolution_rule": "FSC = 0.143 of the masked, phase-randomisation-corrected FSC (relion_postprocess), the "
+        "same for "
+        "every run; 'resolution_a' by RELION's rule (last shell above), 'interpolated' between shells",
+        "test": TEST_TEXT,
+        "variants": rows,
+        "comparisons": comparisons,
+        "best": best["variant"] if best else None,
+        "notes": notes,
+        "half_maps_from": half_maps,
     }

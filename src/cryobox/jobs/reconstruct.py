@@ -35,11 +35,15 @@ def _half_sets(table: ParticleTable) -> np.ndarray:
             v = v.astype(int) + (1 if col == "alignments3D/split" else 0)  # cryoSPARC: 0/1, RELION: 1/2
             bad = ~np.isin(v, (1, 2))
             if bad.any():
-                raise InputError(f"{table.path}: {col} must be 1 or 2 for every particle ({int(bad.sum())} are not); "
-                                 f"give the data STAR of a refinement with --split_random_halves.")
+                raise InputError(
+                    f"{table.path}: {col} must be 1 or 2 for every particle ({int(bad.sum())} are not); "
+                    f"give the data STAR of a refinement with --split_random_halves."
+                )
             return v
-    raise InputError(f"{table.path}: no half-set labels (rlnRandomSubset / alignments3D/split); "
-                     "give the data STAR of a gold-standard refinement, or use --no-halves for one map.")
+    raise InputError(
+        f"{table.path}: no half-set labels (rlnRandomSubset / alignments3D/split); "
+        "give the data STAR of a gold-standard refinement, or use --no-halves for one map."
+    )
 
 
 def reconstruct_particles(
@@ -65,25 +69,34 @@ def reconstruct_particles(
     d = table.data
     table.require("image_path", "image_index", "pixel_size_a", *POSE, purpose="reconstruction")
     if "box_px" not in d or len(np.unique(d["box_px"])) != 1 or len(np.unique(d["pixel_size_a"].round(6))) != 1:
-        raise InputError(f"{table.path}: reconstruction needs one box and pixel size (rlnImageSize, rlnImagePixelSize) for all particles.")
+        raise InputError(
+            f"{table.path}: reconstruction needs one box and pixel size (rlnImageSize, rlnImagePixelSize) for all "
+            "particles."
+        )
     n = int(d["box_px"].iloc[0])
     psize = float(d["pixel_size_a"].iloc[0])
     use_ctf = ctf and all(c in d for c in CTF)
     premultiplied = bool("ctf_premultiplied" in d and d["ctf_premultiplied"].astype(bool).any())
     if premultiplied and not use_ctf:
-        raise InputError(f"{table.path}: the images are CTF-premultiplied but the CTF parameters are missing; "
-                         "they are needed to weight the reconstruction.")
+        raise InputError(
+            f"{table.path}: the images are CTF-premultiplied but the CTF parameters are missing; "
+            "they are needed to weight the reconstruction."
+        )
     sets = _half_sets(table) if halves else np.ones(len(d), dtype=int)
     if halves:
         for h in (1, 2):
             if not (sets == h).any():
-                raise InputError(f"{table.path}: half set {h} has no particles (rlnRandomSubset); "
-                                 "give a refinement that split the particles into two halves, or use --no-halves.")
+                raise InputError(
+                    f"{table.path}: half set {h} has no particles (rlnRandomSubset); "
+                    "give a refinement that split the particles into two halves, or use --no-halves."
+                )
     shift_cols = [c for c in ("shift_x_a", "shift_y_a") if c in d]
     bad = ~np.isfinite(d[list(POSE) + shift_cols].to_numpy(float)).all(axis=1)
     if bad.any():
-        raise InputError(f"{table.path}: {int(bad.sum())} particle(s) have missing or non-finite angles or origin offsets "
-                         f"(first: row {int(np.flatnonzero(bad)[0]) + 1}); remove them or give a refinement's data STAR.")
+        raise InputError(
+            f"{table.path}: {int(bad.sum())} particle(s) have missing or non-finite angles or origin offsets "
+            f"(first: row {int(np.flatnonzero(bad)[0]) + 1}); remove them or give a refinement's data STAR."
+        )
     pad = int(padding) if padding else (2 if n <= 320 else 1)
     names = ("half1", "half2") if halves else ("map",)
     roots = search_roots(table)
@@ -99,15 +112,29 @@ def reconstruct_particles(
         if idx.size and (idx.min() < 0 or idx.max() >= reader.nz):
             raise InputError(f"{src}: holds {reader.nz} images but the particles name image {int(idx.max()) + 1}.")
         stacks[path] = str(src)
-    tasks = [_Half(name, d.loc[sets == h, keep].assign(stack=lambda x: x["image_path"].astype(str).map(stacks)).reset_index(drop=True),
-                   n, psize, pad, use_ctf, premultiplied, regularisation)
-             for h, name in enumerate(names, start=1)]
+    tasks = [
+        _Half(
+            name,
+            d.loc[sets == h, keep]
+            .assign(stack=lambda x: x["image_path"].astype(str).map(stacks))
+            .reset_index(drop=True),
+            n,
+            psize,
+            pad,
+            use_ctf,
+            premultiplied,
+            regularisation,
+        )
+        for h, name in enumerate(names, start=1)
+    ]
     # the half sets are independent: one process each (fork) when there are cores to spare
     workers = min(len(tasks), default_workers())
     maps, counts, done = {}, {}, 0
     if workers == 1:
         for t in tasks:
-            name, vol, count = _fill(t, progress=None if progress is None else (lambda k, base=done: progress(base + k, len(d))))
+            name, vol, count = _fill(
+                t, progress=None if progress is None else (lambda k, base=done: progress(base + k, len(d)))
+            )
             maps[name], counts[name] = vol, count
             done += count
     else:
@@ -139,9 +166,17 @@ def reconstruct_particles(
         if progress is not None:
             progress(len(d), len(d))
     maps = {k: maps[k] for k in names}
-    summary = {"box_px": n, "pixel_size_a": psize, "padding": pad, "regularisation": regularisation,
-               "ctf_weighted": use_ctf, "ctf_premultiplied": premultiplied,
-               "particles": {k: int(counts[k]) for k in names}, "processes": workers, "seconds": time.perf_counter() - t0}
+    summary = {
+        "box_px": n,
+        "pixel_size_a": psize,
+        "padding": pad,
+        "regularisation": regularisation,
+        "ctf_weighted": use_ctf,
+        "ctf_premultiplied": premultiplied,
+        "particles": {k: int(counts[k]) for k in names},
+        "processes": workers,
+        "seconds": time.perf_counter() - t0,
+    }
     return maps, summary
 
 
@@ -165,7 +200,9 @@ def _fill(task: _Half, progress=None) -> tuple[str, np.ndarray, int]:
 
     d, n, psize = task.rows, task.box_px, task.pixel_size_a
     bp = Backprojector(n, padding=task.padding)
-    off = np.stack([d[c].to_numpy(float) / psize if c in d else np.zeros(len(d)) for c in ("shift_x_a", "shift_y_a")], axis=1)
+    off = np.stack(
+        [d[c].to_numpy(float) / psize if c in d else np.zeros(len(d)) for c in ("shift_x_a", "shift_y_a")], axis=1
+    )
     angles = d[list(POSE)].to_numpy(float)
     done = 0
     for stack, rows in d.groupby("stack", sort=False).indices.items():
@@ -176,7 +213,13 @@ def _fill(task: _Half, progress=None) -> tuple[str, np.ndarray, int]:
             grids = None
             if task.use_ctf:
                 grids = ctf_grids({k: d[k].to_numpy(float)[r] for k in CTF_KEYS if k in d}, n, psize)
-            bp.insert(reader.read(idx[s : s + CHUNK]), angles[r], offsets_px=off[r], ctf_rfft=grids, premultiplied=task.premultiplied)
+            bp.insert(
+                reader.read(idx[s : s + CHUNK]),
+                angles[r],
+                offsets_px=off[r],
+                ctf_rfft=grids,
+                premultiplied=task.premultiplied,
+            )
             done += len(r)
             if progress is not None:
                 progress(done)
@@ -186,7 +229,9 @@ def _fill(task: _Half, progress=None) -> tuple[str, np.ndarray, int]:
     return task.name, bp.reconstruct(regularisation=task.regularisation), bp.count
 
 
-def write_reconstructions(maps: dict[str, np.ndarray], paths: dict[str, Path], *, pixel_size_a: float) -> dict[str, Path]:
+def write_reconstructions(
+    maps: dict[str, np.ndarray], paths: dict[str, Path], *, pixel_size_a: float
+) -> dict[str, Path]:
     """Write each map atomically (MRC, the given pixel size)."""
     from cryobox.io.mrc import write_mrc
 

@@ -73,12 +73,16 @@ def _process(unit: _Unit) -> dict:
         )
     Path(unit.stack_out).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(unit.stack_out) as tmp:
-        with mrcfile.new_mmap(tmp, shape=(unit.indices.size, n_out, n_out), mrc_mode=12 if o.float16 else 2, overwrite=True) as out:
+        with mrcfile.new_mmap(
+            tmp, shape=(unit.indices.size, n_out, n_out), mrc_mode=12 if o.float16 else 2, overwrite=True
+        ) as out:
             for start in range(0, unit.indices.size, CHUNK):
                 sel = slice(start, start + CHUNK)
                 stack = src.read(unit.indices[sel])
                 if o.premultiply or o.phase_flip:
-                    ctf = ex.ctf_grids({k: v[sel] for k, v in unit.ctf.items()}, n_in, unit.pixel_size_a, phase_flip=o.phase_flip)
+                    ctf = ex.ctf_grids(
+                        {k: v[sel] for k, v in unit.ctf.items()}, n_in, unit.pixel_size_a, phase_flip=o.phase_flip
+                    )
                     stack = ex.premultiply_and_crop(stack, ctf, min(n_win, n_in))
                     if n_win > n_in:
                         stack = window(stack, n_win, ndim=2)
@@ -102,8 +106,14 @@ def _process(unit: _Unit) -> dict:
 
 
 def run_restack(
-    table: ParticleTable, options: RestackOptions, out: Path, *, overwrite: bool = False, workers: int | None = None,
-    scheduler: str | None = None, log=None,
+    table: ParticleTable,
+    options: RestackOptions,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    log=None,
 ) -> dict:
     """Restack every particle of ``table`` into ``out``; writes particles.star and particles.cs."""
     from cryobox.parallel import run_tasks
@@ -115,16 +125,28 @@ def run_restack(
     if fill_box_from_stacks(table):
         d = table.data
     if "box_px" not in d:
-        raise InputError(f"{table.path}: no image size (rlnImageSize / blob/shape) and no stack found to read it from; "
-                         "add rlnImageSize or put the stacks where rlnImageName points.")
+        raise InputError(
+            f"{table.path}: no image size (rlnImageSize / blob/shape) and no stack found to read it from; "
+            "add rlnImageSize or put the stacks where rlnImageName points."
+        )
     if len(np.unique(d["box_px"])) != 1 or len(np.unique(d["pixel_size_a"].round(6))) != 1:
         raise InputError(f"{table.path}: particles of several box or pixel sizes; restack one optics group at a time.")
-    if (o.premultiply or o.phase_flip):
-        table.require("defocus_u_a", "defocus_v_a", "defocus_angle_deg", "voltage_kv", "cs_mm", "amplitude_contrast", purpose="premultiply / phase flip")
+    if o.premultiply or o.phase_flip:
+        table.require(
+            "defocus_u_a",
+            "defocus_v_a",
+            "defocus_angle_deg",
+            "voltage_kv",
+            "cs_mm",
+            "amplitude_contrast",
+            purpose="premultiply / phase flip",
+        )
         if o.premultiply and o.phase_flip:
             raise InputError("choose --premultiply or --phase-flip, not both.")
         if "ctf_premultiplied" in d and d["ctf_premultiplied"].any():
-            raise InputError(f"{table.path}: the particles are already CTF-premultiplied (rlnCtfDataAreCtfPremultiplied 1).")
+            raise InputError(
+                f"{table.path}: the particles are already CTF-premultiplied (rlnCtfDataAreCtfPremultiplied 1)."
+            )
     box_in = int(d["box_px"].iloc[0])
     psize = float(d["pixel_size_a"].iloc[0])
     for v, flag in ((o.box_px, "--box"), (o.rescale_px, "--rescale")):
@@ -142,17 +164,35 @@ def run_restack(
             from cryobox.core.extract import CTF_KEYS
 
             ctf = {c: d[c].to_numpy(float)[rows] for c in CTF_KEYS if c in d}
-        units.append(_Unit(str(src.resolve()), str(dst), str(dst.with_suffix(".json")), d["image_index"].to_numpy(np.int64)[rows], rows, psize, ctf, o, box_in))
+        units.append(
+            _Unit(
+                str(src.resolve()),
+                str(dst),
+                str(dst.with_suffix(".json")),
+                d["image_index"].to_numpy(np.int64)[rows],
+                rows,
+                psize,
+                ctf,
+                o,
+                box_in,
+            )
+        )
     todo, skipped = [], 0
     for u in units:
-        if not overwrite and read_record(u.record, u.stack_out, expect={"options": o.digest(), "n": int(u.indices.size)}):
+        if not overwrite and read_record(
+            u.record, u.stack_out, expect={"options": o.digest(), "n": int(u.indices.size)}
+        ):
             skipped += 1
             continue
         todo.append(u)
     done_particles = 0
     for unit, result in run_tasks(_process, todo, workers=workers, scheduler=scheduler):
         if isinstance(result, Exception):
-            raise result if isinstance(result, InputError) else InputError(f"{unit.stack_in}: {type(result).__name__}: {result}")
+            raise (
+                result
+                if isinstance(result, InputError)
+                else InputError(f"{unit.stack_in}: {type(result).__name__}: {result}")
+            )
         done_particles += unit.indices.size
         log and log(f"restacked {unit.stack_in}: {unit.indices.size} particles")
     from cryobox.jobs.extract import _project_relative
@@ -173,10 +213,21 @@ def run_restack(
         new["ctf_premultiplied"] = True
     elif "ctf_premultiplied" not in new:
         new["ctf_premultiplied"] = False
-    result = ParticleTable(new, kind="particles", source_format="cryobox restack", path=None, optics_passthrough=table.optics_passthrough)
+    result = ParticleTable(
+        new, kind="particles", source_format="cryobox restack", path=None, optics_passthrough=table.optics_passthrough
+    )
     star = write_star(out / "particles.star", result)
     cs = write_cs(out / "particles.cs", result)
     wall = time.perf_counter() - t0
-    return {"n_particles": len(new), "n_restacked": done_particles, "n_stacks_skipped": skipped, "box_px": n_out,
-            "pixel_size_a": psize * n_win / n_out, "premultiplied": bool(o.premultiply), "star": str(star), "cs": str(cs),
-            "wall_s": wall, "particles_per_s": done_particles / wall if wall > 0 else None}
+    return {
+        "n_particles": len(new),
+        "n_restacked": done_particles,
+        "n_stacks_skipped": skipped,
+        "box_px": n_out,
+        "pixel_size_a": psize * n_win / n_out,
+        "premultiplied": bool(o.premultiply),
+        "star": str(star),
+        "cs": str(cs),
+        "wall_s": wall,
+        "particles_per_s": done_particles / wall if wall > 0 else None,
+    }

@@ -44,7 +44,9 @@ class SimulationSettings:
     ice_ramp: float = 0.5  # background change across the micrograph, in units of the noise sd
 
 
-def load_density(*, map_path: Path | None, model_path: Path | None, pixel_size_a: float, box_px: int | None) -> tuple[np.ndarray, str]:
+def load_density(
+    *, map_path: Path | None, model_path: Path | None, pixel_size_a: float, box_px: int | None
+) -> tuple[np.ndarray, str]:
     """The density to image: an MRC map (resampled to the pixel size), an atomic model (electron
     scattering potential via gemmi), or the built-in particle."""
     from cryobox.core.fourier import fourier_rescale, window
@@ -95,8 +97,15 @@ def _positions(rng, n: int, w: int, h: int, min_dist_px: float) -> np.ndarray:
 
 
 def simulate_micrographs(
-    out: Path, density: np.ndarray, *, n_micrographs: int, size_px: tuple[int, int], per_micrograph: int,
-    settings: SimulationSettings, diameter_a: float = 220.0, log=None,
+    out: Path,
+    density: np.ndarray,
+    *,
+    n_micrographs: int,
+    size_px: tuple[int, int],
+    per_micrograph: int,
+    settings: SimulationSettings,
+    diameter_a: float = 220.0,
+    log=None,
 ) -> dict:
     """Write simulated micrographs and their metadata to ``out``; returns a summary."""
     import scipy.fft as sfft
@@ -139,9 +148,19 @@ def simulate_micrographs(
             signal_mask[ys, xs] |= disc[iy, ix]
         ky = np.fft.fftfreq(h, d=s.pixel_size_a).astype(np.float32)[:, None]
         kx = np.fft.rfftfreq(w, d=s.pixel_size_a).astype(np.float32)[None, :]
-        grid = ctf_2d(ky, kx, voltage_kv=s.voltage_kv, cs_mm=s.cs_mm, amplitude_contrast=s.amplitude_contrast,
-                      bfactor_a2=s.bfactor_a2, dtype=np.float32, **ctf)
-        signal = sfft.irfft2(sfft.rfft2(clean, workers=fft_workers()) * grid, s=(h, w), workers=fft_workers()).astype(np.float32)
+        grid = ctf_2d(
+            ky,
+            kx,
+            voltage_kv=s.voltage_kv,
+            cs_mm=s.cs_mm,
+            amplitude_contrast=s.amplitude_contrast,
+            bfactor_a2=s.bfactor_a2,
+            dtype=np.float32,
+            **ctf,
+        )
+        signal = sfft.irfft2(sfft.rfft2(clean, workers=fft_workers()) * grid, s=(h, w), workers=fft_workers()).astype(
+            np.float32
+        )
         sig_var = float(signal[signal_mask].var()) if signal_mask.any() else float(signal.var())
         noise_sd = np.sqrt(sig_var / s.snr) if s.snr > 0 else 0.0
         # as a camera records it: protein dark on a light background (RELION's CTF makes the
@@ -149,37 +168,90 @@ def simulate_micrographs(
         mic = rng.standard_normal((h, w), dtype=np.float32) * np.float32(noise_sd) - signal
         mic += np.float32(s.ice_ramp * noise_sd) * (np.arange(w, dtype=np.float32)[None, :] / w - 0.5)
         write_mrc(out / name, mic, pixel_size_a=s.pixel_size_a)
-        write_star_blocks(out / "Micrographs" / f"mic{k:04d}_pick.star", {"": pd.DataFrame({"rlnCoordinateX": xi, "rlnCoordinateY": yi})})
-        mic_rows.append({"rlnMicrographName": name, "rlnOpticsGroup": 1, "rlnDefocusU": ctf["defocus_u_a"], "rlnDefocusV": ctf["defocus_v_a"],
-                         "rlnDefocusAngle": ctf["defocus_angle_deg"], "rlnCtfBfactor": s.bfactor_a2, "rlnCtfScalefactor": 1.0, "rlnPhaseShift": 0.0})
-        particle_frames.append(pd.DataFrame({
-            "micrograph_name": name, "coord_x_px": xi, "coord_y_px": yi,
-            "shift_x_a": (xi - centres[:, 0]) * s.pixel_size_a, "shift_y_a": (yi - centres[:, 1]) * s.pixel_size_a,
-            "angle_rot_deg": angles[:, 0], "angle_tilt_deg": angles[:, 1], "angle_psi_deg": angles[:, 2],
-            "defocus_u_a": ctf["defocus_u_a"], "defocus_v_a": ctf["defocus_v_a"], "defocus_angle_deg": ctf["defocus_angle_deg"],
-            "phase_shift_deg": 0.0, "ctf_bfactor_a2": s.bfactor_a2, "ctf_scale": 1.0,
-        }))
+        write_star_blocks(
+            out / "Micrographs" / f"mic{k:04d}_pick.star",
+            {"": pd.DataFrame({"rlnCoordinateX": xi, "rlnCoordinateY": yi})},
+        )
+        mic_rows.append(
+            {
+                "rlnMicrographName": name,
+                "rlnOpticsGroup": 1,
+                "rlnDefocusU": ctf["defocus_u_a"],
+                "rlnDefocusV": ctf["defocus_v_a"],
+                "rlnDefocusAngle": ctf["defocus_angle_deg"],
+                "rlnCtfBfactor": s.bfactor_a2,
+                "rlnCtfScalefactor": 1.0,
+                "rlnPhaseShift": 0.0,
+            }
+        )
+        particle_frames.append(
+            pd.DataFrame(
+                {
+                    "micrograph_name": name,
+                    "coord_x_px": xi,
+                    "coord_y_px": yi,
+                    "shift_x_a": (xi - centres[:, 0]) * s.pixel_size_a,
+                    "shift_y_a": (yi - centres[:, 1]) * s.pixel_size_a,
+                    "angle_rot_deg": angles[:, 0],
+                    "angle_tilt_deg": angles[:, 1],
+                    "angle_psi_deg": angles[:, 2],
+                    "defocus_u_a": ctf["defocus_u_a"],
+                    "defocus_v_a": ctf["defocus_v_a"],
+                    "defocus_angle_deg": ctf["defocus_angle_deg"],
+                    "phase_shift_deg": 0.0,
+                    "ctf_bfactor_a2": s.bfactor_a2,
+                    "ctf_scale": 1.0,
+                }
+            )
+        )
         log and log(f"micrograph {k + 1}/{n_micrographs}: {m} particles")
-    optics = pd.DataFrame({"rlnOpticsGroupName": ["opticsGroup1"], "rlnOpticsGroup": [1], "rlnMicrographOriginalPixelSize": [s.pixel_size_a],
-                           "rlnVoltage": [s.voltage_kv], "rlnSphericalAberration": [s.cs_mm], "rlnAmplitudeContrast": [s.amplitude_contrast],
-                           "rlnMicrographPixelSize": [s.pixel_size_a]})
+    optics = pd.DataFrame(
+        {
+            "rlnOpticsGroupName": ["opticsGroup1"],
+            "rlnOpticsGroup": [1],
+            "rlnMicrographOriginalPixelSize": [s.pixel_size_a],
+            "rlnVoltage": [s.voltage_kv],
+            "rlnSphericalAberration": [s.cs_mm],
+            "rlnAmplitudeContrast": [s.amplitude_contrast],
+            "rlnMicrographPixelSize": [s.pixel_size_a],
+        }
+    )
     write_star_blocks(out / "micrographs.star", {"optics": optics, "micrographs": pd.DataFrame(mic_rows)})
     data = pd.concat(particle_frames, ignore_index=True)
     data["voltage_kv"], data["cs_mm"], data["amplitude_contrast"] = s.voltage_kv, s.cs_mm, s.amplitude_contrast
-    data["pixel_size_a"], data["micrograph_pixel_size_a"], data["box_px"], data["optics_group"] = s.pixel_size_a, s.pixel_size_a, n, 1
+    data["pixel_size_a"], data["micrograph_pixel_size_a"], data["box_px"], data["optics_group"] = (
+        s.pixel_size_a,
+        s.pixel_size_a,
+        n,
+        1,
+    )
     data["micrograph_width_px"], data["micrograph_height_px"] = float(w), float(h)
     table = ParticleTable(data, kind="particles", source_format="cryobox simulate")
     write_star(out / "particles.star", table)
     write_cs(out / "particles.cs", table)
     write_mrc(out / "true_map.mrc", density, pixel_size_a=s.pixel_size_a)
-    return {"n_micrographs": n_micrographs, "n_particles": len(data), "box_px": n, "pixel_size_a": s.pixel_size_a,
-            "micrographs_star": str(out / "micrographs.star"), "particles_star": str(out / "particles.star"),
-            "true_map": str(out / "true_map.mrc"), "wall_s": time.perf_counter() - t0}
+    return {
+        "n_micrographs": n_micrographs,
+        "n_particles": len(data),
+        "box_px": n,
+        "pixel_size_a": s.pixel_size_a,
+        "micrographs_star": str(out / "micrographs.star"),
+        "particles_star": str(out / "particles.star"),
+        "true_map": str(out / "true_map.mrc"),
+        "wall_s": time.perf_counter() - t0,
+    }
 
 
 def simulate_stack(
-    out: Path, density: np.ndarray, *, n_particles: int, settings: SimulationSettings, max_shift_px: float = 2.0,
-    angles_deg: np.ndarray | None = None, shifts_px: np.ndarray | None = None, log=None,
+    out: Path,
+    density: np.ndarray,
+    *,
+    n_particles: int,
+    settings: SimulationSettings,
+    max_shift_px: float = 2.0,
+    angles_deg: np.ndarray | None = None,
+    shifts_px: np.ndarray | None = None,
+    log=None,
 ) -> dict:
     """A particle stack (box = the map's box) with per-particle CTF, shifts and noise.
 
@@ -206,9 +278,15 @@ def simulate_stack(
         shifts = np.asarray(shifts_px, dtype=np.float64).reshape(n_particles, 2)
     mean = rng.uniform(s.defocus_min_a, s.defocus_max_a, n_particles)
     half = 0.5 * rng.uniform(0, s.astigmatism_max_a, n_particles)
-    ctf = {"defocus_u_a": mean + half, "defocus_v_a": mean - half, "defocus_angle_deg": rng.uniform(-180, 180, n_particles),
-           "voltage_kv": np.full(n_particles, s.voltage_kv), "cs_mm": np.full(n_particles, s.cs_mm),
-           "amplitude_contrast": np.full(n_particles, s.amplitude_contrast), "ctf_bfactor_a2": np.full(n_particles, s.bfactor_a2)}
+    ctf = {
+        "defocus_u_a": mean + half,
+        "defocus_v_a": mean - half,
+        "defocus_angle_deg": rng.uniform(-180, 180, n_particles),
+        "voltage_kv": np.full(n_particles, s.voltage_kv),
+        "cs_mm": np.full(n_particles, s.cs_mm),
+        "amplitude_contrast": np.full(n_particles, s.amplitude_contrast),
+        "ctf_bfactor_a2": np.full(n_particles, s.bfactor_a2),
+    }
     proj = Projector(density)
     chunk = 256
 
@@ -239,20 +317,41 @@ def simulate_stack(
             mrc.update_header_stats()
     from cryobox.jobs.extract import _project_relative
 
-    data = pd.DataFrame({
-        "image_path": _project_relative(str((out / "particles.mrcs").resolve())), "image_index": np.arange(n_particles),
-        "angle_rot_deg": angles[:, 0], "angle_tilt_deg": angles[:, 1], "angle_psi_deg": angles[:, 2],
-        # the projection was moved by +shift: RELION's origin is minus that
-        "shift_x_a": -shifts[:, 0] * s.pixel_size_a, "shift_y_a": -shifts[:, 1] * s.pixel_size_a,
-        "defocus_u_a": ctf["defocus_u_a"], "defocus_v_a": ctf["defocus_v_a"], "defocus_angle_deg": ctf["defocus_angle_deg"],
-        "phase_shift_deg": 0.0, "ctf_bfactor_a2": s.bfactor_a2, "ctf_scale": 1.0, "voltage_kv": s.voltage_kv, "cs_mm": s.cs_mm,
-        "amplitude_contrast": s.amplitude_contrast, "pixel_size_a": s.pixel_size_a, "box_px": n, "optics_group": 1,
-        # gold-standard half sets, alternating (1, 2, 1, ...) so both halves see every part of the stack
-        "rlnRandomSubset": 1 + np.arange(n_particles) % 2,
-    })
+    data = pd.DataFrame(
+        {
+            "image_path": _project_relative(str((out / "particles.mrcs").resolve())),
+            "image_index": np.arange(n_particles),
+            "angle_rot_deg": angles[:, 0],
+            "angle_tilt_deg": angles[:, 1],
+            "angle_psi_deg": angles[:, 2],
+            # the projection was moved by +shift: RELION's origin is minus that
+            "shift_x_a": -shifts[:, 0] * s.pixel_size_a,
+            "shift_y_a": -shifts[:, 1] * s.pixel_size_a,
+            "defocus_u_a": ctf["defocus_u_a"],
+            "defocus_v_a": ctf["defocus_v_a"],
+            "defocus_angle_deg": ctf["defocus_angle_deg"],
+            "phase_shift_deg": 0.0,
+            "ctf_bfactor_a2": s.bfactor_a2,
+            "ctf_scale": 1.0,
+            "voltage_kv": s.voltage_kv,
+            "cs_mm": s.cs_mm,
+            "amplitude_contrast": s.amplitude_contrast,
+            "pixel_size_a": s.pixel_size_a,
+            "box_px": n,
+            "optics_group": 1,
+            # gold-standard half sets, alternating (1, 2, 1, ...) so both halves see every part of the stack
+            "rlnRandomSubset": 1 + np.arange(n_particles) % 2,
+        }
+    )
     table = ParticleTable(data, kind="particles", source_format="cryobox simulate")
     write_star(out / "particles.star", table)
     write_cs(out / "particles.cs", table)
     write_mrc(out / "true_map.mrc", density, pixel_size_a=s.pixel_size_a)
-    return {"n_particles": n_particles, "box_px": n, "pixel_size_a": s.pixel_size_a, "particles_star": str(out / "particles.star"),
-            "true_map": str(out / "true_map.mrc"), "wall_s": time.perf_counter() - t0}
+    return {
+        "n_particles": n_particles,
+        "box_px": n,
+        "pixel_size_a": s.pixel_size_a,
+        "particles_star": str(out / "particles.star"),
+        "true_map": str(out / "true_map.mrc"),
+        "wall_s": time.perf_counter() - t0,
+    }

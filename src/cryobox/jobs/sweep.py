@@ -50,9 +50,18 @@ RESOLUTION_KEY = "interpolated_resolution_a"  # the continuous value the repeat 
 # how half maps of early-stopped runs are made; part of every run's key so a change redoes the runs
 HALVES_VERSION = "cryobox-reconstruct-1"
 POSE_COLUMNS = ("angle_rot_deg", "angle_tilt_deg", "angle_psi_deg", "shift_x_a", "shift_y_a")
-POSE_PREFIXES = ("rlnAngle", "rlnOrigin", "rlnRandomSubset", "rlnClassNumber", "rlnNormCorrection",
-                 "rlnLogLikeliContribution", "rlnMaxValueProbDistribution", "rlnNrOfSignificantSamples",
-                 "alignments3D/", "alignments2D/")
+POSE_PREFIXES = (
+    "rlnAngle",
+    "rlnOrigin",
+    "rlnRandomSubset",
+    "rlnClassNumber",
+    "rlnNormCorrection",
+    "rlnLogLikeliContribution",
+    "rlnMaxValueProbDistribution",
+    "rlnNrOfSignificantSamples",
+    "alignments3D/",
+    "alignments2D/",
+)
 
 
 @dataclass(frozen=True)
@@ -84,10 +93,15 @@ class SweepSettings:
         if self.repeats < 1:
             raise InputError(f"--repeats must be at least 1 (2 or more to judge differences), got {self.repeats}.")
         if self.premultiply_from_px is not None and not any(b < self.premultiply_from_px for b in self.boxes_px):
-            raise InputError(f"--premultiply-from {self.premultiply_from_px} px: no box in --boxes is smaller, so nothing is cropped.")
+            raise InputError(
+                f"--premultiply-from {self.premultiply_from_px} px: no box in --boxes is smaller, so nothing is "
+                "cropped."
+            )
         bad = [p for p in self.mask_policies if p not in MASK_POLICIES]
         if bad or not self.mask_policies:
-            raise InputError(f"--mask-policy takes fixed, box-relative or both, got {','.join(self.mask_policies) or 'nothing'}.")
+            raise InputError(
+                f"--mask-policy takes fixed, box-relative or both, got {','.join(self.mask_policies) or 'nothing'}."
+            )
         if not self.particle_diameter_a > 0:
             raise InputError(f"--particle-diameter must be positive (Å), got {self.particle_diameter_a}.")
         if not self.ini_high_a > 0:
@@ -115,7 +129,11 @@ class Variant:
 
     @property
     def description(self) -> str:
-        how = f"extracted at {self.premultiply_from_px} px, CTF-premultiplied, cropped to {self.box_px} px" if self.premultiply_from_px else f"{self.box_px} px"
+        how = (
+            f"extracted at {self.premultiply_from_px} px, CTF-premultiplied, cropped to {self.box_px} px"
+            if self.premultiply_from_px
+            else f"{self.box_px} px"
+        )
         return f"{how}; mask {self.mask_diameter_a:.0f} Å ({self.mask_policy})"
 
 
@@ -150,7 +168,8 @@ def plan_variants(settings: SweepSettings, *, pixel_size_a: float) -> tuple[list
                 continue
             if diameter > box * pixel_size_a:
                 raise InputError(
-                    f"--particle-diameter {s.particle_diameter_a:g} Å: the {policy} mask ({diameter:.0f} Å) is larger than the "
+                    f"--particle-diameter {s.particle_diameter_a:g} Å: the {policy} mask ({diameter:.0f} Å) is "
+                    "larger than the "
                     f"{box} px box ({box * pixel_size_a:.0f} Å at {pixel_size_a:g} Å/px); lower it or drop the box."
                 )
             out.append(Variant(box, pm, policy, float(diameter)))
@@ -171,27 +190,41 @@ def _particle_keys(table: ParticleTable, mode: str) -> list:
     d = table.data
     if mode == "restack":
         return list(range(len(d)))
-    return list(zip(d["micrograph_name"].astype(str), np.round(d["coord_x_px"].to_numpy(float), 2),
-                    np.round(d["coord_y_px"].to_numpy(float), 2)))
+    return list(
+        zip(
+            d["micrograph_name"].astype(str),
+            np.round(d["coord_x_px"].to_numpy(float), 2),
+            np.round(d["coord_y_px"].to_numpy(float), 2),
+        )
+    )
 
 
 def _strip_poses(table: ParticleTable) -> ParticleTable:
     """Refinements start from the reference alone: poses, shifts and half-set labels go."""
     d = table.data
     drop = [c for c in d.columns if c in POSE_COLUMNS or c.startswith(POSE_PREFIXES)]
-    return ParticleTable(d.drop(columns=drop).reset_index(drop=True), kind="particles", source_format=table.source_format,
-                         path=None, optics_passthrough=table.optics_passthrough)
+    return ParticleTable(
+        d.drop(columns=drop).reset_index(drop=True),
+        kind="particles",
+        source_format=table.source_format,
+        path=None,
+        optics_passthrough=table.optics_passthrough,
+    )
 
 
-def _make_data(table: ParticleTable, mode: str, box: int, pm: int | None, s: SweepSettings, folder: Path, log, workers) -> Path:
+def _make_data(
+    table: ParticleTable, mode: str, box: int, pm: int | None, s: SweepSettings, folder: Path, log, workers
+) -> Path:
     """Extract (or restack) the particles for one (box, premultiply) arm; returns its particles.star."""
     if mode == "extract":
         from cryobox.jobs.extract import ExtractOptions, run_extract
 
         opts = ExtractOptions(box_px=box, invert=s.invert, premultiply_box_px=pm, edge=s.edge)
         summary = run_extract(table, opts, folder, workers=workers, log=None, from_star=table.kind == "micrographs")
-        log(f"  {folder.name}: {summary.n_written} particles written, {summary.n_dropped_at_edges} dropped at edges, "
-            f"{summary.n_skipped_done} micrographs already done")
+        log(
+            f"  {folder.name}: {summary.n_written} particles written, {summary.n_dropped_at_edges} dropped at edges, "
+            f"{summary.n_skipped_done} micrographs already done"
+        )
         return Path(summary.star)
     from cryobox.jobs.restack import RestackOptions, run_restack
 
@@ -201,7 +234,9 @@ def _make_data(table: ParticleTable, mode: str, box: int, pm: int | None, s: Swe
         if box_in != pm:  # window to M first, then premultiply on the M box and crop
             inter = run_restack(table, RestackOptions(box_px=pm), folder / "window", workers=workers)
             src = read_particles(inter["star"])
-    info = run_restack(src, RestackOptions(box_px=box, premultiply=bool(pm), norm=True, invert=s.invert), folder, workers=workers)
+    info = run_restack(
+        src, RestackOptions(box_px=box, premultiply=bool(pm), norm=True, invert=s.invert), folder, workers=workers
+    )
     log(f"  {folder.name}: {info['n_particles']} particles restacked")
     return Path(info["star"])
 
@@ -209,8 +244,15 @@ def _make_data(table: ParticleTable, mode: str, box: int, pm: int | None, s: Swe
 # ------------------------------------------------------------------------------- references
 
 
-def _reference_grids(reference: np.ndarray, reference_px: float, pixel_size_a: float, boxes: list[int], ini_high_a: float,
-                     mask: np.ndarray | None, folder: Path) -> tuple[dict, dict, list[str]]:
+def _reference_grids(
+    reference: np.ndarray,
+    reference_px: float,
+    pixel_size_a: float,
+    boxes: list[int],
+    ini_high_a: float,
+    mask: np.ndarray | None,
+    folder: Path,
+) -> tuple[dict, dict, list[str]]:
     """Reference (windowed and low-passed) and FSC mask files per box."""
     from cryobox.core.fourier import filter_map, fourier_rescale, window
     from cryobox.core.fsc import auto_mask_from_map
@@ -221,14 +263,20 @@ def _reference_grids(reference: np.ndarray, reference_px: float, pixel_size_a: f
     if abs(reference_px - pixel_size_a) > 1e-4 * pixel_size_a:
         new_n = max(2, int(round(ref.shape[-1] * reference_px / pixel_size_a)))
         ref, achieved = fourier_rescale(ref, new_n, pixel_size_a=reference_px)
-        notes.append(f"reference resampled from {reference_px:g} to {achieved:.4g} Å/px ({new_n} px) to match the particles")
+        notes.append(
+            f"reference resampled from {reference_px:g} to {achieved:.4g} Å/px ({new_n} px) to match the particles"
+        )
     big = max(boxes)
     ref_big = window(ref, big, ndim=3)
     if mask is None:
         lowpass, extend, soft = max(15.0, 3.0 * pixel_size_a), max(3.0, pixel_size_a), max(6.0, 3.0 * pixel_size_a)
-        mask_big, _ = auto_mask_from_map(ref_big, pixel_size_a=pixel_size_a, lowpass_a=lowpass, extend_a=extend, soft_edge_a=soft)
-        notes.append(f"FSC mask: the reference low-passed to {lowpass:g} Å, thresholded at mean + 3 sd, "
-                     f"extended {extend:g} Å, soft edge {soft:g} Å; one mask for every box")
+        mask_big, _ = auto_mask_from_map(
+            ref_big, pixel_size_a=pixel_size_a, lowpass_a=lowpass, extend_a=extend, soft_edge_a=soft
+        )
+        notes.append(
+            f"FSC mask: the reference low-passed to {lowpass:g} Å, thresholded at mean + 3 sd, "
+            f"extended {extend:g} Å, soft edge {soft:g} Å; one mask for every box"
+        )
     else:
         mask_big = window(np.asarray(mask, np.float32), big, ndim=3)
     refs, masks = {}, {}
@@ -240,7 +288,9 @@ def _reference_grids(reference: np.ndarray, reference_px: float, pixel_size_a: f
         if lost > 0.01:
             notes.append(f"the FSC mask does not fit the {b} px box: {100 * lost:.0f}% of it is cut off there")
         refs[b] = write_mrc(folder / f"ref_box{b}.mrc", r.astype(np.float32), pixel_size_a=pixel_size_a)
-        masks[b] = write_mrc(folder / f"mask_box{b}.mrc", np.clip(m, 0, 1).astype(np.float32), pixel_size_a=pixel_size_a)
+        masks[b] = write_mrc(
+            folder / f"mask_box{b}.mrc", np.clip(m, 0, 1).astype(np.float32), pixel_size_a=pixel_size_a
+        )
     return refs, masks, notes
 
 
@@ -279,18 +329,28 @@ def run_fsc_record(h1: np.ndarray, h2: np.ndarray, m: np.ndarray | None, *, pixe
     try:
         res = masked_fsc_analysis(h1, h2, pixel_size_a=pixel_size_a, mask=m, rng=np.random.default_rng(seed))
     except ValueError:  # the unmasked FSC never drops below 0.8: randomise from 2/3 Nyquist
-        res = masked_fsc_analysis(h1, h2, pixel_size_a=pixel_size_a, mask=m, rng=np.random.default_rng(seed),
-                                  randomize_at_a=3.0 * pixel_size_a)
+        res = masked_fsc_analysis(
+            h1,
+            h2,
+            pixel_size_a=pixel_size_a,
+            mask=m,
+            rng=np.random.default_rng(seed),
+            randomize_at_a=3.0 * pixel_size_a,
+        )
     r143 = res.resolution(0.143)
     r05 = res.resolution(0.5)
     return {
-        "resolution_a": r143["resolution_a"], "interpolated_resolution_a": r143["interpolated_resolution_a"],
-        "resolution_0.5_a": r05["resolution_a"], "randomize_at_shell": res.randomize_at_shell,
+        "resolution_a": r143["resolution_a"],
+        "interpolated_resolution_a": r143["interpolated_resolution_a"],
+        "resolution_0.5_a": r05["resolution_a"],
+        "randomize_at_shell": res.randomize_at_shell,
         "limited_by_nyquist": r143["limited_by_nyquist"],
         "warnings": list(res.warnings),
-        "curve": {"frequency_inv_a": [float(v) for v in res.frequency_inv_a],
-                  "fsc": [float(v) for v in res.final],
-                  "fsc_unmasked": [float(v) for v in res.fsc_unmasked]},
+        "curve": {
+            "frequency_inv_a": [float(v) for v in res.frequency_inv_a],
+            "fsc": [float(v) for v in res.final],
+            "fsc_unmasked": [float(v) for v in res.fsc_unmasked],
+        },
     }
 
 
@@ -312,7 +372,14 @@ def run_sweep(
     s = settings
     s.check()
     t_start = time.perf_counter()
-    timings = {"extraction_s": 0.0, "references_s": 0.0, "engine_s": 0.0, "reconstruct_s": 0.0, "fsc_s": 0.0, "summary_s": 0.0}
+    timings = {
+        "extraction_s": 0.0,
+        "references_s": 0.0,
+        "engine_s": 0.0,
+        "reconstruct_s": 0.0,
+        "fsc_s": 0.0,
+        "summary_s": 0.0,
+    }
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     engine_info = engine.check()
@@ -325,13 +392,19 @@ def run_sweep(
         box_in = int(table.data["box_px"].iloc[0]) if "box_px" in table.data else 0
         need = max(list(s.boxes_px) + [s.premultiply_from_px or 0])
         if box_in < need:
-            raise InputError(f"{table.path}: the micrographs are not available and the particle stacks are {box_in} px; "
-                             f"restacking to {need} px needs stacks at least that big (or give the micrographs).")
+            raise InputError(
+                f"{table.path}: the micrographs are not available and the particle stacks are {box_in} px; "
+                f"restacking to {need} px needs stacks at least that big (or give the micrographs)."
+            )
     else:
-        raise InputError(f"{table.path}: neither micrographs with coordinates nor particle stacks are named; cannot extract.")
-    log(f"sweep: {len(table)} particles, {mode} at {', '.join(map(str, sorted(s.boxes_px)))} px"
+        raise InputError(
+            f"{table.path}: neither micrographs with coordinates nor particle stacks are named; cannot extract."
+        )
+    log(
+        f"sweep: {len(table)} particles, {mode} at {', '.join(map(str, sorted(s.boxes_px)))} px"
         + (f", premultiplied from {s.premultiply_from_px} px" if s.premultiply_from_px else "")
-        + f"; {s.repeats} repeat(s); engine {engine_info.get('engine')} {engine_info.get('version', '')}")
+        + f"; {s.repeats} repeat(s); engine {engine_info.get('engine')} {engine_info.get('version', '')}"
+    )
 
     # 1. particles for every (box, premultiply) arm
     t0 = time.perf_counter()
@@ -354,8 +427,13 @@ def run_sweep(
     for a, t in tables.items():
         pos = {k: i for i, k in enumerate(key_sets[a])}
         rows = np.array([pos[k] for k in order], dtype=np.int64)
-        sub = ParticleTable(t.data.iloc[rows].reset_index(drop=True), kind="particles", source_format=t.source_format, path=None,
-                            optics_passthrough=t.optics_passthrough)
+        sub = ParticleTable(
+            t.data.iloc[rows].reset_index(drop=True),
+            kind="particles",
+            source_format=t.source_format,
+            path=None,
+            optics_passthrough=t.optics_passthrough,
+        )
         star, keyfile = data_dirs[a] / "refine.star", data_dirs[a] / "refine.key"
         current = keyfile.read_text() if keyfile.exists() and star.exists() else None
         if current != order_digest:
@@ -364,11 +442,15 @@ def run_sweep(
                 tmp.write_text(order_digest)
         refine_stars[a] = star
     if len(common) < len(table):
-        notes.append(f"{len(common)} of {len(table)} particles are present at every box and are refined; per arm: "
-                     + ", ".join(f"{k} {v}" for k, v in counts.items()))
+        notes.append(
+            f"{len(common)} of {len(table)} particles are present at every box and are refined; per arm: "
+            + ", ".join(f"{k} {v}" for k, v in counts.items())
+        )
     pixel_sizes = {round(float(t.data["pixel_size_a"].iloc[0]), 6) for t in tables.values()}
     if len(pixel_sizes) != 1:
-        raise InputError(f"the extracted particles have several pixel sizes ({sorted(pixel_sizes)} Å/px); the sweep needs one.")
+        raise InputError(
+            f"the extracted particles have several pixel sizes ({sorted(pixel_sizes)} Å/px); the sweep needs one."
+        )
     psize = pixel_sizes.pop()
     timings["extraction_s"] = time.perf_counter() - t0
 
@@ -376,8 +458,9 @@ def run_sweep(
     t0 = time.perf_counter()
     variants, vnotes = plan_variants(s, pixel_size_a=psize)
     notes += vnotes
-    refs, masks, rnotes = _reference_grids(reference, reference_pixel_size_a, psize, sorted(s.boxes_px), s.ini_high_a, mask,
-                                           out / "references")
+    refs, masks, rnotes = _reference_grids(
+        reference, reference_pixel_size_a, psize, sorted(s.boxes_px), s.ini_high_a, mask, out / "references"
+    )
     notes += rnotes
     for n in vnotes + rnotes:
         log(f"  note: {n}")
@@ -394,14 +477,31 @@ def run_sweep(
         for rep in range(s.repeats):
             k += 1
             seed = s.first_seed + rep
-            params = RefineParams(pixel_size_a=psize, box_px=v.box_px, particle_diameter_a=v.mask_diameter_a,
-                                  ini_high_a=s.ini_high_a, random_seed=seed, healpix_order=s.healpix_order,
-                                  offset_range_a=offset_range_a, offset_step_a=offset_step_a, auto_iter_max=s.auto_iter_max,
-                                  symmetry=s.symmetry)
+            params = RefineParams(
+                pixel_size_a=psize,
+                box_px=v.box_px,
+                particle_diameter_a=v.mask_diameter_a,
+                ini_high_a=s.ini_high_a,
+                random_seed=seed,
+                healpix_order=s.healpix_order,
+                offset_range_a=offset_range_a,
+                offset_step_a=offset_step_a,
+                auto_iter_max=s.auto_iter_max,
+                symmetry=s.symmetry,
+            )
             run_dir = out / "runs" / v.label / f"rep{rep + 1}"
-            key = digest({"params": asdict(params), "engine": engine.name, "particles": order_digest,
-                           "data": str(refine_stars[(v.box_px, v.premultiply_from_px)]),
-                           "invert": s.invert, "edge": s.edge, "mode": mode, "halves": HALVES_VERSION})
+            key = digest(
+                {
+                    "params": asdict(params),
+                    "engine": engine.name,
+                    "particles": order_digest,
+                    "data": str(refine_stars[(v.box_px, v.premultiply_from_px)]),
+                    "invert": s.invert,
+                    "edge": s.edge,
+                    "mode": mode,
+                    "halves": HALVES_VERSION,
+                }
+            )
             result_path = run_dir / "result.json"
             done = read_record(result_path, result_path, expect={"key": key})  # written last: the run is complete
             if done is not None:
@@ -414,8 +514,12 @@ def run_sweep(
             cmd = engine.prepare(run_dir, refine_stars[(v.box_px, v.premultiply_from_px)], refs[v.box_px], params)
             log(f"[{k}/{total}] {v.label} repeat {rep + 1} (seed {seed}): {v.description} ...")
             if getattr(engine, "reports_progress", False):
-                seconds = engine.run(cmd, run_dir, run_dir / "engine.log",
-                                     progress=_progress_line(log, f"[{k}/{total}] {v.label} repeat {rep + 1}", s.auto_iter_max))
+                seconds = engine.run(
+                    cmd,
+                    run_dir,
+                    run_dir / "engine.log",
+                    progress=_progress_line(log, f"[{k}/{total}] {v.label} repeat {rep + 1}", s.auto_iter_max),
+                )
             else:
                 seconds = engine.run(cmd, run_dir, run_dir / "engine.log")
             timings["engine_s"] += seconds
@@ -434,19 +538,44 @@ def run_sweep(
             fsc = _run_fsc(halves.half1, halves.half2, masks[v.box_px], psize, seed)
             fsc_seconds = time.perf_counter() - t0
             timings["fsc_s"] += fsc_seconds
-            result = {"key": key, "variant": v.label, "repeat": rep + 1, "seed": seed, "engine_seconds": seconds,
-                      "command": cmd, "half1": str(halves.half1), "half2": str(halves.half2), "half_maps_from": source,
-                      "iteration": halves.iteration, "converged": halves.converged,
-                      "engine_resolution_a": halves.engine_resolution_a, "reconstruct_seconds": rec_seconds,
-                      "fsc_seconds": fsc_seconds, **fsc}
+            result = {
+                "key": key,
+                "variant": v.label,
+                "repeat": rep + 1,
+                "seed": seed,
+                "engine_seconds": seconds,
+                "command": cmd,
+                "half1": str(halves.half1),
+                "half2": str(halves.half2),
+                "half_maps_from": source,
+                "iteration": halves.iteration,
+                "converged": halves.converged,
+                "engine_resolution_a": halves.engine_resolution_a,
+                "reconstruct_seconds": rec_seconds,
+                "fsc_seconds": fsc_seconds,
+                **fsc,
+            }
             write_json(result_path, result)
-            log(f"[{k}/{total}] {v.label} repeat {rep + 1}: {_fmt_res(result)} after {halves.iteration} iterations in {seconds:.0f} s")
+            log(
+                f"[{k}/{total}] {v.label} repeat {rep + 1}: {_fmt_res(result)} after {halves.iteration} iterations "
+                f"in {seconds:.0f} s"
+            )
             runs[v.label].append(result)
 
     # 4. summary
     t0 = time.perf_counter()
-    summary = summarise_sweep(variants, runs, settings=s, pixel_size_a=psize, mode=mode, n_particles_in=len(table),
-                              n_common=len(common), counts=counts, engine_info=engine_info, notes=notes)
+    summary = summarise_sweep(
+        variants,
+        runs,
+        settings=s,
+        pixel_size_a=psize,
+        mode=mode,
+        n_particles_in=len(table),
+        n_common=len(common),
+        counts=counts,
+        engine_info=engine_info,
+        notes=notes,
+    )
     timings["summary_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
     timings["overhead_s"] = timings["total_s"] - timings["engine_s"]
@@ -472,11 +601,26 @@ def _progress_line(log, prefix: str, iter_max: int | None):
 
 def _fmt_res(r: dict) -> str:
     a, b = r.get("resolution_a"), r.get("interpolated_resolution_a")
-    return f"FSC 0.143 at {a:.2f} Å (interpolated {b:.2f} Å)" if a is not None and b is not None else "FSC did not drop below 0.143"
+    return (
+        f"FSC 0.143 at {a:.2f} Å (interpolated {b:.2f} Å)"
+        if a is not None and b is not None
+        else "FSC did not drop below 0.143"
+    )
 
 
-def summarise_sweep(variants: list[Variant], runs: dict[str, list[dict]], *, settings: SweepSettings, pixel_size_a: float,
-                    mode: str, n_particles_in: int, n_common: int, counts: dict, engine_info: dict, notes: list[str]) -> dict:
+def summarise_sweep(
+    variants: list[Variant],
+    runs: dict[str, list[dict]],
+    *,
+    settings: SweepSettings,
+    pixel_size_a: float,
+    mode: str,
+    n_particles_in: int,
+    n_common: int,
+    counts: dict,
+    engine_info: dict,
+    notes: list[str],
+) -> dict:
     """sweep.json: per variant the repeats' resolutions, mean and SD; per pair the verdict."""
     from cryobox.core.stats import mean_sd
 
@@ -487,14 +631,45 @@ def summarise_sweep(variants: list[Variant], runs: dict[str, list[dict]], *, set
         rel = [r.get("resolution_a") for r in rs]
         mean, sd = mean_sd(vals)
         mean_rel, sd_rel = mean_sd(rel)
-        table.append({"variant": v.label, "box_px": v.box_px, "box_a": v.box_px * pixel_size_a,
-                      "premultiply_from_px": v.premultiply_from_px, "mask_policy": v.mask_policy,
-                      "mask_diameter_a": v.mask_diameter_a, "description": v.description,
-                      "resolutions_a": rel, "interpolated_resolutions_a": vals,
-                      "mean_a": mean, "sd_a": sd, "mean_relion_rule_a": mean_rel, "sd_relion_rule_a": sd_rel,
-                      "runs": [{k: r.get(k) for k in ("repeat", "seed", "resolution_a", "interpolated_resolution_a",
-                                                       "resolution_0.5_a", "limited_by_nyquist", "iteration", "converged", "half_maps_from", "engine_seconds",
-                                                       "engine_resolution_a", "half1", "half2", "curve")} for r in rs]})
+        table.append(
+            {
+                "variant": v.label,
+                "box_px": v.box_px,
+                "box_a": v.box_px * pixel_size_a,
+                "premultiply_from_px": v.premultiply_from_px,
+                "mask_policy": v.mask_policy,
+                "mask_diameter_a": v.mask_diameter_a,
+                "description": v.description,
+                "resolutions_a": rel,
+                "interpolated_resolutions_a": vals,
+                "mean_a": mean,
+                "sd_a": sd,
+                "mean_relion_rule_a": mean_rel,
+                "sd_relion_rule_a": sd_rel,
+                "runs": [
+                    {
+                        k: r.get(k)
+                        for k in (
+                            "repeat",
+                            "seed",
+                            "resolution_a",
+                            "interpolated_resolution_a",
+                            "resolution_0.5_a",
+                            "limited_by_nyquist",
+                            "iteration",
+                            "converged",
+                            "half_maps_from",
+                            "engine_seconds",
+                            "engine_resolution_a",
+                            "half1",
+                            "half2",
+                            "curve",
+                        )
+                    }
+                    for r in rs
+                ],
+            }
+        )
     comparisons = compare_variants(table, pixel_size_a=pixel_size_a)
     best = min((row for row in table if row["mean_a"] is not None), key=lambda r: r["mean_a"], default=None)
     half_maps: dict[str, int] = {}
@@ -503,21 +678,31 @@ def summarise_sweep(variants: list[Variant], runs: dict[str, list[dict]], *, set
             src = r.get("half_maps_from") or "unknown"
             half_maps[src] = half_maps.get(src, 0) + 1
     return {
-        "cryobox": "sweep", "version": 1,
+        "cryobox": "sweep",
+        "version": 1,
         "settings": {**asdict(settings), "boxes_px": sorted(settings.boxes_px)},
-        "pixel_size_a": pixel_size_a, "mode": mode, "n_particles_in": n_particles_in, "n_particles_refined": n_common,
-        "particles_per_arm": counts, "engine": engine_info,
+        "pixel_size_a": pixel_size_a,
+        "mode": mode,
+        "n_particles_in": n_particles_in,
+        "n_particles_refined": n_common,
+        "particles_per_arm": counts,
+        "engine": engine_info,
         "resolution_rule": "FSC = 0.143 of the masked, phase-randomisation-corrected FSC (relion_postprocess); "
-                           "'resolution_a' by RELION's rule (last shell above), 'interpolated' between shells",
+        "'resolution_a' by RELION's rule (last shell above), 'interpolated' between shells",
         "test": TEST_TEXT,
-        "variants": table, "comparisons": comparisons, "best": best["variant"] if best else None, "notes": notes,
+        "variants": table,
+        "comparisons": comparisons,
+        "best": best["variant"] if best else None,
+        "notes": notes,
         "half_maps_from": half_maps,
     }
 
 
-TEST_TEXT = ("Welch's t-test (two-sided, alpha = 0.05) on the repeats' interpolated resolutions as spatial frequency (1/Å), "
-             "the axis the FSC is sampled on; differences and 95% intervals also in Å; repeats for 80% power from the "
-             "noncentral t distribution")
+TEST_TEXT = (
+    "Welch's t-test (two-sided, alpha = 0.05) on the repeats' interpolated resolutions as spatial frequency (1/Å), "
+    "the axis the FSC is sampled on; differences and 95% intervals also in Å; repeats for 80% power from the "
+    "noncentral t distribution"
+)
 
 
 def compare_variants(rows: list[dict], *, pixel_size_a: float) -> list[dict]:
@@ -530,19 +715,25 @@ def compare_variants(rows: list[dict], *, pixel_size_a: float) -> list[dict]:
     for va, vb in combinations(rows, 2):
         a, b = va["variant"], vb["variant"]
         shell = 1.0 / (max(va["box_px"], vb["box_px"]) * pixel_size_a)  # one shell of the finer sampling
-        c = compare_resolutions(va["interpolated_resolutions_a"], vb["interpolated_resolutions_a"], shell_width_inv_a=shell)
+        c = compare_resolutions(
+            va["interpolated_resolutions_a"], vb["interpolated_resolutions_a"], shell_width_inv_a=shell
+        )
         finer = {"finer": a, "coarser": b}.get(c["verdict"])
         c.update({"a": a, "b": b, "finer": finer})
         runs = va["runs"] + vb["runs"]
         caveats = []
         sources = {r.get("half_maps_kind") or (r.get("half_maps_from") or "").split(" from ")[0] for r in runs}
         if len(sources) > 1:
-            caveats.append("some runs converged and some stopped early, so their half maps come from different "
-                           "reconstructions (the engine's final ones, cryobox's from the last poses); raise or drop "
-                           "--auto-iter-max so that all runs end the same way")
+            caveats.append(
+                "some runs converged and some stopped early, so their half maps come from different "
+                "reconstructions (the engine's final ones, cryobox's from the last poses); raise or drop "
+                "--auto-iter-max so that all runs end the same way"
+            )
         if any(r.get("limited_by_nyquist") for r in runs):
-            caveats.append("some runs' FSC never falls below 0.143, so their resolution is a bound at Nyquist, not a "
-                           "measurement; the comparison cannot see differences finer than Nyquist")
+            caveats.append(
+                "some runs' FSC never falls below 0.143, so their resolution is a bound at Nyquist, not a "
+                "measurement; the comparison cannot see differences finer than Nyquist"
+            )
         if caveats:
             c["caveat"] = "; ".join(caveats)
         c["sentence"] = verdict_sentence(c, a, b) + (f" Caveat: {c['caveat']}." if c.get("caveat") else "")
@@ -557,4 +748,3 @@ def write_sweep(out: Path, summary: dict, *, plot: bool = True, name: str = "swe
         from cryobox.report.plots import figure_sweep, save_figure
 
         save_figure(figure_sweep(summary), Path(out) / f"{name}.png")
-

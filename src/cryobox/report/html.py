@@ -134,7 +134,9 @@ draw();
 
 def render_report(*, title: str, subtitle: str, sections: list[tuple[str, str, str]], data: dict) -> str:
     """The page. ``sections``: (id, heading, inner HTML); ``data``: the interactive part's JSON."""
-    body = "\n".join(f'<section id="{esc(sid)}"><h2>{esc(head)}</h2>\n{inner}\n</section>' for sid, head, inner in sections)
+    body = "\n".join(
+        f'<section id="{esc(sid)}"><h2>{esc(head)}</h2>\n{inner}\n</section>' for sid, head, inner in sections
+    )
     payload = json.dumps(data).replace("</", "<\\/")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">

@@ -96,8 +96,20 @@ def plot_advice(ax, advice) -> None:
     """
     c = advice.candidates
     box = np.array([x.box_px for x in c], dtype=float)
-    ax.plot(box, [x.aliasing_free_fraction for x in c], "o-", color="tab:blue", label=f"CTF alias-free to {advice.resolution_a:g} Å")
-    ax.plot(box, [x.ctf2_aliasing_free_fraction for x in c], "s--", color="tab:cyan", label="CTF² alias-free (premultiplied data)")
+    ax.plot(
+        box,
+        [x.aliasing_free_fraction for x in c],
+        "o-",
+        color="tab:blue",
+        label=f"CTF alias-free to {advice.resolution_a:g} Å",
+    )
+    ax.plot(
+        box,
+        [x.ctf2_aliasing_free_fraction for x in c],
+        "s--",
+        color="tab:cyan",
+        label="CTF² alias-free (premultiplied data)",
+    )
     ax.plot(box, [x.delocalisation_fraction for x in c], "^-", color="tab:green", label="delocalised signal fits (R&H)")
     if c and c[0].edge_loss_fraction is not None:
         ax.plot(box, [x.edge_loss_fraction for x in c], "x:", color="tab:red", label="lost at edges if dropped")
@@ -106,9 +118,21 @@ def plot_advice(ax, advice) -> None:
     ax.annotate(f"refine {refine} px", (refine, 0.03), rotation=90, ha="right", va="bottom", fontsize=9)
     if extract != refine:
         ax.axvline(extract, color="0.4", lw=1.5, ls="--", label=f"extract box ({extract} px)")
-        ax.annotate(f"extract {extract} px\n(premultiply, crop)", (extract, 0.03), rotation=90, ha="right", va="bottom", fontsize=9)
-    ax.axvline(advice.rosenthal_henderson_box_a / advice.pixel_size_a, color="tab:green", lw=0.8, ls=":",
-               label="Rosenthal & Henderson box (highest defocus)")
+        ax.annotate(
+            f"extract {extract} px\n(premultiply, crop)",
+            (extract, 0.03),
+            rotation=90,
+            ha="right",
+            va="bottom",
+            fontsize=9,
+        )
+    ax.axvline(
+        advice.rosenthal_henderson_box_a / advice.pixel_size_a,
+        color="tab:green",
+        lw=0.8,
+        ls=":",
+        label="Rosenthal & Henderson box (highest defocus)",
+    )
     yours = [x.box_px for x in c if getattr(x, "user_box", False)]
     for i, b in enumerate(yours):
         ax.axvline(b, color="tab:purple", lw=1.0, ls="-.", label="your boxes" if i == 0 else None)
@@ -128,7 +152,10 @@ def figure_advice(advice, *, title: str = "") -> Figure:
     fig = Figure(figsize=(10, 5.5))
     ax = fig.add_subplot(111)
     plot_advice(ax, advice)
-    ax.set_title(title or f"D = {advice.diameter_a:g} Å, target {advice.resolution_a:g} Å, {advice.n_particles:,} particles", pad=28)
+    ax.set_title(
+        title or f"D = {advice.diameter_a:g} Å, target {advice.resolution_a:g} Å, {advice.n_particles:,} particles",
+        pad=28,
+    )
     return fig
 
 
@@ -200,8 +227,15 @@ def plot_ctf_image(ax, picture, *, max_pixels: int | None = None) -> None:
         max_pixels = max(32, int(width_in * 100 * 0.9))  # 100 dpi, the smallest the report and CLI save at
     rows, cols, extent, what = ctf_display_region(picture, max_pixels)
     vmin = 0.0 if picture.power == 2 else -1.0
-    ax.imshow(picture.image[rows, cols], cmap="gray", origin="lower", extent=extent, vmin=vmin, vmax=1.0,
-              interpolation="nearest")
+    ax.imshow(
+        picture.image[rows, cols],
+        cmap="gray",
+        origin="lower",
+        extent=extent,
+        vmin=vmin,
+        vmax=1.0,
+        interpolation="nearest",
+    )
     t = np.linspace(0, 2 * np.pi, 361)
     if picture.resolution_a:
         r = 1.0 / picture.resolution_a
@@ -220,8 +254,11 @@ def plot_ctf_image(ax, picture, *, max_pixels: int | None = None) -> None:
     ax.set_ylabel("ky (1/Å)")
     name = "CTF²" if picture.power == 2 else "CTF"
     n = p.box_px
-    ax.set_title(f"{name} sampled in a {n} px box ({n * p.pixel_size_a:.0f} Å)" + ("" if what == "the whole grid" else f"\n{what}"),
-                 fontsize=10)
+    ax.set_title(
+        f"{name} sampled in a {n} px box ({n * p.pixel_size_a:.0f} Å)"
+        + ("" if what == "the whole grid" else f"\n{what}"),
+        fontsize=10,
+    )
     ax.legend(loc="upper right", fontsize=8, framealpha=0.8)
 
 
@@ -230,7 +267,15 @@ def plot_ctf_profile(ax, picture) -> None:
     p = picture.params
     what = "CTF²" if picture.power == 2 else "CTF"
     ax.plot(picture.fine_frequencies_inv_a, picture.fine_profile, color="0.7", lw=0.8, label=f"{what}, finely sampled")
-    ax.plot(picture.box_frequencies_inv_a, picture.box_profile, ".-", color="tab:blue", lw=0.8, ms=3, label=f"{what} on the {p.box_px} px grid")
+    ax.plot(
+        picture.box_frequencies_inv_a,
+        picture.box_profile,
+        ".-",
+        color="tab:blue",
+        lw=0.8,
+        ms=3,
+        label=f"{what} on the {p.box_px} px grid",
+    )
     alias = picture.first_aliased_resolution_a
     if np.isfinite(alias) and alias > 2 * p.pixel_size_a * (1 + 1e-9):
         ax.axvline(1.0 / alias, color="tab:red", ls="--", lw=1.2, label=f"first aliased: {alias:.2f} Å")
@@ -277,13 +322,18 @@ def plot_fsc(ax, fsc_dict: dict) -> None:
     )
     for key, label, color, ls in styles:
         if c.get(key) is not None:
-            ax.plot(k[1:], np.asarray(c[key])[1:], color=color, ls=ls, lw=2 if key == "fsc_corrected" else 1.2, label=label)
+            ax.plot(
+                k[1:], np.asarray(c[key])[1:], color=color, ls=ls, lw=2 if key == "fsc_corrected" else 1.2, label=label
+            )
     res = fsc_dict["resolutions"]["0.143"]
     if np.isfinite(res["resolution_a"]):
         ax.axvline(1 / res["resolution_a"], color="tab:orange", lw=1)
         ax.annotate(
             f"{res['resolution_a']:.2f} Å (RELION rule)\n{res['interpolated_resolution_a']:.2f} Å (interpolated)",
-            (1 / res["resolution_a"], 0.6), xytext=(6, 0), textcoords="offset points", fontsize=9,
+            (1 / res["resolution_a"], 0.6),
+            xytext=(6, 0),
+            textcoords="offset points",
+            fontsize=9,
         )
     _fsc_axes_common(ax, float(k.max()))
     ax.legend(loc="lower left", fontsize=9, framealpha=0.9)
@@ -303,8 +353,13 @@ def plot_compare(ax, curves, summaries) -> None:
     for c, s in zip(curves, summaries):
         k = c.frequency_inv_a
         kmax = max(kmax, float(k.max()))
-        ax.plot(k[1:], c.fsc[1:], lw=1.6, label=f"{c.label}: {c.box_px} px ({c.box_px * c.pixel_size_a:.0f} Å), "
-                f"{s['resolution_0.143_a']:.2f} Å ({s['resolution_0.143_interpolated_a']:.2f} interp.)")
+        ax.plot(
+            k[1:],
+            c.fsc[1:],
+            lw=1.6,
+            label=f"{c.label}: {c.box_px} px ({c.box_px * c.pixel_size_a:.0f} Å), "
+            f"{s['resolution_0.143_a']:.2f} Å ({s['resolution_0.143_interpolated_a']:.2f} interp.)",
+        )
     _fsc_axes_common(ax, kmax)
     ax.legend(loc="lower left", fontsize=8, framealpha=0.9)
 
@@ -318,7 +373,17 @@ def figure_compare(curves, summaries, *, title: str = "") -> Figure:
 
 
 _REPEAT_STYLES = ("-", "--", ":", "-.")
-_SWEEP_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+_SWEEP_COLORS = (
+    "tab:blue",
+    "tab:orange",
+    "tab:green",
+    "tab:red",
+    "tab:purple",
+    "tab:brown",
+    "tab:pink",
+    "tab:olive",
+    "tab:cyan",
+)
 
 
 def plot_sweep_fsc(ax, sweep: dict) -> None:
@@ -356,9 +421,25 @@ def plot_sweep_resolutions(ax, sweep: dict) -> None:
     for i, row in enumerate(rows):
         color = _SWEEP_COLORS[i % len(_SWEEP_COLORS)]
         vals = [v for v in row["interpolated_resolutions_a"] if v is not None]
-        ax.scatter(np.full(len(vals), i) + np.linspace(-0.08, 0.08, max(len(vals), 1))[: len(vals)], vals, color=color, s=22, zorder=3)
+        ax.scatter(
+            np.full(len(vals), i) + np.linspace(-0.08, 0.08, max(len(vals), 1))[: len(vals)],
+            vals,
+            color=color,
+            s=22,
+            zorder=3,
+        )
         if row.get("mean_a") is not None:
-            ax.errorbar(i + 0.22, row["mean_a"], yerr=row.get("sd_a") or 0.0, color=color, fmt="D", ms=6, capsize=5, lw=1.6, zorder=3)
+            ax.errorbar(
+                i + 0.22,
+                row["mean_a"],
+                yerr=row.get("sd_a") or 0.0,
+                color=color,
+                fmt="D",
+                ms=6,
+                capsize=5,
+                lw=1.6,
+                zorder=3,
+            )
     ax.set_xticks(x)
     ax.set_xticklabels([f"{r['variant']}\n{r['box_a']:.0f} Å" for r in rows], fontsize=8)
     ax.set_xlim(-0.6, len(rows) - 0.4)

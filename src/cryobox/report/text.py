@@ -43,8 +43,10 @@ def repeats_advice(c: dict) -> str:
     def n_text(n):
         return "more than 1000" if n is None else f"about {n}"
 
-    text = (f"{n_text(need)} repeats per variant would detect a difference this size with 80% power"
-            f" ({n_text(shell)} for one Fourier shell, {c['shell_width_inv_a']:.4f} 1/Å)")
+    text = (
+        f"{n_text(need)} repeats per variant would detect a difference this size with 80% power"
+        f" ({n_text(shell)} for one Fourier shell, {c['shell_width_inv_a']:.4f} 1/Å)"
+    )
     if c.get("sd_assumed"):
         text += ", assuming a run-to-run spread of one shell"
     return text
@@ -65,12 +67,16 @@ def verdict_sentence(c: dict, a: str, b: str) -> str:
     if c["verdict"] in ("finer", "coarser"):
         return f"{a} is {c['verdict']} than {b}: {da:.2f} vs {db:.2f} Å, {apart:.2f} Å apart ({stats_text})."
     if c.get("n_a", 0) < 2 or c.get("n_b", 0) < 2:
-        return (f"{a} vs {b}: {da:.2f} vs {db:.2f} Å, {apart:.2f} Å apart; undecided: one run per variant cannot separate "
-                f"a difference from run-to-run noise; {repeats_advice(c)}.")
+        return (
+            f"{a} vs {b}: {da:.2f} vs {db:.2f} Å, {apart:.2f} Å apart; undecided: one run per variant cannot separate "
+            f"a difference from run-to-run noise; {repeats_advice(c)}."
+        )
     power = c.get("power")
     power_text = f"; this test had {power:.0%} power for a difference this size" if power is not None else ""
-    return (f"{a} vs {b}: undecided, {da:.2f} vs {db:.2f} Å, {apart:.2f} Å apart ({stats_text}){power_text}; "
-            f"{repeats_advice(c)}.")
+    return (
+        f"{a} vs {b}: undecided, {da:.2f} vs {db:.2f} Å, {apart:.2f} Å apart ({stats_text}){power_text}; "
+        f"{repeats_advice(c)}."
+    )
 
 
 def opening_paragraph(advice_result, runs: dict | None, *, resolution_a: float) -> str:
@@ -80,13 +86,19 @@ def opening_paragraph(advice_result, runs: dict | None, *, resolution_a: float) 
     a = advice_result.advice
     by = {c.box_px: c for c in a.candidates}
     r = by[a.recommended_refine_box_px]
-    parts = [f"Refine in {a.recommended_refine_box_px} px ({a.recommended_refine_box_px * a.pixel_size_a:.0f} Å): it is the smallest "
-             f"FFT-friendly box of at least 1.5 x the {a.diameter_a:g} Å particle in which {100 * r.aliasing_free_fraction:.0f}% of "
-             f"particles have their CTF sampled without aliasing to {resolution_a:g} Å"]
+    parts = [
+        f"Refine in {a.recommended_refine_box_px} px ({a.recommended_refine_box_px * a.pixel_size_a:.0f} Å): it is "
+        "the smallest "
+        f"FFT-friendly box of at least 1.5 x the {a.diameter_a:g} Å particle in which "
+        f"{100 * r.aliasing_free_fraction:.0f}% of "
+        f"particles have their CTF sampled without aliasing to {resolution_a:g} Å"
+    ]
     if a.premultiply:
         e = by[a.recommended_extract_box_px]
-        parts[0] += (f"; extract in {a.recommended_extract_box_px} px, premultiply by the CTF and crop to it, so the signal "
-                     f"delocalised by defocus ({100 * e.delocalisation_fraction:.0f}% held) is kept.")
+        parts[0] += (
+            f"; extract in {a.recommended_extract_box_px} px, premultiply by the CTF and crop to it, so the signal "
+            f"delocalised by defocus ({100 * e.delocalisation_fraction:.0f}% held) is kept."
+        )
     else:
         parts[0] += "."
     for c in a.candidates:
@@ -95,32 +107,60 @@ def opening_paragraph(advice_result, runs: dict | None, *, resolution_a: float) 
         alias = f"{100 * c.aliasing_free_fraction:.0f}% of particles alias-free to {resolution_a:g} Å"
         extra = []
         if c.box_px > a.recommended_refine_box_px:
-            extra.append(f"{c.relative_cost_2d / r.relative_cost_2d:.1f}x the cost per image of {a.recommended_refine_box_px} px")
-            extra.append(f"cryoSPARC's default window there gives full weight to {c.cryosparc_window_inner_a:.0f} Å, "
-                         f"{c.cryosparc_window_inner_a - a.diameter_a:.0f} Å more than the particle (solvent noise in the alignment)")
+            extra.append(
+                f"{c.relative_cost_2d / r.relative_cost_2d:.1f}x the cost per image of {a.recommended_refine_box_px} px"
+            )
+            extra.append(
+                f"cryoSPARC's default window there gives full weight to {c.cryosparc_window_inner_a:.0f} Å, "
+                f"{c.cryosparc_window_inner_a - a.diameter_a:.0f} Å more than the particle (solvent noise in the "
+                "alignment)"
+            )
         if c.edge_loss_fraction:
-            extra.append(f"{100 * c.edge_loss_fraction:.1f}% of particles cross a micrograph edge (dropped by cryoSPARC)")
+            extra.append(
+                f"{100 * c.edge_loss_fraction:.1f}% of particles cross a micrograph edge (dropped by cryoSPARC)"
+            )
         parts.append(f"Your {c.box_px} px box: {alias}" + (f"; {'; '.join(extra)}." if extra else "."))
     if runs:
         what = "sweep" if runs.get("cryobox") == "sweep" else "runs you made"
         decided = [c for c in runs["comparisons"] if c.get("verdict") in ("finer", "coarser")]
         undecided = [c for c in runs["comparisons"] if c.get("verdict") not in ("finer", "coarser")]
         if decided:
-            parts.append(f"In the {what}, " + "; ".join(
-                f"{c['finer']} is finer than {c['b'] if c['finer'] == c['a'] else c['a']} by {abs(c['difference_a']):.2f} Å "
-                f"(p = {c['p']:.2g})" for c in decided) + ": beyond run-to-run noise.")
+            parts.append(
+                f"In the {what}, "
+                + "; ".join(
+                    f"{c['finer']} is finer than {c['b'] if c['finer'] == c['a'] else c['a']} by "
+                    f"{abs(c['difference_a']):.2f} Å "
+                    f"(p = {c['p']:.2g})"
+                    for c in decided
+                )
+                + ": beyond run-to-run noise."
+            )
         if undecided:
             needs = [c.get("repeats_needed") for c in undecided]
             known = [n for n in needs if n]
-            parts.append(f"In the {what}, " + "; ".join(
-                f"{c['a']} vs {c['b']} is undecided" + (f" ({abs(c['difference_a']):.2f} Å apart)" if c.get("difference_a") is not None else "")
-                for c in undecided) + ": the difference is not beyond run-to-run noise with these repeats."
-                + (f" Next: about {max(known)} repeats per variant would decide it with 80% power." if known else
-                   " Next: more repeats per variant (at least 3) are needed to measure the spread."))
+            parts.append(
+                f"In the {what}, "
+                + "; ".join(
+                    f"{c['a']} vs {c['b']} is undecided"
+                    + (f" ({abs(c['difference_a']):.2f} Å apart)" if c.get("difference_a") is not None else "")
+                    for c in undecided
+                )
+                + ": the difference is not beyond run-to-run noise with these repeats."
+                + (
+                    f" Next: about {max(known)} repeats per variant would decide it with 80% power."
+                    if known
+                    else " Next: more repeats per variant (at least 3) are needed to measure the spread."
+                )
+            )
         elif decided:
             best = runs.get("best")
-            parts.append(f"Next: use {best}" + (f" ({next(v['box_px'] for v in runs['variants'] if v['variant'] == best)} px)." if best else "."))
+            parts.append(
+                f"Next: use {best}"
+                + (f" ({next(v['box_px'] for v in runs['variants'] if v['variant'] == best)} px)." if best else ".")
+            )
     else:
-        parts.append("Next: to know whether your boxes really differ, refine each at least 3 times (new random seeds) and run "
-                     "`cryobox judge` on the runs (or `cryobox sweep`).")
+        parts.append(
+            "Next: to know whether your boxes really differ, refine each at least 3 times (new random seeds) and run "
+            "`cryobox judge` on the runs (or `cryobox sweep`)."
+        )
     return " ".join(parts)

@@ -1,0 +1,522 @@
+"""The public Python API of cryobox: the functions a user calls from Python, with every unit stated.
+
+``import cryobox`` gives these names (loaded when first used, so the command line starts fast).
+Everything else in the package is importable but not promised: it may change between versions.
+Each function is a thin, stable layer over the module that does the work (named under "See Also").
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "read_particles",
+    "write_particles",
+    "advise_box",
+    "ctf_on_box",
+    "masked_fsc",
+    "fourier_rescale",
+    "window",
+    "reconstruct",
+    "extract_particles",
+    "compare_resolutions",
+]
+
+
+def read_particles(path: str | os.PathLike):
+    """Read a RELION ``.star`` or cryoSPARC ``.cs`` particle (or micrograph) file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A RELION 3.0, 3.1, 4 or 5 STAR file or a cryoSPARC ``.cs`` file (format from the
+        suffix, else from the content).
+
+    Returns
+    -------
+    cryobox.io.particles.ParticleTable
+        One row per particle in canonical columns with their unit in the name: ``defocus_u_a``
+        and ``defocus_v_a`` (Å, underfocus positive), ``defocus_angle_deg`` (degrees),
+        ``pixel_size_a`` (Å/px), ``box_px`` (px), ``voltage_kv`` (kV), ``cs_mm`` (mm),
+        ``amplitude_contrast`` (fraction), ``shift_x_a`` / ``shift_y_a`` (Å),
+        ``coord_x_px`` / ``coord_y_px`` (micrograph px), ``angle_rot_deg`` ... (degrees, RELION's
+        Euler convention); every other column is carried through under its own name.
+
+    Raises
+    ------
+    cryobox.errors.InputError
+        One sentence naming the file, the field and the fix, for a file that cannot be read.
+
+    See Also
+    --------
+    cryobox.io.particles.read_particles
+
+    Examples
+    --------
+    >>> import cryobox, tempfile, pathlib
+    >>> from cryobox.jobs.example import example_particles
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = cryobox.write_particles(folder / "p.star", example_particles(n_particles=100, n_micrographs=2))
+    >>> table = cryobox.read_particles(folder / "p.star")
+    >>> len(table), round(float(table.data["pixel_size_a"].iloc[0]), 2)
+    (100, 1.06)
+    """
+    from cryobox.io.particles import read_particles as _read
+
+    return _read(path)
+
+
+def write_particles(path: str | os.PathLike, table) -> Path:
+    """Write a particle table as RELION 3.1+ STAR (``.star``) or cryoSPARC ``.cs``, atomically.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file to write; its suffix chooses the format (``.star`` or ``.cs``).
+    table : cryobox.io.particles.ParticleTable
+        Canonical columns (units as in ``read_particles``); angles in degrees and shifts in Å
+        are converted to cryoSPARC's radians and pixels for ``.cs``.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written (mode 0666 less the user's umask).
+
+    Examples
+    --------
+    >>> import cryobox, tempfile, pathlib
+    >>> from cryobox.jobs.example import example_particles
+    >>> table = example_particles(n_particles=10, n_micrographs=1)
+    >>> out = cryobox.write_particles(pathlib.Path(tempfile.mkdtemp()) / "p.cs", table)
+    >>> out.suffix
+    '.cs'
+    """
+    from cryobox.io.particles import write_cs, write_star
+
+    path = Path(path)
+    if path.suffix.lower() == ".cs":
+        return write_cs(path, table)
+    if path.suffix.lower() == ".star":
+        return write_star(path, table)
+    raise ValueError(
+        f"write_particles writes .star or .cs files, not {path.suffix or 'a file without a suffix'} ({path})"
+    )
+
+
+def advise_box(
+    *,
+    diameter_a: float,
+    resolution_a: float,
+    pixel_size_a: float,
+    defocus_u_a: ArrayLike,
+    defocus_v_a: ArrayLike,
+    voltage_kv: ArrayLike,
+    cs_mm: ArrayLike,
+    coord_x_px: ArrayLike | None = None,
+    coord_y_px: ArrayLike | None = None,
+    micrograph_width_px: ArrayLike | None = None,
+    micrograph_height_px: ArrayLike | None = None,
+    user_boxes_px: tuple[int, ...] = (),
+):
+    """Candidate boxes for a particle set, and the boxes to refine and to extract in.
+
+    The CTF aliases in a box of B px at pixel size p where B p < 2 R(k), with
+    R(k) = |λ Δf k − Cs λ³ k³| (Å) the CTF's local oscillation; the delocalisation box is
+    D + 2 max R(k) up to 1/d (Rosenthal & Henderson 2003, J. Mol. Biol. 333:721). Per particle
+    the larger of defocus U and V is used.
+
+    Parameters
+    ----------
+    diameter_a : float
+        The particle's longest dimension D (Å).
+    resolution_a : float
+        The resolution aimed for, d (Å); must be coarser than Nyquist (2 p).
+    pixel_size_a : float
+        Pixel size of the particle images (Å/px).
+    defocus_u_a, defocus_v_a : array_like
+        Per-particle defocus (Å, underfocus positive); scalars broadcast.
+    voltage_kv : array_like
+        Acceleration voltage (kV), per particle or one value.
+    cs_mm : array_like
+        Spherical aberration (mm), per particle or one value.
+    coord_x_px, coord_y_px : array_like, optional
+        Particle centres (micrograph px); with the micrograph sizes they give edge losses.
+    micrograph_width_px, micrograph_height_px : array_like, optional
+        Micrograph sizes (px).
+    user_boxes_px : tuple of int, optional
+        Boxes (px) that are always rows of the table, marked ``user_box``.
+
+    Returns
+    -------
+    cryobox.core.boxsize.BoxAdvice
+        ``recommended_refine_box_px`` and ``recommended_extract_box_px`` (px), ``premultiply``,
+        the Rosenthal & Henderson and alias-free boxes (Å), and ``candidates``: per box the
+        fractions of particles alias-free (CTF and CTF²) and whose delocalised signal fits, the
+        edge-loss fraction, the relative cost (B², B³) and cryoSPARC's default window in Å.
+
+    Examples
+    --------
+    >>> import cryobox
+    >>> a = cryobox.advise_box(diameter_a=220, resolution_a=3.7, pixel_size_a=1.06, defocus_u_a=[18000, 30000],
+    ...                        defocus_v_a=[17500, 29500], voltage_kv=300, cs_mm=2.7, user_boxes_px=(280,))
+    >>> a.recommended_refine_box_px, a.recommended_extract_box_px
+    (320, 504)
+    """
+    from cryobox.core.boxsize import advise_box as _advise
+
+    return _advise(
+        diameter_a=diameter_a,
+        resolution_a=resolution_a,
+        pixel_size_a=pixel_size_a,
+        defocus_u_a=defocus_u_a,
+        defocus_v_a=defocus_v_a,
+        voltage_kv=voltage_kv,
+        cs_mm=cs_mm,
+        coord_x_px=coord_x_px,
+        coord_y_px=coord_y_px,
+        micrograph_width_px=micrograph_width_px,
+        micrograph_height_px=micrograph_height_px,
+        user_boxes_px=user_boxes_px,
+    )
+
+
+def ctf_on_box(
+    box_px: int,
+    pixel_size_a: float,
+    *,
+    defocus_u_a: float,
+    defocus_v_a: float,
+    defocus_angle_deg: float = 0.0,
+    voltage_kv: float,
+    cs_mm: float,
+    amplitude_contrast: float,
+    phase_shift_deg: float = 0.0,
+    bfactor_a2: float = 0.0,
+    power: int = 1,
+    layout: str = "centred",
+) -> NDArray:
+    """Sample the CTF on a box's own Fourier grid (spacing 1 / (N p)), so aliasing shows.
+
+    RELION 3.1's convention (checked against ``relion_ctf_toolbox --simulate``):
+    CTF(k) = sin(π λ Δf(θ) k² − (π/2) Cs λ³ k⁴ + arctan(Q0 / sqrt(1 − Q0²)) + φ), times
+    exp(−B k² / 4).
+
+    Parameters
+    ----------
+    box_px : int
+        Box size N (px), even or odd.
+    pixel_size_a : float
+        Pixel size p (Å/px).
+    defocus_u_a, defocus_v_a : float
+        Defocus along the astigmatism's major and minor axes (Å, underfocus positive).
+    defocus_angle_deg : float, optional
+        Astigmatism angle (degrees, RELION's rlnDefocusAngle).
+    voltage_kv : float
+        Acceleration voltage (kV).
+    cs_mm : float
+        Spherical aberration (mm).
+    amplitude_contrast : float
+        Amplitude contrast Q0 (fraction, 0 to 1).
+    phase_shift_deg : float, optional
+        Phase-plate shift φ (degrees).
+    bfactor_a2 : float, optional
+        Envelope B-factor (Å²).
+    power : int, optional
+        1 for the CTF, 2 for CTF² (what premultiplied data carry).
+    layout : {"centred", "rfft"}, optional
+        ``"centred"``: (N, N), origin at (N//2, N//2); ``"rfft"``: (N, N//2 + 1), ready to
+        multiply ``scipy.fft.rfft2`` of an image.
+
+    Returns
+    -------
+    numpy.ndarray
+        The CTF (float32, unitless).
+
+    Examples
+    --------
+    >>> import cryobox
+    >>> c = cryobox.ctf_on_box(64, 1.06, defocus_u_a=20000, defocus_v_a=20000, voltage_kv=300, cs_mm=2.7,
+    ...                        amplitude_contrast=0.1)
+    >>> c.shape, round(float(c[32, 32]), 3)
+    ((64, 64), 0.1)
+    """
+    from cryobox.core.optics import ctf_2d_on_box
+
+    return ctf_2d_on_box(
+        box_px,
+        pixel_size_a,
+        defocus_u_a=defocus_u_a,
+        defocus_v_a=defocus_v_a,
+        defocus_angle_deg=defocus_angle_deg,
+        voltage_kv=voltage_kv,
+        cs_mm=cs_mm,
+        amplitude_contrast=amplitude_contrast,
+        phase_shift_deg=phase_shift_deg,
+        bfactor_a2=bfactor_a2,
+        power=power,
+        layout=layout,
+    )
+
+
+def masked_fsc(
+    half1: ArrayLike,
+    half2: ArrayLike,
+    *,
+    pixel_size_a: float,
+    mask: ArrayLike | None = None,
+    randomise_at_a: float | None = None,
+    seed: int | None = None,
+):
+    """Compute the FSC of two half maps as ``relion_postprocess`` does.
+
+    Unmasked, masked, phase-randomised and corrected (Chen et al. 2013, Ultramicroscopy 135:24).
+
+    Parameters
+    ----------
+    half1, half2 : array_like
+        Half maps (N, N, N), one box, centre at N//2.
+    pixel_size_a : float
+        Voxel size (Å/px).
+    mask : array_like, optional
+        Soft mask (N, N, N) with values in [0, 1]; without it only the unmasked FSC is computed.
+    randomise_at_a : float, optional
+        Resolution (Å) from which phases are randomised; default: where the unmasked FSC first
+        drops below 0.8 (RELION's rule).
+    seed : int, optional
+        Seed of the phase randomisation (same seed, same curve).
+
+    Returns
+    -------
+    cryobox.core.fsc.FscResult
+        Curves on shells 0..N//2 (``frequency_inv_a`` in 1/Å); ``resolution(0.143)`` gives the
+        resolution (Å) by RELION's rule (last shell before the curve first drops below the
+        threshold), the interpolated crossing and ``limited_by_nyquist``.
+
+    Examples
+    --------
+    >>> import numpy as np, cryobox
+    >>> rng = np.random.default_rng(0)
+    >>> signal = rng.standard_normal((32, 32, 32)).astype(np.float32)
+    >>> r = cryobox.masked_fsc(signal + 0.1 * rng.standard_normal(signal.shape), signal, pixel_size_a=2.0)
+    >>> r.resolution(0.143)["limited_by_nyquist"]
+    True
+    """
+    from cryobox.core.fsc import masked_fsc_analysis
+
+    return masked_fsc_analysis(
+        np.asarray(half1),
+        np.asarray(half2),
+        pixel_size_a=pixel_size_a,
+        mask=None if mask is None else np.asarray(mask),
+        randomize_at_a=randomise_at_a,
+        rng=np.random.default_rng(seed),
+    )
+
+
+def fourier_rescale(array: ArrayLike, new_box_px: int, *, pixel_size_a: float) -> tuple[NDArray, float]:
+    """Fourier crop (downsample) or pad (upsample) a square image or cubic map from N to n px.
+
+    Parameters
+    ----------
+    array : array_like
+        An image (N, N) or a map (N, N, N), centre at N//2.
+    new_box_px : int
+        The new size n (px).
+    pixel_size_a : float
+        The input's pixel size p (Å/px).
+
+    Returns
+    -------
+    rescaled : numpy.ndarray
+        (n, n) or (n, n, n) float32; real-space values kept (mean, and the value at the centre).
+    pixel_size_a : float
+        The pixel size reached, p N / n (Å/px).
+
+    Examples
+    --------
+    >>> import numpy as np, cryobox
+    >>> small, px = cryobox.fourier_rescale(np.ones((64, 64, 64), np.float32), 48, pixel_size_a=1.5)
+    >>> small.shape, px
+    ((48, 48, 48), 2.0)
+    """
+    from cryobox.core.fourier import fourier_rescale as _rescale
+
+    return _rescale(np.asarray(array), int(new_box_px), pixel_size_a=pixel_size_a)
+
+
+def window(array: ArrayLike, box_px: int, *, ndim: int | None = None) -> NDArray:
+    """Centred crop or zero-pad of an image, a stack of images or a map to ``box_px``.
+
+    Pixel N//2 of the input lands on n//2 of the output (RELION's windowing), for even and odd
+    sizes; the pixel size does not change.
+
+    Parameters
+    ----------
+    array : array_like
+        (N, N), (k, N, N) or (N, N, N).
+    box_px : int
+        The new size n (px).
+    ndim : {2, 3}, optional
+        The number of trailing axes to window; default 3 for a 3D array, else 2. Give 2 for a
+        stack of images.
+
+    Returns
+    -------
+    numpy.ndarray
+        The windowed array (same dtype).
+
+    Examples
+    --------
+    >>> import numpy as np, cryobox
+    >>> float(cryobox.window(np.arange(25.0).reshape(5, 5), 3)[1, 1])  # the centre stays the centre
+    12.0
+    """
+    from cryobox.core.fourier import window as _window
+
+    return _window(np.asarray(array), int(box_px), ndim=ndim)
+
+
+def reconstruct(
+    images: ArrayLike,
+    angles_deg: ArrayLike,
+    *,
+    pixel_size_a: float,
+    shifts_a: ArrayLike | None = None,
+    ctf_rfft: ArrayLike | None = None,
+    premultiplied: bool = False,
+    padding: int = 2,
+) -> NDArray:
+    """Reconstruct a map from particle images and their poses (sum CTF·X / sum CTF²).
+
+    Images that already carry the CTF (``premultiplied``) add X and the same sum CTF², so plain
+    and premultiplied stacks of the same particles give the same estimate.
+
+    Parameters
+    ----------
+    images : array_like
+        (m, N, N) particle images, centre at N//2.
+    angles_deg : array_like
+        (m, 3) RELION Euler angles rot, tilt, psi (degrees).
+    pixel_size_a : float
+        Pixel size (Å/px), to convert ``shifts_a``.
+    shifts_a : array_like, optional
+        (m, 2) RELION origin offsets rlnOriginXAngst / YAngst (Å).
+    ctf_rfft : array_like, optional
+        The CTF on the rfft2 grid, (N, N//2 + 1) shared or (m, N, N//2 + 1) per image (see
+        ``ctf_on_box(..., layout="rfft")``); None inserts without CTF weighting.
+    premultiplied : bool, optional
+        The images already carry the CTF once (rlnCtfDataAreCtfPremultiplied).
+    padding : int, optional
+        Oversampling of the 3D transform.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, N, N) float32 map, centre at N//2.
+
+    Examples
+    --------
+    >>> import numpy as np, cryobox
+    >>> angles = [[0, 0, 0], [0, 90, 0], [90, 90, 0]]
+    >>> m = cryobox.reconstruct(np.ones((3, 16, 16), np.float32), angles, pixel_size_a=2.0)
+    >>> m.shape
+    (16, 16, 16)
+    """
+    from cryobox.core.reconstruct import Backprojector
+
+    imgs = np.asarray(images)
+    bp = Backprojector(int(imgs.shape[-1]), padding=padding)
+    offsets = None if shifts_a is None else np.asarray(shifts_a, dtype=np.float64) / float(pixel_size_a)
+    bp.insert(imgs, angles_deg, offsets_px=offsets, ctf_rfft=ctf_rfft, premultiplied=premultiplied)
+    return bp.reconstruct()
+
+
+def extract_particles(
+    micrograph: ArrayLike,
+    x_px: ArrayLike,
+    y_px: ArrayLike,
+    *,
+    box_px: int,
+    normalise: bool = True,
+    bg_radius_px: float | None = None,
+    invert: bool = False,
+) -> NDArray:
+    """Cut particles from a micrograph as ``relion_preprocess --extract`` does.
+
+    Boxes are centred on int(x), int(y) at pixel N//2; pixels outside the micrograph repeat the
+    nearest edge pixel (RELION's behaviour); the background outside ``bg_radius_px`` is fitted
+    by a plane and the image scaled to zero mean and unit SD there (``--norm``); ``invert``
+    flips the contrast (particles dark on a micrograph become white).
+
+    Parameters
+    ----------
+    micrograph : array_like
+        (H, W) micrograph.
+    x_px, y_px : array_like
+        Particle centres (micrograph px, RELION's rlnCoordinateX / Y).
+    box_px : int
+        Box size N (px).
+    normalise : bool, optional
+        Background normalisation as ``relion_preprocess --norm``.
+    bg_radius_px : float, optional
+        Background radius (px); default int(0.375 N), RELION's.
+    invert : bool, optional
+        Invert the contrast.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, N, N) float32 particle images.
+
+    Examples
+    --------
+    >>> import numpy as np, cryobox
+    >>> mic = np.random.default_rng(0).standard_normal((200, 300)).astype(np.float32)
+    >>> cryobox.extract_particles(mic, [150.0, 10.0], [100.0, 190.0], box_px=64).shape
+    (2, 64, 64)
+    """
+    from cryobox.core import extract as ex
+
+    stack = ex.window_particles(
+        np.asarray(micrograph, dtype=np.float32), np.asarray(x_px), np.asarray(y_px), int(box_px)
+    )
+    if normalise:
+        radius = float(bg_radius_px) if bg_radius_px is not None else int(0.375 * int(box_px))
+        return ex.normalise_background(stack, radius, invert=invert, overwrite=True)
+    return -stack if invert else stack
+
+
+def compare_resolutions(resolutions_a: ArrayLike, other_resolutions_a: ArrayLike, *, shell_width_inv_a: float) -> dict:
+    """Test whether one variant's resolution differs from another's beyond the run-to-run spread.
+
+    Welch's two-sided t-test on the repeats' resolutions as spatial frequency (1/Å), with the
+    difference in Å, its 95% interval, p, the power the test had and the repeats per variant
+    that would detect the difference with 80% power.
+
+    Parameters
+    ----------
+    resolutions_a, other_resolutions_a : array_like
+        The repeats' resolutions of the two variants (Å).
+    shell_width_inv_a : float
+        One Fourier shell, 1 / (box px × pixel size Å), in 1/Å.
+
+    Returns
+    -------
+    dict
+        ``verdict`` ("finer", "coarser" — of the first relative to the second — or
+        "undecided"), ``difference_a`` (Å), ``ci_a`` (Å), ``p``, ``power``, ``repeats_needed``,
+        ``repeats_needed_one_shell`` and the test's details.
+
+    Examples
+    --------
+    >>> import cryobox
+    >>> cryobox.compare_resolutions([3.7, 3.6, 3.8], [4.1, 4.0, 4.2], shell_width_inv_a=1 / (576 * 1.06))["verdict"]
+    'finer'
+    """
+    from cryobox.core.stats import compare_resolutions as _compare
+
+    return _compare(resolutions_a, other_resolutions_a, shell_width_inv_a=shell_width_inv_a)
