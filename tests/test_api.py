@@ -36,3 +36,13 @@ def test_public_names_and_numpy_docstrings():
 def test_api_examples_run():
     result = doctest.testmod(cryobox.api, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 10 and result.failed == 0
+
+
+def test_docs_schema_table_is_the_schema():
+    from pathlib import Path
+
+    from cryobox.io.schema import schema_markdown
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "conventions.md").read_text()
+    table = text.split("<!-- schema table: begin -->\n", 1)[1].split("<!-- schema table: end -->", 1)[0]
+    assert table == schema_markdown()

@@ -3,9 +3,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cryobox.api import advise_box
 from cryobox.core.boxsize import (
     _smallest_clipping_even_box,
-    advise_box,
     aliasing_free_box_a,
     aliasing_limited_resolution_a,
     edge_clipped,

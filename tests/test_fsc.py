@@ -12,7 +12,7 @@ from cryobox.core.fsc import (
     corrected_fsc,
     fsc_curve,
     masked_fsc_analysis,
-    randomize_phases_beyond,
+    randomise_phases_beyond,
     resolution_interpolated,
     resolution_relion_rule,
     soft_spherical_mask,
@@ -39,9 +39,9 @@ def test_known_answer_crossing(n, shell, float_dtype):
     assert f.size == n // 2 + 1
     np.testing.assert_allclose(f[1:shell], 1.0, atol=1e-5)
     assert np.all(np.abs(f[shell:]) < 0.143)
-    res, s = resolution_relion_rule(f, 0.143, size=n, pixel_size_a=1.2)
+    res, s = resolution_relion_rule(f, 0.143, box_px=n, pixel_size_a=1.2)
     assert s == shell - 1 and res == pytest.approx(n * 1.2 / (shell - 1))
-    interp = resolution_interpolated(f, 0.143, size=n, pixel_size_a=1.2)
+    interp = resolution_interpolated(f, 0.143, box_px=n, pixel_size_a=1.2)
     assert n * 1.2 / shell <= interp <= n * 1.2 / (shell - 1)
 
 
@@ -69,9 +69,9 @@ def test_fsc_equals_relion_image_handler(tmp_path, n):
     assert np.abs(ours - relion).max() < 0.01
 
 
-def test_randomize_phases_keeps_amplitudes_and_low_shells():
+def test_randomise_phases_keeps_amplitudes_and_low_shells():
     h1, _, _ = particle_half_maps(32, 1.0)
-    r = randomize_phases_beyond(h1, 8, rng=np.random.default_rng(0))
+    r = randomise_phases_beyond(h1, 8, rng=np.random.default_rng(0))
     import scipy.fft as sfft
 
     a, b = sfft.rfftn(h1), sfft.rfftn(r)
@@ -89,7 +89,7 @@ def test_corrected_fsc_formula():
     fm = np.array([-1.0, 0.9, 0.8, 0.6, 0.4, 0.3])
     fr = np.array([-1.0, 0.9, 0.7, 0.3, 0.2, 0.0])
     out = corrected_fsc(fm, fr, 2)
-    assert out[0] == 1.0 and out[1] == 0.9 and out[3] == 0.6  # below randomize_at + 2: masked
+    assert out[0] == 1.0 and out[1] == 0.9 and out[3] == 0.6  # below randomise_at + 2: masked
     assert out[4] == pytest.approx((0.4 - 0.2) / 0.8) and out[5] == pytest.approx(0.3)
 
 
@@ -122,7 +122,7 @@ def test_masked_pipeline_agrees_with_relion_postprocess(tmp_path):
     # the deterministic curves agree to numerical precision (shell 0 is RELION's forced 1)
     np.testing.assert_allclose(ours.fsc_unmasked[1:], rel["rlnFourierShellCorrelationUnmaskedMaps"][1:], atol=1e-3)
     np.testing.assert_allclose(ours.fsc_masked[1:], rel["rlnFourierShellCorrelationMaskedMaps"][1:], atol=1e-3)
-    assert star["general"]["rlnRandomiseFrom"] == pytest.approx(n * px / ours.randomize_at_shell, rel=1e-4)
+    assert star["general"]["rlnRandomiseFrom"] == pytest.approx(n * px / ours.randomise_at_shell, rel=1e-4)
     # Phase randomisation draws different random phases here and in RELION. Two independent draws
     # of a random-phase FSC at shell s differ with standard deviation about sqrt(2 / n_s), n_s the
     # number of Fourier components in the shell: allow 4 of those, and never less than 0.02.
@@ -134,7 +134,7 @@ def test_masked_pipeline_agrees_with_relion_postprocess(tmp_path):
     ):
         diff = np.abs(ours_curve[1:] - rel[label].to_numpy()[1:])
         assert np.all(diff <= tol[1:]), (label, diff.max())
-    res, shell = resolution_relion_rule(ours.fsc_corrected, 0.143, size=n, pixel_size_a=px)
+    res, shell = resolution_relion_rule(ours.fsc_corrected, 0.143, box_px=n, pixel_size_a=px)
     relion_shell = round(n * px / star["general"]["rlnFinalResolution"])
     assert abs(shell - relion_shell) <= 1
 

@@ -384,7 +384,7 @@ def test_table_from_records_requires_named_fields():
 def test_pose_to_euler_closed_form_matches_scipy():
     from scipy.spatial.transform import Rotation
 
-    from cryobox.io.particles import _euler_from_pose, _pose_from_euler
+    from cryobox.io.cryosparc import _euler_from_pose, _pose_from_euler
 
     rng = np.random.default_rng(7)
     pose = Rotation.random(2000, random_state=7).as_rotvec() * rng.choice([1.0, -1.0], (2000, 1))
@@ -402,7 +402,7 @@ def test_relion_matrix_is_expmap_of_pose():
     """The convention: RELION's A(rot, tilt, psi) (Euler_angles2matrix) equals expmap(pose)."""
     from scipy.spatial.transform import Rotation
 
-    from cryobox.io.particles import _euler_from_pose
+    from cryobox.io.cryosparc import _euler_from_pose
 
     rot, tilt, psi = np.deg2rad([30.0, 50.0, -70.0])
 
@@ -422,7 +422,7 @@ def test_relion_matrix_is_expmap_of_pose():
 
 
 def test_fixed_bytes_factorisation_matches_pandas():
-    from cryobox.io.particles import _factorize_fixed_bytes, _str_column
+    from cryobox.io.cryosparc import _factorize_fixed_bytes, _str_column
 
     rng = np.random.default_rng(2)
     names = np.array([f"J{i}/extract/mic_{i:05d}_particles.mrc".encode() for i in range(300)], dtype="S41")

@@ -171,8 +171,8 @@ def test_half_maps_agree_with_relion_reconstruct(tmp_path, cli, monkeypatch):
     f_ours, f_theirs = fsc_curve(*ours), fsc_curve(*theirs)
     informative = f_theirs > 0.143
     assert np.abs(f_ours - f_theirs)[informative].max() < 0.08
-    r_ours = resolution_interpolated(f_ours, 0.143, size=n, pixel_size_a=ps)
-    r_theirs = resolution_interpolated(f_theirs, 0.143, size=n, pixel_size_a=ps)
+    r_ours = resolution_interpolated(f_ours, 0.143, box_px=n, pixel_size_a=ps)
+    r_theirs = resolution_interpolated(f_theirs, 0.143, box_px=n, pixel_size_a=ps)
     shell_width = r_theirs**2 / (n * ps)  # Å per Fourier shell there
     assert abs(r_ours - r_theirs) < shell_width
 

@@ -156,7 +156,8 @@ def advise_box(
         ``recommended_refine_box_px`` and ``recommended_extract_box_px`` (px), ``premultiply``,
         the Rosenthal & Henderson and alias-free boxes (Å), and ``candidates``: per box the
         fractions of particles alias-free (CTF and CTF²) and whose delocalised signal fits, the
-        edge-loss fraction, the relative cost (B², B³) and cryoSPARC's default window in Å.
+        edge-loss fraction, the relative cost (B², B³) and cryoSPARC's default window in Å; and
+        ``reasons`` / ``warnings``, the recommendation in words.
 
     Examples
     --------
@@ -166,9 +167,12 @@ def advise_box(
     >>> a.recommended_refine_box_px, a.recommended_extract_box_px
     (320, 504)
     """
-    from cryobox.core.boxsize import advise_box as _advise
+    from dataclasses import replace
 
-    return _advise(
+    from cryobox.core.boxsize import advise_box as _advise
+    from cryobox.report.text import advice_sentences
+
+    advice = _advise(
         diameter_a=diameter_a,
         resolution_a=resolution_a,
         pixel_size_a=pixel_size_a,
@@ -182,6 +186,8 @@ def advise_box(
         micrograph_height_px=micrograph_height_px,
         user_boxes_px=user_boxes_px,
     )
+    reasons, warnings = advice_sentences(advice)
+    return replace(advice, reasons=reasons, warnings=warnings)
 
 
 def ctf_on_box(
@@ -312,7 +318,7 @@ def masked_fsc(
         np.asarray(half2),
         pixel_size_a=pixel_size_a,
         mask=None if mask is None else np.asarray(mask),
-        randomize_at_a=randomise_at_a,
+        randomise_at_a=randomise_at_a,
         rng=np.random.default_rng(seed),
     )
 
@@ -485,7 +491,7 @@ def extract_particles(
         np.asarray(micrograph, dtype=np.float32), np.asarray(x_px), np.asarray(y_px), int(box_px)
     )
     if normalise:
-        radius = float(bg_radius_px) if bg_radius_px is not None else int(0.375 * int(box_px))
+        radius = float(bg_radius_px) if bg_radius_px is not None else ex.default_bg_radius_px(box_px)
         return ex.normalise_background(stack, radius, invert=invert, overwrite=True)
     return -stack if invert else stack
 

@@ -1,13 +1,15 @@
 """One executor interface for work units: in-process, local processes, or a Dask cluster.
 
 ``run_tasks(fn, tasks, workers=..., scheduler=...)`` yields ``(task, result)`` as units finish.
-At most ``2 x workers`` units are in flight, so memory does not grow with the number of tasks.
+At most ``2 x workers`` units are in flight (on a Dask cluster, 2 per worker thread), so memory
+does not grow with the number of tasks.
 Worker processes run FFTs single-threaded (the parallelism is across units). Exceptions raised by
 a unit are returned as the result (an ``Exception`` instance), so a caller can keep going.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 from typing import Any, Callable, Iterable, Iterator
 
@@ -102,15 +104,25 @@ def run_tasks(
 
 
 def _run_dask(fn: Callable, tasks: list, address: str) -> Iterator[tuple[Any, Any]]:
+    """The same contract on a Dask cluster: at most 2 units per worker thread are submitted at a time."""
     try:
         from distributed import Client, as_completed
     except ImportError:
         from cryobox.errors import InputError
 
-        raise InputError("--scheduler needs Dask: pip install 'cryobox[dask]' (dask and distributed).") from None
+        raise InputError(
+            f"a Dask scheduler ({address}) needs Dask: pip install 'cryobox[dask]' (dask and distributed)."
+        ) from None
     with Client(address) as client:
-        futures = {}
-        for t in tasks:
-            futures[client.submit(_call_in_worker, fn, t, pure=False)] = t
-        for fut in as_completed(list(futures)):
-            yield futures[fut], fut.result()
+        limit = 2 * max(1, sum(client.nthreads().values()))
+        queue = iter(tasks)
+        futures = {client.submit(_call_in_worker, fn, t, pure=False): t for t in itertools.islice(queue, limit)}
+        running = as_completed(list(futures))
+        for fut in running:
+            task = futures.pop(fut)
+            result = fut.result()
+            for nxt in itertools.islice(queue, 1):
+                new = client.submit(_call_in_worker, fn, nxt, pure=False)
+                futures[new] = nxt
+                running.add(new)
+            yield task, result

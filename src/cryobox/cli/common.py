@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from typing import Callable
 
@@ -26,15 +27,71 @@ def fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
-def handle_input_errors(fn: Callable) -> Callable:
-    """Turn ``InputError`` (bad input) into one sentence on stderr and exit status 2."""
+#: Below the CLI, messages name parameters in backticks (`box_px`), so Python callers read their
+#: own terms; the CLI shows the flag that sets each. A command whose flag differs from this table
+#: gives its own with ``handle_input_errors(flags={...})``.
+PARAMETER_FLAGS = {
+    "keep_going": "--keep-going",
+    "coords_dir": "--coords-dir",
+    "coords_suffix": "--coords-suffix",
+    "premultiply_box_px": "--premultiply-box",
+    "premultiply_micrograph": "--premultiply-micrograph",
+    "premultiply_from_px": "--premultiply-from",
+    "premultiply": "--premultiply",
+    "box_px": "--box",
+    "boxes_px": "--boxes",
+    "rescale_px": "--rescale",
+    "edge": "--edge",
+    "edge='keep'": "--edge keep",
+    "bg_radius_px": "--bg-radius",
+    "phase_flip": "--phase-flip",
+    "recenter": "--recenter",
+    "optics_group": "--optics-group",
+    "voltage_kv": "--voltage",
+    "cs_mm": "--cs",
+    "pixel_size_a": "--pixel-size",
+    "new_pixel_size_a": "--pixel-size",
+    "defocus_min_a": "--defocus-min",
+    "defocus_max_a": "--defocus-max",
+    "mask": "--mask",
+    "auto_mask": "--auto-mask",
+    "mask_threshold": "--mask-threshold",
+    "mask_policies": "--mask-policy",
+    "lowpass_a": "--lowpass",
+    "highpass_a": "--highpass",
+    "map_path": "--map",
+    "model_path": "--model",
+    "n_particles": "--n",
+    "percentile": "--percentile",
+    "repeats": "--repeats",
+    "particle_diameter_a": "--particle-diameter",
+    "ini_high_a": "--ini-high",
+    "auto_iter_max": "--auto-iter-max",
+    "resample": "--resample",
+    "force_mask": "--force-mask",
+    "halves=False": "--no-halves",
+}
+
+
+def flag_words(message: str, flags: dict[str, str] | None = None) -> str:
+    """A library message in the command line's words: each backticked parameter name the table
+    knows becomes its flag (other backticked text stays as it is)."""
+    table = {**PARAMETER_FLAGS, **(flags or {})}
+    return re.sub(r"`([^`]+)`", lambda m: table.get(m.group(1), m.group(0)), message)
+
+
+def handle_input_errors(fn: Callable | None = None, *, flags: dict[str, str] | None = None) -> Callable:
+    """Turn ``InputError`` (bad input) into one sentence on stderr (in flags, see ``flag_words``)
+    and exit status 2."""
+    if fn is None:
+        return functools.partial(handle_input_errors, flags=flags)
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except InputError as exc:
-            fail(str(exc))
+            fail(flag_words(str(exc), flags))
         except KeyboardInterrupt:
             err_console.print("cryobox: interrupted; outputs are written atomically, re-run to start again.")
             raise typer.Exit(code=130) from None

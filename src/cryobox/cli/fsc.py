@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from cryobox.cli.common import console, fmt, handle_input_errors, print_json
+from cryobox.cli.common import console, flag_words, fmt, handle_input_errors, print_json
 
 FSC_EPILOG = """Examples:
 
@@ -57,8 +57,9 @@ def fsc_command(
     mask_extend: float = typer.Option(3.0, "--mask-extend", help="Extend the thresholded mask by this much (Å)."),
     mask_soft_edge: float = typer.Option(6.0, "--mask-soft-edge", help="Raised-cosine soft edge (Å)."),
     mask_out: Path = typer.Option(Path("automask.mrc"), "--mask-out", help="Where --auto-mask writes its mask."),
-    randomize_at: Optional[float] = typer.Option(
+    randomise_at: Optional[float] = typer.Option(
         None,
+        "--randomise-at",
         "--randomize-at",
         help="Randomise phases from this resolution (Å); default: where the unmasked FSC drops below 0.8.",
     ),
@@ -87,7 +88,7 @@ def fsc_command(
         mask_soft_edge_a=mask_soft_edge,
         mask_out=mask_out,
         pixel_size_a=pixel_size,
-        randomize_at_a=randomize_at,
+        randomise_at_a=randomise_at,
         seed=seed,
         force_mask=force_mask,
     )
@@ -124,14 +125,14 @@ def fsc_command(
         f"box {d['box_px']} px at {d['pixel_size_a']:g} Å/px ({d['box_px'] * d['pixel_size_a']:.0f} Å); "
         f"unmasked FSC = 0.143 at {fmt(d['unmasked_resolution_a'], '.2f')} Å"
     )
-    if d["randomize_at_a"] is not None:
+    if d["randomise_at_a"] is not None:
         console.print(
-            f"mask: {d['mask']}; phases randomised from {d['randomize_at_a']:.2f} Å (shell {d['randomize_at_shell']})"
+            f"mask: {d['mask']}; phases randomised from {d['randomise_at_a']:.2f} Å (shell {d['randomise_at_shell']})"
         )
     for n in d["notes"]:
-        console.print(n)
+        console.print(flag_words(n))
     for w in d["warnings"]:
-        console.print(f"[yellow]! {w}[/]")
+        console.print(f"[yellow]! {flag_words(w)}[/]")
     for what, path in (("STAR", star), ("plot", plot)):
         if path is not None:
             console.print(f"{what} written to {path}")
@@ -229,7 +230,7 @@ def filter_command(
         console.print(f"wrote {out} ({info['box_px']} px at {info['pixel_size_a']:g} Å/px)")
 
 
-@handle_input_errors
+@handle_input_errors(flags={"pixel_size_a": "--input-pixel-size"})
 def resample_command(
     map_path: Path = typer.Argument(..., metavar="MAP", help="Map (MRC).", show_default=False),
     out: Path = typer.Option(..., "--out", help="Output map (MRC)."),

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from cryobox.cli.common import console, err_console, fail, fmt, handle_input_errors, print_json
+from cryobox.cli.common import console, err_console, fail, flag_words, fmt, handle_input_errors, print_json
 from cryobox.report.text import half_maps_text
 
 SWEEP_EPILOG = """Examples:
@@ -99,10 +99,10 @@ def print_sweep_table(d: dict) -> None:
     if d.get("mask"):
         console.print(f"FSC mask: {d['mask']}")
     for n in d.get("notes", []) if d.get("cryobox") == "judge" else []:
-        console.print(f"note: {n}")
+        console.print(f"note: {flag_words(n)}")
     console.print(f"test: {d['test']}")
     for c in d["comparisons"]:
-        console.print(f"  {c['sentence']}")
+        console.print(f"  {flag_words(c['sentence'])}")
     if d.get("half_maps_from"):
         console.print("half maps: " + half_maps_text(d["half_maps_from"]))
     tm = d.get("timings") or {}
@@ -176,8 +176,8 @@ def sweep_command(
 ) -> None:
     """Re-extract the same particles at several boxes, refine each several times on RELION, judge the differences."""
     from cryobox.engines import get_engine
+    from cryobox.io.mrc import read_map
     from cryobox.io.particles import read_particles
-    from cryobox.jobs.fsc import read_map
     from cryobox.jobs.sweep import SweepSettings, run_sweep
 
     settings = SweepSettings(

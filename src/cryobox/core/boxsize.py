@@ -244,9 +244,11 @@ class BoxAdvice:
     recommended_extract_box_px: int
     premultiply: bool
     candidates: list[BoxCandidate]
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # sentences, added by report.text.advice_sentences
     warnings: list[str] = field(default_factory=list)
     window_reference_box_px: int | None = None
+    min_refine_factor: float = 1.5
+    required_fraction: float = 0.99
 
 
 def _fraction_at_most(sorted_values: NDArray, threshold: float) -> float:
@@ -414,46 +416,6 @@ def advise_box(
             )
         )
 
-    by_px = {c.box_px: c for c in candidates}
-    pct = 100.0 * required_fraction
-    reasons = [
-        f"refine in {refine_px} px ({refine_px * pixel_size_a:.0f} Å): the smallest FFT-friendly box "
-        f">= {min_refine_factor:g} x D ({min_refine_factor * diameter_a:.0f} Å) in which "
-        f"{100 * by_px[refine_px].aliasing_free_fraction:.1f}% of particles (>= {pct:g}% required) "
-        f"have their CTF sampled without aliasing to {resolution_a:g} Å.",
-    ]
-    if premultiply:
-        reasons.append(
-            f"extract in {extract_px} px ({extract_px * pixel_size_a:.0f} Å), premultiply by the CTF and crop "
-            f"to {refine_px} px: {extract_px} px holds the delocalised signal (Rosenthal & Henderson, "
-            f"D + 2 R(1/d)) of {100 * by_px[extract_px].delocalisation_fraction:.1f}% of particles; "
-            f"the refine box holds it for only {100 * by_px[refine_px].delocalisation_fraction:.1f}%."
-        )
-    else:
-        reasons.append(
-            f"extract in {extract_px} px too: it already holds the delocalised signal of "
-            f"{100 * by_px[extract_px].delocalisation_fraction:.1f}% of particles, so premultiply + crop gains nothing."
-        )
-    reasons.append(
-        f"cost: {refine_px} px costs {by_px[refine_px].relative_cost_2d:.2f}x per image and "
-        f"{by_px[refine_px].relative_cost_3d:.2f}x per volume of the smallest candidate ({sizes[0]} px); "
-        f"the Rosenthal & Henderson box at the highest defocus is {rh_box:.0f} Å "
-        f"({rh_box / pixel_size_a:.0f} px)."
-    )
-    warnings = []
-    if clip_box is not None and by_px[extract_px].edge_loss_fraction:
-        warnings.append(
-            f"{100 * by_px[extract_px].edge_loss_fraction:.1f}% of particles lie partly outside their "
-            f"micrograph at {extract_px} px: a program that drops edge particles (cryoSPARC) loses them; "
-            "RELION keeps them with filled edges."
-        )
-    if by_px[refine_px].ctf2_aliasing_free_fraction < required_fraction and premultiply:
-        warnings.append(
-            f"premultiplied data carry CTF^2, which is alias-free to {resolution_a:g} Å in {refine_px} px for only "
-            f"{100 * by_px[refine_px].ctf2_aliasing_free_fraction:.1f}% of particles "
-            f"(CTF^2 needs {alias2_box:.0f} Å at the highest defocus): refine with CTF padding "
-            "(relion_refine --pad_ctf) so the CTF^2 model is computed on a finer grid."
-        )
     return BoxAdvice(
         diameter_a=diameter_a,
         resolution_a=resolution_a,
@@ -469,9 +431,9 @@ def advise_box(
         recommended_extract_box_px=int(extract_px),
         premultiply=bool(premultiply),
         candidates=candidates,
-        reasons=reasons,
-        warnings=warnings,
         window_reference_box_px=int(window_ref),
+        min_refine_factor=float(min_refine_factor),
+        required_fraction=float(required_fraction),
     )
 
 

@@ -24,27 +24,22 @@ from functools import lru_cache
 import numpy as np
 from numpy.typing import NDArray
 
-from cryobox.core.boxsize import box_origins, edge_clipped
+from cryobox.core.boxsize import box_origins
 from cryobox.core.fourier import fft_workers
 from cryobox.core.optics import ctf_2d_on_box
 
 __all__ = [
     "box_origins",
-    "clipped_mask",
     "window_particles",
+    "premultiply_micrograph",
     "ctf_rfft_grid",
     "ctf_grids",
     "premultiply_and_crop",
     "fourier_rescale_stack",
     "normalise_background",
     "background_mask",
+    "default_bg_radius_px",
 ]
-
-
-def clipped_mask(x_px: NDArray, y_px: NDArray, *, width_px: int, height_px: int, box_px: int) -> NDArray[np.bool_]:
-    """True where a box of ``box_px`` centred on int(x), int(y) reaches outside the micrograph
-    (``cryobox.core.boxsize.edge_clipped``: the advisor counts edge losses with the same rule)."""
-    return edge_clipped(x_px, y_px, micrograph_width_px=width_px, micrograph_height_px=height_px, box_px=box_px)
 
 
 def window_particles(
@@ -229,6 +224,11 @@ def fourier_rescale_stack(stack: NDArray, new_box_px: int, *, pixel_size_a: floa
     return img.astype(np.float32), achieved_a
 
 
+def default_bg_radius_px(box_px: int) -> float:
+    """RELION's default background radius (its GUI's): int(0.375 N) px of the final box."""
+    return float(int(0.375 * int(box_px)))
+
+
 def background_mask(box_px: int, radius_px: float) -> NDArray[np.bool_]:
     """Pixels with i^2 + j^2 > R^2, (i, j) counted from the box centre N//2 (RELION's background)."""
     c = np.arange(int(box_px)) - int(box_px) // 2
@@ -302,3 +302,49 @@ def normalise_background(
         else:
             img -= cs[:, 0].astype(np.float32)[:, None, None]
     return out
+
+
+def premultiply_micrograph(
+    micrograph: NDArray,
+    pixel_size_a: float,
+    *,
+    defocus_u_a: float,
+    defocus_v_a: float,
+    defocus_angle_deg: float,
+    voltage_kv: float,
+    cs_mm: float,
+    amplitude_contrast: float,
+    phase_shift_deg: float = 0.0,
+    bfactor_a2: float = 0.0,
+    scale: float = 1.0,
+) -> NDArray[np.float32]:
+    """A whole micrograph (H, W) multiplied by its CTF (RELION's convention, times ``scale``) in
+    Fourier space: the limit of an infinitely large premultiply box, so no delocalised signal
+    wraps around a box edge. Units as in ``core.optics.ctf_2d`` (Å, degrees, kV, mm, Å²)."""
+    import scipy.fft as sfft  # imported here: see the module docstring
+
+    from cryobox.core.fourier import irfft2_inplace
+    from cryobox.core.optics import ctf_2d
+
+    mic = np.asarray(micrograph, dtype=np.float32)
+    h, w = mic.shape
+    ky = np.fft.fftfreq(h, d=pixel_size_a).astype(np.float32)
+    kx = np.fft.rfftfreq(w, d=pixel_size_a).astype(np.float32)
+    ctf = ctf_2d(
+        ky[:, None],
+        kx[None, :],
+        defocus_u_a=defocus_u_a,
+        defocus_v_a=defocus_v_a,
+        defocus_angle_deg=defocus_angle_deg,
+        voltage_kv=voltage_kv,
+        cs_mm=cs_mm,
+        amplitude_contrast=amplitude_contrast,
+        phase_shift_deg=phase_shift_deg,
+        bfactor_a2=bfactor_a2,
+        dtype=np.float32,
+    )
+    if scale != 1.0:
+        ctf *= np.float32(scale)
+    ft = sfft.rfft2(mic, workers=fft_workers())
+    ft *= ctf
+    return irfft2_inplace(ft, mic.shape)

@@ -3,7 +3,8 @@
 Layout: ``scipy.fft.rfftn`` over the last 2 or 3 axes, zero frequency at index 0 (internally);
 ``ifftshift`` before and ``fftshift`` after wherever a centred layout is needed. The real-space
 centre of a box is pixel N//2 on each axis, for even and odd N. Every function returns new arrays
-and never modifies its input.
+and leaves its input alone, except ``irfft2_inplace``, which overwrites the spectrum it is given
+(its name says so).
 
 ``scipy.fft`` is imported inside the functions that use it: importing it costs about 0.17 s (its
 array-API layer pulls in numpy.f2py), which plain extraction, that needs no FFT, should not pay.

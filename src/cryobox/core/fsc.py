@@ -29,12 +29,11 @@ from cryobox.core.fourier import fft_workers, rfft_radius2_px, rfft_radius_px, r
 __all__ = [
     "fsc_curve",
     "fsc_from_rfft",
-    "randomize_phases_beyond",
+    "randomise_phases_beyond",
     "corrected_fsc",
     "first_shell_below",
     "resolution_relion_rule",
     "resolution_interpolated",
-    "shell_resolution_a",
     "soft_spherical_mask",
     "auto_mask",
     "FscResult",
@@ -120,7 +119,7 @@ def fsc_curve(map1: NDArray, map2: NDArray) -> NDArray[np.float64]:
 _PHASE_TABLE_BITS = 16
 
 
-def _randomize_phases_rfft(ft: NDArray, beyond: NDArray, rng: np.random.Generator) -> NDArray:
+def _randomise_phases_rfft(ft: NDArray, beyond: NDArray, rng: np.random.Generator) -> NDArray:
     """Copy of an rfftn spectrum with the components where ``beyond`` is True given uniformly
     random phases and their amplitudes kept. Phases are drawn from 2^16 equally spaced values
     (a 0.0001 rad grid, far below anything an FSC can see), which makes this a table look-up."""
@@ -131,19 +130,19 @@ def _randomize_phases_rfft(ft: NDArray, beyond: NDArray, rng: np.random.Generato
     return z
 
 
-def randomize_phases_beyond(volume: NDArray, shell: int, *, rng: np.random.Generator) -> NDArray[np.float32]:
+def randomise_phases_beyond(volume: NDArray, shell: int, *, rng: np.random.Generator) -> NDArray[np.float32]:
     """Replace the phases of all Fourier components with |k| >= ``shell`` (Fourier pixels) by
     uniform random phases, keeping their amplitudes. As RELION's randomizePhasesBeyond, the test
     is on the unrounded radius, so half of the shell ``shell`` itself is randomised too."""
     vol = np.asarray(volume, dtype=np.float32)
     ft = sfft.rfftn(vol, workers=fft_workers())
     beyond = rfft_radius_px(vol.shape) >= shell
-    return sfft.irfftn(_randomize_phases_rfft(ft, beyond, rng), s=vol.shape, workers=fft_workers()).astype(np.float32)
+    return sfft.irfftn(_randomise_phases_rfft(ft, beyond, rng), s=vol.shape, workers=fft_workers()).astype(np.float32)
 
 
-def corrected_fsc(fsc_masked: NDArray, fsc_random_masked: NDArray, randomize_at: int) -> NDArray[np.float64]:
+def corrected_fsc(fsc_masked: NDArray, fsc_random_masked: NDArray, randomise_at: int) -> NDArray[np.float64]:
     """Chen et al. (2013) correction as relion_postprocess applies it: masked FSC below shell
-    ``randomize_at + 2``, (FSC_m - FSC_r) / (1 - FSC_r) from there on."""
+    ``randomise_at + 2``, (FSC_m - FSC_r) / (1 - FSC_r) from there on."""
     fm = np.array(fsc_masked, dtype=np.float64)
     fr = np.array(fsc_random_masked, dtype=np.float64)
     if fm[0] <= 0:
@@ -152,7 +151,7 @@ def corrected_fsc(fsc_masked: NDArray, fsc_random_masked: NDArray, randomize_at:
         fr[0] = 1.0
     out = fm.copy()
     i = np.arange(fm.size)
-    use = i >= randomize_at + 2
+    use = i >= randomise_at + 2
     with np.errstate(divide="ignore", invalid="ignore"):
         out[use] = (fm[use] - fr[use]) / (1.0 - fr[use])
     return np.nan_to_num(out, nan=0.0)
@@ -164,15 +163,7 @@ def first_shell_below(fsc: NDArray, threshold: float, *, start: int = 1) -> int 
     return int(below[0]) + start if below.size else None
 
 
-def shell_resolution_a(shell: NDArray | int, *, size: int, pixel_size_a: float) -> NDArray | float:
-    """Resolution (Å) of a shell: N p / s (inf at s = 0)."""
-    s = np.asarray(shell, dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        out = np.where(s > 0, size * pixel_size_a / np.where(s > 0, s, 1.0), np.inf)
-    return float(out) if out.ndim == 0 else out
-
-
-def resolution_relion_rule(fsc: NDArray, threshold: float, *, size: int, pixel_size_a: float) -> tuple[float, int]:
+def resolution_relion_rule(fsc: NDArray, threshold: float, *, box_px: int, pixel_size_a: float) -> tuple[float, int]:
     """(resolution Å, shell) with relion_postprocess's rule: N p / s for the last shell s before
     the FSC first drops below ``threshold``. Never below: the Nyquist shell. Shell 0 (the mean)
     always passes, as RELION forces it to 1 in the corrected curve; without that a map pair whose
@@ -182,20 +173,20 @@ def resolution_relion_rule(fsc: NDArray, threshold: float, *, size: int, pixel_s
     last = (f.size - 1) if first is None else first - 1
     if last <= 0:
         return float("inf"), 0
-    return float(size * pixel_size_a / last), int(last)
+    return float(box_px * pixel_size_a / last), int(last)
 
 
-def resolution_interpolated(fsc: NDArray, threshold: float, *, size: int, pixel_size_a: float) -> float:
+def resolution_interpolated(fsc: NDArray, threshold: float, *, box_px: int, pixel_size_a: float) -> float:
     """Resolution (Å) where the FSC first crosses ``threshold``, linearly interpolated in spatial
     frequency between the two shells around the crossing (Nyquist when it never crosses)."""
     f = np.asarray(fsc, dtype=np.float64)
     first = first_shell_below(f, threshold, start=1)
     if first is None:
-        return float(2.0 * pixel_size_a) if f.size - 1 == size // 2 else float(size * pixel_size_a / (f.size - 1))
+        return float(2.0 * pixel_size_a) if f.size - 1 == box_px // 2 else float(box_px * pixel_size_a / (f.size - 1))
     y0, y1 = f[first - 1], f[first]
     t = (y0 - threshold) / (y0 - y1) if y0 != y1 else 0.0
     k = (first - 1) + float(np.clip(t, 0.0, 1.0))
-    return float(size * pixel_size_a / k) if k > 0 else float("inf")
+    return float(box_px * pixel_size_a / k) if k > 0 else float("inf")
 
 
 def _distance_grid_px(shape: tuple[int, ...]) -> NDArray[np.float32]:
@@ -263,13 +254,13 @@ def auto_mask_from_map(
 class FscResult:
     """FSC curves on shells 0..N//2 and the resolutions read from them."""
 
-    size: int
+    box_px: int
     pixel_size_a: float
     fsc_unmasked: NDArray
     fsc_masked: NDArray | None = None
     fsc_random_masked: NDArray | None = None
     fsc_corrected: NDArray | None = None
-    randomize_at_shell: int | None = None
+    randomise_at_shell: int | None = None
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -283,17 +274,17 @@ class FscResult:
 
     @property
     def frequency_inv_a(self) -> NDArray:
-        return self.shells / (self.size * self.pixel_size_a)
+        return self.shells / (self.box_px * self.pixel_size_a)
 
     def resolution(self, threshold: float = 0.143, *, curve: str = "final") -> dict:
         f = self.final if curve == "final" else getattr(self, f"fsc_{curve}")
-        rel, shell = resolution_relion_rule(f, threshold, size=self.size, pixel_size_a=self.pixel_size_a)
+        rel, shell = resolution_relion_rule(f, threshold, box_px=self.box_px, pixel_size_a=self.pixel_size_a)
         return {
             "threshold": threshold,
             "resolution_a": rel,
             "shell": shell,
             "interpolated_resolution_a": resolution_interpolated(
-                f, threshold, size=self.size, pixel_size_a=self.pixel_size_a
+                f, threshold, box_px=self.box_px, pixel_size_a=self.pixel_size_a
             ),
             # never below the threshold: the values are Nyquist (or the last shell), a bound, not a measurement
             "limited_by_nyquist": first_shell_below(np.asarray(f), threshold, start=1) is None,
@@ -306,16 +297,16 @@ def masked_fsc_analysis(
     *,
     pixel_size_a: float,
     mask: NDArray | None = None,
-    randomize_at_a: float | None = None,
-    randomize_fsc_at: float = 0.8,
+    randomise_at_a: float | None = None,
+    randomise_fsc_at: float = 0.8,
     rng: np.random.Generator | None = None,
     force_mask: bool = False,
 ) -> FscResult:
     """Unmasked, masked, phase-randomised-masked and corrected FSC, as relion_postprocess.
 
-    Without a mask only the unmasked curve is computed. ``randomize_at_a`` sets the
+    Without a mask only the unmasked curve is computed. ``randomise_at_a`` sets the
     randomisation resolution (RELION's --randomize_at_A: shell int(N p / d)); otherwise the first
-    shell where the unmasked FSC drops below ``randomize_fsc_at``. Like RELION, when the unmasked
+    shell where the unmasked FSC drops below ``randomise_fsc_at``. Like RELION, when the unmasked
     FSC reaches further than the corrected one the unmasked curve is used (with a warning)
     unless ``force_mask``.
     """
@@ -333,7 +324,7 @@ def masked_fsc_analysis(
     ft1, ft2 = pool.map(lambda v: sfft.rfftn(v, workers=1), (h1, h2))
     work: dict = {}
     unmasked = fsc_from_rfft(ft1, ft2, shells, n_shells, work=work)
-    result = FscResult(size=n, pixel_size_a=float(pixel_size_a), fsc_unmasked=unmasked)
+    result = FscResult(box_px=n, pixel_size_a=float(pixel_size_a), fsc_unmasked=unmasked)
     if mask is None:
         return result
     m = np.asarray(mask, dtype=np.float32)
@@ -344,13 +335,13 @@ def masked_fsc_analysis(
     fm1, fm2 = pool.map(lambda v: sfft.rfftn(v * m, workers=1, overwrite_x=True), (h1, h2))
     masked = fsc_from_rfft(fm1, fm2, shells, n_shells, work=work)
     del fm1, fm2
-    if randomize_at_a is not None:
-        r = int(n * pixel_size_a / randomize_at_a)
+    if randomise_at_a is not None:
+        r = int(n * pixel_size_a / randomise_at_a)
     else:
-        r = first_shell_below(unmasked, randomize_fsc_at, start=1)
+        r = first_shell_below(unmasked, randomise_fsc_at, start=1)
         if r is None:
             raise ValueError(
-                f"the unmasked FSC never drops below {randomize_fsc_at}: give the phase-randomisation resolution "
+                f"the unmasked FSC never drops below {randomise_fsc_at}: give the phase-randomisation resolution "
                 "explicitly"
             )
     rng = rng if rng is not None else np.random.default_rng()
@@ -361,7 +352,7 @@ def masked_fsc_analysis(
 
     def randomised_masked_spectrum(job):
         ft, stream = job
-        p = sfft.irfftn(_randomize_phases_rfft(ft, beyond, stream), s=h1.shape, workers=1)
+        p = sfft.irfftn(_randomise_phases_rfft(ft, beyond, stream), s=h1.shape, workers=1)
         p *= m
         return sfft.rfftn(p, workers=1, overwrite_x=True)
 
@@ -369,18 +360,18 @@ def masked_fsc_analysis(
     del ft1, ft2
     random_masked = fsc_from_rfft(rm1, rm2, shells, n_shells, work=work)
     corrected = corrected_fsc(masked, random_masked, r)
-    result.fsc_masked, result.fsc_random_masked, result.fsc_corrected, result.randomize_at_shell = (
+    result.fsc_masked, result.fsc_random_masked, result.fsc_corrected, result.randomise_at_shell = (
         masked,
         random_masked,
         corrected,
         r,
     )
-    _, s_corr = resolution_relion_rule(corrected, 0.143, size=n, pixel_size_a=pixel_size_a)
-    _, s_unm = resolution_relion_rule(unmasked, 0.143, size=n, pixel_size_a=pixel_size_a)
+    _, s_corr = resolution_relion_rule(corrected, 0.143, box_px=n, pixel_size_a=pixel_size_a)
+    _, s_unm = resolution_relion_rule(unmasked, 0.143, box_px=n, pixel_size_a=pixel_size_a)
     if s_unm > s_corr:
         if force_mask:
             result.warnings.append(
-                "the unmasked FSC extends beyond the solvent-corrected FSC (mask kept: --force-mask)."
+                "the unmasked FSC extends beyond the solvent-corrected FSC (mask kept: `force_mask`)."
             )
         else:
             result.warnings.append(

@@ -22,7 +22,6 @@ __all__ = [
     "ctf_2d",
     "ctf_2d_on_box",
     "spatial_frequency_grid_2d",
-    "astigmatic_defocus_a",
     "local_oscillation_a",
     "max_local_oscillation_a",
 ]
@@ -49,15 +48,6 @@ def _amplitude_contrast_phase(amplitude_contrast: float) -> float:
     if not 0.0 <= q0 < 1.0:
         raise ValueError(f"amplitude contrast must be a fraction in [0, 1), got {q0}")
     return float(np.arctan(q0 / np.sqrt(1.0 - q0 * q0)))
-
-
-def astigmatic_defocus_a(
-    theta_rad: ArrayLike, *, defocus_u_a: float, defocus_v_a: float, defocus_angle_deg: float
-) -> NDArray[np.float64]:
-    """Defocus (Å) along the direction ``theta_rad`` (angle of the frequency vector from +x)."""
-    mean = 0.5 * (defocus_u_a + defocus_v_a)
-    half_diff = 0.5 * (defocus_u_a - defocus_v_a)
-    return mean + half_diff * np.cos(2.0 * (np.asarray(theta_rad) - np.deg2rad(defocus_angle_deg)))
 
 
 def _ctf_from_k2_defocus(

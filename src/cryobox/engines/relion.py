@@ -27,6 +27,14 @@ INSTALL_HINT = "install RELION and OpenMPI (Debian/Ubuntu: sudo apt-get install 
 
 
 class RelionEngine(RefineEngine):
+    """RELION 3.1's ``relion_refine_mpi --auto_refine --split_random_halves`` behind ``RefineEngine``.
+
+    ``ranks``: MPI ranks (a master and at least one per half set); ``threads``: threads per rank
+    (``--j``; default: the cores shared by the worker ranks); ``pool``: RELION's ``--pool``;
+    ``extra_args``: more arguments for every run. ``--allow-run-as-root`` is passed to mpirun only
+    as root and ``--oversubscribe`` only with more ranks than cores.
+    """
+
     name = "relion"
 
     def __init__(
@@ -108,7 +116,7 @@ class RelionEngine(RefineEngine):
         if not 0 < p.particle_diameter_a <= box_a:
             raise EngineError(
                 f"the mask diameter {p.particle_diameter_a:g} Å does not fit the {p.box_px} px box ({box_a:g} Å); "
-                "lower --particle-diameter."
+                "lower `particle_diameter_a`."
             )
         offset_range_px = p.offset_range_a / p.pixel_size_a
         offset_step_px = p.offset_step_a / p.pixel_size_a

@@ -107,9 +107,9 @@ class FscCurve:
             "last_shell_a": n * p / max(int(self.shells.max()), 1),
         }
         for t in (0.143, 0.5):
-            rel, _ = resolution_relion_rule(full, t, size=n, pixel_size_a=p)
+            rel, _ = resolution_relion_rule(full, t, box_px=n, pixel_size_a=p)
             out[f"resolution_{t:g}_a"] = rel
-            out[f"resolution_{t:g}_interpolated_a"] = resolution_interpolated(full, t, size=n, pixel_size_a=p)
+            out[f"resolution_{t:g}_interpolated_a"] = resolution_interpolated(full, t, box_px=n, pixel_size_a=p)
             out[f"limited_{t:g}"] = first_shell_below(full, t, start=1) is None
         k = self.frequency_inv_a
         out["fsc_at"] = {

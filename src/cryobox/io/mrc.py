@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -11,7 +12,15 @@ import numpy as np
 from cryobox.errors import InputError
 from cryobox.io.atomic import atomic_path
 
-__all__ = ["write_mrc", "read_mrc", "read_mrc_header_shape", "read_mrc_pixel_size", "StackReader"]
+__all__ = [
+    "write_mrc",
+    "read_mrc",
+    "read_map",
+    "read_mrc_header_shape",
+    "read_mrc_pixel_size",
+    "StackReader",
+    "StackWriter",
+]
 
 
 def write_mrc(path: str | os.PathLike, data: np.ndarray, *, pixel_size_a: float, overwrite: bool = True) -> Path:
@@ -138,3 +147,91 @@ class StackReader:
                 fh.seek(self.offset + int(i) * self.image_bytes)
                 out[k] = np.fromfile(fh, dtype=self.dtype, count=self.nx * self.ny).reshape(self.ny, self.nx)
         return out
+
+
+class StackWriter:
+    """Write a particle stack (k, N, N) batch by batch, atomically, without holding it in memory.
+
+    ``with StackWriter(path, k, N, pixel_size_a=p) as out: out.write(batch)`` for batches that add
+    up to k images. mrcfile writes the header; the images go in with plain sequential writes
+    (cheaper than filling a memory map page by page), and the header's min, max, mean and RMS are
+    gathered as they pass (per-image sums as one BLAS matrix-vector product, added in float64), so
+    there is no second pass over the stack. ``float16`` writes mode 12.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, n_images: int, box_px: int, *, pixel_size_a: float, float16: bool = False
+    ):
+        if not pixel_size_a > 0:
+            raise ValueError(f"pixel size must be positive (Å), got {pixel_size_a}")
+        self.path, self.n, self.box = Path(path), int(n_images), int(box_px)
+        self.pixel_size_a = float(pixel_size_a)
+        self.dtype = np.float16 if float16 else np.float32
+        self.written = 0
+        self._lo, self._hi, self._sum, self._sum_sq = np.inf, -np.inf, 0.0, 0.0
+        self._ones = np.ones(self.box * self.box, dtype=np.float32)
+
+    def __enter__(self) -> StackWriter:
+        import mrcfile
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._atomic = atomic_path(self.path)
+        tmp = self._atomic.__enter__()
+        try:
+            mode = 12 if self.dtype == np.float16 else 2
+            self._mrc = mrcfile.new_mmap(tmp, shape=(self.n, self.box, self.box), mrc_mode=mode, overwrite=True)
+            self._raw = open(tmp, "r+b")
+            self._raw.seek(self._mrc.header.nbytes + self._mrc.extended_header.nbytes)
+        except BaseException:
+            self._atomic.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def write(self, batch: np.ndarray) -> None:
+        """Append images (m, N, N); converted to the stack's dtype."""
+        part = np.ascontiguousarray(batch, dtype=self.dtype)
+        if part.shape[1:] != (self.box, self.box) or self.written + len(part) > self.n:
+            raise ValueError(f"{self.path}: a batch of {part.shape} does not fit a stack of {self.n} x {self.box}^2")
+        part.tofile(self._raw)
+        self.written += len(part)
+        if part.size:
+            self._lo, self._hi = min(self._lo, float(part.min())), max(self._hi, float(part.max()))
+            p = part.reshape(len(part), -1)
+            p = p if self.dtype == np.float32 else p.astype(np.float32)
+            self._sum += float((p @ self._ones).sum(dtype=np.float64))
+            self._sum_sq += float(np.dot(p.ravel(), p.ravel()))
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            self._raw.flush()
+            self._raw.close()
+            if exc_type is None:
+                if self.written != self.n:
+                    raise ValueError(f"{self.path}: {self.written} of {self.n} images were written")
+                mrc = self._mrc
+                mrc.set_image_stack()
+                mrc.voxel_size = self.pixel_size_a
+                stamp_header(mrc)
+                count = max(1, self.n * self.box * self.box)
+                mean = self._sum / count
+                mrc.header.dmin, mrc.header.dmax = (self._lo, self._hi) if self.n else (0.0, 0.0)
+                mrc.header.dmean = mean
+                mrc.header.rms = float(np.sqrt(max(0.0, self._sum_sq / count - mean * mean)))
+            self._mrc.close()
+        except BaseException:
+            self._atomic.__exit__(*sys.exc_info())
+            raise
+        return bool(self._atomic.__exit__(exc_type, exc, tb))
+
+
+def read_map(path: Path, *, pixel_size_a: float | None = None, what: str = "map") -> tuple[np.ndarray, float]:
+    """A map and its pixel size (header, or the override); InputError when neither is known."""
+    data, header_px = read_mrc(path)
+    if data.ndim not in (2, 3):
+        raise InputError(f"{path}: the {what} has {data.ndim} dimensions; give a 3D map (or a 2D image).")
+    px = pixel_size_a if pixel_size_a is not None else header_px
+    if px is None or not px > 0:
+        raise InputError(f"{path}: no pixel size in the MRC header; give `pixel_size_a`.")
+    if any(s != data.shape[-1] for s in data.shape):
+        raise InputError(f"{path}: the {what} is {data.shape}, not a cubic box; cryobox compares cubic maps.")
+    return data.astype(np.float32, copy=False), float(px)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -11,6 +11,7 @@ from cryobox.core.boxsize import CRYOSPARC_WINDOW_INNER, CRYOSPARC_WINDOW_OUTER,
 from cryobox.errors import InputError
 from cryobox.io.mrc import read_mrc_header_shape
 from cryobox.io.particles import ParticleTable, resolve_path, search_roots
+from cryobox.report.text import advice_sentences
 
 __all__ = [
     "AdviseInputs",
@@ -76,7 +77,7 @@ def _one_value(values: np.ndarray, what: str, where: str, flag: str) -> float:
     if uniq.size != 1:
         raise InputError(
             f"{where}: particles have {uniq.size} different {what} values ({', '.join(map(str, uniq[:4]))}); "
-            f"choose one optics group with --optics-group or give {flag}."
+            f"choose one optics group with `optics_group` or give {flag}."
         )
     return float(uniq[0])
 
@@ -102,13 +103,13 @@ def inputs_from_tables(
             d = d[d["optics_group"] == optics_group]
         t.require("defocus_u_a", "defocus_v_a", purpose="the box advisor")
         if voltage_kv is None:
-            t.require("voltage_kv", purpose="the box advisor (or --voltage)")
+            t.require("voltage_kv", purpose="the box advisor (or `voltage_kv`)")
         if cs_mm is None:
-            t.require("cs_mm", purpose="the box advisor (or --cs)")
+            t.require("cs_mm", purpose="the box advisor (or `cs_mm`)")
         if pixel_size_a is None and "pixel_size_a" not in d:
             raise InputError(
                 f"{t.path}: no pixel size (rlnImagePixelSize, rlnDetectorPixelSize/rlnMagnification or blob/psize_A); "
-                "give --pixel-size."
+                "give `pixel_size_a`."
             )
         frames.append(d)
     data = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
@@ -116,7 +117,7 @@ def inputs_from_tables(
     psize = (
         pixel_size_a
         if pixel_size_a is not None
-        else _one_value(data["pixel_size_a"].to_numpy(), "pixel size", where, "--pixel-size")
+        else _one_value(data["pixel_size_a"].to_numpy(), "pixel size", where, "`pixel_size_a`")
     )
     n = len(data)
     kv = (
@@ -159,7 +160,7 @@ def inputs_from_range(
     """Inputs from flags alone: defocus spread uniformly between min and max (no astigmatism)."""
     if not 0 <= defocus_min_a <= defocus_max_a:
         raise InputError(
-            f"--defocus-min ({defocus_min_a} Å) and --defocus-max ({defocus_max_a} Å) must satisfy 0 <= min <= max."
+            f"`defocus_min_a` ({defocus_min_a} Å) and `defocus_max_a` ({defocus_max_a} Å) must satisfy 0 <= min <= max."
         )
     df = np.linspace(defocus_min_a, defocus_max_a, n)
     return AdviseInputs(
@@ -238,6 +239,8 @@ def run_advise(
         )
     except ValueError as exc:
         raise InputError(f"{inputs.source}: {exc}.") from None
+    reasons, warnings = advice_sentences(advice)
+    advice = replace(advice, reasons=reasons, warnings=warnings)
     return AdviseResult(
         source=inputs.source,
         advice=advice,

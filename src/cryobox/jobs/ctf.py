@@ -16,6 +16,10 @@ __all__ = ["CtfParameters", "CtfPicture", "parameters_from_table", "compute_ctf_
 
 @dataclass(frozen=True)
 class CtfParameters:
+    """One CTF on one box: box (px), pixel size (Å/px), defocus U / V (Å) and angle (degrees),
+    voltage (kV), Cs (mm), amplitude contrast (fraction), phase shift (degrees), and where the
+    values came from (``source``: "flags" or the particle file and percentile)."""
+
     box_px: int
     pixel_size_a: float
     defocus_u_a: float
@@ -72,7 +76,7 @@ class CtfPicture:
 def parameters_from_table(table: ParticleTable, *, percentile: float, box_px: int | None = None) -> CtfParameters:
     """The CTF of the particle at the given percentile of mean defocus (its own astigmatism)."""
     if not 0 <= percentile <= 100:
-        raise InputError(f"--percentile must be between 0 and 100, got {percentile}.")
+        raise InputError(f"`percentile` must be between 0 and 100, got {percentile}.")
     table.require(
         "defocus_u_a",
         "defocus_v_a",
@@ -92,7 +96,7 @@ def parameters_from_table(table: ParticleTable, *, percentile: float, box_px: in
     row = d.iloc[i]
     if box_px is None:
         if "box_px" not in d:
-            raise InputError(f"{table.path}: no box size (rlnImageSize / blob/shape) in the file; give --box.")
+            raise InputError(f"{table.path}: no box size (rlnImageSize / blob/shape) in the file; give `box_px`.")
         box_px = int(row["box_px"])
     return CtfParameters(
         box_px=int(box_px),
@@ -114,9 +118,9 @@ def compute_ctf_picture(
     """2D CTF on the box grid plus box-sampled and finely sampled 1D profiles (pure math)."""
     p = params
     if p.box_px < 2:
-        raise InputError(f"--box must be at least 2 px, got {p.box_px}.")
+        raise InputError(f"`box_px` must be at least 2 px, got {p.box_px}.")
     if not p.pixel_size_a > 0:
-        raise InputError(f"--pixel-size must be positive (Å/px), got {p.pixel_size_a}.")
+        raise InputError(f"`pixel_size_a` must be positive (Å/px), got {p.pixel_size_a}.")
     if p.defocus_u_a < 0 or p.defocus_v_a < 0:
         raise InputError("defocus must be a positive number of Å (underfocus).")
     kw = dict(

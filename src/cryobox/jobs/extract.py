@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cryobox.core.boxsize import box_origins, edge_clipped
 from cryobox.core.extract import CTF_KEYS
 from cryobox.errors import InputError
+from cryobox.io.coords import read_coordinates
 from cryobox.io.particles import ParticleTable, read_particles, resolve_path, search_roots, write_cs, write_star
-from cryobox.io.star import read_numeric_loop, read_star_blocks
-from cryobox.jobs.records import read_record, settings_digest, write_record
+from cryobox.jobs.particle_ops import ParticleOps, finish_batch
+from cryobox.jobs.records import read_record, write_record
 
 __all__ = ["ExtractOptions", "MicrographTask", "plan_extraction", "extract_micrograph", "run_extract", "ExtractSummary"]
 
@@ -37,43 +39,12 @@ def chunk_size(box_px: int) -> int:
 
 
 @dataclass(frozen=True)
-class ExtractOptions:
-    box_px: int
-    norm: bool = True
-    bg_radius_px: float | None = None
-    ramp: bool = True
-    invert: bool = False
-    premultiply_box_px: int | None = None
-    premultiply_micrograph: bool = False
-    phase_flip: bool = False
-    rescale_px: int | None = None
-    edge: str = "keep"
-    float16: bool = False
+class ExtractOptions(ParticleOps):
+    """``ParticleOps`` for extraction: ``box_px`` is required; the background is normalised by default."""
 
-    @property
-    def final_box_px(self) -> int:
-        return self.rescale_px or self.box_px
-
-    @property
-    def cut_box_px(self) -> int:
-        """The box actually cut from the micrograph."""
-        if self.premultiply_box_px:
-            return self.premultiply_box_px
-        return self.box_px
-
-    @property
-    def bg_radius(self) -> float:
-        """Background radius in px of the final box (RELION's GUI default: int(0.375 N))."""
-        if self.bg_radius_px is not None:
-            return float(self.bg_radius_px)
-        return float(int(0.375 * self.final_box_px))
-
-    @property
-    def premultiplied(self) -> bool:
-        return bool(self.premultiply_box_px or self.premultiply_micrograph)
-
-    def digest(self) -> str:
-        return settings_digest(self)
+    def __post_init__(self) -> None:
+        if self.box_px is None:
+            raise ValueError("extraction needs box_px")
 
 
 @dataclass
@@ -119,27 +90,6 @@ class ExtractSummary:
 # --------------------------------------------------------------------------------------- inputs
 
 
-def _read_coordinates(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Coordinates (px, box centres) from a RELION coordinate STAR or an EMAN .box file."""
-    if path.suffix.lower() == ".box":
-        try:
-            arr = np.loadtxt(path, ndmin=2)
-        except ValueError as exc:
-            raise InputError(f"{path}: not an EMAN .box file ({exc}).") from None
-        if arr.size == 0:
-            return np.zeros(0), np.zeros(0)
-        # .box: x, y of the lower-left corner, then box width and height
-        return arr[:, 0] + arr[:, 2] / 2.0, arr[:, 1] + arr[:, 3] / 2.0
-    simple = read_numeric_loop(path)
-    if simple is not None and "rlnCoordinateX" in simple and "rlnCoordinateY" in simple:
-        return simple["rlnCoordinateX"], simple["rlnCoordinateY"]
-    blocks = read_star_blocks(path)
-    for block in blocks.values():
-        if "rlnCoordinateX" in block and "rlnCoordinateY" in block:
-            return block["rlnCoordinateX"].to_numpy(float), block["rlnCoordinateY"].to_numpy(float)
-    raise InputError(f"{path}: no rlnCoordinateX/rlnCoordinateY columns; give a RELION coordinate file.")
-
-
 def _mic_shape(path: Path) -> tuple[int, int]:
     from cryobox.io.mrc import read_mrc_header_shape
 
@@ -174,7 +124,7 @@ def particles_from_micrographs(
         if cfile is None:
             notes.append(f"no coordinate file for {name} (looked for {candidates[0]}); no particles from it.")
             continue
-        x, y = _read_coordinates(cfile)
+        x, y = read_coordinates(cfile)
         if x.size == 0:
             continue
         which.append(i)
@@ -186,12 +136,12 @@ def particles_from_micrographs(
             if stem not in known_stems:
                 msg = f"{f}: coordinate file for micrograph '{stem}', which {micrographs_star} does not list"
                 if not keep_going:
-                    raise InputError(msg + "; add the micrograph or remove the file (or --keep-going).")
+                    raise InputError(msg + "; add the micrograph or remove the file (or `keep_going`).")
                 notes.append(msg + "; ignored.")
     if not which:
         raise InputError(
-            f"{micrographs_star}: no particles found (coordinate suffix '{coords_suffix}'); check --coords-dir and "
-            "--coords-suffix."
+            f"{micrographs_star}: no particles found (coordinate suffix '{coords_suffix}'); check `coords_dir` and "
+            "`coords_suffix`."
         )
     # every particle carries its micrograph's row (name, CTF, optics group), in one take
     data = mics.data.iloc[np.repeat(which, [x.size for x in xs])].reset_index(drop=True)
@@ -243,24 +193,25 @@ def plan_extraction(
         if col not in d:
             raise InputError(f"{table.path}: no {col} column; extraction needs micrograph names and coordinates.")
     if o.box_px < 2:
-        raise InputError(f"--box must be at least 2 px, got {o.box_px}.")
+        raise InputError(f"`box_px` must be at least 2 px, got {o.box_px}.")
     if o.premultiply_box_px is not None and o.premultiply_box_px < o.box_px:
         raise InputError(
-            f"--premultiply-box ({o.premultiply_box_px} px) must be at least --box ({o.box_px} px): extract big, "
+            f"`premultiply_box_px` ({o.premultiply_box_px} px) must be at least `box_px` ({o.box_px} px): extract big, "
             "premultiply, crop small."
         )
     if o.rescale_px is not None and o.rescale_px < 2:
-        raise InputError(f"--rescale must be at least 2 px, got {o.rescale_px}.")
+        raise InputError(f"`rescale_px` must be at least 2 px, got {o.rescale_px}.")
     if o.edge not in ("keep", "drop"):
-        raise InputError(f"--edge must be keep or drop, got {o.edge!r}.")
+        raise InputError(f"`edge` must be keep or drop, got {o.edge!r}.")
     from cryobox.core.extract import background_mask
 
     if o.norm and not background_mask(o.final_box_px, o.bg_radius).any():
         raise InputError(
-            f"--bg-radius {o.bg_radius:g} px leaves no background in a {o.final_box_px} px box; use a smaller radius."
+            f"`bg_radius_px` {o.bg_radius:g} px leaves no background in a {o.final_box_px} px box; use a smaller "
+            "radius."
         )
     if sum(bool(v) for v in (o.premultiply_box_px, o.premultiply_micrograph, o.phase_flip)) > 1:
-        raise InputError("choose one of --premultiply-box, --premultiply-micrograph and --phase-flip.")
+        raise InputError("choose one of `premultiply_box_px`, `premultiply_micrograph` and `phase_flip`.")
     needs_ctf = o.premultiplied or o.phase_flip
     if needs_ctf:
         table.require(
@@ -299,13 +250,12 @@ def plan_extraction(
         if recenter:
             if "shift_x_a" not in sub:
                 raise InputError(
-                    f"{table.path}: --recenter needs particle shifts (rlnOriginXAngst / alignments3D/shift)."
+                    f"{table.path}: `recenter` needs particle shifts (rlnOriginXAngst / alignments3D/shift)."
                 )
             psize_mic = _micrograph_pixel_size(sub, mic_path, prefer_header=not from_star)
             # as relion_preprocess --recenter: move the coordinate by the (rounded) shift in micrograph pixels
             x = x - np.rint(sub["shift_x_a"].to_numpy(float) / psize_mic)
             y = y - np.rint(sub["shift_y_a"].to_numpy(float) / psize_mic)
-        from cryobox.core.extract import box_origins
 
         x0, y0 = box_origins(x, o.cut_box_px), box_origins(y, o.cut_box_px)
         outside = (x0 + o.cut_box_px <= 0) | (y0 + o.cut_box_px <= 0) | (x0 >= w) | (y0 >= h)
@@ -317,7 +267,7 @@ def plan_extraction(
                 "fix the coordinates (wrong micrograph or binning?)."
             )
         report["n_partly_outside"] += int(
-            ((x0 < 0) | (y0 < 0) | (x0 + o.cut_box_px > w) | (y0 + o.cut_box_px > h)).sum()
+            edge_clipped(x, y, micrograph_width_px=w, micrograph_height_px=h, box_px=o.cut_box_px).sum()
         )
         ctf = {c: sub[c].to_numpy(float) for c in CTF_KEYS if c in sub} if needs_ctf else None
         stack = stacks[name]
@@ -390,11 +340,7 @@ def _record_ok(task: MicrographTask) -> dict | None:
 
 def extract_micrograph(task: MicrographTask) -> dict:
     """Cut, process and write one micrograph's particles; returns what was written (small dict)."""
-    import mrcfile
-
-    from cryobox.core import extract as ex
-    from cryobox.io.atomic import atomic_path
-    from cryobox.io.mrc import read_mrc, stamp_header
+    from cryobox.io.mrc import StackWriter, read_mrc
 
     o = task.options
     mic, _ = read_mrc(Path(task.micrograph), mmap=True)
@@ -404,49 +350,19 @@ def extract_micrograph(task: MicrographTask) -> dict:
             raise InputError(f"{task.micrograph}: not a 2D micrograph.")
     h, w = mic.shape
     x, y = task.x_px, task.y_px
-    clipped = ex.clipped_mask(x, y, width_px=w, height_px=h, box_px=o.cut_box_px)
+    clipped = edge_clipped(x, y, micrograph_width_px=w, micrograph_height_px=h, box_px=o.cut_box_px)
     keep = ~clipped if o.edge == "drop" else np.ones(x.size, bool)
     kept = np.flatnonzero(keep)
     n_out = o.final_box_px
     mic_f = mic.astype(np.float32, copy=False)
     if o.premultiply_micrograph:
         mic_f = _filter_whole_micrograph(mic_f, task)
-    dtype = np.float16 if o.float16 else np.float32
-    Path(task.stack).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(task.stack) as tmp:
-        with (
-            mrcfile.new_mmap(
-                tmp, shape=(kept.size, n_out, n_out), mrc_mode=12 if o.float16 else 2, overwrite=True
-            ) as mrc,
-            open(tmp, "r+b") as raw,
-        ):
-            # the header comes from mrcfile; the images go in with plain sequential writes (cheaper
-            # than filling the memory map page by page)
-            raw.seek(mrc.header.nbytes + mrc.extended_header.nbytes)
-            lo, hi, total, total_sq = np.inf, -np.inf, 0.0, 0.0
-            ones = np.ones(n_out * n_out, dtype=np.float32)
-            cache: dict = {}  # per micrograph: its mean, and CTF grids shared by all its particles
-            step = chunk_size(o.cut_box_px)
-            for start in range(0, kept.size, step):
-                sel = kept[start : start + step]
-                part = np.ascontiguousarray(_process_chunk(mic_f, task, sel, cache), dtype=dtype)
-                part.tofile(raw)
-                # header statistics as we go (no second pass over the stack)
-                lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
-                p = part.reshape(len(part), -1)
-                p = p if dtype == np.float32 else p.astype(np.float32)
-                # per-image sums as a matrix-vector product (BLAS, one pass), added up in float64
-                total += float((p @ ones).sum(dtype=np.float64))
-                total_sq += float(np.dot(p.ravel(), p.ravel()))
-            raw.flush()
-            mrc.set_image_stack()
-            mrc.voxel_size = task.pixel_size_a * o.box_px / n_out
-            stamp_header(mrc)
-            count = max(1, kept.size * n_out * n_out)
-            mean = total / count
-            mrc.header.dmin, mrc.header.dmax = (lo, hi) if kept.size else (0.0, 0.0)
-            mrc.header.dmean = mean
-            mrc.header.rms = float(np.sqrt(max(0.0, total_sq / count - mean * mean)))
+    cache: dict = {}  # per micrograph: its mean, and CTF grids shared by all its particles
+    step = chunk_size(o.cut_box_px)
+    pixel_size_out = task.pixel_size_a * o.box_px / n_out
+    with StackWriter(task.stack, kept.size, n_out, pixel_size_a=pixel_size_out, float16=o.float16) as out:
+        for start in range(0, kept.size, step):
+            out.write(_process_chunk(mic_f, task, kept[start : start + step], cache))
     info = {
         "options": o.digest(),
         "n_input": int(x.size),
@@ -460,43 +376,36 @@ def extract_micrograph(task: MicrographTask) -> dict:
 
 def _filter_whole_micrograph(mic: np.ndarray, task: MicrographTask) -> np.ndarray:
     """--premultiply-micrograph: multiply the whole micrograph by its CTF once (the limit of an
-    infinitely large premultiply box: no delocalised signal wraps around a box)."""
-    import scipy.fft as sfft
-
-    from cryobox.core.fourier import fft_workers, irfft2_inplace
-    from cryobox.core.optics import ctf_2d
-
+    infinitely large premultiply box: no delocalised signal wraps around a box). The particles
+    of the micrograph must share one CTF."""
     c = task.ctf
     keys = ("defocus_u_a", "defocus_v_a", "defocus_angle_deg", "phase_shift_deg", "ctf_bfactor_a2", "ctf_scale")
     vals = {k: c[k] for k in keys if k in c}
     for k, v in vals.items():
         if np.ptp(v) > 1e-6 * max(1.0, float(np.abs(v).max())):
             raise InputError(
-                f"{task.micrograph}: particles carry different CTFs ({k} varies); --premultiply-micrograph needs one "
+                f"{task.micrograph}: particles carry different CTFs ({k} varies); `premultiply_micrograph` needs one "
                 "CTF "
-                "per micrograph (use --premultiply-box instead)."
+                "per micrograph (use `premultiply_box_px` instead)."
             )
-    h, w = mic.shape
-    ky = np.fft.fftfreq(h, d=task.pixel_size_a).astype(np.float32)
-    kx = np.fft.rfftfreq(w, d=task.pixel_size_a).astype(np.float32)
-    ctf = ctf_2d(
-        ky[:, None],
-        kx[None, :],
-        defocus_u_a=float(c["defocus_u_a"][0]),
-        defocus_v_a=float(c["defocus_v_a"][0]),
-        defocus_angle_deg=float(c["defocus_angle_deg"][0]),
-        voltage_kv=float(c["voltage_kv"][0]),
-        cs_mm=float(c["cs_mm"][0]),
-        amplitude_contrast=float(c["amplitude_contrast"][0]),
-        phase_shift_deg=float(c["phase_shift_deg"][0]) if "phase_shift_deg" in c else 0.0,
-        bfactor_a2=float(c["ctf_bfactor_a2"][0]) if "ctf_bfactor_a2" in c else 0.0,
-        dtype=np.float32,
+    from cryobox.core.extract import premultiply_micrograph
+
+    def first(key: str, default: float) -> float:
+        return float(c[key][0]) if key in c else default
+
+    return premultiply_micrograph(
+        mic,
+        task.pixel_size_a,
+        defocus_u_a=first("defocus_u_a", 0.0),
+        defocus_v_a=first("defocus_v_a", 0.0),
+        defocus_angle_deg=first("defocus_angle_deg", 0.0),
+        voltage_kv=first("voltage_kv", 0.0),
+        cs_mm=first("cs_mm", 0.0),
+        amplitude_contrast=first("amplitude_contrast", 0.0),
+        phase_shift_deg=first("phase_shift_deg", 0.0),
+        bfactor_a2=first("ctf_bfactor_a2", 0.0),
+        scale=first("ctf_scale", 1.0),
     )
-    if "ctf_scale" in c:
-        ctf *= np.float32(c["ctf_scale"][0])
-    ft = sfft.rfft2(mic, workers=fft_workers())
-    ft *= ctf
-    return irfft2_inplace(ft, mic.shape)
 
 
 def _process_chunk(mic: np.ndarray, task: MicrographTask, sel: np.ndarray, cache: dict | None = None) -> np.ndarray:
@@ -526,13 +435,7 @@ def _process_chunk(mic: np.ndarray, task: MicrographTask, sel: np.ndarray, cache
         ex._replicate_edges(stack, x, y, width_px=w, height_px=h)
     else:
         stack = ex.window_particles(mic, x, y, o.box_px)
-    if o.rescale_px and o.rescale_px != o.box_px:
-        stack, _ = ex.fourier_rescale_stack(stack, o.rescale_px, pixel_size_a=task.pixel_size_a)
-    if o.norm:
-        stack = ex.normalise_background(stack, o.bg_radius, ramp=o.ramp, invert=o.invert, overwrite=True)
-    elif o.invert:
-        stack = -stack
-    return stack
+    return finish_batch(stack, o, pixel_size_a=task.pixel_size_a, overwrite=True)
 
 
 # ----------------------------------------------------------------------------------------- run

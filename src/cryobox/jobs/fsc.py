@@ -10,22 +10,9 @@ import numpy as np
 from cryobox.core.fourier import filter_map, fourier_rescale, window
 from cryobox.core.fsc import FscResult, auto_mask_from_map, masked_fsc_analysis
 from cryobox.errors import InputError
-from cryobox.io.mrc import read_mrc, write_mrc
+from cryobox.io.mrc import read_map, read_mrc, write_mrc
 
-__all__ = ["read_map", "FscJob", "run_fsc", "fsc_star_blocks", "fsc_to_dict", "run_filter", "run_resample"]
-
-
-def read_map(path: Path, *, pixel_size_a: float | None = None, what: str = "map") -> tuple[np.ndarray, float]:
-    """A map and its pixel size (header, or the override); InputError when neither is known."""
-    data, header_px = read_mrc(path)
-    if data.ndim not in (2, 3):
-        raise InputError(f"{path}: the {what} has {data.ndim} dimensions; give a 3D map (or a 2D image).")
-    px = pixel_size_a if pixel_size_a is not None else header_px
-    if px is None or not px > 0:
-        raise InputError(f"{path}: no pixel size in the MRC header; give --pixel-size.")
-    if any(s != data.shape[-1] for s in data.shape):
-        raise InputError(f"{path}: the {what} is {data.shape}, not a cubic box; cryobox compares cubic maps.")
-    return data.astype(np.float32, copy=False), float(px)
+__all__ = ["FscJob", "run_fsc", "fsc_star_blocks", "fsc_to_dict", "run_filter", "run_resample"]
 
 
 @dataclass
@@ -52,7 +39,7 @@ def run_fsc(
     mask_soft_edge_a: float = 6.0,
     mask_out: Path | None = None,
     pixel_size_a: float | None = None,
-    randomize_at_a: float | None = None,
+    randomise_at_a: float | None = None,
     seed: int | None = None,
     force_mask: bool = False,
 ) -> FscJob:
@@ -66,14 +53,14 @@ def run_fsc(
         )
     if abs(p1 - p2) > 1e-3 * p1:
         raise InputError(
-            f"{half1} has {p1:g} Å/px but {half2} has {p2:g} Å/px: give --pixel-size if the headers are wrong, or "
+            f"{half1} has {p1:g} Å/px but {half2} has {p2:g} Å/px: give `pixel_size_a` if the headers are wrong, or "
             "resample."
         )
     notes = []
     m = None
     written = None
     if mask is not None and auto:
-        raise InputError("give either --mask or --auto-mask, not both.")
+        raise InputError("give either `mask` or `auto_mask`, not both.")
     if mask is not None:
         m, pm = read_mrc(mask)
         if m.shape != h1.shape:
@@ -95,7 +82,7 @@ def run_fsc(
                 soft_edge_a=mask_soft_edge_a,
             )
         except ValueError as exc:
-            raise InputError(f"--auto-mask: {exc}; lower --mask-threshold.") from None
+            raise InputError(f"`auto_mask`: {exc}; lower `mask_threshold`.") from None
         written_path = mask_out or Path("automask.mrc")
         write_mrc(written_path, m, pixel_size_a=p1)
         written = str(written_path)
@@ -109,7 +96,7 @@ def run_fsc(
             h2,
             pixel_size_a=p1,
             mask=m,
-            randomize_at_a=randomize_at_a,
+            randomise_at_a=randomise_at_a,
             rng=np.random.default_rng(seed),
             force_mask=force_mask,
         )
@@ -137,7 +124,7 @@ def fsc_to_dict(job: FscJob) -> dict:
         "half1": job.half1,
         "half2": job.half2,
         "mask": job.mask,
-        "box_px": r.size,
+        "box_px": r.box_px,
         "pixel_size_a": r.pixel_size_a,
         "resolution_a": res["0.143"]["resolution_a"],
         "resolution_interpolated_a": res["0.143"]["interpolated_resolution_a"],
@@ -145,8 +132,8 @@ def fsc_to_dict(job: FscJob) -> dict:
         "(relion_postprocess); interpolated crossing beside it",
         "resolutions": res,
         "unmasked_resolution_a": r.resolution(0.143, curve="unmasked")["resolution_a"],
-        "randomize_at_shell": r.randomize_at_shell,
-        "randomize_at_a": None if r.randomize_at_shell is None else r.size * r.pixel_size_a / r.randomize_at_shell,
+        "randomise_at_shell": r.randomise_at_shell,
+        "randomise_at_a": None if r.randomise_at_shell is None else r.box_px * r.pixel_size_a / r.randomise_at_shell,
         "warnings": list(r.warnings),
         "notes": list(job.notes),
         "curves": {
@@ -167,7 +154,7 @@ def fsc_star_blocks(job: FscJob) -> dict:
     r = job.result
     shells = r.shells
     with np.errstate(divide="ignore"):
-        res_a = np.where(shells > 0, r.size * r.pixel_size_a / np.maximum(shells, 1), 999.0)
+        res_a = np.where(shells > 0, r.box_px * r.pixel_size_a / np.maximum(shells, 1), 999.0)
     general = {
         "rlnFinalResolution": float(r.resolution(0.143)["resolution_a"]),
         "rlnBfactorUsedForSharpening": 0.0,
@@ -177,7 +164,7 @@ def fsc_star_blocks(job: FscJob) -> dict:
     fsc = {"rlnSpectralIndex": shells.astype(np.int64), "rlnResolution": 1.0 / res_a, "rlnAngstromResolution": res_a}
     if r.fsc_corrected is not None and r.fsc_masked is not None:
         general["rlnMaskName"] = job.mask or ""
-        general["rlnRandomiseFrom"] = float(r.size * r.pixel_size_a / r.randomize_at_shell)
+        general["rlnRandomiseFrom"] = float(r.box_px * r.pixel_size_a / r.randomise_at_shell)
         fsc["rlnFourierShellCorrelationCorrected"] = r.fsc_corrected
         fsc["rlnFourierShellCorrelationUnmaskedMaps"] = r.fsc_unmasked
         fsc["rlnFourierShellCorrelationMaskedMaps"] = r.fsc_masked
@@ -205,7 +192,7 @@ def run_filter(
     pixel_size_a: float | None = None,
 ) -> dict:
     vol, px = read_map(path, pixel_size_a=pixel_size_a)
-    for name, v in (("--lowpass", lowpass_a), ("--highpass", highpass_a)):
+    for name, v in (("`lowpass_a`", lowpass_a), ("`highpass_a`", highpass_a)):
         if v is not None and v < 2 * px:
             raise InputError(f"{name} {v:g} Å is finer than Nyquist ({2 * px:.3g} Å at {px:g} Å/px).")
     try:
@@ -250,20 +237,21 @@ def run_resample(
     vol, px = read_map(path, pixel_size_a=pixel_size_a)
     n = vol.shape[-1]
     if new_pixel_size_a is None and box_px is None:
-        raise InputError("give --pixel-size and/or --box for resample.")
+        raise InputError("give `new_pixel_size_a` and/or `box_px` for resample.")
     achieved = px
     if new_pixel_size_a is not None:
         if not new_pixel_size_a > 0:
-            raise InputError(f"--pixel-size must be positive, got {new_pixel_size_a}.")
+            raise InputError(f"`new_pixel_size_a` must be positive, got {new_pixel_size_a}.")
         new_n = int(round(n * px / new_pixel_size_a))
         if new_n < 2:
             raise InputError(
-                f"--pixel-size {new_pixel_size_a:g} Å leaves {new_n} px of a {n} px box; choose a smaller pixel size."
+                f"`new_pixel_size_a` {new_pixel_size_a:g} Å leaves {new_n} px of a {n} px box; choose a smaller "
+                "pixel size."
             )
         vol, achieved = fourier_rescale(vol, new_n, pixel_size_a=px)
     if box_px is not None:
         if box_px < 2:
-            raise InputError(f"--box must be at least 2 px, got {box_px}.")
+            raise InputError(f"`box_px` must be at least 2 px, got {box_px}.")
         vol = window(vol, box_px)
     write_mrc(out, vol, pixel_size_a=achieved)
     return {

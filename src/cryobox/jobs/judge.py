@@ -140,7 +140,7 @@ def _header(path: Path) -> tuple[int, float | None]:
 
 def _read_on_grid(path: Path, pixel_size_a: float, header_px: float) -> np.ndarray:
     from cryobox.core.fourier import fourier_rescale
-    from cryobox.jobs.fsc import read_map
+    from cryobox.io.mrc import read_map
 
     vol, _ = read_map(path, what="half map")
     if abs(header_px - pixel_size_a) > 1e-4 * pixel_size_a:
@@ -190,7 +190,7 @@ def run_judge(
             raise InputError(
                 f"the runs have pixel sizes {', '.join(f'{p:g}' for p in sizes)} Å/px: judge compares runs on one "
                 "grid; "
-                "give --resample to Fourier-resample every map to the first run's pixel size."
+                "give `resample` to Fourier-resample every map to the first run's pixel size."
             )
         notes.append(f"maps Fourier-resampled to {psize:g} Å/px (from {', '.join(f'{p:g}' for p in sizes)} Å/px)")
     grid_box = {spec: int(round(b * p / psize)) for spec, (b, p) in info.items()}  # each run's box on the common grid
@@ -205,7 +205,7 @@ def run_judge(
         if mpx is not None and abs(mpx - psize) > 1e-3 * psize:
             if not resample:
                 raise InputError(
-                    f"{mask}: the mask is at {mpx:g} Å/px, the runs at {psize:g} Å/px; give --resample or a mask on "
+                    f"{mask}: the mask is at {mpx:g} Å/px, the runs at {psize:g} Å/px; give `resample` or a mask on "
                     "their grid."
                 )
             from cryobox.core.fourier import fourier_rescale
@@ -234,7 +234,7 @@ def run_judge(
                 acc / used, pixel_size_a=psize, lowpass_a=lowpass, extend_a=extend, soft_edge_a=soft
             )
         except ValueError as exc:
-            raise InputError(f"auto mask: {exc}; give a mask with --mask.") from None
+            raise InputError(f"auto mask: {exc}; give a mask with `mask`.") from None
         mask_text = (
             f"auto mask from the average of {used} run(s) at {big} px: low-passed to {lowpass:g} Å, threshold "
             f"{thr:.4g}, "

@@ -42,7 +42,7 @@ def _half_sets(table: ParticleTable) -> np.ndarray:
             return v
     raise InputError(
         f"{table.path}: no half-set labels (rlnRandomSubset / alignments3D/split); "
-        "give the data STAR of a gold-standard refinement, or use --no-halves for one map."
+        "give the data STAR of a gold-standard refinement, or use `halves=False` for one map."
     )
 
 
@@ -88,7 +88,7 @@ def reconstruct_particles(
             if not (sets == h).any():
                 raise InputError(
                     f"{table.path}: half set {h} has no particles (rlnRandomSubset); "
-                    "give a refinement that split the particles into two halves, or use --no-halves."
+                    "give a refinement that split the particles into two halves, or use `halves=False`."
                 )
     shift_cols = [c for c in ("shift_x_a", "shift_y_a") if c in d]
     bad = ~np.isfinite(d[list(POSE) + shift_cols].to_numpy(float)).all(axis=1)

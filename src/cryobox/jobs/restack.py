@@ -17,7 +17,8 @@ import numpy as np
 
 from cryobox.errors import InputError
 from cryobox.io.particles import ParticleTable, fill_box_from_stacks, find_stack, search_roots, write_cs, write_star
-from cryobox.jobs.records import read_record, settings_digest, write_record
+from cryobox.jobs.particle_ops import ParticleOps, finish_batch
+from cryobox.jobs.records import read_record, write_record
 
 __all__ = ["RestackOptions", "run_restack"]
 
@@ -25,19 +26,11 @@ CHUNK = 64  # particles per batch: bounds memory (a 512 px batch is 64 MiB, its 
 
 
 @dataclass(frozen=True)
-class RestackOptions:
-    box_px: int | None = None  # window to this size (None: keep)
-    rescale_px: int | None = None
-    premultiply: bool = False
-    phase_flip: bool = False
-    norm: bool = False
-    bg_radius_px: float | None = None
-    ramp: bool = True
-    invert: bool = False
-    float16: bool = False
+class RestackOptions(ParticleOps):
+    """``ParticleOps`` for restacking: ``box_px`` None keeps the input's box; extracted particles
+    usually are normalised already, so ``norm`` is off by default."""
 
-    def digest(self) -> str:
-        return settings_digest(self)
+    norm: bool = False
 
 
 @dataclass
@@ -54,12 +47,9 @@ class _Unit:
 
 
 def _process(unit: _Unit) -> dict:
-    import mrcfile
-
     from cryobox.core import extract as ex
     from cryobox.core.fourier import window
-    from cryobox.io.atomic import atomic_path
-    from cryobox.io.mrc import StackReader, stamp_header
+    from cryobox.io.mrc import StackReader, StackWriter
 
     o = unit.options
     n_in = unit.box_in
@@ -71,35 +61,22 @@ def _process(unit: _Unit) -> dict:
             f"{unit.stack_in}: holds {src.nz} images of {src.nx} px, but the particle file asks for image "
             f"{int(unit.indices.max()) + 1} of {n_in} px; the metadata and the stack disagree."
         )
-    Path(unit.stack_out).parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(unit.stack_out) as tmp:
-        with mrcfile.new_mmap(
-            tmp, shape=(unit.indices.size, n_out, n_out), mrc_mode=12 if o.float16 else 2, overwrite=True
-        ) as out:
-            for start in range(0, unit.indices.size, CHUNK):
-                sel = slice(start, start + CHUNK)
-                stack = src.read(unit.indices[sel])
-                if o.premultiply or o.phase_flip:
-                    ctf = ex.ctf_grids(
-                        {k: v[sel] for k, v in unit.ctf.items()}, n_in, unit.pixel_size_a, phase_flip=o.phase_flip
-                    )
-                    stack = ex.premultiply_and_crop(stack, ctf, min(n_win, n_in))
-                    if n_win > n_in:
-                        stack = window(stack, n_win, ndim=2)
-                elif n_win != n_in:
+    with StackWriter(
+        unit.stack_out, unit.indices.size, n_out, pixel_size_a=unit.pixel_size_a * n_win / n_out, float16=o.float16
+    ) as out:
+        for start in range(0, unit.indices.size, CHUNK):
+            sel = slice(start, start + CHUNK)
+            stack = src.read(unit.indices[sel])
+            if o.premultiply or o.phase_flip:
+                ctf = ex.ctf_grids(
+                    {k: v[sel] for k, v in unit.ctf.items()}, n_in, unit.pixel_size_a, phase_flip=o.phase_flip
+                )
+                stack = ex.premultiply_and_crop(stack, ctf, min(n_win, n_in))
+                if n_win > n_in:
                     stack = window(stack, n_win, ndim=2)
-                if n_out != n_win:
-                    stack, _ = ex.fourier_rescale_stack(stack, n_out, pixel_size_a=unit.pixel_size_a)
-                if o.norm:
-                    radius = o.bg_radius_px if o.bg_radius_px is not None else int(0.375 * n_out)
-                    stack = ex.normalise_background(stack, radius, ramp=o.ramp, invert=o.invert)
-                elif o.invert:
-                    stack = -stack
-                out.data[sel] = stack
-            out.set_image_stack()
-            stamp_header(out)
-            out.voxel_size = unit.pixel_size_a * n_win / n_out
-            out.update_header_stats()
+            elif n_win != n_in:
+                stack = window(stack, n_win, ndim=2)
+            out.write(finish_batch(stack, o, pixel_size_a=unit.pixel_size_a))
     info = {"options": o.digest(), "n": int(unit.indices.size)}
     write_record(unit.record, info)
     return info
@@ -142,14 +119,14 @@ def run_restack(
             purpose="premultiply / phase flip",
         )
         if o.premultiply and o.phase_flip:
-            raise InputError("choose --premultiply or --phase-flip, not both.")
+            raise InputError("choose `premultiply` or `phase_flip`, not both.")
         if "ctf_premultiplied" in d and d["ctf_premultiplied"].any():
             raise InputError(
                 f"{table.path}: the particles are already CTF-premultiplied (rlnCtfDataAreCtfPremultiplied 1)."
             )
     box_in = int(d["box_px"].iloc[0])
     psize = float(d["pixel_size_a"].iloc[0])
-    for v, flag in ((o.box_px, "--box"), (o.rescale_px, "--rescale")):
+    for v, flag in ((o.box_px, "`box_px`"), (o.rescale_px, "`rescale_px`")):
         if v is not None and v < 2:
             raise InputError(f"{flag} must be at least 2 px, got {v}.")
     out = Path(out).resolve()

@@ -30,6 +30,15 @@ __all__ = ["SimulationSettings", "simulate_micrographs", "simulate_stack", "load
 
 @dataclass(frozen=True)
 class SimulationSettings:
+    """The microscope and the sample of a simulation (Å, kV, mm, Å² as named).
+
+    Per micrograph the defocus is drawn uniformly in [``defocus_min_a``, ``defocus_max_a``] with up
+    to ``astigmatism_max_a`` astigmatism; ``bfactor_a2`` is the CTF envelope; ``snr`` is the
+    variance of the CTF-modulated particle signal over the noise variance inside the particles;
+    ``crowding`` lets neighbours come closer than 0.9 D; ``ice_ramp`` is the background's change
+    across the micrograph in units of the noise SD. Same ``seed``, same bytes.
+    """
+
     pixel_size_a: float = 1.06
     voltage_kv: float = 300.0
     cs_mm: float = 2.7
@@ -53,9 +62,9 @@ def load_density(
     from cryobox.core.simulate import default_particle_map
 
     if map_path is not None and model_path is not None:
-        raise InputError("give --map or --model, not both.")
+        raise InputError("give `map_path` or `model_path`, not both.")
     if map_path is not None:
-        from cryobox.jobs.fsc import read_map
+        from cryobox.io.mrc import read_map
 
         vol, px = read_map(map_path, what="map")
         if abs(px - pixel_size_a) > 1e-4 * px:
@@ -266,7 +275,7 @@ def simulate_stack(
     s = settings
     n = density.shape[-1]
     if n_particles < 1:
-        raise InputError(f"--n must be at least 1, got {n_particles}.")
+        raise InputError(f"`n_particles` must be at least 1, got {n_particles}.")
     rng = np.random.default_rng(s.seed)
     out = Path(out)
     # drawn even when given, so that the CTFs and the noise below are the same either way

@@ -85,29 +85,29 @@ class SweepSettings:
 
     def check(self) -> None:
         if not self.boxes_px:
-            raise InputError("--boxes: give at least one box size (px), like --boxes 280,360,576.")
+            raise InputError("`boxes_px`: give at least one box size (px), like `boxes_px` 280,360,576.")
         if any(b < 16 for b in self.boxes_px):
-            raise InputError(f"--boxes: every box must be at least 16 px, got {list(self.boxes_px)}.")
+            raise InputError(f"`boxes_px`: every box must be at least 16 px, got {list(self.boxes_px)}.")
         if len(set(self.boxes_px)) != len(self.boxes_px):
-            raise InputError(f"--boxes: each box once, got {list(self.boxes_px)}.")
+            raise InputError(f"`boxes_px`: each box once, got {list(self.boxes_px)}.")
         if self.repeats < 1:
-            raise InputError(f"--repeats must be at least 1 (2 or more to judge differences), got {self.repeats}.")
+            raise InputError(f"`repeats` must be at least 1 (2 or more to judge differences), got {self.repeats}.")
         if self.premultiply_from_px is not None and not any(b < self.premultiply_from_px for b in self.boxes_px):
             raise InputError(
-                f"--premultiply-from {self.premultiply_from_px} px: no box in --boxes is smaller, so nothing is "
+                f"`premultiply_from_px` {self.premultiply_from_px} px: no box in `boxes_px` is smaller, so nothing is "
                 "cropped."
             )
         bad = [p for p in self.mask_policies if p not in MASK_POLICIES]
         if bad or not self.mask_policies:
             raise InputError(
-                f"--mask-policy takes fixed, box-relative or both, got {','.join(self.mask_policies) or 'nothing'}."
+                f"`mask_policies` takes fixed, box-relative or both, got {','.join(self.mask_policies) or 'nothing'}."
             )
         if not self.particle_diameter_a > 0:
-            raise InputError(f"--particle-diameter must be positive (Å), got {self.particle_diameter_a}.")
+            raise InputError(f"`particle_diameter_a` must be positive (Å), got {self.particle_diameter_a}.")
         if not self.ini_high_a > 0:
-            raise InputError(f"--ini-high must be positive (Å), got {self.ini_high_a}.")
+            raise InputError(f"`ini_high_a` must be positive (Å), got {self.ini_high_a}.")
         if self.edge not in ("keep", "drop"):
-            raise InputError(f"--edge must be keep or drop, got {self.edge!r}.")
+            raise InputError(f"`edge` must be keep or drop, got {self.edge!r}.")
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ def plan_variants(settings: SweepSettings, *, pixel_size_a: float) -> tuple[list
                 continue
             if diameter > box * pixel_size_a:
                 raise InputError(
-                    f"--particle-diameter {s.particle_diameter_a:g} Å: the {policy} mask ({diameter:.0f} Å) is "
+                    f"`particle_diameter_a` {s.particle_diameter_a:g} Å: the {policy} mask ({diameter:.0f} Å) is "
                     "larger than the "
                     f"{box} px box ({box * pixel_size_a:.0f} Å at {pixel_size_a:g} Å/px); lower it or drop the box."
                 )
@@ -246,7 +246,7 @@ def _make_data(
 
 def _reference_grids(
     reference: np.ndarray,
-    reference_px: float,
+    reference_pixel_size_a: float,
     pixel_size_a: float,
     boxes: list[int],
     ini_high_a: float,
@@ -260,11 +260,12 @@ def _reference_grids(
 
     notes = []
     ref = np.asarray(reference, dtype=np.float32)
-    if abs(reference_px - pixel_size_a) > 1e-4 * pixel_size_a:
-        new_n = max(2, int(round(ref.shape[-1] * reference_px / pixel_size_a)))
-        ref, achieved = fourier_rescale(ref, new_n, pixel_size_a=reference_px)
+    if abs(reference_pixel_size_a - pixel_size_a) > 1e-4 * pixel_size_a:
+        new_n = max(2, int(round(ref.shape[-1] * reference_pixel_size_a / pixel_size_a)))
+        ref, achieved = fourier_rescale(ref, new_n, pixel_size_a=reference_pixel_size_a)
         notes.append(
-            f"reference resampled from {reference_px:g} to {achieved:.4g} Å/px ({new_n} px) to match the particles"
+            f"reference resampled from {reference_pixel_size_a:g} to {achieved:.4g} Å/px ({new_n} px) to match the "
+            "particles"
         )
     big = max(boxes)
     ref_big = window(ref, big, ndim=3)
@@ -335,7 +336,7 @@ def run_fsc_record(h1: np.ndarray, h2: np.ndarray, m: np.ndarray | None, *, pixe
             pixel_size_a=pixel_size_a,
             mask=m,
             rng=np.random.default_rng(seed),
-            randomize_at_a=3.0 * pixel_size_a,
+            randomise_at_a=3.0 * pixel_size_a,
         )
     r143 = res.resolution(0.143)
     r05 = res.resolution(0.5)
@@ -343,7 +344,7 @@ def run_fsc_record(h1: np.ndarray, h2: np.ndarray, m: np.ndarray | None, *, pixe
         "resolution_a": r143["resolution_a"],
         "interpolated_resolution_a": r143["interpolated_resolution_a"],
         "resolution_0.5_a": r05["resolution_a"],
-        "randomize_at_shell": res.randomize_at_shell,
+        "randomise_at_shell": res.randomise_at_shell,
         "limited_by_nyquist": r143["limited_by_nyquist"],
         "warnings": list(res.warnings),
         "curve": {
@@ -419,7 +420,7 @@ def run_sweep(
     common = set.intersection(*(set(k) for k in key_sets.values()))
     counts = {arm_label(*a): len(k) for a, k in key_sets.items()}
     if not common:
-        raise InputError("no particle is present at every box (the edge policy dropped them all); use --edge keep.")
+        raise InputError("no particle is present at every box (the edge policy dropped them all); use `edge='keep'`.")
     first = key_sets[arms[0]]
     order = [k for k in first if k in common]
     order_digest = digest(order)  # the refined particles, in order: part of every run's key

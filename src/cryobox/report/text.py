@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-__all__ = ["fmt", "half_maps_text", "verdict_sentence", "repeats_advice", "opening_paragraph"]
+__all__ = ["fmt", "half_maps_text", "verdict_sentence", "repeats_advice", "opening_paragraph", "advice_sentences"]
 
 
 def fmt(value, spec: str = ".3g", none: str = "-") -> str:
@@ -164,3 +164,50 @@ def opening_paragraph(advice_result, runs: dict | None, *, resolution_a: float) 
             "`cryobox judge` on the runs (or `cryobox sweep`)."
         )
     return " ".join(parts)
+
+
+def advice_sentences(a) -> tuple[list[str], list[str]]:
+    """The advisor's reasons and warnings, in words, from a ``core.boxsize.BoxAdvice``'s numbers."""
+    by = {c.box_px: c for c in a.candidates}
+    refine_px, extract_px, p = a.recommended_refine_box_px, a.recommended_extract_box_px, a.pixel_size_a
+    pct = 100.0 * a.required_fraction
+    smallest = a.candidates[0].box_px
+    reasons = [
+        f"refine in {refine_px} px ({refine_px * p:.0f} Å): the smallest FFT-friendly box "
+        f">= {a.min_refine_factor:g} x D ({a.min_refine_factor * a.diameter_a:.0f} Å) in which "
+        f"{100 * by[refine_px].aliasing_free_fraction:.1f}% of particles (>= {pct:g}% required) "
+        f"have their CTF sampled without aliasing to {a.resolution_a:g} Å.",
+    ]
+    if a.premultiply:
+        reasons.append(
+            f"extract in {extract_px} px ({extract_px * p:.0f} Å), premultiply by the CTF and crop "
+            f"to {refine_px} px: {extract_px} px holds the delocalised signal (Rosenthal & Henderson, "
+            f"D + 2 R(1/d)) of {100 * by[extract_px].delocalisation_fraction:.1f}% of particles; "
+            f"the refine box holds it for only {100 * by[refine_px].delocalisation_fraction:.1f}%."
+        )
+    else:
+        reasons.append(
+            f"extract in {extract_px} px too: it already holds the delocalised signal of "
+            f"{100 * by[extract_px].delocalisation_fraction:.1f}% of particles, so premultiply + crop gains nothing."
+        )
+    reasons.append(
+        f"cost: {refine_px} px costs {by[refine_px].relative_cost_2d:.2f}x per image and "
+        f"{by[refine_px].relative_cost_3d:.2f}x per volume of the smallest candidate ({smallest} px); "
+        f"the Rosenthal & Henderson box at the highest defocus is {a.rosenthal_henderson_box_a:.0f} Å "
+        f"({a.rosenthal_henderson_box_a / p:.0f} px)."
+    )
+    warnings = []
+    if by[extract_px].edge_loss_fraction:
+        warnings.append(
+            f"{100 * by[extract_px].edge_loss_fraction:.1f}% of particles lie partly outside their "
+            f"micrograph at {extract_px} px: a program that drops edge particles (cryoSPARC) loses them; "
+            "RELION keeps them with filled edges."
+        )
+    if by[refine_px].ctf2_aliasing_free_fraction < a.required_fraction and a.premultiply:
+        warnings.append(
+            f"premultiplied data carry CTF^2, which is alias-free to {a.resolution_a:g} Å in {refine_px} px for only "
+            f"{100 * by[refine_px].ctf2_aliasing_free_fraction:.1f}% of particles "
+            f"(CTF^2 needs {a.ctf2_aliasing_free_box_a:.0f} Å at the highest defocus): refine with CTF padding "
+            "(relion_refine --pad_ctf) so the CTF^2 model is computed on a finer grid."
+        )
+    return reasons, warnings

@@ -1,0 +1,94 @@
+"""What `extract` and `restack` do to each particle: one options type and one per-batch finish.
+
+Both follow relion_preprocess's order: cut (extract) or read (restack) the boxes; premultiply by
+the CTF or flip its phases on the big box, then window to the box; Fourier rescale; normalise the
+background; invert. The first steps differ (extract cuts from micrographs, restack reads stacks);
+``finish_batch`` is the shared rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cryobox.core.extract import default_bg_radius_px
+from cryobox.jobs.records import settings_digest
+
+__all__ = ["ParticleOps", "finish_batch"]
+
+
+@dataclass(frozen=True)
+class ParticleOps:
+    """The operations on each particle, in RELION's order (all sizes in px).
+
+    ``box_px``: the box written before ``rescale_px`` (restack: None keeps the input's);
+    ``premultiply_box_px`` (extract): cut this bigger box, multiply by the particle's CTF and crop
+    to ``box_px``; ``premultiply`` (restack): multiply by the CTF on the input box, then window;
+    ``premultiply_micrograph`` (extract): multiply the whole micrograph by its CTF first (the
+    limit of an infinite premultiply box); ``phase_flip``: flip the CTF's phases instead;
+    ``rescale_px``: Fourier crop/pad to this size; ``norm`` / ``bg_radius_px`` (px of the final
+    box, default ``default_bg_radius_px``) / ``ramp``: relion_preprocess --norm; ``invert``:
+    contrast; ``edge`` (extract): "keep" (RELION: pixels outside the micrograph repeat its edge) or
+    "drop" (cryoSPARC: such particles are left out); ``float16``: half-precision stacks.
+    """
+
+    box_px: int | None = None
+    norm: bool = True
+    bg_radius_px: float | None = None
+    ramp: bool = True
+    invert: bool = False
+    premultiply: bool = False
+    premultiply_box_px: int | None = None
+    premultiply_micrograph: bool = False
+    phase_flip: bool = False
+    rescale_px: int | None = None
+    edge: str = "keep"
+    float16: bool = False
+
+    @property
+    def final_box_px(self) -> int:
+        """The box written (px): ``rescale_px``, else ``box_px``."""
+        return self.rescale_px or self.box_px
+
+    @property
+    def cut_box_px(self) -> int:
+        """The box cut from the micrograph (px): the premultiply box when there is one."""
+        return self.premultiply_box_px or self.box_px
+
+    def bg_radius_for(self, final_box_px: int) -> float:
+        """The background radius (px) on a final box of ``final_box_px``."""
+        return float(self.bg_radius_px) if self.bg_radius_px is not None else default_bg_radius_px(final_box_px)
+
+    @property
+    def bg_radius(self) -> float:
+        """The background radius (px of ``final_box_px``)."""
+        return self.bg_radius_for(self.final_box_px)
+
+    @property
+    def premultiplied(self) -> bool:
+        """True when the output carries the CTF once (rlnCtfDataAreCtfPremultiplied 1)."""
+        return bool(self.premultiply or self.premultiply_box_px or self.premultiply_micrograph)
+
+    def digest(self) -> str:
+        """A short hash of the settings: outputs written with other settings are redone."""
+        return settings_digest(self)
+
+
+def finish_batch(stack: np.ndarray, ops: ParticleOps, *, pixel_size_a: float, overwrite: bool = False) -> np.ndarray:
+    """Rescale to ``ops.rescale_px``, normalise the background and invert, as relion_preprocess.
+
+    ``stack`` (n, N, N) at ``pixel_size_a`` (Å/px) is the windowed (and premultiplied) batch;
+    ``overwrite`` lets the normalisation work in the batch itself.
+    """
+    from cryobox.core import extract as ex
+
+    n = stack.shape[-1]
+    if ops.rescale_px and ops.rescale_px != n:
+        stack, _ = ex.fourier_rescale_stack(stack, ops.rescale_px, pixel_size_a=pixel_size_a)
+        overwrite = True
+    if ops.norm:
+        return ex.normalise_background(
+            stack, ops.bg_radius_for(stack.shape[-1]), ramp=ops.ramp, invert=ops.invert, overwrite=overwrite
+        )
+    return -stack if ops.invert else stack
