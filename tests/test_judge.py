@@ -8,19 +8,17 @@ import json
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from browser import ARTIFACTS, HAVE_BROWSER, chromium
 from cryobox.core.stats import compare_resolutions
 from cryobox.jobs.judge import find_half_maps, parse_variants
 from cryobox.report.text import opening_paragraph
 
 CLI = [sys.executable, "-m", "cryobox"]
-CHROMIUM = shutil.which("chromium")
-CHROMEDRIVER = shutil.which("chromedriver")
 
 
 def run(*args, cwd, check=True):
@@ -217,28 +215,11 @@ def test_the_cryosparc_users_report(project):
     adv = advise_files([root / "J42_particles.cs"], diameter_a=220, resolution_a=14, boxes_px=(48, 64, 48, 64))
     want = opening_paragraph(adv, d, resolution_a=14)
     assert "In the runs you made" in want and ("undecided" in want or "finer" in want)
-    if not (CHROMIUM and CHROMEDRIVER):
+    if not HAVE_BROWSER:
         pytest.skip("headless Chromium (chromium, chromium-driver) is not installed")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for a in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        f"--user-data-dir={tempfile.mkdtemp(prefix='cryobox-chromium-')}",
-    ):
-        opts.add_argument(a)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver = chromium()  # Chromium's default window size
     try:
         driver.get((root / "report.html").as_uri())
         text = driver.find_element(By.CSS_SELECTOR, "#answer p.answer").text
@@ -253,8 +234,6 @@ def test_the_cryosparc_users_report(project):
             "return [...document.querySelectorAll('img.ctf2d')].map(i => [i.naturalWidth, i.clientWidth])"
         )
         assert sizes and all(client >= natural for natural, client in sizes)
-        from tests_artifacts import ARTIFACTS
-
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         driver.execute_script("document.querySelector('img.ctf2d').scrollIntoView()")
         assert driver.save_screenshot(str(ARTIFACTS / "report_ctf_panel_default_window.png"))

@@ -3,35 +3,18 @@ headless Chromium (Debian's chromium + chromium-driver, driven by selenium)."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from browser import ARTIFACTS, chromium, needs_browser
 from cryobox.core.boxsize import aliasing_limited_resolution_a
 from cryobox.core.optics import max_local_oscillation_a
 from cryobox.io.particles import write_cs
 from cryobox.jobs.example import example_particles
 from cryobox.jobs.report import build_report, defocus_sample
 from cryobox.jobs.sweep import SweepSettings, Variant, summarise_sweep
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-try:
-    import selenium  # noqa: F401
-
-    HAVE_SELENIUM = True
-except ImportError:
-    HAVE_SELENIUM = False
-HAVE_BROWSER = bool(CHROMIUM and CHROMEDRIVER and HAVE_SELENIUM)
-needs_browser = pytest.mark.skipif(
-    not HAVE_BROWSER, reason="headless Chromium test needs chromium, chromium-driver (apt) and selenium (pip)"
-)
-ARTIFACTS = Path(os.environ.get("CRYOBOX_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
 
 
 def _fake_sweep() -> dict:
@@ -130,30 +113,12 @@ def _python_numbers(data: dict, box_px: int, percentile: float) -> dict:
 
 @needs_browser
 def test_report_in_headless_chromium(report):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
     root, _, info = report
     data = info["data"]
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for a in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--window-size=1300,1800",
-        f"--user-data-dir={tempfile.mkdtemp(prefix='cryobox-chromium-')}",
-    ):
-        opts.add_argument(a)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver = chromium(window_size="1300,1800")
     try:
         driver.get((root / "report.html").as_uri())
         assert driver.execute_script("return document.body.dataset.ready") == "1"
