@@ -59,7 +59,13 @@ def simulate_command(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Synthetic micrographs (whole-micrograph CTF, noise, ice ramp) or stacks, with the true poses, CTF and map."""
-    from cryobox.jobs.simulate import SimulationSettings, load_density, simulate_micrographs, simulate_stack
+    from cryobox.jobs.simulate import (
+        SimulationSettings,
+        load_density,
+        poses_from_particles,
+        simulate_micrographs,
+        simulate_stack,
+    )
 
     if defocus_min > defocus_max or defocus_min < 0:
         fail(f"--defocus-min ({defocus_min:g} Å) must be >= 0 and <= --defocus-max ({defocus_max:g} Å).")
@@ -84,18 +90,10 @@ def simulate_command(
     if angles is not None and not stack:
         fail("--angles goes with --stack.")
     if stack:
-        given, shifts = None, None
+        given = shifts = None
         if angles is not None:
-            from cryobox.io.particles import read_particles
-
-            t = read_particles(angles)
-            t.require("angle_rot_deg", "angle_tilt_deg", "angle_psi_deg", purpose="--angles")
-            d = t.data
-            given = d[["angle_rot_deg", "angle_tilt_deg", "angle_psi_deg"]].to_numpy(float)
-            if "shift_x_a" in d:
-                # RELION's origin is minus the particle's displacement in the image
-                shifts = -d[["shift_x_a", "shift_y_a"]].to_numpy(float) / pixel_size
-            n = len(d)
+            given, shifts = poses_from_particles(angles, pixel_size_a=pixel_size)
+            n = len(given)
         summary = simulate_stack(
             out, density, n_particles=n, settings=settings, angles_deg=given, shifts_px=shifts, log=log
         )

@@ -20,8 +20,8 @@ from numpy.typing import NDArray
 __all__ = [
     "fft_workers",
     "set_fft_workers",
-    "rfft_radius_px",
-    "rfft_radius2_px",
+    "rfft_radius_fourier_px",
+    "rfft_radius2_fourier_px",
     "rfft_shell_index",
     "lowpass_rfft",
     "highpass_rfft",
@@ -63,7 +63,7 @@ def irfft2_inplace(ft: NDArray, shape: tuple[int, int]) -> NDArray[np.float32]:
     return sfft.irfft(half, n=nx, axis=-1, workers=fft_workers(), overwrite_x=True).astype(np.float32, copy=False)
 
 
-def rfft_radius_px(shape: tuple[int, ...]) -> NDArray[np.float32]:
+def rfft_radius_fourier_px(shape: tuple[int, ...]) -> NDArray[np.float32]:
     """|k| in Fourier pixels on the rfftn grid of a real array of ``shape`` (2D or 3D, cubic or not).
 
     Each axis uses its own integer frequencies (fftfreq(n) * n); the last axis is the half axis.
@@ -82,7 +82,7 @@ def rfft_radius_px(shape: tuple[int, ...]) -> NDArray[np.float32]:
     return np.sqrt(r2)
 
 
-def rfft_radius2_px(shape: tuple[int, ...]) -> NDArray[np.int32]:
+def rfft_radius2_fourier_px(shape: tuple[int, ...]) -> NDArray[np.int32]:
     """|k|^2 in Fourier pixels (integer) on the rfftn grid of a real array of ``shape``."""
     r2 = None
     for i, n in enumerate(shape):
@@ -99,20 +99,20 @@ def rfft_shell_index(shape: tuple[int, ...]) -> NDArray[np.intp]:
 
     Computed from the integer |k|^2 through a look-up table (one pass, no float temporaries).
     """
-    r2 = rfft_radius2_px(shape)
+    r2 = rfft_radius2_fourier_px(shape)
     lut = np.floor(np.sqrt(np.arange(int(r2.max()) + 1, dtype=np.float64)) + 0.5).astype(np.intp)
     return np.take(lut, r2)
 
 
 def _raised_cosine_weights(
-    radius_px: NDArray, size: int, shell: float, edge_width_shells: int, *, high: bool
+    radius_fourier_px: NDArray, box_px: int, shell: float, edge_width_shells: int, *, high: bool
 ) -> NDArray:
     """RELION's lowPassFilterMap edge: between (shell -/+ width/2) / N the weight goes 1 -> 0
-    (low-pass) or 0 -> 1 (high-pass) as a raised cosine; radius and edges in 1/pixel."""
+    (low-pass) or 0 -> 1 (high-pass) as a raised cosine; radius in Fourier pixels, edges in 1/pixel."""
     half = edge_width_shells // 2
-    res = radius_px / size
-    edge_low = max(0.0, (shell - half) / size)
-    edge_high = min(radius_px.max() / size + 1.0, (shell + half) / size)
+    res = radius_fourier_px / box_px
+    edge_low = max(0.0, (shell - half) / box_px)
+    edge_high = min(radius_fourier_px.max() / box_px + 1.0, (shell + half) / box_px)
     width = edge_high - edge_low
     with np.errstate(divide="ignore", invalid="ignore"):
         t = np.clip((res - edge_low) / width, 0.0, 1.0) if width > 0 else (res > edge_low).astype(np.float32)
@@ -121,35 +121,37 @@ def _raised_cosine_weights(
 
 
 def lowpass_rfft(
-    ft: NDArray, *, size: int, pixel_size_a: float, resolution_a: float, edge_width_shells: int = 2
+    ft: NDArray, *, box_px: int, pixel_size_a: float, resolution_a: float, edge_width_shells: int = 2
 ) -> NDArray:
     """Low-pass an rfftn spectrum at ``resolution_a`` with RELION's raised-cosine edge.
 
     The filter shell is round(N p / d); the edge spans ``edge_width_shells`` shells around it
     (RELION's --filter_edge_width, default 2).
     """
-    shell = float(np.floor(size * pixel_size_a / resolution_a + 0.5))
+    shell = float(np.floor(box_px * pixel_size_a / resolution_a + 0.5))
     return ft * _raised_cosine_weights(
-        rfft_radius_px(_real_shape(ft, size)), size, shell, edge_width_shells, high=False
+        rfft_radius_fourier_px(_real_shape(ft, box_px)), box_px, shell, edge_width_shells, high=False
     )
 
 
 def highpass_rfft(
-    ft: NDArray, *, size: int, pixel_size_a: float, resolution_a: float, edge_width_shells: int = 2
+    ft: NDArray, *, box_px: int, pixel_size_a: float, resolution_a: float, edge_width_shells: int = 2
 ) -> NDArray:
     """High-pass an rfftn spectrum at ``resolution_a`` (RELION's raised-cosine edge, see lowpass_rfft)."""
-    shell = float(np.floor(size * pixel_size_a / resolution_a + 0.5))
-    return ft * _raised_cosine_weights(rfft_radius_px(_real_shape(ft, size)), size, shell, edge_width_shells, high=True)
+    shell = float(np.floor(box_px * pixel_size_a / resolution_a + 0.5))
+    return ft * _raised_cosine_weights(
+        rfft_radius_fourier_px(_real_shape(ft, box_px)), box_px, shell, edge_width_shells, high=True
+    )
 
 
-def bfactor_rfft(ft: NDArray, *, size: int, pixel_size_a: float, bfactor_a2: float) -> NDArray:
+def bfactor_rfft(ft: NDArray, *, box_px: int, pixel_size_a: float, bfactor_a2: float) -> NDArray:
     """Multiply by exp(-B k^2 / 4), k in 1/Å (negative B sharpens), as RELION's applyBFactorToMap."""
-    k = rfft_radius_px(_real_shape(ft, size)) / (size * pixel_size_a)
+    k = rfft_radius_fourier_px(_real_shape(ft, box_px)) / (box_px * pixel_size_a)
     return ft * np.exp(-0.25 * bfactor_a2 * k * k).astype(np.float32)
 
 
-def _real_shape(ft: NDArray, size: int) -> tuple[int, ...]:
-    return tuple(ft.shape[:-1]) + (size,)
+def _real_shape(ft: NDArray, box_px: int) -> tuple[int, ...]:
+    return tuple(ft.shape[:-1]) + (box_px,)
 
 
 def filter_map(
@@ -173,18 +175,18 @@ def filter_map(
     ft = sfft.rfftn(vol, workers=fft_workers())
     if lowpass_a is not None:
         ft = lowpass_rfft(
-            ft, size=n, pixel_size_a=pixel_size_a, resolution_a=lowpass_a, edge_width_shells=edge_width_shells
+            ft, box_px=n, pixel_size_a=pixel_size_a, resolution_a=lowpass_a, edge_width_shells=edge_width_shells
         )
     if highpass_a is not None:
         ft = highpass_rfft(
-            ft, size=n, pixel_size_a=pixel_size_a, resolution_a=highpass_a, edge_width_shells=edge_width_shells
+            ft, box_px=n, pixel_size_a=pixel_size_a, resolution_a=highpass_a, edge_width_shells=edge_width_shells
         )
     if bfactor_a2:
-        ft = bfactor_rfft(ft, size=n, pixel_size_a=pixel_size_a, bfactor_a2=bfactor_a2)
+        ft = bfactor_rfft(ft, box_px=n, pixel_size_a=pixel_size_a, bfactor_a2=bfactor_a2)
     return sfft.irfftn(ft, s=vol.shape, workers=fft_workers()).astype(np.float32)
 
 
-def fourier_rescale(volume: NDArray, new_size: int, *, pixel_size_a: float) -> tuple[NDArray[np.float32], float]:
+def fourier_rescale(volume: NDArray, new_box_px: int, *, pixel_size_a: float) -> tuple[NDArray[np.float32], float]:
     """Fourier crop (downsample) or pad (upsample) a cubic map/image from N to n px per axis.
 
     Keeps |k| below the new Nyquist, preserves the real-space values (mean and the value at the
@@ -196,9 +198,9 @@ def fourier_rescale(volume: NDArray, new_size: int, *, pixel_size_a: float) -> t
     n_old = vol.shape[-1]
     if any(s != n_old for s in vol.shape):
         raise ValueError(f"rescaling needs a cubic (square) box, got shape {vol.shape}")
-    n_new = int(new_size)
+    n_new = int(new_box_px)
     if n_new < 2:
-        raise ValueError(f"new size must be at least 2 px, got {new_size}")
+        raise ValueError(f"`new_box_px` must be at least 2 px, got {new_box_px}")
     if n_new == n_old:
         return vol.copy(), float(pixel_size_a)
     axes = tuple(range(vol.ndim))
@@ -216,8 +218,8 @@ def fourier_rescale(volume: NDArray, new_size: int, *, pixel_size_a: float) -> t
     return img.astype(np.float32), float(pixel_size_a) * n_old / n_new
 
 
-def window(volume: NDArray, new_size: int, *, ndim: int | None = None, fill: float = 0.0) -> NDArray:
-    """Centred crop or pad (with ``fill``) of the last ``ndim`` axes to ``new_size`` px.
+def window(volume: NDArray, new_box_px: int, *, ndim: int | None = None, fill: float = 0.0) -> NDArray:
+    """Centred crop or pad (with ``fill``) of the last ``ndim`` axes to ``new_box_px`` px.
 
     The centre pixel N//2 of the input lands on n//2 of the output (RELION's windowing), for
     even and odd sizes. ``ndim`` defaults to the array's own (2 for an image, 3 for a volume);
@@ -229,7 +231,7 @@ def window(volume: NDArray, new_size: int, *, ndim: int | None = None, fill: flo
     if ndim not in (2, 3) or arr.ndim < ndim:
         raise ValueError(f"window works on the last 2 or 3 axes; got ndim={ndim} for shape {arr.shape}")
     n_old = arr.shape[-1]
-    n_new = int(new_size)
+    n_new = int(new_box_px)
     shape = arr.shape[:-ndim] + (n_new,) * ndim
     out = np.zeros(shape, dtype=arr.dtype) if fill == 0 else np.full(shape, fill, dtype=arr.dtype)
     off = n_new // 2 - n_old // 2  # where input pixel 0 lands in the output

@@ -24,7 +24,7 @@ import numpy as np
 import scipy.fft as sfft
 from numpy.typing import NDArray
 
-from cryobox.core.fourier import fft_workers, rfft_radius2_px, rfft_radius_px, rfft_shell_index
+from cryobox.core.fourier import fft_workers, rfft_radius2_fourier_px, rfft_radius_fourier_px, rfft_shell_index
 
 __all__ = [
     "fsc_curve",
@@ -136,7 +136,7 @@ def randomise_phases_beyond(volume: NDArray, shell: int, *, rng: np.random.Gener
     is on the unrounded radius, so half of the shell ``shell`` itself is randomised too."""
     vol = np.asarray(volume, dtype=np.float32)
     ft = sfft.rfftn(vol, workers=fft_workers())
-    beyond = rfft_radius_px(vol.shape) >= shell
+    beyond = rfft_radius_fourier_px(vol.shape) >= shell
     return sfft.irfftn(_randomise_phases_rfft(ft, beyond, rng), s=vol.shape, workers=fft_workers()).astype(np.float32)
 
 
@@ -318,7 +318,7 @@ def masked_fsc_analysis(
     # One thread per half map, each FFT on one core: the numpy work between FFTs (masking,
     # phase randomisation) then runs on both cores too.
     pool = _pool()
-    r2 = rfft_radius2_px(h1.shape)
+    r2 = rfft_radius2_fourier_px(h1.shape)
     lut = np.floor(np.sqrt(np.arange(int(r2.max()) + 1, dtype=np.float64)) + 0.5).astype(np.intp)
     shells = np.take(lut, r2)
     ft1, ft2 = pool.map(lambda v: sfft.rfftn(v, workers=1), (h1, h2))

@@ -25,7 +25,7 @@ import pandas as pd
 from cryobox.errors import InputError
 from cryobox.io.particles import ParticleTable, write_cs, write_star
 
-__all__ = ["SimulationSettings", "simulate_micrographs", "simulate_stack", "load_density"]
+__all__ = ["SimulationSettings", "simulate_micrographs", "simulate_stack", "load_density", "poses_from_particles"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,20 @@ class SimulationSettings:
     seed: int = 0
     crowding: bool = False
     ice_ramp: float = 0.5  # background change across the micrograph, in units of the noise sd
+
+
+def poses_from_particles(path, *, pixel_size_a: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """Orientations (n, 3) (RELION Euler angles, degrees) and image displacements (n, 2) (px at
+    ``pixel_size_a``) from any particle file with poses; displacements None when it has no shifts.
+    RELION's origin is minus the particle's displacement in the image."""
+    from cryobox.io.particles import read_particles
+
+    t = read_particles(path)
+    t.require("angle_rot_deg", "angle_tilt_deg", "angle_psi_deg", purpose="simulating with given orientations")
+    d = t.data
+    angles = d[["angle_rot_deg", "angle_tilt_deg", "angle_psi_deg"]].to_numpy(float)
+    shifts = -d[["shift_x_a", "shift_y_a"]].to_numpy(float) / pixel_size_a if "shift_x_a" in d else None
+    return angles, shifts
 
 
 def load_density(
