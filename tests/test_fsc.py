@@ -326,7 +326,7 @@ def test_filter_and_resample_cli(cli, tmp_path):
     assert (
         cli("filter", tmp_path / "v.mrc", "--lowpass", 4, "--bfactor", -20, "--out", tmp_path / "f.mrc").exit_code == 0
     )
-    r = cli("resample", tmp_path / "v.mrc", "--pixel-size", 1.6, "--box", 24, "--out", tmp_path / "r.mrc", "--json")
+    r = cli("resample", tmp_path / "v.mrc", "--to-pixel-size", 1.6, "--box", 24, "--out", tmp_path / "r.mrc", "--json")
     assert r.exit_code == 0, r.output
     info = json.loads(r.output)
     assert info["box_px"] == 24 and info["pixel_size_a"] == pytest.approx(1.6)

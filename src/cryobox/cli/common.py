@@ -50,7 +50,7 @@ PARAMETER_FLAGS = {
     "voltage_kv": "--voltage",
     "cs_mm": "--cs",
     "pixel_size_a": "--pixel-size",
-    "new_pixel_size_a": "--pixel-size",
+    "new_pixel_size_a": "--to-pixel-size",
     "defocus_min_a": "--defocus-min",
     "defocus_max_a": "--defocus-max",
     "mask": "--mask",

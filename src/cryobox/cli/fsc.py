@@ -38,7 +38,7 @@ RESAMPLE_EPILOG = """Examples:
 
   cryobox resample map_576.mrc --box 280 --out map_280.mrc
 
-  cryobox resample map.mrc --pixel-size 1.5 --out map_1.5A.mrc
+  cryobox resample map.mrc --to-pixel-size 1.5 --out map_1.5A.mrc
 """
 
 
@@ -230,16 +230,16 @@ def filter_command(
         console.print(f"wrote {out} ({info['box_px']} px at {info['pixel_size_a']:g} Å/px)")
 
 
-@handle_input_errors(flags={"pixel_size_a": "--input-pixel-size"})
+@handle_input_errors
 def resample_command(
     map_path: Path = typer.Argument(..., metavar="MAP", help="Map (MRC).", show_default=False),
     out: Path = typer.Option(..., "--out", help="Output map (MRC)."),
     pixel_size_new: Optional[float] = typer.Option(
-        None, "--pixel-size", help="New pixel size (Å/px): exact Fourier crop/pad."
+        None, "--to-pixel-size", help="New pixel size (Å/px): exact Fourier crop/pad."
     ),
     box: Optional[int] = typer.Option(None, "--box", help="New box (px): centred crop/pad (centre stays at N//2)."),
     input_pixel_size: Optional[float] = typer.Option(
-        None, "--input-pixel-size", help="Input pixel size (Å/px); overrides the header."
+        None, "--pixel-size", help="The map's pixel size (Å/px), as everywhere else; overrides the header."
     ),
     json_out: bool = typer.Option(False, "--json", help="Print what was done as JSON."),
 ) -> None:
