@@ -36,6 +36,8 @@ __all__ = [
     "resolution_interpolated",
     "soft_spherical_mask",
     "auto_mask",
+    "auto_mask_from_map",
+    "auto_mask_scales_a",
     "FscResult",
     "masked_fsc_analysis",
 ]
@@ -223,6 +225,13 @@ def auto_mask(
     d = distance_transform_edt(~core)
     t = np.clip(d / soft_edge_px, 0.0, 1.0)
     return np.where(core, 1.0, 0.5 + 0.5 * np.cos(np.pi * t)).astype(np.float32)
+
+
+def auto_mask_scales_a(pixel_size_a: float) -> tuple[float, float, float]:
+    """Low-pass, extension and soft edge (Å) of an FSC mask that suits maps at ``pixel_size_a``:
+    15, 3 and 6 Å (relion_mask_create's usual values), and never finer than 3, 1 and 3 pixels."""
+    p = float(pixel_size_a)
+    return max(15.0, 3.0 * p), max(3.0, p), max(6.0, 3.0 * p)
 
 
 def auto_mask_from_map(

@@ -161,7 +161,7 @@ def run_judge(
 ) -> dict:
     """Judge the variants' runs; writes judge.json (sweep.json schema), judge.png and the masks in ``out``."""
     from cryobox.core.fourier import window
-    from cryobox.core.fsc import auto_mask_from_map
+    from cryobox.core.fsc import auto_mask_from_map, auto_mask_scales_a
     from cryobox.io.mrc import read_mrc, write_mrc
     from cryobox.jobs.sweep import run_fsc_record, write_sweep
 
@@ -228,7 +228,7 @@ def run_judge(
             h2 = _read_on_grid(rm.half2, psize, info[rm.spec][1])
             acc += window(0.5 * (h1 + h2), big, ndim=3)
             used += 1
-        lowpass, extend, soft = max(15.0, 3.0 * psize), max(3.0, psize), max(6.0, 3.0 * psize)
+        lowpass, extend, soft = auto_mask_scales_a(psize)
         try:
             m_big, thr = auto_mask_from_map(
                 acc / used, pixel_size_a=psize, lowpass_a=lowpass, extend_a=extend, soft_edge_a=soft

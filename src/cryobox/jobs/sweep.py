@@ -255,7 +255,7 @@ def _reference_grids(
 ) -> tuple[dict, dict, list[str]]:
     """Reference (windowed and low-passed) and FSC mask files per box."""
     from cryobox.core.fourier import filter_map, fourier_rescale, window
-    from cryobox.core.fsc import auto_mask_from_map
+    from cryobox.core.fsc import auto_mask_from_map, auto_mask_scales_a
     from cryobox.io.mrc import write_mrc
 
     notes = []
@@ -270,7 +270,7 @@ def _reference_grids(
     big = max(boxes)
     ref_big = window(ref, big, ndim=3)
     if mask is None:
-        lowpass, extend, soft = max(15.0, 3.0 * pixel_size_a), max(3.0, pixel_size_a), max(6.0, 3.0 * pixel_size_a)
+        lowpass, extend, soft = auto_mask_scales_a(pixel_size_a)
         mask_big, _ = auto_mask_from_map(
             ref_big, pixel_size_a=pixel_size_a, lowpass_a=lowpass, extend_a=extend, soft_edge_a=soft
         )
