@@ -166,7 +166,9 @@ def test_extract_equals_relion_preprocess(dataset, variant):
         assert a.shape == b.shape
         for img_a, img_b in zip(a, b):
             assert np.corrcoef(img_a.ravel(), img_b.ravel())[0, 1] >= 0.9999
-            assert np.abs(img_a - img_b).max() <= 1e-3 * img_b.std()
+            # measured: up to 8.5e-6 SD (the normalised variants, float32 sums in another order)
+            rel_diff = np.abs(img_a - img_b).max() / img_b.std()
+            assert rel_diff <= 2e-5, (variant, i, rel_diff)
 
 
 @needs_relion
