@@ -66,7 +66,7 @@ def test_fsc_equals_relion_image_handler(tmp_path, n):
     relion = starfile.read(tmp_path / "r.star")["rlnFourierShellCorrelation"].to_numpy()
     ours = fsc_curve(h1, h2)
     assert ours.size == relion.size
-    assert np.abs(ours - relion).max() < 0.01
+    assert np.abs(ours - relion).max() <= 1e-4  # measured 3.8e-6
 
 
 def test_randomise_phases_keeps_amplitudes_and_low_shells():
@@ -120,8 +120,8 @@ def test_masked_pipeline_agrees_with_relion_postprocess(tmp_path):
     rel = star["fsc"]
     ours = masked_fsc_analysis(h1, h2, pixel_size_a=px, mask=mask, rng=np.random.default_rng(0))
     # the deterministic curves agree to numerical precision (shell 0 is RELION's forced 1)
-    np.testing.assert_allclose(ours.fsc_unmasked[1:], rel["rlnFourierShellCorrelationUnmaskedMaps"][1:], atol=1e-3)
-    np.testing.assert_allclose(ours.fsc_masked[1:], rel["rlnFourierShellCorrelationMaskedMaps"][1:], atol=1e-3)
+    np.testing.assert_allclose(ours.fsc_unmasked[1:], rel["rlnFourierShellCorrelationUnmaskedMaps"][1:], atol=1e-4)
+    np.testing.assert_allclose(ours.fsc_masked[1:], rel["rlnFourierShellCorrelationMaskedMaps"][1:], atol=1e-4)
     assert star["general"]["rlnRandomiseFrom"] == pytest.approx(n * px / ours.randomise_at_shell, rel=1e-4)
     # Phase randomisation draws different random phases here and in RELION. Two independent draws
     # of a random-phase FSC at shell s differ with standard deviation about sqrt(2 / n_s), n_s the
@@ -163,8 +163,8 @@ def test_filter_equals_relion_image_handler(tmp_path, n, mode):
     relion = mrcfile.open(tmp_path / "r.mrc").data
     kw = {"lowpass_a": res} if mode == "lowpass" else {"highpass_a": res}
     ours = filter_map(vol, pixel_size_a=1.1, **kw)
-    corr = np.corrcoef(ours.ravel(), relion.ravel())[0, 1]
-    assert corr >= 0.999
+    # RELION's raised-cosine edge, value for value: measured max 1.5e-6 of the SD
+    assert np.abs(ours - relion).max() <= 1e-5 * relion.std(), np.abs(ours - relion).max() / relion.std()
 
 
 @needs_relion

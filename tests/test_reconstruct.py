@@ -165,12 +165,15 @@ def test_half_maps_agree_with_relion_reconstruct(tmp_path, cli, monkeypatch):
     ours = [mrcfile.read(tmp_path / "ours" / f"half{h}_unfil.mrc") for h in (1, 2)]
     with mrcfile.open(tmp_path / "ours" / "half1_unfil.mrc") as f:
         assert float(f.voxel_size.x) == pytest.approx(ps)
+    # measured: map correlation 0.985 with RELION's, ours 0.009 closer to the truth, FSC curves
+    # within 0.033 where informative, resolution 0.7 shell apart (the regularisation differs:
+    # ours adds 5% of each shell's mean weight, RELION its own Wiener term)
     for a, b in zip(ours, theirs):
-        assert _corr(a, b) > 0.95
-        assert _corr(a, vol) > _corr(b, vol) - 0.02
+        assert _corr(a, b) > 0.98
+        assert _corr(a, vol) >= _corr(b, vol)
     f_ours, f_theirs = fsc_curve(*ours), fsc_curve(*theirs)
     informative = f_theirs > 0.143
-    assert np.abs(f_ours - f_theirs)[informative].max() < 0.08
+    assert np.abs(f_ours - f_theirs)[informative].max() < 0.05
     r_ours = resolution_interpolated(f_ours, 0.143, box_px=n, pixel_size_a=ps)
     r_theirs = resolution_interpolated(f_theirs, 0.143, box_px=n, pixel_size_a=ps)
     shell_width = r_theirs**2 / (n * ps)  # Å per Fourier shell there

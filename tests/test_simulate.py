@@ -91,8 +91,15 @@ def test_projections_match_relion_project(tmp_path):
     relion = mrcfile.open(tmp_path / "proj.mrcs").data
     # RELION's origin is minus the displacement of the particle in the image
     ours = shift_images(Projector(vol).project(ang), -shifts[:, 0], -shifts[:, 1])
+    # Pixel by pixel (measured on these 12 views: max 0.57 SD, RMS 0.063 SD, correlation 0.9991).
+    # What differs: RELION's projections are about 4% brighter (least-squares scale 1.04; ours keep
+    # the mass of the map, the sum along z: see test_projection_invariants) and both interpolate the
+    # padded transform trilinearly with their own rounding at the slice's edge.
     for a, b in zip(ours, relion):
-        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] >= 0.99
+        assert np.corrcoef(a.ravel(), b.ravel())[0, 1] >= 0.998
+        assert np.abs(a - b).max() <= 0.65 * b.std()
+        assert np.sqrt(((a - b) ** 2).mean()) <= 0.08 * b.std()
+        assert 1.02 <= (a * b).sum() / (a * a).sum() <= 1.06
 
 
 @needs_relion
