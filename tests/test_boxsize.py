@@ -252,3 +252,22 @@ def test_ctf_sampled_on_an_aliasing_free_box_has_no_sign_flip_skipped():
         np.diff(np.sign(ctf_1d(k, defocus_a=df, voltage_kv=300, cs_mm=2.7, amplitude_contrast=0.1)))
     )
     assert crossings_box == crossings_fine
+
+
+@pytest.mark.parametrize("u,v", [(30000.0, 27000.0), (27000.0, 30000.0)])
+def test_advisor_uses_the_larger_defocus_worked_by_hand(u, v):
+    """One particle, 3,000 Å astigmatism, 3.7 Å at 1.06 Å/px, 300 kV, Cs 2.7 mm, D = 100 Å.
+
+    By hand, with the larger defocus (30,000 Å): λ = 0.0196875 Å, k = 1/3.7 Å⁻¹,
+    R = λ Δf k − Cs λ³ k³ = 159.63 − 4.07 = 155.56 Å, so the CTF needs 2 R = 311.1 Å = 293.5 px:
+    the smallest FFT-friendly even box is 294 px (2·3·7²). With the smaller defocus (27,000 Å) it
+    would be 279.2 Å = 263.4 px, hence 270 px: the wrong answer this test catches.
+    """
+    lam, k, cs_a = 0.0196875, 1 / 3.7, 2.7e7
+    r = lam * 30000 * k - cs_a * lam**3 * k**3
+    assert r == pytest.approx(155.56, abs=0.05)
+    adv = advise_box(
+        diameter_a=100, resolution_a=3.7, pixel_size_a=1.06, defocus_u_a=[u], defocus_v_a=[v], voltage_kv=300, cs_mm=2.7
+    )
+    assert adv.aliasing_free_box_a == pytest.approx(2 * r, abs=0.2)
+    assert adv.recommended_refine_box_px == 294

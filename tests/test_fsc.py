@@ -45,6 +45,13 @@ def test_known_answer_crossing(n, shell, float_dtype):
     assert n * 1.2 / shell <= interp <= n * 1.2 / (shell - 1)
 
 
+def test_shell_index_is_the_plain_rule():
+    from mapgen import plain_shell_index
+
+    for n in (16, 17, 48, 49):
+        np.testing.assert_array_equal(rfft_shell_index((n, n, n)), plain_shell_index(n))
+
+
 def test_fsc_invariants():
     h1, h2, _ = particle_half_maps(40, 1.5)
     f = fsc_curve(h1, h2)

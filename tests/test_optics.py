@@ -162,3 +162,26 @@ def test_max_local_oscillation_matches_brute_force():
         grid = np.linspace(0, kmax, 200001)
         brute = local_oscillation_a(grid, defocus_a=df, voltage_kv=300, cs_mm=cs).max()
         assert max_local_oscillation_a(kmax, defocus_a=df, voltage_kv=300, cs_mm=cs) == pytest.approx(brute, rel=1e-6)
+
+
+@pytest.mark.parametrize("n", [64, 65])
+def test_bfactor_envelope_of_the_2d_grids_is_relions(n):
+    """The envelope of every 2D CTF grid (simulation, premultiplied extraction) is RELION's
+    exp(-B k^2 / 4), with k written out plainly here (1/Å) rather than taken from the code."""
+    from cryobox.core.extract import ctf_rfft_grid
+    from cryobox.core.optics import ctf_2d_on_box
+
+    px, b = 1.3, 150.0
+    kw = dict(
+        defocus_u_a=21000, defocus_v_a=19500, defocus_angle_deg=35, voltage_kv=300, cs_mm=2.7, amplitude_contrast=0.1
+    )
+    ky = np.fft.fftfreq(n, d=px)[:, None]
+    kx = np.fft.rfftfreq(n, d=px)[None, :]
+    envelope = np.exp(-b / 4.0 * (kx**2 + ky**2))
+    plain = ctf_2d_on_box(n, px, **kw, layout="rfft", dtype=np.float64)
+    damped = ctf_2d_on_box(n, px, **kw, bfactor_a2=b, layout="rfft", dtype=np.float64)
+    np.testing.assert_allclose(damped, plain * envelope, atol=1e-6)
+    grid0 = ctf_rfft_grid(n, px, **kw)
+    grid_b = ctf_rfft_grid(n, px, **kw, bfactor_a2=b)
+    np.testing.assert_allclose(grid_b, grid0 * envelope, atol=1e-5)
+    assert envelope.min() < 0.25  # the test has teeth: the envelope is far from 1 at Nyquist

@@ -143,6 +143,22 @@ def test_missing_relion_is_one_sentence_with_install_command(tmp_path, monkeypat
     assert "apt-get install -y relion" in res.output and "Traceback" not in res.output
 
 
+@pytest.mark.parametrize("order", ["finer first", "coarser first"])
+def test_compare_variants_names_the_finer_variant(order):
+    from cryobox.jobs.sweep import compare_variants
+
+    fine = {"variant": "box280", "box_px": 280, "interpolated_resolutions_a": [3.70, 3.72, 3.68], "runs": []}
+    coarse = {"variant": "box576", "box_px": 576, "interpolated_resolutions_a": [4.10, 4.12, 4.08], "runs": []}
+    rows = [fine, coarse] if order == "finer first" else [coarse, fine]
+    (c,) = compare_variants(rows, pixel_size_a=1.06)
+    assert c["finer"] == "box280" and c["p"] < 0.001
+    assert c["verdict"] == ("finer" if order == "finer first" else "coarser")
+    assert c["sentence"].startswith("box280 is finer than box576" if order == "finer first" else "box576 is coarser")
+    # identical variants are never called finer or coarser
+    (same,) = compare_variants([fine, {**fine, "variant": "again"}], pixel_size_a=1.06)
+    assert same["verdict"] == "undecided" and same["finer"] is None
+
+
 def test_verdict_warns_when_runs_ended_differently():
     from cryobox.jobs.sweep import summarise_sweep
 
@@ -328,6 +344,13 @@ def test_sweep_end_to_end_with_stand_in_engine(tiny_dataset, tmp_path, monkeypat
         assert len(v["interpolated_resolutions_a"]) == 2 and all(np.isfinite(v["interpolated_resolutions_a"]))
         assert v["mean_a"] == pytest.approx(np.mean(v["interpolated_resolutions_a"]))
     assert len(d["comparisons"]) == 6 and all("sentence" in c for c in d["comparisons"])
+    by = {v["variant"]: v for v in d["variants"]}
+    for r_fixed, r_rel in zip(
+        by["box48"]["interpolated_resolutions_a"], by["box48_boxrel"]["interpolated_resolutions_a"]
+    ):
+        assert r_fixed < r_rel  # same seed, less noise: every repeat of the fixed mask is finer
+    pair = next(c for c in d["comparisons"] if {c["a"], c["b"]} == {"box48", "box48_boxrel"})
+    assert pair["finer"] in ("box48", None) and pair["verdict"] != ("coarser" if pair["a"] == "box48" else "finer")
     saved = json.loads((tmp_path / "sw" / "sweep.json").read_text())
     assert saved["variants"][0]["runs"][0]["curve"]["fsc"][0] == pytest.approx(1.0)
     assert (tmp_path / "sw" / "sweep.png").stat().st_size > 10_000
