@@ -1,0 +1,149 @@
+"""Paths the README promises that had no test: the demo, the plain-text tables of fsc and compare,
+run_model.star, filter --mask, and stopping an engine run that is interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mrcfile
+import numpy as np
+import pytest
+
+from conftest import needs_relion
+from cryobox.io.fsc_files import load_curve
+from cryobox.io.mrc import write_mrc
+from mapgen import particle_half_maps
+
+CLI = [sys.executable, "-m", "cryobox"]
+
+
+def run(*args, cwd, check=True):
+    proc = subprocess.run(CLI + [str(a) for a in args], cwd=cwd, capture_output=True, text=True)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def halves(tmp_path_factory):
+    root = tmp_path_factory.mktemp("halves")
+    h1, h2, mask = particle_half_maps(40, 2.0, seed=4)
+    for name, v in (("h1.mrc", h1), ("h2.mrc", h2), ("mask.mrc", mask)):
+        write_mrc(root / name, v, pixel_size_a=2.0)
+    return root
+
+
+def test_fsc_and_compare_tables_say_what_json_says(halves):
+    d = json.loads(run("fsc", "h1.mrc", "h2.mrc", "--mask", "mask.mrc", "--seed", 1, "--json", cwd=halves).stdout)
+    text = run("fsc", "h1.mrc", "h2.mrc", "--mask", "mask.mrc", "--seed", 1, "--star", "fsc.star", cwd=halves).stdout
+    r = d["resolutions"]["0.143"]
+    assert f"{r['resolution_a']:.2f}" in text and f"{r['interpolated_resolution_a']:.2f}" in text
+    assert "40 px at 2 Å/px" in text and "mask: mask.mrc" in text
+    cmp_json = json.loads(run("compare", "a=fsc.star", "--json", cwd=halves).stdout)["runs"][0]
+    cmp_text = run("compare", "a=fsc.star", cwd=halves).stdout
+    assert f"{cmp_json['resolution_0.143_interpolated_a']:.2f} Å" in cmp_text and "40 px (80 Å)" in cmp_text
+    assert cmp_json["resolution_0.143_a"] == pytest.approx(d["resolution_a"])
+
+
+def test_run_model_star_is_read_with_its_box(tmp_path):
+    n, px = 64, 1.5
+    shells = np.arange(n // 2 + 1)
+    fsc = 1 / (1 + np.exp((shells - 20) / 1.5))
+    lines = [
+        "data_model_general",
+        "",
+        f"_rlnOriginalImageSize {n}",
+        f"_rlnPixelSize {px}",
+        "",
+        "data_model_class_1",
+        "",
+        "loop_",
+        "_rlnSpectralIndex #1",
+        "_rlnResolution #2",
+        "_rlnGoldStandardFsc #3",
+    ]
+    lines += [f"{s} {s / (n * px):.6f} {f:.6f}" for s, f in zip(shells, fsc)]
+    (tmp_path / "run_model.star").write_text("\n".join(lines) + "\n")
+    c = load_curve(str(tmp_path / "run_model.star"))
+    assert (c.box_px, c.pixel_size_a, c.kind) == (n, px, "gold-standard (refinement)")
+    first_below = int(np.argmax(fsc < 0.143))
+    assert c.summary()["resolution_0.143_a"] == pytest.approx(n * px / (first_below - 1))
+    with pytest.raises(Exception, match="not the 128 px given"):
+        load_curve(f"{tmp_path / 'run_model.star'}@128")
+
+
+def test_filter_with_mask_multiplies_after_filtering(halves):
+    run("filter", "h1.mrc", "--lowpass", 8, "--mask", "mask.mrc", "--out", "f.mrc", cwd=halves)
+    run("filter", "h1.mrc", "--lowpass", 8, "--out", "g.mrc", cwd=halves)
+    f = mrcfile.read(halves / "f.mrc")
+    g = mrcfile.read(halves / "g.mrc")
+    m = mrcfile.read(halves / "mask.mrc")
+    np.testing.assert_allclose(f, g * m, atol=1e-6 * np.abs(g).max())
+    assert np.all(f[m == 0] == 0)
+
+
+def test_an_interrupted_engine_run_stops_its_whole_process_group(tmp_path):
+    """The engine's runner stops the program and everything it started when interrupted."""
+    from cryobox.engines.relion import _run_logged
+
+    pid_file = tmp_path / "child.pid"
+    script = f"sleep 60 & echo $! > {pid_file}; wait"
+    calls = {"n": 0}
+
+    def poll():
+        calls["n"] += 1
+        if pid_file.exists() and pid_file.read_text().strip():
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run_logged(["bash", "-c", script], tmp_path / "engine.log", poll=poll, poll_s=0.05)
+    child = int(pid_file.read_text())
+    for _ in range(50):  # the grandchild (RELION's ranks, here a sleep) is gone too
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the interrupted run left a process running")
+    assert (tmp_path / "engine.log").read_text().startswith("# bash -c")
+
+
+@needs_relion
+def test_demo_end_to_end_and_resume(tmp_path):
+    """A tiny demo on RELION: simulate, advise, sweep, report; a second run reads every run back."""
+    from cryobox.jobs.demo import DemoSettings, run_demo
+
+    tiny = DemoSettings(
+        pixel_size_a=8.0,
+        micrographs=2,
+        size_px=(512, 512),
+        per_micrograph=30,
+        defocus_min_a=30000.0,
+        defocus_max_a=40000.0,
+        snr=0.5,
+        resolution_a=20.0,
+        mask_diameter_a=250.0,
+        ini_high_a=40.0,
+        auto_iter_max=2,
+        repeats=2,
+    )
+    lines: list[str] = []
+    d = run_demo(tmp_path / "demo", settings=tiny, log=lines.append)
+    sw = d["sweep"]
+    assert [v["variant"] for v in sw["variants"]][:2] == [f"box{d['refine_box_px']}", f"box{d['extract_box_px']}"]
+    assert all(len(v["interpolated_resolutions_a"]) == 2 for v in sw["variants"])
+    assert all(c["verdict"] in ("finer", "coarser", "undecided") for c in sw["comparisons"])
+    assert (tmp_path / "demo" / "report.html").stat().st_size > 100_000
+    assert any("iteration 1" in ln for ln in lines)  # RELION's progress, a line per iteration
+    again = run_demo(tmp_path / "demo", settings=tiny, log=lambda s: None)
+    assert again["sweep"]["timings"]["engine_s"] == 0.0
+    assert [v["interpolated_resolutions_a"] for v in again["sweep"]["variants"]] == [
+        v["interpolated_resolutions_a"] for v in sw["variants"]
+    ]
