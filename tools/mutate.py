@@ -93,11 +93,13 @@ MUTANTS = (
         ("tests/test_fsc.py",),
     ),
     Mutant(
-        "projector: fftshift for ifftshift",
-        "src/cryobox/core/simulate.py",
-        "big = sfft.ifftshift(window(vol, p))",
-        "big = sfft.fftshift(window(vol, p))",
-        ("tests/test_simulate.py", "tests/test_reconstruct.py"),
+        # (fftshift for ifftshift in the projector is no bug: its padded box, 2N, is always even,
+        # where the two are the same; Fourier rescaling meets odd boxes)
+        "Fourier rescale: fftshift for ifftshift",
+        "src/cryobox/core/fourier.py",
+        "ft = sfft.fftshift(sfft.fftn(sfft.ifftshift(vol, axes=axes), workers=fft_workers()), axes=axes)",
+        "ft = sfft.fftshift(sfft.fftn(sfft.fftshift(vol, axes=axes), workers=fft_workers()), axes=axes)",
+        ("tests/test_fsc.py", "tests/test_api.py"),
     ),
     Mutant(
         "reconstruction: Hermitian mirror without the complex conjugate",
