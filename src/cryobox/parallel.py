@@ -53,7 +53,23 @@ def tune_for_batch_work(*, single_threaded: bool) -> None:
 
 
 def _init_worker() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a worker told to stop just stops (no traceback)
+    _die_with_parent()
     tune_for_batch_work(single_threaded=True)
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends this worker SIGTERM when its parent dies, even by SIGKILL, so no
+    worker goes on writing for a job that is gone."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux / not glibc
+        pass
 
 
 def _call(fn: Callable, task: Any):
@@ -64,7 +80,8 @@ def _call(fn: Callable, task: Any):
 
 
 def _call_in_worker(fn: Callable, task: Any):
-    _init_worker()
+    # a Dask worker runs tasks in threads of its own process: tune it, leave its signals alone
+    tune_for_batch_work(single_threaded=True)
     return _call(fn, task)
 
 
@@ -86,7 +103,8 @@ def run_tasks(
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
+    try:
         pending = {}
         it = iter(tasks)
         for t in it:
@@ -101,6 +119,14 @@ def run_tasks(
                 nxt = next(it, None)
                 if nxt is not None:
                     pending[pool.submit(_call, fn, nxt)] = nxt
+    except BaseException:
+        # interrupted (Ctrl-C, SIGTERM, an error): the workers stop now instead of finishing
+        # their units, and nothing queued starts
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def _run_dask(fn: Callable, tasks: list, address: str) -> Iterator[tuple[Any, Any]]:

@@ -70,6 +70,8 @@ PARAMETER_FLAGS = {
     "resample": "--resample",
     "force_mask": "--force-mask",
     "halves=False": "--no-halves",
+    "replace=True": "--overwrite",
+    "mask_out": "--mask-out",
 }
 
 

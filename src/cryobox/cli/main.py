@@ -53,7 +53,16 @@ app.command("report", epilog=sweep.REPORT_EPILOG)(sweep.report_command)
 app.command("demo", epilog=sweep.DEMO_EPILOG)(sweep.demo_command)
 
 
+def _terminate(signum, frame) -> None:
+    # SIGTERM (a scheduler's kill, `kill PID`) stops a command as Ctrl-C does: workers are stopped,
+    # outputs stay atomic, the exit status is 130 and a re-run resumes
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)
     app()
 
 

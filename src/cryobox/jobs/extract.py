@@ -462,16 +462,51 @@ def run_extract(
     log=None,
     from_star: bool = False,
     plan: tuple | None = None,
+    inputs: tuple = (),
 ) -> ExtractSummary:
     """Extract everything, write particles.star / particles.cs in ``out``; returns the summary.
 
     ``plan``: the result of ``plan_extraction`` for the same arguments, when the caller already
-    made it (to print the edge report first).
+    made it (to print the edge report first). ``out`` is locked and holds the outputs of one set
+    of settings (``jobs.outputs.OutputFolder``): another run's stacks and STAR files there are
+    removed before any work; ``overwrite`` also redoes stacks written with these settings.
+    ``inputs``: files besides the particle table that must not be overwritten.
     """
+    from cryobox.jobs.outputs import OutputFolder, refuse_star_unsafe_path
+
+    out = Path(out)
+    refuse_star_unsafe_path(out, what="output folder")
+    folder = OutputFolder(
+        out,
+        job="extract",
+        settings={"options": asdict(options), "recenter": recenter, "from_star": from_star},
+        inputs=[p for p in (table.path, *inputs) if p is not None],
+        outputs=[out / "particles.star", out / "particles.cs"],
+        clear=("Particles", "particles.star", "particles.cs"),
+    )
+    with folder:
+        return _run_extract(
+            table,
+            options,
+            out,
+            recenter=recenter,
+            overwrite=overwrite,
+            keep_going=keep_going,
+            workers=workers,
+            scheduler=scheduler,
+            progress=progress,
+            log=log,
+            from_star=from_star,
+            plan=plan,
+        )
+
+
+def _run_extract(
+    table, options, out, *, recenter, overwrite, keep_going, workers, scheduler, progress, log, from_star, plan
+) -> ExtractSummary:
     from cryobox.parallel import run_tasks
 
     t0 = time.perf_counter()
-    out = Path(out)
     tasks, report, notes = plan or plan_extraction(
         table, options, out, recenter=recenter, keep_going=keep_going, from_star=from_star
     )

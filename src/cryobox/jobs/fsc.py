@@ -44,6 +44,10 @@ def run_fsc(
     force_mask: bool = False,
 ) -> FscJob:
     """Read half maps (and a mask, or build one), run the masked FSC analysis, write the auto mask."""
+    from cryobox.jobs.outputs import refuse_overwriting_inputs
+
+    if auto:
+        refuse_overwriting_inputs([mask_out or Path("automask.mrc")], [half1, half2, mask])
     h1, p1 = read_map(half1, pixel_size_a=pixel_size_a, what="half map")
     h2, p2 = read_map(half2, pixel_size_a=pixel_size_a, what="half map")
     if h1.shape != h2.shape:
@@ -191,6 +195,9 @@ def run_filter(
     mask: Path | None = None,
     pixel_size_a: float | None = None,
 ) -> dict:
+    from cryobox.jobs.outputs import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs([out], [path, mask])
     vol, px = read_map(path, pixel_size_a=pixel_size_a)
     for name, v in (("`lowpass_a`", lowpass_a), ("`highpass_a`", highpass_a)):
         if v is not None and v < 2 * px:
@@ -234,6 +241,9 @@ def run_resample(
     pixel_size_a: float | None = None,
 ) -> dict:
     """Fourier-rescale to a pixel size (exact pad/crop) and/or window to a box, centre kept at N//2."""
+    from cryobox.jobs.outputs import refuse_overwriting_inputs
+
+    refuse_overwriting_inputs([out], [path])
     vol, px = read_map(path, pixel_size_a=pixel_size_a)
     n = vol.shape[-1]
     if new_pixel_size_a is None and box_px is None:

@@ -7,9 +7,9 @@ never an input overwritten.
   by SIGKILL); a second run into the same folder stops with one sentence naming the process that
   holds it;
 - **one set of settings**: ``out/.cryobox-run.json`` records the job and a digest of its settings
-  and inputs. A folder that holds another run's outputs is refused (the fix: ``replace``, the CLI's
-  ``--overwrite``) or, with ``replace``, cleared before any work, so a STAR file never points at
-  stacks written with other settings;
+  and inputs. The outputs another run left in the folder (the paths in ``clear``: cryobox's own
+  outputs, never other files) are removed before any work, so a STAR file never points at stacks
+  written with other settings, even when this run is interrupted; ``cleared`` says so;
 - **leftovers**: temporary files of a killed run (``.<name>.part``, see ``io.atomic``) are removed;
 - **inputs**: an output path that is one of the inputs (or would replace one) is refused before
   any work.
@@ -46,7 +46,9 @@ def refuse_overwriting_inputs(outputs, inputs) -> None:
             continue
         for src in ins:
             if _same(Path(out), src):
-                raise InputError(f"{out}: is an input of this job and would be overwritten; choose another output path.")
+                raise InputError(
+                    f"{out}: is an input of this job and would be overwritten; choose another output path."
+                )
 
 
 def refuse_star_unsafe_path(path, *, what: str) -> None:
@@ -61,15 +63,15 @@ def refuse_star_unsafe_path(path, *, what: str) -> None:
 
 class OutputFolder:
     """See the module docstring. ``clear`` lists what a different run's outputs are (files and
-    folders, relative to ``out``), removed with ``replace``."""
+    folders, relative to ``out``); ``cleared`` lists what was removed."""
 
-    def __init__(self, out, *, job: str, settings, inputs=(), outputs=(), replace: bool = False, clear=()):
+    def __init__(self, out, *, job: str, settings, inputs=(), outputs=(), clear=()):
         self.out = Path(out)
         self.job = job
         self.key = digest({"job": job, "settings": settings, "inputs": [str(Path(p).resolve()) for p in inputs]})
         self.inputs = [Path(p) for p in inputs]
         self.outputs = [Path(p) for p in outputs]
-        self.replace = replace
+        self.cleared: list[str] = []
         self.clear = tuple(clear)
         self._fh = None
 
@@ -105,19 +107,13 @@ class OutputFolder:
             except (OSError, ValueError):
                 old = {}
         other = old is not None and old.get("key") != self.key
-        if other or (old is None and any((self.out / c).exists() for c in self.clear)):
-            if not self.replace:
-                what = f"a {old.get('job', 'different')} run with other settings or inputs" if old else "outputs of another run"
-                self.__exit__(None, None, None)
-                raise InputError(
-                    f"{self.out}: holds {what}; give `replace=True` to clear them first, or choose another folder."
-                )
-            for c in self.clear:
-                p = self.out / c
-                if p.is_dir():
-                    shutil.rmtree(p)
-                elif p.exists():
-                    p.unlink()
+        self.cleared = [c for c in self.clear if (self.out / c).exists()] if other or old is None else []
+        for c in self.cleared:
+            p = self.out / c
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
         from cryobox.io.jsonio import write_json
 
         write_json(record, {"job": self.job, "key": self.key})

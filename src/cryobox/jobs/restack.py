@@ -10,7 +10,7 @@ Fourier rescale, normalise, invert; stream to a new stack. Metadata is carried o
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +92,11 @@ def run_restack(
     scheduler: str | None = None,
     log=None,
 ) -> dict:
-    """Restack every particle of ``table`` into ``out``; writes particles.star and particles.cs."""
+    """Restack every particle of ``table`` into ``out``; writes particles.star and particles.cs.
+
+    ``out`` is locked and holds one set of settings (``jobs.outputs.OutputFolder``): another
+    run's stacks and STAR files there are removed before any work; ``overwrite`` also redoes
+    stacks already written with these settings; no output may replace an input."""
     from cryobox.parallel import run_tasks
 
     t0 = time.perf_counter()
@@ -154,47 +158,63 @@ def run_restack(
                 box_in,
             )
         )
-    todo, skipped = [], 0
-    for u in units:
-        if not overwrite and read_record(
-            u.record, u.stack_out, expect={"options": o.digest(), "n": int(u.indices.size)}
-        ):
-            skipped += 1
-            continue
-        todo.append(u)
-    done_particles = 0
-    for unit, result in run_tasks(_process, todo, workers=workers, scheduler=scheduler):
-        if isinstance(result, Exception):
-            raise (
-                result
-                if isinstance(result, InputError)
-                else InputError(f"{unit.stack_in}: {type(result).__name__}: {result}")
-            )
-        done_particles += unit.indices.size
-        log and log(f"restacked {unit.stack_in}: {unit.indices.size} particles")
-    from cryobox.jobs.extract import _project_relative
+    from cryobox.jobs.outputs import OutputFolder, refuse_star_unsafe_path
 
-    new = d.reset_index(drop=True)
-    paths = np.empty(len(new), dtype=object)  # plain strings: the input's column may be categorical (.cs files)
-    index = np.zeros(len(new), dtype=np.int64)
-    for u in units:
-        paths[u.rows] = _project_relative(u.stack_out)
-        index[u.rows] = np.arange(u.indices.size)
-    new["image_path"] = paths
-    new["image_index"] = index
-    n_win = o.box_px or box_in
-    n_out = o.rescale_px or n_win
-    new["box_px"] = n_out
-    new["pixel_size_a"] = psize * n_win / n_out
-    if o.premultiply:
-        new["ctf_premultiplied"] = True
-    elif "ctf_premultiplied" not in new:
-        new["ctf_premultiplied"] = False
-    result = ParticleTable(
-        new, kind="particles", source_format="cryobox restack", path=None, optics_passthrough=table.optics_passthrough
+    refuse_star_unsafe_path(out, what="output folder")
+    folder = OutputFolder(
+        out,
+        job="restack",
+        settings={"options": asdict(o)},
+        inputs=[p for p in (table.path,) if p is not None] + [u.stack_in for u in units],
+        outputs=[out / "particles.star", out / "particles.cs"] + [u.stack_out for u in units],
+        clear=("Particles", "particles.star", "particles.cs"),
     )
-    star = write_star(out / "particles.star", result)
-    cs = write_cs(out / "particles.cs", result)
+    with folder:
+        todo, skipped = [], 0
+        for u in units:
+            if not overwrite and read_record(
+                u.record, u.stack_out, expect={"options": o.digest(), "n": int(u.indices.size)}
+            ):
+                skipped += 1
+                continue
+            todo.append(u)
+        done_particles = 0
+        for unit, result in run_tasks(_process, todo, workers=workers, scheduler=scheduler):
+            if isinstance(result, Exception):
+                raise (
+                    result
+                    if isinstance(result, InputError)
+                    else InputError(f"{unit.stack_in}: {type(result).__name__}: {result}")
+                )
+            done_particles += unit.indices.size
+            log and log(f"restacked {unit.stack_in}: {unit.indices.size} particles")
+        from cryobox.jobs.extract import _project_relative
+
+        new = d.reset_index(drop=True)
+        paths = np.empty(len(new), dtype=object)  # plain strings: the input's column may be categorical (.cs files)
+        index = np.zeros(len(new), dtype=np.int64)
+        for u in units:
+            paths[u.rows] = _project_relative(u.stack_out)
+            index[u.rows] = np.arange(u.indices.size)
+        new["image_path"] = paths
+        new["image_index"] = index
+        n_win = o.box_px or box_in
+        n_out = o.rescale_px or n_win
+        new["box_px"] = n_out
+        new["pixel_size_a"] = psize * n_win / n_out
+        if o.premultiply:
+            new["ctf_premultiplied"] = True
+        elif "ctf_premultiplied" not in new:
+            new["ctf_premultiplied"] = False
+        result = ParticleTable(
+            new,
+            kind="particles",
+            source_format="cryobox restack",
+            path=None,
+            optics_passthrough=table.optics_passthrough,
+        )
+        star = write_star(out / "particles.star", result)
+        cs = write_cs(out / "particles.cs", result)
     wall = time.perf_counter() - t0
     return {
         "n_particles": len(new),

@@ -235,7 +235,10 @@ def _make_data(
             inter = run_restack(table, RestackOptions(box_px=pm), folder / "window", workers=workers)
             src = read_particles(inter["star"])
     info = run_restack(
-        src, RestackOptions(box_px=box, premultiply=bool(pm), norm=True, invert=s.invert), folder, workers=workers
+        src,
+        RestackOptions(box_px=box, premultiply=bool(pm), norm=True, invert=s.invert),
+        folder,
+        workers=workers,
     )
     log(f"  {folder.name}: {info['n_particles']} particles restacked")
     return Path(info["star"])
