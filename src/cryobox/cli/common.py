@@ -70,7 +70,8 @@ PARAMETER_FLAGS = {
     "resample": "--resample",
     "force_mask": "--force-mask",
     "halves=False": "--no-halves",
-    "replace=True": "--overwrite",
+    "bfactor_a2": "--bfactor",
+    "randomise_at_a": "--randomise-at",
     "mask_out": "--mask-out",
 }
 

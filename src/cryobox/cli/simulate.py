@@ -14,7 +14,7 @@ EPILOG = """Examples:
   cryobox simulate --out sim/ --micrographs 4 --size 4096x4096 --per-micrograph 300 \\
       --defocus-min 18000 --defocus-max 30000
 
-  cryobox simulate --out sim_stack/ --stack --n 2000 --box 64 --pixel-size 3.0 --snr 1
+  cryobox simulate --out sim_stack/ --stack --n 2000 --box 128 --pixel-size 3.0 --snr 1
 
   cryobox simulate --out sim_model/ --model 6vxx.cif --micrographs 2 --size 2048x2048
 """
@@ -110,6 +110,8 @@ def simulate_command(
             log=log,
         )
     summary["density"] = source
+    for note in summary.get("notes", []):
+        err_console.print(f"note: {note}")
     if json_out:
         print_json(summary)
     else:

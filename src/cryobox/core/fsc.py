@@ -46,6 +46,11 @@ __all__ = [
 def _check_pair(a: NDArray, b: NDArray) -> None:
     if a.shape != b.shape:
         raise ValueError(f"half maps differ in shape: {a.shape} and {b.shape}")
+    for name, m in (("first", a), ("second", b)):
+        if not np.isfinite(m).all():
+            raise ValueError(f"the {name} half map holds NaN or infinite values")
+        if float(m.max()) == float(m.min()):
+            raise ValueError(f"the {name} half map is constant ({float(m.max()):g}): there is nothing to correlate")
     n = a.shape[-1]
     if any(s != n for s in a.shape):
         raise ValueError(f"FSC needs cubic (square) boxes, got shape {a.shape}")
@@ -345,6 +350,11 @@ def masked_fsc_analysis(
     masked = fsc_from_rfft(fm1, fm2, shells, n_shells, work=work)
     del fm1, fm2
     if randomise_at_a is not None:
+        if not (np.isfinite(randomise_at_a) and randomise_at_a >= 2.0 * pixel_size_a):
+            raise ValueError(
+                f"`randomise_at_a` must be a resolution at or below Nyquist ({2.0 * pixel_size_a:g} Å), got "
+                f"{randomise_at_a}"
+            )
         r = int(n * pixel_size_a / randomise_at_a)
     else:
         r = first_shell_below(unmasked, randomise_fsc_at, start=1)

@@ -77,6 +77,14 @@ def read_mrc(path: str | os.PathLike, *, mmap: bool = False) -> tuple[np.ndarray
                 data = mrc.data  # read-only and ours after close: no second copy of a big map
                 vs = float(mrc.voxel_size.x)
         for w in caught:
+            if "larger than expected" in str(w.message):
+                # the header describes less data than the file holds: which voxels are which is
+                # unknown, so the file cannot be used as it is
+                raise InputError(
+                    f"{path}: the header says {' x '.join(map(str, data.shape[::-1]))} voxels but the file holds more "
+                    f"data ({w.message}); the header is wrong: rewrite the file (e.g. relion_image_handler --i IN "
+                    "--o OUT)."
+                )
             warnings.warn(f"{path}: {w.message}", stacklevel=2)
     except InputError:
         raise
@@ -234,4 +242,6 @@ def read_map(path: Path, *, pixel_size_a: float | None = None, what: str = "map"
         raise InputError(f"{path}: no pixel size in the MRC header; give `pixel_size_a`.")
     if any(s != data.shape[-1] for s in data.shape):
         raise InputError(f"{path}: the {what} is {data.shape}, not a cubic box; cryobox compares cubic maps.")
+    if not np.isfinite(data).all():
+        raise InputError(f"{path}: the {what} holds NaN or infinite values; check how it was made.")
     return data.astype(np.float32, copy=False), float(px)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Column", "SCHEMA", "COLUMNS", "relion_label", "cryosparc_field", "schema_markdown"]
+__all__ = ["Column", "SCHEMA", "COLUMNS", "RANGES", "relion_label", "cryosparc_field", "schema_markdown"]
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,30 @@ SCHEMA: tuple[Column, ...] = (
 )
 
 COLUMNS = {c.name: c for c in SCHEMA}
+
+#: the values each numeric column may take: (lowest, highest, lowest allowed?, highest allowed?,
+#: the rule in words); every value must also be finite. Checked by ``io.table.validate``.
+RANGES: dict[str, tuple[float, float, bool, bool, str]] = {
+    "defocus_u_a": (0.0, math.inf, True, False, "a positive number of Å (underfocus)"),
+    "defocus_v_a": (0.0, math.inf, True, False, "a positive number of Å (underfocus)"),
+    "defocus_angle_deg": (-math.inf, math.inf, False, False, "a finite angle in degrees"),
+    "phase_shift_deg": (-math.inf, math.inf, False, False, "a finite angle in degrees"),
+    "ctf_bfactor_a2": (-math.inf, math.inf, False, False, "a finite B-factor in Å²"),
+    "ctf_scale": (0.0, math.inf, False, False, "a positive scale factor"),
+    "voltage_kv": (0.0, math.inf, False, False, "a positive voltage in kV"),
+    "cs_mm": (0.0, math.inf, True, False, "zero or a positive number of mm"),
+    "amplitude_contrast": (0.0, 1.0, True, False, "a fraction in [0, 1)"),
+    "pixel_size_a": (0.0, math.inf, False, False, "a positive pixel size in Å/px"),
+    "micrograph_pixel_size_a": (0.0, math.inf, False, False, "a positive pixel size in Å/px"),
+    "box_px": (2.0, math.inf, True, False, "a box of at least 2 px"),
+    "coord_x_px": (-math.inf, math.inf, False, False, "a finite coordinate in px"),
+    "coord_y_px": (-math.inf, math.inf, False, False, "a finite coordinate in px"),
+    "shift_x_a": (-math.inf, math.inf, False, False, "a finite shift in Å"),
+    "shift_y_a": (-math.inf, math.inf, False, False, "a finite shift in Å"),
+    "angle_rot_deg": (-math.inf, math.inf, False, False, "a finite angle in degrees"),
+    "angle_tilt_deg": (-math.inf, math.inf, False, False, "a finite angle in degrees"),
+    "angle_psi_deg": (-math.inf, math.inf, False, False, "a finite angle in degrees"),
+}
 
 
 def relion_label(name: str) -> str:

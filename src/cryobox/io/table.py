@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from cryobox.errors import InputError
-from cryobox.io.schema import cryosparc_field, relion_label
+from cryobox.io.schema import COLUMNS, RANGES, cryosparc_field, relion_label
 
 __all__ = ["ParticleTable", "validate", "where"]
 
@@ -58,36 +58,25 @@ class ParticleTable:
 
 
 def validate(table: ParticleTable) -> None:
-    """Reject physically impossible values with one clear sentence (``InputError``)."""
+    """Reject impossible values with one clear sentence (``InputError``): every canonical numeric
+    column must be finite and inside its range (``io.schema.RANGES``)."""
     d = table.data
     where_ = where(table.path)  # the file, for messages
-    for col in ("defocus_u_a", "defocus_v_a"):
-        if col in d:
-            v = pd.to_numeric(d[col], errors="coerce").to_numpy(dtype=np.float64)
-            bad = ~np.isfinite(v) | (v < 0)
-            if bad.any():
-                i = int(np.argmax(bad))
-                raise InputError(
-                    f"{where_}: {col} ({relion_label(col)} / ctf/df{'1' if col.endswith('u_a') else '2'}_A) is "
-                    f"{v[i]} for row {i + 1} ({int(bad.sum())} bad row(s)); defocus must be a positive number of Å "
-                    "(underfocus): redo or remove those rows' CTF estimates."
-                )
-    if "pixel_size_a" in d:
-        v = pd.to_numeric(d["pixel_size_a"], errors="coerce").to_numpy(dtype=np.float64)
-        bad = ~np.isfinite(v) | (v <= 0)
+    for col, (lo, hi, lo_ok, hi_ok, rule) in RANGES.items():
+        if col not in d:
+            continue
+        v = pd.to_numeric(d[col], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(v) | (v < lo) | (v > hi) | ((v == lo) & (not lo_ok)) | ((v == hi) & (not hi_ok))
         if bad.any():
             i = int(np.argmax(bad))
-            raise InputError(
-                f"{where_}: pixel size (rlnImagePixelSize / blob/psize_A) is {v[i]} for row {i + 1}; it must be a "
-                "positive number of Å/px: fix the optics table (or the .cs blob/psize_A field)."
+            fix = (
+                "redo or remove those rows' CTF estimates"
+                if col.startswith("defocus")
+                else "fix the optics table (or the .cs field)"
+                if COLUMNS[col].block == "optics" or col == "pixel_size_a"
+                else "fix or remove those rows"
             )
-    for col, label in (
-        ("voltage_kv", "rlnVoltage"),
-        ("cs_mm", "rlnSphericalAberration"),
-        ("amplitude_contrast", "rlnAmplitudeContrast"),
-    ):
-        if col in d:
-            v = pd.to_numeric(d[col], errors="coerce").to_numpy(dtype=np.float64)
-            bad = ~np.isfinite(v) | (v <= 0 if col == "voltage_kv" else v < 0)
-            if bad.any():
-                raise InputError(f"{where_}: {label} ({col}) is {v[int(np.argmax(bad))]}; fix the optics table.")
+            raise InputError(
+                f"{where_}: {col} ({relion_label(col)} / {cryosparc_field(col)}) is {v[i]} for row {i + 1} "
+                f"({int(bad.sum())} bad row(s)); it must be {rule}: {fix}."
+            )

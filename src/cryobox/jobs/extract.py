@@ -205,6 +205,7 @@ def plan_extraction(
         raise InputError(f"`edge` must be keep or drop, got {o.edge!r}.")
     from cryobox.core.extract import background_mask
 
+    o.check()
     if o.norm and not background_mask(o.final_box_px, o.bg_radius).any():
         raise InputError(
             f"`bg_radius_px` {o.bg_radius:g} px leaves no background in a {o.final_box_px} px box; use a smaller "

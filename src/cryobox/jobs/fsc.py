@@ -88,8 +88,7 @@ def run_fsc(
         except ValueError as exc:
             raise InputError(f"`auto_mask`: {exc}; lower `mask_threshold`.") from None
         written_path = mask_out or Path("automask.mrc")
-        write_mrc(written_path, m, pixel_size_a=p1)
-        written = str(written_path)
+        written = str(written_path)  # written once the analysis has succeeded
         notes.append(
             f"auto mask: average of the half maps low-passed to {mask_lowpass_a:g} Å, threshold {thr:.4g}, "
             f"extended {mask_extend_a:g} Å, soft edge {mask_soft_edge_a:g} Å; written to {written_path}."
@@ -106,6 +105,8 @@ def run_fsc(
         )
     except ValueError as exc:
         raise InputError(f"{half1}, {half2}: {exc}.") from None
+    if written is not None:
+        write_mrc(written_path, m, pixel_size_a=p1)
     return FscJob(
         half1=str(half1),
         half2=str(half2),
@@ -213,6 +214,11 @@ def run_filter(
         )
     except ValueError as exc:
         raise InputError(f"{path}: {exc}.") from None
+    if not np.isfinite(outv).all():
+        raise InputError(
+            f"{path}: the filtered map is not finite (`bfactor_a2` {bfactor_a2:g} Å² is too strong); "
+            "use a milder B-factor."
+        )
     if mask is not None:
         m, _ = read_mrc(mask)
         if m.shape != outv.shape:

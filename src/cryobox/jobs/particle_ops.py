@@ -70,6 +70,13 @@ class ParticleOps:
         """True when the output carries the CTF once (rlnCtfDataAreCtfPremultiplied 1)."""
         return bool(self.premultiply or self.premultiply_box_px or self.premultiply_micrograph)
 
+    def check(self) -> None:
+        """One sentence (``InputError``) for settings no particle can have."""
+        from cryobox.errors import InputError
+
+        if self.bg_radius_px is not None and not (np.isfinite(self.bg_radius_px) and self.bg_radius_px > 0):
+            raise InputError(f"`bg_radius_px` must be a positive radius in px, got {self.bg_radius_px}.")
+
     def digest(self) -> str:
         """A short hash of the settings: outputs written with other settings are redone."""
         return settings_digest(self)

@@ -101,6 +101,7 @@ def run_restack(
 
     t0 = time.perf_counter()
     o = options
+    o.check()
     d = table.data
     table.require("image_path", "image_index", "pixel_size_a", purpose="restacking")
     if fill_box_from_stacks(table):

@@ -77,6 +77,8 @@ def load_density(
 
     if map_path is not None and model_path is not None:
         raise InputError("give `map_path` or `model_path`, not both.")
+    if box_px is not None and box_px < 2:
+        raise InputError(f"`box_px` must be at least 2 px, got {box_px}.")
     if map_path is not None:
         from cryobox.io.mrc import read_map
 
@@ -253,9 +255,18 @@ def simulate_micrographs(
     write_star(out / "particles.star", table)
     write_cs(out / "particles.cs", table)
     write_mrc(out / "true_map.mrc", density, pixel_size_a=s.pixel_size_a)
+    asked = n_micrographs * per_micrograph
+    notes = []
+    if len(data) < asked:
+        notes.append(
+            f"placed {len(data):,} of the {asked:,} particles asked for: the micrographs have no room for more at "
+            f"{min_dist * s.pixel_size_a:.0f} Å apart (use bigger or more micrographs, or crowding)"
+        )
     return {
         "n_micrographs": n_micrographs,
         "n_particles": len(data),
+        "n_particles_asked": asked,
+        "notes": notes,
         "box_px": n,
         "pixel_size_a": s.pixel_size_a,
         "micrographs_star": str(out / "micrographs.star"),
