@@ -162,7 +162,8 @@ def run_judge(
     """Judge the variants' runs; writes judge.json (sweep.json schema), judge.png and the masks in ``out``."""
     from cryobox.core.fourier import window
     from cryobox.core.fsc import auto_mask_from_map, auto_mask_scales_a
-    from cryobox.io.mrc import read_mrc, write_mrc
+    from cryobox.io.mrc import read_mrc
+    from cryobox.jobs.boxmaps import masks_for_boxes
     from cryobox.jobs.sweep import run_fsc_record, write_sweep
 
     t0 = time.perf_counter()
@@ -245,13 +246,9 @@ def run_judge(
         mask_text = "no mask (unmasked FSC)"
     masks = {}
     if m_big is not None:
-        total = float(m_big.sum())
-        for b in boxes:
-            masks[b] = window(m_big, b, ndim=3).astype(np.float32)
-            write_mrc(Path(out) / "masks" / f"mask_box{b}.mrc", masks[b], pixel_size_a=psize)
-            kept = float(masks[b].sum()) / total if total > 0 else 1.0
-            if kept < 0.99:
-                notes.append(f"the mask reaches beyond the {b} px box: its windowed copy keeps {100 * kept:.1f}% of it")
+        written, mask_notes = masks_for_boxes(m_big, boxes, pixel_size_a=psize, folder=Path(out) / "masks")
+        masks = {b: arr for b, (_, arr) in written.items()}
+        notes += mask_notes
     say(f"judge: {len(runs)} run(s) in {len(variants)} variant(s) at {psize:g} Å/px; mask: {mask_text}")
 
     # every run's FSC

@@ -41,6 +41,7 @@ from cryobox.errors import InputError
 from cryobox.io.atomic import atomic_path
 from cryobox.io.jsonio import write_json
 from cryobox.io.particles import ParticleTable, read_particles, resolve_path, search_roots, write_star
+from cryobox.jobs.boxmaps import reference_grids
 from cryobox.jobs.records import digest, read_record
 
 __all__ = ["SweepSettings", "Variant", "plan_variants", "run_sweep", "summarise_sweep", "MASK_POLICIES"]
@@ -247,57 +248,6 @@ def _make_data(
 # ------------------------------------------------------------------------------- references
 
 
-def _reference_grids(
-    reference: np.ndarray,
-    reference_pixel_size_a: float,
-    pixel_size_a: float,
-    boxes: list[int],
-    ini_high_a: float,
-    mask: np.ndarray | None,
-    folder: Path,
-) -> tuple[dict, dict, list[str]]:
-    """Reference (windowed and low-passed) and FSC mask files per box."""
-    from cryobox.core.fourier import filter_map, fourier_rescale, window
-    from cryobox.core.fsc import auto_mask_from_map, auto_mask_scales_a
-    from cryobox.io.mrc import write_mrc
-
-    notes = []
-    ref = np.asarray(reference, dtype=np.float32)
-    if abs(reference_pixel_size_a - pixel_size_a) > 1e-4 * pixel_size_a:
-        new_n = max(2, int(round(ref.shape[-1] * reference_pixel_size_a / pixel_size_a)))
-        ref, achieved = fourier_rescale(ref, new_n, pixel_size_a=reference_pixel_size_a)
-        notes.append(
-            f"reference resampled from {reference_pixel_size_a:g} to {achieved:.4g} Å/px ({new_n} px) to match the "
-            "particles"
-        )
-    big = max(boxes)
-    ref_big = window(ref, big, ndim=3)
-    if mask is None:
-        lowpass, extend, soft = auto_mask_scales_a(pixel_size_a)
-        mask_big, _ = auto_mask_from_map(
-            ref_big, pixel_size_a=pixel_size_a, lowpass_a=lowpass, extend_a=extend, soft_edge_a=soft
-        )
-        notes.append(
-            f"FSC mask: the reference low-passed to {lowpass:g} Å, thresholded at mean + 3 sd, "
-            f"extended {extend:g} Å, soft edge {soft:g} Å; one mask for every box"
-        )
-    else:
-        mask_big = window(np.asarray(mask, np.float32), big, ndim=3)
-    refs, masks = {}, {}
-    folder.mkdir(parents=True, exist_ok=True)
-    for b in boxes:
-        r = filter_map(window(ref_big, b, ndim=3), pixel_size_a=pixel_size_a, lowpass_a=ini_high_a)
-        m = window(mask_big, b, ndim=3)
-        lost = 1.0 - float(m.sum()) / max(float(mask_big.sum()), 1e-12)
-        if lost > 0.01:
-            notes.append(f"the FSC mask does not fit the {b} px box: {100 * lost:.0f}% of it is cut off there")
-        refs[b] = write_mrc(folder / f"ref_box{b}.mrc", r.astype(np.float32), pixel_size_a=pixel_size_a)
-        masks[b] = write_mrc(
-            folder / f"mask_box{b}.mrc", np.clip(m, 0, 1).astype(np.float32), pixel_size_a=pixel_size_a
-        )
-    return refs, masks, notes
-
-
 # ------------------------------------------------------------------------------------- runs
 
 
@@ -462,7 +412,7 @@ def run_sweep(
     t0 = time.perf_counter()
     variants, vnotes = plan_variants(s, pixel_size_a=psize)
     notes += vnotes
-    refs, masks, rnotes = _reference_grids(
+    refs, masks, rnotes = reference_grids(
         reference, reference_pixel_size_a, psize, sorted(s.boxes_px), s.ini_high_a, mask, out / "references"
     )
     notes += rnotes
