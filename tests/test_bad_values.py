@@ -170,3 +170,28 @@ def test_negative_background_radius_and_simulate_sizes(tmp_path):
 
     d = json.loads(crowded.stdout)
     assert d["n_particles"] < d["n_particles_asked"] == 5000 and d["notes"]
+
+
+def test_tracebacks_that_are_now_one_sentence(tmp_path, maps):
+    np.save(tmp_path / "empty.npy", np.zeros(0, dtype=[("uid", "u8"), ("ctf/df1_A", "f4"), ("ctf/df2_A", "f4")]))
+    (tmp_path / "empty.npy").rename(tmp_path / "empty.cs")
+    r = run("inspect", "empty.cs", "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr  # zero rows: counted as zero, not a crash
+    import json
+
+    d = json.loads(r.stdout)
+    assert 0 in (d["n_particles"], d["n_micrographs"])
+    (tmp_path / "dup.star").write_text("data_particles\nloop_\n_rlnDefocusU #1\n_rlnDefocusU #2\n1 2\n")
+    refused(run("inspect", "dup.star", cwd=tmp_path), "dup.star", "_rlnDefocusU", "twice")
+    refused(run("advise", "--example", "--plot", "x.xyz", cwd=tmp_path), "--plot", ".png")
+    assert not (tmp_path / "x.xyz").exists()
+    refused(
+        run(
+            "ctf", "--box", 200000, "--pixel-size", 1, "--defocus-u", 20000, "--voltage", 300, "--cs", 2.7, cwd=tmp_path
+        ),
+        "GiB",
+    )
+    refused(run("resample", maps / "h1.mrc", "--to-pixel-size", 0.01, "--out", "r.mrc", cwd=tmp_path), "GiB")
+    (tmp_path / "afile").write_text("x")
+    refused(run("example", "--out", "afile/sub", cwd=tmp_path), "afile/sub")
+    refused(run("simulate", "--out", "s9", "--micrographs", 0, cwd=tmp_path), "--micrographs")

@@ -8,7 +8,16 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from cryobox.cli.common import console, fail, fmt, handle_input_errors, parse_boxes, parse_size, print_json
+from cryobox.cli.common import (
+    check_plot_path,
+    console,
+    fail,
+    fmt,
+    handle_input_errors,
+    parse_boxes,
+    parse_size,
+    print_json,
+)
 
 EPILOG = """Examples:
 
@@ -58,6 +67,7 @@ def advise_command(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the fractions-vs-box plot (PNG/PDF/SVG)."),
 ) -> None:
     """Which box to refine in, and which to extract in: aliasing, delocalisation, edges, cost."""
+    check_plot_path(plot)
     from cryobox.jobs.advise import advise_files, inputs_from_range, inputs_from_tables, run_advise
     from cryobox.jobs.example import EXAMPLE, example_particles
 

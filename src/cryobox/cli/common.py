@@ -6,6 +6,7 @@ import functools
 import json
 import re
 import sys
+from pathlib import Path
 from typing import Callable
 
 import typer
@@ -62,6 +63,8 @@ PARAMETER_FLAGS = {
     "map_path": "--map",
     "model_path": "--model",
     "n_particles": "--n",
+    "n_micrographs": "--micrographs",
+    "per_micrograph": "--per-micrograph",
     "percentile": "--percentile",
     "repeats": "--repeats",
     "particle_diameter_a": "--particle-diameter",
@@ -95,6 +98,15 @@ def handle_input_errors(fn: Callable | None = None, *, flags: dict[str, str] | N
             return fn(*args, **kwargs)
         except InputError as exc:
             fail(flag_words(str(exc), flags))
+        except MemoryError:
+            fail("not enough memory for this job on this machine; use smaller boxes or maps, or a bigger machine.")
+        except OSError as exc:  # an output that is a folder, read-only, or a full disk (ulimit -f, quota)
+            if exc.filename is None:
+                raise
+            fail(
+                f"{exc.filename}: cannot be written or read ({exc.strerror}); check the path, its permissions and "
+                "the free disk space."
+            )
         except KeyboardInterrupt:
             err_console.print("cryobox: interrupted; outputs are written atomically, re-run to start again.")
             raise typer.Exit(code=130) from None
@@ -118,6 +130,15 @@ def parse_size(text: str | None, *, flag: str) -> tuple[int, int] | None:
     except ValueError:
         fail(f"{flag} takes WIDTHxHEIGHT in pixels, like 5760x4092; got {text!r}.")
     return w, h
+
+
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def check_plot_path(path, *, flag: str = "--plot") -> None:
+    """Before any work: a figure file whose extension matplotlib writes (PNG, PDF, SVG)."""
+    if path is not None and Path(path).suffix.lower() not in PLOT_SUFFIXES:
+        fail(f"{flag} {path}: give a .png, .pdf or .svg file name.")
 
 
 def parse_boxes(text: str | None, *, flag: str) -> tuple[int, ...]:

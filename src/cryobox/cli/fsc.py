@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from cryobox.cli.common import console, flag_words, fmt, handle_input_errors, print_json
+from cryobox.cli.common import check_plot_path, console, flag_words, fmt, handle_input_errors, print_json
 
 FSC_EPILOG = """Examples:
 
@@ -75,6 +75,7 @@ def fsc_command(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the FSC plot (PNG/PDF/SVG)."),
 ) -> None:
     """FSC of two half maps: unmasked, masked, phase-randomised and corrected; resolution at 0.143 and 0.5."""
+    check_plot_path(plot)
     from cryobox.jobs.fsc import fsc_to_dict, run_fsc, write_fsc_star
 
     job = run_fsc(
@@ -160,6 +161,7 @@ def compare_command(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the overlay (PNG/PDF/SVG)."),
 ) -> None:
     """Overlay FSC curves of several runs on one Å axis, with box sizes and resolutions side by side."""
+    check_plot_path(plot)
     from cryobox.io.fsc_files import resolution_text
     from cryobox.jobs.compare import compare_curves, load_curve
 

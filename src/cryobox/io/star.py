@@ -42,6 +42,11 @@ def read_star_blocks(path: str | os.PathLike) -> dict[str, pd.DataFrame]:
     out: dict[str, pd.DataFrame] = {}
     for name, block in blocks.items():
         if isinstance(block, pd.DataFrame):
+            dup = block.columns[block.columns.duplicated()]
+            if len(dup):
+                raise InputError(
+                    f"{path}: the label _{dup[0]} appears twice in data_{name}; remove one of the two columns."
+                )
             out[name] = block
         elif isinstance(block, dict):
             out[name] = pd.DataFrame({k: [v] for k, v in block.items()})

@@ -10,6 +10,7 @@ from cryobox.core.boxsize import aliasing_limited_resolution_a
 from cryobox.core.optics import ctf_1d, ctf_2d_on_box, electron_wavelength_a
 from cryobox.errors import InputError
 from cryobox.io.particles import ParticleTable
+from cryobox.jobs.records import check_memory
 
 __all__ = ["CtfParameters", "CtfPicture", "parameters_from_table", "compute_ctf_picture"]
 
@@ -119,6 +120,7 @@ def compute_ctf_picture(
     p = params
     if p.box_px < 2:
         raise InputError(f"`box_px` must be at least 2 px, got {p.box_px}.")
+    check_memory(8.0 * 6 * float(p.box_px) ** 2, what=f"a CTF picture of a {p.box_px} px box")
     if not p.pixel_size_a > 0:
         raise InputError(f"`pixel_size_a` must be positive (Å/px), got {p.pixel_size_a}.")
     if p.defocus_u_a < 0 or p.defocus_v_a < 0:

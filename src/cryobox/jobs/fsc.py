@@ -11,6 +11,7 @@ from cryobox.core.fourier import filter_map, fourier_rescale, window
 from cryobox.core.fsc import FscResult, auto_mask_from_map, masked_fsc_analysis
 from cryobox.errors import InputError
 from cryobox.io.mrc import read_map, read_mrc, write_mrc
+from cryobox.jobs.records import check_memory
 
 __all__ = ["FscJob", "run_fsc", "fsc_star_blocks", "fsc_to_dict", "run_filter", "run_resample"]
 
@@ -264,6 +265,7 @@ def run_resample(
                 f"`new_pixel_size_a` {new_pixel_size_a:g} Å leaves {new_n} px of a {n} px box; choose a smaller "
                 "pixel size."
             )
+        check_memory(16.0 * 3 * max(new_n, n) ** vol.ndim, what=f"resampling to {new_n} px ({new_pixel_size_a:g} Å/px)")
         vol, achieved = fourier_rescale(vol, new_n, pixel_size_a=px)
     if box_px is not None:
         if box_px < 2:

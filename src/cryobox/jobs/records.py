@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 
+from cryobox.errors import InputError
 from cryobox.io.jsonio import write_json
 
-__all__ = ["digest", "settings_digest", "read_record", "write_record"]
+__all__ = ["digest", "settings_digest", "read_record", "write_record", "check_memory"]
 
 
 def digest(obj) -> str:
@@ -38,3 +40,17 @@ def read_record(record: str | Path, output: str | Path, *, expect: dict) -> dict
 
 def write_record(record: str | Path, info: dict) -> None:
     write_json(record, info)
+
+
+def check_memory(n_bytes: float, *, what: str) -> None:
+    """One sentence, before the work, when ``what`` would need more memory than the machine has
+    (``n_bytes``: an estimate of its peak)."""
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: no estimate
+        return
+    if n_bytes > available:
+        raise InputError(
+            f"{what} would need about {n_bytes / 2**30:.1f} GiB of memory, and this machine has "
+            f"{available / 2**30:.1f} GiB free; choose smaller sizes."
+        )

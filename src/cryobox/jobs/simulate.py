@@ -79,6 +79,10 @@ def load_density(
         raise InputError("give `map_path` or `model_path`, not both.")
     if box_px is not None and box_px < 2:
         raise InputError(f"`box_px` must be at least 2 px, got {box_px}.")
+    if box_px is not None:
+        from cryobox.jobs.records import check_memory
+
+        check_memory(16.0 * 4 * (2.0 * box_px) ** 3, what=f"a {box_px} px particle map and its projector")
     if map_path is not None:
         from cryobox.io.mrc import read_map
 
@@ -145,6 +149,10 @@ def simulate_micrographs(
     s = settings
     w, h = size_px
     n = density.shape[-1]
+    if n_micrographs < 1 or per_micrograph < 1:
+        raise InputError(
+            f"`n_micrographs` and `per_micrograph` must be at least 1, got {n_micrographs} and {per_micrograph}."
+        )
     if n > min(w, h):
         raise InputError(f"the particle box ({n} px) is larger than the micrographs ({w} x {h} px).")
     out = Path(out)
