@@ -91,6 +91,24 @@ def cryobox(*args, cwd):
     )
 
 
+def extract_plain_64(dataset, out: str) -> None:
+    """A plain extraction at 64 px into ``out`` (a test's own input, never another test's leftover)."""
+    r = cryobox(
+        "extract",
+        "micrographs.star",
+        "--coords-dir",
+        "Pick",
+        "--coords-suffix",
+        "_pick.star",
+        "--box",
+        64,
+        "--out",
+        out,
+        cwd=dataset,
+    )
+    assert r.returncode == 0, r.stderr
+
+
 VARIANTS = {
     "plain": (["--no-norm"], []),
     "norm": (["--bg-radius", "24"], ["--norm", "--bg_radius", "24"]),
@@ -437,22 +455,7 @@ def test_fractional_and_float16_outputs(dataset):
 
 def test_recenter_moves_coordinates_by_whole_pixels(dataset, tmp_path):
     # its own extraction, whatever other tests left in the dataset folder
-    assert (
-        cryobox(
-            "extract",
-            "micrographs.star",
-            "--coords-dir",
-            "Pick",
-            "--coords-suffix",
-            "_pick.star",
-            "--box",
-            64,
-            "--out",
-            "o_recenter_src",
-            cwd=dataset,
-        ).returncode
-        == 0
-    )
+    extract_plain_64(dataset, "o_recenter_src")
     t = read_particles(dataset / "o_recenter_src" / "particles.star")
     d = t.data
     d["shift_x_a"] = 3 * PX + 0.2  # 3 px and a bit
@@ -580,22 +583,7 @@ def test_restack_premultiply_then_crop_equals_extraction(dataset):
 
 
 def test_restack_window_and_rescale_metadata(dataset):
-    assert (
-        cryobox(
-            "extract",
-            "micrographs.star",
-            "--coords-dir",
-            "Pick",
-            "--coords-suffix",
-            "_pick.star",
-            "--box",
-            64,
-            "--out",
-            "o_64",
-            cwd=dataset,
-        ).returncode
-        == 0
-    )
+    extract_plain_64(dataset, "o_64")
     r = cryobox(
         "restack", "o_64/particles.star", "--box", 48, "--rescale", 32, "--norm", "--out", "o_rs", "--json", cwd=dataset
     )
