@@ -195,3 +195,32 @@ def test_tracebacks_that_are_now_one_sentence(tmp_path, maps):
     (tmp_path / "afile").write_text("x")
     refused(run("example", "--out", "afile/sub", cwd=tmp_path), "afile/sub")
     refused(run("simulate", "--out", "s9", "--micrographs", 0, cwd=tmp_path), "--micrographs")
+
+
+def test_text_in_a_coordinate_column(tmp_path):
+    r = run(
+        "simulate",
+        "--out",
+        "s",
+        "--micrographs",
+        1,
+        "--size",
+        "400x400",
+        "--per-micrograph",
+        3,
+        "--pixel-size",
+        6,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stderr
+    pick = sorted((tmp_path / "s" / "Micrographs").glob("*_pick.star"))[0]
+    lines = pick.read_text().splitlines()
+    first = next(i for i, ln in enumerate(lines) if ln[:1].isdigit())
+    lines[first] = "abc " + lines[first].split(maxsplit=1)[1]
+    pick.write_text("\n".join(lines) + "\n")
+    refused(
+        run("extract", "s/micrographs.star", "--coords-suffix", "_pick.star", "--box", 48, "--out", "o", cwd=tmp_path),
+        pick.name,
+        "rlnCoordinateX",
+        "'abc'",
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from cryobox.errors import InputError
 from cryobox.io.star import read_numeric_loop, read_star_blocks
@@ -31,5 +32,17 @@ def read_coordinates(path: Path) -> tuple[np.ndarray, np.ndarray]:
     blocks = read_star_blocks(path)
     for block in blocks.values():
         if "rlnCoordinateX" in block and "rlnCoordinateY" in block:
-            return block["rlnCoordinateX"].to_numpy(float), block["rlnCoordinateY"].to_numpy(float)
+            out = []
+            for label in ("rlnCoordinateX", "rlnCoordinateY"):
+                raw = block[label]
+                v = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+                bad = ~np.isfinite(v)
+                if bad.any():
+                    i = int(np.argmax(bad))
+                    raise InputError(
+                        f"{path}: {label} of row {i + 1} is {raw.iloc[i]!r}, not a number of pixels; fix or remove "
+                        "that row."
+                    )
+                out.append(v)
+            return out[0], out[1]
     raise InputError(f"{path}: no rlnCoordinateX/rlnCoordinateY columns; give a RELION coordinate file.")
