@@ -520,3 +520,20 @@ def test_tiny_sweep_on_relion_resumes_and_reports(tiny_dataset, tmp_path, monkey
     assert rep.exit_code == 0, rep.output
     html = (tmp_path / "r.html").read_text()
     assert "box36" in html and "Welch" in html and "Half maps: cryobox reconstruction" in html
+
+
+def test_a_2d_reference_is_refused_before_any_work(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    table = read_particles(tiny_dataset / "particles.star")
+    eng = StandInEngine()
+    with pytest.raises(InputError, match="`reference` must be a cubic 3D map"):
+        run_sweep(
+            table,
+            _settings(),
+            reference=np.zeros((48, 48), np.float32),
+            reference_pixel_size_a=8.0,
+            out=tmp_path / "sw",
+            engine=eng,
+            log=lambda s: None,
+        )
+    assert not eng.calls and not (tmp_path / "sw" / "data").exists()

@@ -55,6 +55,7 @@ PARAMETER_FLAGS = {
     "defocus_min_a": "--defocus-min",
     "defocus_max_a": "--defocus-max",
     "mask": "--mask",
+    "reference": "--reference",
     "auto_mask": "--auto-mask",
     "mask_threshold": "--mask-threshold",
     "mask_policies": "--mask-policy",

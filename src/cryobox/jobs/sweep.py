@@ -325,6 +325,11 @@ def run_sweep(
     sweep.json dict."""
     s = settings
     s.check()
+    ref_shape = np.shape(reference)
+    if len(ref_shape) != 3 or len(set(ref_shape)) != 1:
+        raise InputError(f"`reference` must be a cubic 3D map, got shape {ref_shape}; give the map to refine from.")
+    if mask is not None and (np.ndim(mask) != 3 or len(set(np.shape(mask))) != 1):
+        raise InputError(f"`mask` must be a cubic 3D map, got shape {np.shape(mask)}.")
     t_start = time.perf_counter()
     timings = {
         "extraction_s": 0.0,
