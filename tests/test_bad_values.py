@@ -224,3 +224,25 @@ def test_text_in_a_coordinate_column(tmp_path):
         "rlnCoordinateX",
         "'abc'",
     )
+
+
+def test_vague_messages_are_precise(tmp_path):
+    write_mrc(tmp_path / "t.mrc", np.ones((16, 16, 16), np.float32), pixel_size_a=2.0)
+    data = (tmp_path / "t.mrc").read_bytes()
+    (tmp_path / "trunc.mrc").write_bytes(data[:-1000])
+    (tmp_path / "rand.mrc").write_bytes(np.random.default_rng(1).bytes(5000))
+    (tmp_path / "adir.mrc").mkdir()
+    (tmp_path / "trunc.star").write_text(
+        "data_optics\nloop_\n_rlnOpticsGroup #1\n_rlnImagePixelSize #2\n1 1.0\n\n"
+        "data_particles\nloop_\n_rlnImageName #1\n_rlnDefocusU #2\n_rlnOpticsGroup #3\n000001@a.mrcs 10000 "
+    )
+    refused(
+        run("filter", "trunc.mrc", "--lowpass", 8, "--out", "o.mrc", cwd=tmp_path),
+        "16,408 bytes",
+        "17,408",
+        "cut short",
+    )
+    refused(run("filter", "rand.mrc", "--lowpass", 8, "--out", "o.mrc", cwd=tmp_path), "not an MRC file")
+    refused(run("filter", "adir.mrc", "--lowpass", 8, "--out", "o.mrc", cwd=tmp_path), "is a folder")
+    refused(run("inspect", "trunc.star", cwd=tmp_path), "trunc.star", "cut short")
+    refused(run("fsc", "t.mrc", "t.mrc", "--pixel-size", 0, cwd=tmp_path), "--pixel-size must be a positive")

@@ -56,6 +56,33 @@ def stamp_header(mrc) -> None:
     mrc.header.nlabl = 1
 
 
+_MODE_BYTES = {0: 1, 1: 2, 2: 4, 3: 4, 4: 8, 6: 2, 12: 2}
+
+
+def _check_mrc_size(path: Path) -> None:
+    """One sentence for a file that is not MRC (an impossible header) or is cut short: the header's
+    size and mode say how many bytes the data need; the file must hold at least that many."""
+    with open(path, "rb") as fh:
+        head = fh.read(1024)
+    if len(head) < 1024:
+        raise InputError(f"{path}: {len(head)} bytes, shorter than an MRC header (1024 bytes); the file is cut short.")
+    for order in ("<", ">"):
+        nx, ny, nz, mode = np.frombuffer(head[:16], dtype=f"{order}i4")
+        nsymbt = int(np.frombuffer(head[92:96], dtype=f"{order}i4")[0])
+        if mode in _MODE_BYTES and 0 < nx < 2**20 and 0 < ny < 2**20 and 0 < nz < 2**24 and 0 <= nsymbt < 2**31:
+            break
+    else:
+        raise InputError(f"{path}: not an MRC file (its header gives no valid size and data mode); check the file.")
+    need = 1024 + nsymbt + int(nx) * int(ny) * int(nz) * _MODE_BYTES[int(mode)]
+    have = path.stat().st_size
+    if have < need:
+        raise InputError(
+            f"{path}: holds {have:,} bytes but its header ({nx} x {ny} x {nz}, mode {mode}) needs {need:,}; the file "
+            "is "
+            "cut short (copy it again)."
+        )
+
+
 def read_mrc(path: str | os.PathLike, *, mmap: bool = False) -> tuple[np.ndarray, float | None]:
     """(data, pixel size in Å or None when the header has none); permissive with a warning.
 
@@ -66,8 +93,11 @@ def read_mrc(path: str | os.PathLike, *, mmap: bool = False) -> tuple[np.ndarray
     import mrcfile
 
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not an MRC file; give the map or stack inside it.")
     if not path.is_file():
         raise InputError(f"{path}: no such MRC file; check the path.")
+    _check_mrc_size(path)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -237,6 +267,8 @@ def read_map(path: Path, *, pixel_size_a: float | None = None, what: str = "map"
     data, header_px = read_mrc(path)
     if data.ndim not in (2, 3):
         raise InputError(f"{path}: the {what} has {data.ndim} dimensions; give a 3D map (or a 2D image).")
+    if pixel_size_a is not None and not (np.isfinite(pixel_size_a) and pixel_size_a > 0):
+        raise InputError(f"`pixel_size_a` must be a positive number of Å/px, got {pixel_size_a}.")
     px = pixel_size_a if pixel_size_a is not None else header_px
     if px is None or not px > 0:
         raise InputError(f"{path}: no pixel size in the MRC header; give `pixel_size_a`.")

@@ -36,6 +36,11 @@ def read_star_blocks(path: str | os.PathLike) -> dict[str, pd.DataFrame]:
     try:
         blocks = starfile.read(path, always_dict=True)
     except Exception as exc:  # starfile raises many kinds on malformed text
+        if "mismatch" in str(exc).lower():
+            raise InputError(
+                f"{path}: a row has fewer or more values than the loop has labels; the file is cut short or damaged "
+                "(copy it again, or write it again from its program)."
+            ) from None
         raise InputError(
             f"{path}: not a readable STAR file ({type(exc).__name__}: {exc}); check that it is RELION STAR text."
         ) from None
