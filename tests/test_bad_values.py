@@ -246,3 +246,10 @@ def test_vague_messages_are_precise(tmp_path):
     refused(run("filter", "adir.mrc", "--lowpass", 8, "--out", "o.mrc", cwd=tmp_path), "is a folder")
     refused(run("inspect", "trunc.star", cwd=tmp_path), "trunc.star", "cut short")
     refused(run("fsc", "t.mrc", "t.mrc", "--pixel-size", 0, cwd=tmp_path), "--pixel-size must be a positive")
+
+
+def test_image_number_zero_is_refused(tmp_path):
+    blocks = _particles()
+    blocks["particles"]["rlnImageName"] = ["000000@s.mrcs", "000001@s.mrcs", "000002@s.mrcs"]
+    write_star_blocks(tmp_path / "p.star", blocks)
+    refused(run("restack", "p.star", "--box", 32, "--out", "o", cwd=tmp_path), "p.star", "image_index", "000001@")

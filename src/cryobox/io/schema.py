@@ -184,6 +184,7 @@ RANGES: dict[str, tuple[float, float, bool, bool, str]] = {
     "pixel_size_a": (0.0, math.inf, False, False, "a positive pixel size in Å/px"),
     "micrograph_pixel_size_a": (0.0, math.inf, False, False, "a positive pixel size in Å/px"),
     "box_px": (2.0, math.inf, True, False, "a box of at least 2 px"),
+    "image_index": (0.0, math.inf, True, False, "an image number from 000001@ (RELION) or 0 (cryoSPARC blob/idx)"),
     "coord_x_px": (-math.inf, math.inf, False, False, "a finite coordinate in px"),
     "coord_y_px": (-math.inf, math.inf, False, False, "a finite coordinate in px"),
     "shift_x_a": (-math.inf, math.inf, False, False, "a finite shift in Å"),
