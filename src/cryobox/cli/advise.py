@@ -29,8 +29,8 @@ EPILOG = """Examples:
 
   cryobox advise J42_particles.cs --diameter 220 --resolution 3.7 --json --plot advise.png
 
-  cryobox advise --pixel-size 1.06 --defocus-min 18000 --defocus-max 30000 --voltage 300 --cs 2.7 \\
-      --diameter 220 --resolution 3.7
+  cryobox advise --pixel-size 1.06 --defocus-min 18000 --defocus-max 30000 --voltage 300 --cs 2.7 \
+--diameter 220 --resolution 3.7
 """
 
 

@@ -16,8 +16,8 @@ EPILOG = """Examples:
 
   cryobox extract micrographs_ctf.star --coords-dir Pick/ --coords-suffix _pick.star --box 256 --invert --out Extract/
 
-  cryobox extract micrographs_ctf.star --coords-suffix _pick.star --box 256 --premultiply-box 512 --invert \\
-      --out Extract_pm/
+  cryobox extract micrographs_ctf.star --coords-suffix _pick.star --box 256 --premultiply-box 512 --invert \
+--out Extract_pm/
 
   cryobox extract run_data.star --recenter --box 280 --edge drop --out Reextract/ --jobs 8
 """

@@ -11,8 +11,8 @@ from cryobox.cli.common import console, err_console, fail, handle_input_errors, 
 
 EPILOG = """Examples:
 
-  cryobox simulate --out sim/ --micrographs 4 --size 4096x4096 --per-micrograph 300 \\
-      --defocus-min 18000 --defocus-max 30000
+  cryobox simulate --out sim/ --micrographs 4 --size 4096x4096 --per-micrograph 300 \
+--defocus-min 18000 --defocus-max 30000
 
   cryobox simulate --out sim_stack/ --stack --n 2000 --box 128 --pixel-size 3.0 --snr 1
 

@@ -13,14 +13,14 @@ from cryobox.report.text import half_maps_text
 
 SWEEP_EPILOG = """Examples:
 
-  cryobox sweep particles.star --reference ref.mrc --particle-diameter 240 --boxes 280,360,576 \\
-      --premultiply-from 576 --repeats 3 --out Sweep/
+  cryobox sweep particles.star --reference ref.mrc --particle-diameter 240 --boxes 280,360,576 \
+--premultiply-from 576 --repeats 3 --out Sweep/
 
-  cryobox sweep J42_particles.cs --reference J40_map.mrc --particle-diameter 240 --boxes 280,576 \\
-      --mask-policy both --repeats 3 --out Sweep/
+  cryobox sweep J42_particles.cs --reference J40_map.mrc --particle-diameter 240 --boxes 280,576 \
+--mask-policy both --repeats 3 --out Sweep/
 
-  cryobox sweep particles.star --reference ref.mrc --particle-diameter 240 --boxes 64,96 --repeats 2 \\
-      --auto-iter-max 4 --out QuickSweep/
+  cryobox sweep particles.star --reference ref.mrc --particle-diameter 240 --boxes 64,96 --repeats 2 \
+--auto-iter-max 4 --out QuickSweep/
 """
 
 REPORT_EPILOG = """Examples:
@@ -29,8 +29,8 @@ REPORT_EPILOG = """Examples:
 
   cryobox report particles.cs --diameter 220 --resolution 3.5 --sweep Sweep/ --fsc fsc_280.json --out report.html
 
-  cryobox report J42_particles.cs --diameter 220 --resolution 3.7 --boxes 280,576 --judge Judge/ \\
-      --fsc cs280=J50_fsc.txt@280:1.06 --out report.html
+  cryobox report J42_particles.cs --diameter 220 --resolution 3.7 --boxes 280,576 --judge Judge/ \
+--fsc cs280=J50_fsc.txt@280:1.06 --out report.html
 """
 
 DEMO_EPILOG = """Examples:

@@ -11,7 +11,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Column", "SCHEMA", "COLUMNS", "RANGES", "relion_label", "cryosparc_field", "schema_markdown"]
+__all__ = [
+    "Column",
+    "SCHEMA",
+    "COLUMNS",
+    "CTF_REQUIRED",
+    "RANGES",
+    "relion_label",
+    "cryosparc_field",
+    "schema_markdown",
+]
 
 
 @dataclass(frozen=True)
@@ -168,6 +177,10 @@ SCHEMA: tuple[Column, ...] = (
 )
 
 COLUMNS = {c.name: c for c in SCHEMA}
+
+#: the columns a particle's CTF cannot be computed without (phase shift, B-factor and scale have
+#: defaults: 0, 0, 1)
+CTF_REQUIRED = ("defocus_u_a", "defocus_v_a", "defocus_angle_deg", "voltage_kv", "cs_mm", "amplitude_contrast")
 
 #: the values each numeric column may take: (lowest, highest, lowest allowed?, highest allowed?,
 #: the rule in words); every value must also be finite. Checked by ``io.table.validate``.

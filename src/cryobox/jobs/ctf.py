@@ -10,6 +10,7 @@ from cryobox.core.boxsize import aliasing_limited_resolution_a
 from cryobox.core.optics import ctf_1d, ctf_2d_on_box, electron_wavelength_a
 from cryobox.errors import InputError
 from cryobox.io.particles import ParticleTable
+from cryobox.io.schema import CTF_REQUIRED
 from cryobox.jobs.records import check_memory
 
 __all__ = ["CtfParameters", "CtfPicture", "parameters_from_table", "compute_ctf_picture"]
@@ -79,12 +80,7 @@ def parameters_from_table(table: ParticleTable, *, percentile: float, box_px: in
     if not 0 <= percentile <= 100:
         raise InputError(f"`percentile` must be between 0 and 100, got {percentile}.")
     table.require(
-        "defocus_u_a",
-        "defocus_v_a",
-        "defocus_angle_deg",
-        "voltage_kv",
-        "cs_mm",
-        "amplitude_contrast",
+        *CTF_REQUIRED,
         "pixel_size_a",
         purpose="the CTF picture",
     )

@@ -23,6 +23,7 @@ from cryobox.core.extract import CTF_KEYS
 from cryobox.errors import InputError
 from cryobox.io.coords import read_coordinates
 from cryobox.io.particles import ParticleTable, read_particles, resolve_path, search_roots, write_cs, write_star
+from cryobox.io.schema import CTF_REQUIRED
 from cryobox.jobs.particle_ops import ParticleOps, finish_batch
 from cryobox.jobs.records import read_record, write_record
 
@@ -216,12 +217,7 @@ def plan_extraction(
     needs_ctf = o.premultiplied or o.phase_flip
     if needs_ctf:
         table.require(
-            "defocus_u_a",
-            "defocus_v_a",
-            "defocus_angle_deg",
-            "voltage_kv",
-            "cs_mm",
-            "amplitude_contrast",
+            *CTF_REQUIRED,
             purpose="CTF premultiplication / phase flipping",
         )
     roots = search_roots(table)

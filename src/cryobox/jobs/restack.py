@@ -17,6 +17,7 @@ import numpy as np
 
 from cryobox.errors import InputError
 from cryobox.io.particles import ParticleTable, fill_box_from_stacks, find_stack, search_roots, write_cs, write_star
+from cryobox.io.schema import CTF_REQUIRED
 from cryobox.jobs.particle_ops import ParticleOps, finish_batch
 from cryobox.jobs.records import read_record, write_record
 
@@ -115,12 +116,7 @@ def run_restack(
         raise InputError(f"{table.path}: particles of several box or pixel sizes; restack one optics group at a time.")
     if o.premultiply or o.phase_flip:
         table.require(
-            "defocus_u_a",
-            "defocus_v_a",
-            "defocus_angle_deg",
-            "voltage_kv",
-            "cs_mm",
-            "amplitude_contrast",
+            *CTF_REQUIRED,
             purpose="premultiply / phase flip",
         )
         if o.premultiply and o.phase_flip:
