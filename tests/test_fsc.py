@@ -342,11 +342,12 @@ def test_filter_and_resample_cli(cli, tmp_path):
 
 
 def test_fsc_bad_input_exits_2(cli, tmp_path):
-    write(tmp_path / "a.mrc", np.zeros((16, 16, 16)), 1.0)
-    write(tmp_path / "b.mrc", np.zeros((18, 18, 18)), 1.0)
-    write(tmp_path / "c.mrc", np.zeros((16, 16, 16)), 1.2)
+    rng = np.random.default_rng(0)
+    write(tmp_path / "a.mrc", rng.standard_normal((16, 16, 16)), 1.0)
+    write(tmp_path / "b.mrc", rng.standard_normal((18, 18, 18)), 1.0)
+    write(tmp_path / "c.mrc", rng.standard_normal((16, 16, 16)), 1.2)
     with mrcfile.new(tmp_path / "nopx.mrc") as m:
-        m.set_data(np.zeros((16, 16, 16), np.float32))
+        m.set_data(rng.standard_normal((16, 16, 16)).astype(np.float32))
     for args, words in (
         ((tmp_path / "a.mrc", tmp_path / "b.mrc"), "box"),
         ((tmp_path / "a.mrc", tmp_path / "c.mrc"), "Å/px"),

@@ -74,9 +74,16 @@ PARAMETER_FLAGS = {
     "resample": "--resample",
     "force_mask": "--force-mask",
     "halves=False": "--no-halves",
+    "ctf=False": "--no-ctf",
     "bfactor_a2": "--bfactor",
     "randomise_at_a": "--randomise-at",
     "mask_out": "--mask-out",
+    "out": "--out",
+    "diameter_a": "--diameter",
+    "resolution_a": "--resolution",
+    "amplitude_contrast": "--amp-contrast",
+    "defocus_u_a": "--defocus-u",
+    "threshold": "--threshold",
 }
 
 

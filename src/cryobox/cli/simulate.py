@@ -69,8 +69,10 @@ def simulate_command(
 
     if defocus_min > defocus_max or defocus_min < 0:
         fail(f"--defocus-min ({defocus_min:g} Å) must be >= 0 and <= --defocus-max ({defocus_max:g} Å).")
-    if snr < 0 or pixel_size <= 0:
-        fail("--snr must be >= 0 and --pixel-size positive.")
+    if not snr >= 0:
+        fail(f"--snr must be 0 or more, got {snr:g}.")
+    if not pixel_size > 0:
+        fail(f"--pixel-size must be a positive number of Å/px, got {pixel_size:g}.")
     settings = SimulationSettings(
         pixel_size_a=pixel_size,
         voltage_kv=voltage,

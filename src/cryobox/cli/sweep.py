@@ -173,6 +173,9 @@ def sweep_command(
     ),
     jobs: Optional[int] = typer.Option(None, "-j", "--jobs", help="Worker processes for extraction."),
     json_out: bool = typer.Option(False, "--json", help="Print sweep.json."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Check every input and setting, print the plan (variants, runs), and stop."
+    ),
 ) -> None:
     """Re-extract the same particles at several boxes, refine each several times on RELION, judge the differences."""
     from cryobox.engines import get_engine
@@ -199,12 +202,30 @@ def sweep_command(
     settings.check()
     engine = get_engine("relion", ranks=ranks, threads=threads)
     engine.check()  # before any work: a missing RELION is one sentence with the install command
-    ref, ref_px = read_map(reference, what="reference")
+    ref, ref_px = read_map(reference, what="reference", ndim=3)
     m = None
     if mask is not None:
-        m, _ = read_map(mask, pixel_size_a=ref_px, what="mask")
+        m, _ = read_map(mask, pixel_size_a=ref_px, what="mask", ndim=3)
     table = read_particles(particles)
     log = _log(json_out)
+    if dry_run:
+        from cryobox.jobs.sweep import plan_sweep
+
+        plan = plan_sweep(table, settings, reference=ref, mask=m, engine=engine, out=out)
+        if json_out:
+            print_json(plan)
+            return
+        console.print(
+            f"plan: {len(table)} particles, {plan['mode']} at {', '.join(map(str, sorted(settings.boxes_px)))} px "
+            f"({plan['pixel_size_a']:g} Å/px); {plan['n_runs']} refinements ({len(plan['variants'])} variants x "
+            f"{settings.repeats} repeats) with {plan['engine'].get('engine')} {plan['engine'].get('version', '')}"
+        )
+        for label, text in zip(plan["variants"], plan["descriptions"]):
+            console.print(f"  {label}: {text}")
+        for n in plan["notes"]:
+            console.print(f"  note: {flag_words(n)}")
+        console.print("nothing was written (--dry-run).")
+        return
     d = run_sweep(
         table,
         settings,

@@ -61,8 +61,8 @@ def rosenthal_henderson_box_a(
     B = D + 2 max_{k <= 1/d} |lambda dF k - Cs lambda^3 k^3|; with ``cs_mm=0`` this is the
     classic B = D + 2 lambda dF / d. Broadcasts over all arguments.
     """
-    d = _check_positive("diameter", diameter_a)
-    res = _check_positive("resolution", resolution_a)
+    d = _check_positive("`diameter_a`", diameter_a)
+    res = _check_positive("`resolution_a`", resolution_a)
     out = d + 2.0 * max_local_oscillation_a(1.0 / res, defocus_a=np.abs(defocus_a), voltage_kv=voltage_kv, cs_mm=cs_mm)
     return float(out) if np.ndim(out) == 0 else out
 
@@ -79,7 +79,7 @@ def aliasing_free_box_a(
     aliasing at every frequency up to 1 / ``resolution_a``: 2 * power * max_{k <= 1/d} R(k)."""
     if ctf_power not in (1, 2):
         raise ValueError(f"ctf_power must be 1 (CTF) or 2 (CTF^2), got {ctf_power}")
-    res = _check_positive("resolution", resolution_a)
+    res = _check_positive("`resolution_a`", resolution_a)
     out = (
         2.0
         * ctf_power
@@ -104,7 +104,7 @@ def aliasing_limited_resolution_a(
     """
     if ctf_power not in (1, 2):
         raise ValueError(f"ctf_power must be 1 (CTF) or 2 (CTF^2), got {ctf_power}")
-    box_a = _check_positive("box", box_px) * _check_positive("pixel size", pixel_size_a)
+    box_a = _check_positive("`box_px`", box_px) * _check_positive("`pixel_size_a`", pixel_size_a)
     nyquist = 0.5 / np.asarray(pixel_size_a, dtype=np.float64)
     df = np.abs(np.asarray(defocus_a, dtype=np.float64))
     shape = np.broadcast_shapes(box_a.shape, nyquist.shape, df.shape, np.shape(voltage_kv), np.shape(cs_mm))
@@ -303,9 +303,9 @@ def advise_box(
     that would give every box the window in Å of the reference box: the smaller of the smallest
     user box and the refine box (``window_reference_box_px``).
     """
-    diameter_a = float(_check_positive("diameter", diameter_a))
-    resolution_a = float(_check_positive("resolution", resolution_a))
-    pixel_size_a = float(_check_positive("pixel size", pixel_size_a))
+    diameter_a = float(_check_positive("`diameter_a`", diameter_a))
+    resolution_a = float(_check_positive("`resolution_a`", resolution_a))
+    pixel_size_a = float(_check_positive("`pixel_size_a`", pixel_size_a))
     if resolution_a < 2.0 * pixel_size_a:
         raise ValueError(
             f"target resolution {resolution_a} Å is finer than Nyquist ({2 * pixel_size_a:.3f} Å at "

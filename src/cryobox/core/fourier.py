@@ -147,7 +147,8 @@ def highpass_rfft(
 def bfactor_rfft(ft: NDArray, *, box_px: int, pixel_size_a: float, bfactor_a2: float) -> NDArray:
     """Multiply by exp(-B k^2 / 4), k in 1/Å (negative B sharpens), as RELION's applyBFactorToMap."""
     k = rfft_radius_fourier_px(_real_shape(ft, box_px)) / (box_px * pixel_size_a)
-    return ft * np.exp(-0.25 * bfactor_a2 * k * k).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused by the caller (not finite)
+        return ft * np.exp(-0.25 * bfactor_a2 * k * k).astype(np.float32)
 
 
 def _real_shape(ft: NDArray, box_px: int) -> tuple[int, ...]:

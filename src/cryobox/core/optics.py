@@ -38,7 +38,7 @@ def electron_wavelength_a(voltage_kv: ArrayLike) -> NDArray[np.float64] | float:
     """
     v = np.asarray(voltage_kv, dtype=np.float64) * 1e3
     if np.any(v <= 0):
-        raise ValueError(f"voltage must be positive (kV), got {voltage_kv!r}")
+        raise ValueError(f"`voltage_kv` must be positive (kV), got {voltage_kv!r}")
     lam = _PLANCK_WAVELENGTH_CONSTANT / np.sqrt(v * (1.0 + _RELATIVISTIC_CORRECTION * v))
     return float(lam) if lam.ndim == 0 else lam
 
@@ -46,7 +46,7 @@ def electron_wavelength_a(voltage_kv: ArrayLike) -> NDArray[np.float64] | float:
 def _amplitude_contrast_phase(amplitude_contrast: float) -> float:
     q0 = float(amplitude_contrast)
     if not 0.0 <= q0 < 1.0:
-        raise ValueError(f"amplitude contrast must be a fraction in [0, 1), got {q0}")
+        raise ValueError(f"`amplitude_contrast` must be a fraction in [0, 1), got {q0}")
     return float(np.arctan(q0 / np.sqrt(1.0 - q0 * q0)))
 
 

@@ -55,6 +55,10 @@ def parse_run_spec(spec: str) -> RunSpec:
         box = int(m.group(1)) if m.group(1) else None
         psize = float(m.group(2)) if m.group(2) else None
         text = text[: m.start()]
+    if "@" in text and not Path(text).exists() and not m:
+        raise InputError(
+            f"{spec}: after @ give the box in px and, for cryoSPARC tables, the pixel size: PATH@280 or PATH@280:1.06."
+        )
     label = None
     if "=" in text and not Path(text).exists():
         label, text = text.split("=", 1)
@@ -252,7 +256,12 @@ def _from_text(path: Path, label: str, spec: RunSpec) -> FscCurve:
         table = np.asarray(rows, dtype=np.float64)
         if table.ndim != 2 or table.shape[1] < 2 or len(header) < table.shape[1] or len(table) < 3:
             raise ValueError("expected a header of column names and at least 3 rows of 2 or more numbers")
-    except (ValueError, IndexError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:
+        raise InputError(
+            f"{path}: a binary file, not an FSC curve; give `cryobox fsc --json` output, a RELION postprocess or "
+            "model STAR, or a cryoSPARC FSC text table (for half maps, write H1.mrc:H2.mrc)."
+        ) from None
+    except (ValueError, IndexError) as exc:
         raise InputError(f"{path}: not an FSC table with a header of column names ({exc}).") from None
     columns = {name: table[:, j] for j, name in enumerate(header[: table.shape[1]])}
     shells = table[:, 0]

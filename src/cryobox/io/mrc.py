@@ -72,6 +72,13 @@ def _check_mrc_size(path: Path) -> None:
         if mode in _MODE_BYTES and 0 < nx < 2**20 and 0 < ny < 2**20 and 0 < nz < 2**24 and 0 <= nsymbt < 2**31:
             break
     else:
+        for order in ("<", ">"):
+            nx, ny, nz, mode = np.frombuffer(head[:16], dtype=f"{order}i4")
+            if 0 < nx < 2**20 and 0 < ny < 2**20 and 0 < nz < 2**24 and 0 <= mode < 256 and head[208:211] == b"MAP":
+                raise InputError(
+                    f"{path}: MRC data mode {int(mode)} is not one cryobox reads (modes 0, 1, 2, 6 and 12: integers, "
+                    "float32, float16); convert it (relion_image_handler --i IN --o OUT writes float32)."
+                )
         raise InputError(f"{path}: not an MRC file (its header gives no valid size and data mode); check the file.")
     need = 1024 + nsymbt + int(nx) * int(ny) * int(nz) * _MODE_BYTES[int(mode)]
     have = path.stat().st_size
@@ -262,11 +269,30 @@ class StackWriter:
         return bool(self._atomic.__exit__(exc_type, exc, tb))
 
 
-def read_map(path: Path, *, pixel_size_a: float | None = None, what: str = "map") -> tuple[np.ndarray, float]:
-    """A map and its pixel size (header, or the override); InputError when neither is known."""
+def check_mask(mask: np.ndarray, path) -> None:
+    """A mask file's values: finite, in [0, 1], and not all zero (InputError naming the file)."""
+    if not np.isfinite(mask).all():
+        raise InputError(f"{path}: the mask holds NaN or infinite values; make it again (relion_mask_create).")
+    if mask.min() < -1e-6 or mask.max() > 1 + 1e-6:
+        raise InputError(
+            f"{path}: mask values run {float(mask.min()):.3g}..{float(mask.max()):.3g}; a mask holds values in [0, 1]."
+        )
+    if not mask.max() > 0:
+        raise InputError(f"{path}: the mask is zero everywhere; it would hide the whole map: give the right mask file.")
+
+
+def read_map(
+    path: Path, *, pixel_size_a: float | None = None, what: str = "map", ndim: int | None = None, varying: bool = False
+) -> tuple[np.ndarray, float]:
+    """A map and its pixel size (header, or the override); InputError when neither is known, when it
+    is not cubic, holds NaN or inf, is not ``ndim``-dimensional, or (``varying``) is constant."""
     data, header_px = read_mrc(path)
     if data.ndim not in (2, 3):
         raise InputError(f"{path}: the {what} has {data.ndim} dimensions; give a 3D map (or a 2D image).")
+    if ndim is not None and data.ndim != ndim:
+        raise InputError(
+            f"{path}: the {what} is a {data.ndim}D image {data.shape}; give a {ndim}D map (an MRC volume)."
+        )
     if pixel_size_a is not None and not (np.isfinite(pixel_size_a) and pixel_size_a > 0):
         raise InputError(f"`pixel_size_a` must be a positive number of Å/px, got {pixel_size_a}.")
     px = pixel_size_a if pixel_size_a is not None else header_px
@@ -276,4 +302,9 @@ def read_map(path: Path, *, pixel_size_a: float | None = None, what: str = "map"
         raise InputError(f"{path}: the {what} is {data.shape}, not a cubic box; cryobox compares cubic maps.")
     if not np.isfinite(data).all():
         raise InputError(f"{path}: the {what} holds NaN or infinite values; check how it was made.")
+    if varying and float(data.max()) == float(data.min()):
+        raise InputError(
+            f"{path}: the {what} is constant ({float(data.max()):g} everywhere); there is nothing to correlate: "
+            "check that it is the right file."
+        )
     return data.astype(np.float32, copy=False), float(px)

@@ -50,6 +50,8 @@ def read_particles(path: str | os.PathLike, *, full: bool = True) -> ParticleTab
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file; check the path.")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a particle file; give the .star or .cs file inside it.")
     suffix = path.suffix.lower()
     if suffix == ".cs":
         return particles_from_cs(read_cs_array(path), path=path, full=full)

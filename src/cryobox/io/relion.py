@@ -37,6 +37,8 @@ def _pick_particle_block(blocks: dict[str, pd.DataFrame], path: Path | None) -> 
 
 
 def _split_image_names(names: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    if names.empty:
+        return np.zeros(0, dtype=object), np.zeros(0, dtype=np.float64)
     parts = names.astype(str).str.partition("@")
     has_at = parts[1] == "@"
     idx = pd.to_numeric(parts[0].where(has_at, "1"), errors="coerce")
@@ -89,8 +91,8 @@ def particles_from_star_blocks(
         if (pos < 0).any():
             bad = sorted(set(np.asarray(groups)[pos < 0].tolist()))[:5]
             raise InputError(
-                f"{_where(path)}: particles refer to optics group(s) {bad} missing from data_optics; fix the optics "
-                "table."
+                f"{_where(path)}: rlnOpticsGroup of the particles names group(s) {bad} that data_optics lacks; "
+                "add them to the optics table or correct the particles' rlnOpticsGroup."
             )
         out["optics_group"] = np.asarray(optics_idx[pos])
         for canon, label in _RLN_OPTICS.items():

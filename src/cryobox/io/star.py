@@ -29,6 +29,8 @@ def read_star_blocks(path: str | os.PathLike) -> dict[str, pd.DataFrame]:
     cannot be parsed raises ``InputError`` naming the file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a STAR file; give the .star file inside it.")
     if not path.is_file():
         raise InputError(f"{path}: no such file; check the path.")
     import starfile  # imported here: the .cs path and the CLI's start-up do not pay for it
@@ -46,6 +48,11 @@ def read_star_blocks(path: str | os.PathLike) -> dict[str, pd.DataFrame]:
         ) from None
     out: dict[str, pd.DataFrame] = {}
     for name, block in blocks.items():
+        if isinstance(block, pd.DataFrame) and any(not str(c).strip() for c in block.columns):
+            raise InputError(
+                f"{path}: data_{name} ends in the middle of its labels; the file is cut short (copy it again, or "
+                "write it again from its program)."
+            )
         if isinstance(block, pd.DataFrame):
             dup = block.columns[block.columns.duplicated()]
             if len(dup):

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from cryobox.errors import InputError
-from cryobox.io.schema import COLUMNS, RANGES, cryosparc_field, relion_label
+from cryobox.io.schema import COLUMNS, CTF_REQUIRED, RANGES, cryosparc_field, relion_label
 
 __all__ = ["ParticleTable", "validate", "where"]
 
@@ -50,11 +50,22 @@ class ParticleTable:
         for col in columns:
             if col not in self.data.columns or self.data[col].isna().all():
                 name = f"{self.path}" if self.path else "the particle table"
+                fix = (
+                    "use a file with CTF parameters (after CTF estimation) or give the value on the command line"
+                    if col in CTF_FIXABLE
+                    else "use a file written by the program that made the images (an Extract job's particles), "
+                    "not a picking or selection file"
+                    if col in ("image_path", "image_index")
+                    else "use a file that has it (a refinement's output for poses, half sets and shifts)"
+                )
                 raise InputError(
                     f"{name}: no {col} ({relion_label(col)} in RELION, {cryosparc_field(col)} in cryoSPARC) in the "
-                    f"file, which {purpose} needs; "
-                    "use a file with CTF parameters (after CTF estimation) or give the value on the command line."
+                    f"file, which {purpose} needs; {fix}."
                 )
+
+
+#: columns a user can also give on the command line (or get from CTF estimation)
+CTF_FIXABLE = (*CTF_REQUIRED, "pixel_size_a", "box_px", "phase_shift_deg")
 
 
 def validate(table: ParticleTable) -> None:
@@ -66,6 +77,15 @@ def validate(table: ParticleTable) -> None:
         if col not in d:
             continue
         v = pd.to_numeric(d[col], errors="coerce").to_numpy(dtype=np.float64)
+        text = d[col].to_numpy()
+        if text.dtype == object:  # text where a number belongs: name the text, not the NaN it became
+            not_number = np.isnan(v) & pd.notna(text) & (pd.Series(text).astype(str).str.lower() != "nan").to_numpy()
+            if not_number.any():
+                i = int(np.argmax(not_number))
+                raise InputError(
+                    f"{where_}: {col} ({relion_label(col)} / {cryosparc_field(col)}) is the text {str(text[i])!r} for "
+                    f"row {i + 1} ({int(not_number.sum())} such row(s)); it must be a number: fix or remove those rows."
+                )
         bad = ~np.isfinite(v) | (v < lo) | (v > hi) | ((v == lo) & (not lo_ok)) | ((v == hi) & (not hi_ok))
         if bad.any():
             i = int(np.argmax(bad))
@@ -76,7 +96,10 @@ def validate(table: ParticleTable) -> None:
                 if COLUMNS[col].block == "optics" or col == "pixel_size_a"
                 else "fix or remove those rows"
             )
+            shown = (
+                f"{int(v[i]) + 1:06d}@ (blob/idx {int(v[i])})" if col == "image_index" and np.isfinite(v[i]) else v[i]
+            )
             raise InputError(
-                f"{where_}: {col} ({relion_label(col)} / {cryosparc_field(col)}) is {v[i]} for row {i + 1} "
+                f"{where_}: {col} ({relion_label(col)} / {cryosparc_field(col)}) is {shown} for row {i + 1} "
                 f"({int(bad.sum())} bad row(s)); it must be {rule}: {fix}."
             )

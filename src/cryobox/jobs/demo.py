@@ -74,6 +74,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, log=print, settin
     from cryobox.io.mrc import read_mrc
     from cryobox.io.particles import read_particles
     from cryobox.jobs.advise import advise_files
+    from cryobox.jobs.outputs import refuse_star_unsafe_path
     from cryobox.jobs.report import build_report
     from cryobox.jobs.simulate import SimulationSettings, load_density, simulate_micrographs
     from cryobox.jobs.sweep import SweepSettings, run_sweep
@@ -81,6 +82,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, log=print, settin
     t0 = time.perf_counter()
     ds = settings or (QUICK if quick else DEMO)
     out = Path(out)
+    refuse_star_unsafe_path(out, what="output folder")
     out.mkdir(parents=True, exist_ok=True)
     engine = get_engine("relion")
     engine.check()  # fail before simulating when RELION is missing

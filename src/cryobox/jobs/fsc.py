@@ -10,7 +10,7 @@ import numpy as np
 from cryobox.core.fourier import filter_map, fourier_rescale, window
 from cryobox.core.fsc import FscResult, auto_mask_from_map, masked_fsc_analysis
 from cryobox.errors import InputError
-from cryobox.io.mrc import read_map, read_mrc, write_mrc
+from cryobox.io.mrc import check_mask, read_map, read_mrc, write_mrc
 from cryobox.jobs.records import check_memory
 
 __all__ = ["FscJob", "run_fsc", "fsc_star_blocks", "fsc_to_dict", "run_filter", "run_resample"]
@@ -48,9 +48,9 @@ def run_fsc(
     from cryobox.jobs.outputs import refuse_overwriting_inputs
 
     if auto:
-        refuse_overwriting_inputs([mask_out or Path("automask.mrc")], [half1, half2, mask])
-    h1, p1 = read_map(half1, pixel_size_a=pixel_size_a, what="half map")
-    h2, p2 = read_map(half2, pixel_size_a=pixel_size_a, what="half map")
+        refuse_overwriting_inputs([mask_out or Path("automask.mrc")], [half1, half2, mask], name="mask_out")
+    h1, p1 = read_map(half1, pixel_size_a=pixel_size_a, what="half map", ndim=3, varying=True)
+    h2, p2 = read_map(half2, pixel_size_a=pixel_size_a, what="half map", ndim=3, varying=True)
     if h1.shape != h2.shape:
         raise InputError(
             f"{half1} is {h1.shape} but {half2} is {h2.shape}: half maps must share one box; resample one (cryobox "
@@ -70,10 +70,7 @@ def run_fsc(
         m, pm = read_mrc(mask)
         if m.shape != h1.shape:
             raise InputError(f"{mask} is {m.shape} but the half maps are {h1.shape}: the mask must share their box.")
-        if m.min() < -1e-6 or m.max() > 1 + 1e-6:
-            raise InputError(
-                f"{mask}: mask values run {float(m.min()):.3g}..{float(m.max()):.3g}; a mask holds values in [0, 1]."
-            )
+        check_mask(m, mask)
         if pm is not None and abs(pm - p1) > 1e-3 * p1:
             notes.append(f"the mask header says {pm:g} Å/px, the half maps {p1:g} Å/px; the mask was used as it is.")
     elif auto:
@@ -200,6 +197,10 @@ def run_filter(
     from cryobox.jobs.outputs import refuse_overwriting_inputs
 
     refuse_overwriting_inputs([out], [path, mask])
+    if lowpass_a is None and highpass_a is None and not bfactor_a2 and mask is None:
+        raise InputError(
+            f"{path}: nothing to do; give `lowpass_a`, `highpass_a`, `bfactor_a2` or `mask` (a plain copy is `cp`)."
+        )
     vol, px = read_map(path, pixel_size_a=pixel_size_a)
     for name, v in (("`lowpass_a`", lowpass_a), ("`highpass_a`", highpass_a)):
         if v is not None and v < 2 * px:
@@ -224,6 +225,7 @@ def run_filter(
         m, _ = read_mrc(mask)
         if m.shape != outv.shape:
             raise InputError(f"{mask} is {m.shape} but {path} is {outv.shape}: the mask must share the map's box.")
+        check_mask(m, mask)
         outv = outv * m.astype(np.float32)
     write_mrc(out, outv, pixel_size_a=px)
     return {

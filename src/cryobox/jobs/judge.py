@@ -142,7 +142,7 @@ def _read_on_grid(path: Path, pixel_size_a: float, header_px: float) -> np.ndarr
     from cryobox.core.fourier import fourier_rescale
     from cryobox.io.mrc import read_map
 
-    vol, _ = read_map(path, what="half map")
+    vol, _ = read_map(path, what="half map", ndim=3, varying=True)
     if abs(header_px - pixel_size_a) > 1e-4 * pixel_size_a:
         vol, _ = fourier_rescale(vol, int(round(vol.shape[-1] * header_px / pixel_size_a)), pixel_size_a=header_px)
     return vol

@@ -38,8 +38,9 @@ def _same(a: Path, b: Path) -> bool:
         return False
 
 
-def refuse_overwriting_inputs(outputs, inputs) -> None:
-    """One sentence, before any work, when an output path is one of the inputs."""
+def refuse_overwriting_inputs(outputs, inputs, *, name: str = "out") -> None:
+    """One sentence, before any work, when an output path is one of the inputs (``name``: the
+    parameter that set the output, for the message)."""
     ins = [Path(p) for p in inputs if p is not None]
     for out in outputs:
         if out is None:
@@ -47,7 +48,7 @@ def refuse_overwriting_inputs(outputs, inputs) -> None:
         for src in ins:
             if _same(Path(out), src):
                 raise InputError(
-                    f"{out}: is an input of this job and would be overwritten; choose another output path."
+                    f"{out}: is an input of this job and would be overwritten; choose another `{name}` path."
                 )
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from cryobox.errors import InputError
 from cryobox.io.particles import ParticleTable, find_stack, search_roots
+from cryobox.io.schema import CTF_REQUIRED
 
 __all__ = ["reconstruct_particles", "write_reconstructions", "HALF_SET_COLUMNS"]
 
@@ -24,7 +25,7 @@ CHUNK = 128
 _SHARED_COUNT = None  # a multiprocessing.Value while forked workers fill the half sets
 HALF_SET_COLUMNS = ("rlnRandomSubset", "alignments3D/split")
 POSE = ("angle_rot_deg", "angle_tilt_deg", "angle_psi_deg")
-CTF = ("defocus_u_a", "defocus_v_a", "defocus_angle_deg", "voltage_kv", "cs_mm", "amplitude_contrast")
+CTF = CTF_REQUIRED
 
 
 def _half_sets(table: ParticleTable) -> np.ndarray:
@@ -75,7 +76,15 @@ def reconstruct_particles(
         )
     n = int(d["box_px"].iloc[0])
     psize = float(d["pixel_size_a"].iloc[0])
-    use_ctf = ctf and all(c in d for c in CTF)
+    missing = [c for c in CTF if c not in d]
+    if ctf and missing:
+        from cryobox.io.schema import relion_label
+
+        raise InputError(
+            f"{table.path}: no {missing[0]} ({relion_label(missing[0])}) for CTF weighting; use a file with CTF "
+            "parameters, or give `ctf=False` to reconstruct without CTF weighting."
+        )
+    use_ctf = ctf
     premultiplied = bool("ctf_premultiplied" in d and d["ctf_premultiplied"].astype(bool).any())
     if premultiplied and not use_ctf:
         raise InputError(

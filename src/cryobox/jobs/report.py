@@ -66,6 +66,7 @@ def build_report(
     from cryobox.jobs.advise import advise_files
     from cryobox.jobs.ctf import compute_ctf_picture, parameters_from_table
     from cryobox.jobs.inspect import inspect_table
+    from cryobox.jobs.outputs import refuse_overwriting_inputs
     from cryobox.report.html import render_report
     from cryobox.report.sections import (
         Figures,
@@ -79,6 +80,9 @@ def build_report(
     )
 
     t0 = time.perf_counter()
+    ins_paths = [particles] + [p for p in (sweep, judge) if isinstance(p, (str, Path))]
+    ins_paths += [str(spec).split("=", 1)[-1].split("@", 1)[0] for spec in fsc or ()]
+    refuse_overwriting_inputs([out], ins_paths)
     table = read_particles(particles)
     ins = inspect_table(table)
     sw = None if sweep is None else (sweep if isinstance(sweep, dict) else load_runs_result(sweep, "sweep"))

@@ -156,6 +156,9 @@ def simulate_micrographs(
     if n > min(w, h):
         raise InputError(f"the particle box ({n} px) is larger than the micrographs ({w} x {h} px).")
     out = Path(out)
+    from cryobox.jobs.outputs import refuse_star_unsafe_path
+
+    refuse_star_unsafe_path(out, what="output folder")
     (out / "Micrographs").mkdir(parents=True, exist_ok=True)
     proj = Projector(density)
     d_px = diameter_a / s.pixel_size_a

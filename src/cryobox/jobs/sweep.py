@@ -41,6 +41,7 @@ from cryobox.errors import InputError
 from cryobox.io.atomic import atomic_path
 from cryobox.io.jsonio import write_json
 from cryobox.io.particles import ParticleTable, read_particles, resolve_path, search_roots, write_star
+from cryobox.io.schema import CTF_REQUIRED
 from cryobox.jobs.boxmaps import reference_grids
 from cryobox.jobs.records import digest, read_record
 
@@ -308,6 +309,62 @@ def run_fsc_record(h1: np.ndarray, h2: np.ndarray, m: np.ndarray | None, *, pixe
     }
 
 
+def plan_sweep(
+    table: ParticleTable,
+    settings: SweepSettings,
+    *,
+    reference: np.ndarray,
+    mask: np.ndarray | None,
+    engine,
+    out: Path | None = None,
+) -> dict:
+    """Every check that needs no work, before any work: the settings, the reference and mask
+    shapes, the engine, how the particles are made (extract or restack) and whether the stacks
+    are big enough, and the variants (a mask diameter that does not fit a box is refused here).
+    Returns the plan: mode, variants, number of runs, engine description."""
+    from cryobox.jobs.outputs import refuse_star_unsafe_path
+
+    s = settings
+    s.check()
+    if out is not None:
+        refuse_star_unsafe_path(out, what="output folder")
+    ref_shape = np.shape(reference)
+    if len(ref_shape) != 3 or len(set(ref_shape)) != 1:
+        raise InputError(f"`reference` must be a cubic 3D map, got shape {ref_shape}; give the map to refine from.")
+    if mask is not None and (np.ndim(mask) != 3 or len(set(np.shape(mask))) != 1):
+        raise InputError(f"`mask` must be a cubic 3D map, got shape {np.shape(mask)}.")
+    if len(table) == 0:
+        raise InputError(f"{table.path}: holds no particles; nothing to refine.")
+    table.require(*CTF_REQUIRED, purpose="refinement with CTF correction")
+    engine_info = engine.check()
+    if _has_micrographs(table):
+        mode = "extract"
+    elif "image_path" in table.data:
+        mode = "restack"
+        box_in = int(table.data["box_px"].iloc[0]) if "box_px" in table.data else 0
+        need = max(list(s.boxes_px) + [s.premultiply_from_px or 0])
+        if box_in < need:
+            raise InputError(
+                f"{table.path}: the micrographs are not available and the particle stacks are {box_in} px; "
+                f"restacking to {need} px needs stacks at least that big (or give the micrographs)."
+            )
+    else:
+        raise InputError(
+            f"{table.path}: neither micrographs with coordinates nor particle stacks are named; cannot extract."
+        )
+    psize = float(table.data["pixel_size_a"].iloc[0]) if "pixel_size_a" in table.data else None
+    variants, notes = plan_variants(s, pixel_size_a=psize) if psize else ([], [])
+    return {
+        "mode": mode,
+        "engine": engine_info,
+        "pixel_size_a": psize,
+        "variants": [v.label for v in variants],
+        "descriptions": [v.description for v in variants],
+        "n_runs": len(variants) * s.repeats,
+        "notes": notes,
+    }
+
+
 def run_sweep(
     table: ParticleTable,
     settings: SweepSettings,
@@ -324,12 +381,6 @@ def run_sweep(
     """Run (or resume) the whole sweep; writes sweep.json and sweep.png in ``out`` and returns the
     sweep.json dict."""
     s = settings
-    s.check()
-    ref_shape = np.shape(reference)
-    if len(ref_shape) != 3 or len(set(ref_shape)) != 1:
-        raise InputError(f"`reference` must be a cubic 3D map, got shape {ref_shape}; give the map to refine from.")
-    if mask is not None and (np.ndim(mask) != 3 or len(set(np.shape(mask))) != 1):
-        raise InputError(f"`mask` must be a cubic 3D map, got shape {np.shape(mask)}.")
     t_start = time.perf_counter()
     timings = {
         "extraction_s": 0.0,
@@ -340,25 +391,10 @@ def run_sweep(
         "summary_s": 0.0,
     }
     out = Path(out)
+    plan = plan_sweep(table, s, reference=reference, mask=mask, engine=engine, out=out)
+    mode, engine_info = plan["mode"], plan["engine"]
     out.mkdir(parents=True, exist_ok=True)
-    engine_info = engine.check()
     notes: list[str] = []
-
-    if _has_micrographs(table):
-        mode = "extract"
-    elif "image_path" in table.data:
-        mode = "restack"
-        box_in = int(table.data["box_px"].iloc[0]) if "box_px" in table.data else 0
-        need = max(list(s.boxes_px) + [s.premultiply_from_px or 0])
-        if box_in < need:
-            raise InputError(
-                f"{table.path}: the micrographs are not available and the particle stacks are {box_in} px; "
-                f"restacking to {need} px needs stacks at least that big (or give the micrographs)."
-            )
-    else:
-        raise InputError(
-            f"{table.path}: neither micrographs with coordinates nor particle stacks are named; cannot extract."
-        )
     log(
         f"sweep: {len(table)} particles, {mode} at {', '.join(map(str, sorted(s.boxes_px)))} px"
         + (f", premultiplied from {s.premultiply_from_px} px" if s.premultiply_from_px else "")
