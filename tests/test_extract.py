@@ -1,5 +1,6 @@
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -451,6 +452,16 @@ def test_fractional_and_float16_outputs(dataset):
     assert r.returncode == 0, r.stderr
     with mrcfile.open(dataset / "o_f16" / "Particles" / "mic0.mrcs") as m:
         assert m.data.dtype == np.float16 and m.data.shape == (len(COORDS), 63, 63)
+    # the note names who reads them and who does not; RELION 3.1 (the peer here) indeed refuses mode 12
+    assert "RELION 3.1 cannot read them" in r.stderr and "RELION 4.0" in r.stderr
+    if shutil.which("relion_image_handler"):
+        peer = subprocess.run(
+            ["relion_image_handler", "--i", "o_f16/Particles/mic0.mrcs", "--stats"],
+            cwd=dataset,
+            capture_output=True,
+            text=True,
+        )
+        assert "does not support half-precision" in peer.stdout + peer.stderr
 
 
 def test_recenter_moves_coordinates_by_whole_pixels(dataset, tmp_path):

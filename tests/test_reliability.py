@@ -201,3 +201,119 @@ def test_sigterm_stops_the_workers_and_a_rerun_resumes(tmp_path):
     run(*args, cwd=tmp_path)
     t = read_particles(tmp_path / "o" / "particles.star")
     assert len(t) == 6 * 150 or len(t) > 0
+
+
+# ------------------------------------------------------------------ interruptions, every signal
+
+
+def _outputs(folder: Path) -> dict:
+    """The outputs' bytes (the lock and the run record aside)."""
+    return {k: v for k, v in digest(folder).items() if not k.endswith((".cryobox.lock", ".cryobox-run.json"))}
+
+
+@pytest.fixture(scope="module")
+def slow(tmp_path_factory):
+    """Micrographs big enough that extraction (premultiplied from 384 px) and restacking take
+    seconds, so a signal lands mid-run; and the uninterrupted outputs to compare with."""
+    root = tmp_path_factory.mktemp("interrupt")
+    run(
+        "simulate",
+        "--out",
+        "sim",
+        "--micrographs",
+        4,
+        "--size",
+        "1536x1536",
+        "--per-micrograph",
+        100,
+        "--pixel-size",
+        1.5,
+        cwd=root,
+    )
+    # every run below works in its own folder next to sim/ and writes to o/, so that the paths
+    # inside the STAR and .cs files are the same and the outputs can be compared byte for byte
+    extract = ["extract", "../sim/micrographs.star", "--coords-suffix", "_pick.star", "--box", 192]
+    extract += ["--premultiply-box", 384, "--jobs", 2]
+    restack = ["restack", "../src/o/particles.star", "--box", 160, "--premultiply", "--jobs", 2]
+    for name in ("src", "ref_extract", "ref_restack"):
+        (root / name).mkdir()
+    run(*extract[:5], 320, "--out", "o", cwd=root / "src")
+    run(*extract, "--out", "o", cwd=root / "ref_extract")
+    run(*restack, "--out", "o", cwd=root / "ref_restack")
+    return root, {
+        "extract": (extract, _outputs(root / "ref_extract" / "o")),
+        "restack": (restack, _outputs(root / "ref_restack" / "o")),
+    }
+
+
+def _interrupt(args, cwd, sig, first_output: Path):
+    """Start a run, send ``sig`` once its first stack is being written, wait; returns the workers seen."""
+    proc = subprocess.Popen(CLI + [str(a) for a in args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    parent = psutil.Process(proc.pid)
+    workers: list = []
+    t0 = time.time()
+    while time.time() - t0 < 120 and proc.poll() is None:
+        try:
+            workers = parent.children(recursive=True) or workers
+        except psutil.NoSuchProcess:
+            break
+        if list(first_output.rglob("*.part")) or list(first_output.rglob("*.mrcs")):
+            break
+        time.sleep(0.02)
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    proc.communicate(timeout=120)
+    return proc, workers
+
+
+@pytest.mark.parametrize("command", ["extract", "restack"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])
+def test_an_interrupted_run_leaves_no_workers_and_a_rerun_is_byte_identical(slow, command, sig):
+    root, cases = slow
+    args, expected = cases[command]
+    cwd = root / f"{command}_{sig.name}"
+    cwd.mkdir()
+    out = cwd / "o"
+    proc, workers = _interrupt([*args, "--out", "o"], cwd, sig, out)
+    # the signal landed mid-run (the first stack was being written): Ctrl-C and SIGTERM exit 130
+    assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130), proc.stderr[-2000:]
+    gone, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive, f"workers still running after {sig.name}: {[p.pid for p in alive]}"
+    assert not (out / "particles.star").exists()  # no STAR until every stack it names is complete
+    run(*args, "--out", "o", cwd=cwd)
+    assert not list(out.rglob("*.part"))
+    assert _outputs(out) == expected
+
+
+def test_a_restack_killed_during_a_rerun_with_other_settings_never_mixes_them(slow):
+    root, cases = slow
+    args, _ = cases["restack"]
+    cwd = root / "restack_mixed"
+    cwd.mkdir()
+    out = cwd / "o"
+    plain = [a for a in args if a != "--premultiply"]
+    run(*plain, "--out", "o", cwd=cwd)
+    _interrupt([*args, "--out", "o"], cwd, signal.SIGKILL, out / "Particles_never")
+    star = out / "particles.star"
+    if star.exists():  # then it is the complete output of one set of settings
+        t = read_particles(star)
+        flags = set(t.data["ctf_premultiplied"].astype(bool)) if "ctf_premultiplied" in t.data else {False}
+        assert len(flags) == 1
+        for path, group in t.data.groupby(t.data["image_path"].astype(str)):
+            with mrcfile.open(cwd / path) as m:
+                assert m.data.shape[0] > int(group["image_index"].max())
+    run(*args, "--out", "o", cwd=cwd)
+    assert _outputs(out) == cases["restack"][1]
+
+
+def test_judge_takes_the_folder_lock_too(tmp_path):
+    rng = np.random.default_rng(1)
+    for name in ("a1", "a2", "b1", "b2"):
+        write_mrc(tmp_path / f"{name}.mrc", rng.standard_normal((24, 24, 24)).astype(np.float32), pixel_size_a=4.0)
+    args = ["judge", "a=a1.mrc:a2.mrc", "b=b1.mrc:b2.mrc", "--no-mask", "--out", "J"]
+    with OutputFolder(tmp_path / "J", job="judge", settings={}):
+        r = run(*args, cwd=tmp_path, check=False)
+    one_sentence(r)
+    assert f"pid {os.getpid()}" in r.stderr
+    run(*args, cwd=tmp_path)
+    assert (tmp_path / "J" / "judge.json").exists()

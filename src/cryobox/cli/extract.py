@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from cryobox.cli.common import console, err_console, fail, handle_input_errors, print_json
+from cryobox.jobs.particle_ops import FLOAT16_NOTE
 
 EPILOG = """Examples:
 
@@ -135,7 +136,9 @@ def extract_command(
         help="keep: RELION (edge pixels repeated); drop: cryoSPARC (particles whose box leaves the micrograph are "
         "dropped).",
     ),
-    float16: bool = typer.Option(False, "--float16", help="Write float16 stacks (MRC mode 12)."),
+    float16: bool = typer.Option(
+        False, "--float16", help="Write float16 stacks (MRC mode 12: RELION 4.0+ reads them, RELION 3.1 does not)."
+    ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Redo micrographs already extracted with these settings."
     ),
@@ -160,6 +163,9 @@ def extract_command(
 
     def log(message: str) -> None:  # stderr, so --json output on stdout stays clean
         err_console.print(message)
+
+    if float16:
+        log(f"note: {FLOAT16_NOTE}")
 
     if coords_suffix is not None:
         table, notes = particles_from_micrographs(
@@ -277,7 +283,9 @@ def restack_command(
     ),
     no_ramp: bool = typer.Option(False, "--no-ramp", help="Subtract the background mean instead of a fitted plane."),
     invert: bool = typer.Option(False, "--invert", help="Invert contrast."),
-    float16: bool = typer.Option(False, "--float16", help="Write float16 stacks."),
+    float16: bool = typer.Option(
+        False, "--float16", help="Write float16 stacks (MRC mode 12: RELION 4.0+ reads them, RELION 3.1 does not)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Redo stacks already written with these settings."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default: all cores)."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of a Dask distributed scheduler."),
@@ -299,6 +307,8 @@ def restack_command(
         invert=invert,
         float16=float16,
     )
+    if float16:
+        err_console.print(f"note: {FLOAT16_NOTE}")
     summary = run_restack(
         table,
         options,

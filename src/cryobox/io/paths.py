@@ -16,8 +16,18 @@ __all__ = ["search_roots", "resolve_path", "find_stack", "fill_box_from_stacks"]
 
 def search_roots(table: ParticleTable) -> list[Path]:
     """Where the relative file names in a particle or micrograph file are looked up: the working
-    folder first (RELION's project folder, which its paths are relative to), then the file's own."""
-    return [Path.cwd()] + ([table.path.parent] if table.path is not None else [])
+    folder first (RELION's project folder, which its paths are relative to), then the file's own,
+    then the folders above it up to two levels (the project folder of a RELION job's
+    ``Extract/job012/particles.star``, read from elsewhere)."""
+    roots = [Path.cwd()]
+    if table.path is not None:
+        here = Path(table.path).parent
+        roots += [here, *list(here.resolve().parents)[:2]]
+    out: list[Path] = []
+    for r in roots:
+        if r not in out:
+            out.append(r)
+    return out
 
 
 def resolve_path(path_text: str, roots: list[Path]) -> Path:

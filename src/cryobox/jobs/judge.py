@@ -159,6 +159,28 @@ def run_judge(
     log=None,
     plot: bool = True,
 ) -> dict:
+    """Judge the variants' runs; writes judge.json (sweep.json schema), judge.png and the masks in
+    ``out``, holding the folder's lock (a second run into it is refused, naming the holder)."""
+    from cryobox.jobs.outputs import OutputFolder
+
+    settings = {"variants": variants, "mask": str(mask), "auto_mask": auto_mask, "resample": resample, "seed": seed}
+    with OutputFolder(out, job="judge", settings=settings, clear=("judge.json", "judge.png", "masks")):
+        return _run_judge(
+            variants, out=out, mask=mask, auto_mask=auto_mask, resample=resample, seed=seed, log=log, plot=plot
+        )
+
+
+def _run_judge(
+    variants: list[tuple[str, list[str]]],
+    *,
+    out: Path,
+    mask: Path | None = None,
+    auto_mask: bool = True,
+    resample: bool = False,
+    seed: int = 0,
+    log=None,
+    plot: bool = True,
+) -> dict:
     """Judge the variants' runs; writes judge.json (sweep.json schema), judge.png and the masks in ``out``."""
     from cryobox.core.fourier import window
     from cryobox.core.fsc import auto_mask_from_map, auto_mask_scales_a

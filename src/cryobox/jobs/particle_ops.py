@@ -18,6 +18,14 @@ from cryobox.jobs.records import settings_digest
 __all__ = ["ParticleOps", "finish_batch"]
 
 
+#: Said whenever float16 stacks are written (checked: relion_image_handler 3.1.3 stops on a mode-12
+#: stack with "RELION 3.1 does not support half-precision floating point numbers (MRC mode 12)").
+FLOAT16_NOTE = (
+    "float16 stacks (MRC mode 12) halve the disk space, but RELION 3.1 cannot read them; RELION 4.0 and later, "
+    "cryobox and mrcfile do. For RELION 3.1 (and programs older than the MRC-2014 mode 12), write float32."
+)
+
+
 @dataclass(frozen=True)
 class ParticleOps:
     """The operations on each particle, in RELION's order (all sizes in px).
