@@ -354,9 +354,8 @@ class SlurmLauncher(Launcher):
         path = shutil.which(name)
         if path is None:
             raise InputError(
-                f"{name} was not found on PATH, so SLURM jobs cannot be {'submitted' if name != 'squeue' else 'followed'}"
-                "; run on a machine of the cluster (a login node), put SLURM's commands on PATH, or use "
-                "`scheduler` local."
+                f"{name} was not found on PATH, so SLURM jobs cannot be submitted or followed; run on a machine of "
+                "the cluster (a login node), put SLURM's commands on PATH, or use `scheduler` local."
             )
         return path
 
