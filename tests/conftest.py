@@ -15,11 +15,28 @@ HAVE_RELION = shutil.which("relion_ctf_toolbox") is not None and shutil.which("r
 HAVE_CHROMIUM = shutil.which("chromium") is not None and shutil.which("chromedriver") is not None
 
 
+def _slurm_reachable() -> bool:
+    if shutil.which("sbatch") is None or shutil.which("squeue") is None:
+        return False
+    try:
+        return subprocess.run(["squeue", "-h"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+HAVE_SLURM = _slurm_reachable()
+
+
 def pytest_sessionstart(session):
     # CI installs RELION and Chromium (.ci/run), so there a missing one is an error, never a silent skip.
     if os.environ.get("CI") == "true" and not HAVE_RELION:
         raise pytest.UsageError(
             "CI=true but RELION is not on PATH: the peer tests must run in CI (apt-get install -y relion)"
+        )
+    if os.environ.get("CI") == "true" and not HAVE_SLURM:
+        raise pytest.UsageError(
+            "CI=true but no SLURM controller answers squeue: the scheduler tests must run in CI (.ci/slurm-up starts a "
+            "one-node SLURM and exports SLURM_CONF)"
         )
     if os.environ.get("CI") == "true" and not HAVE_CHROMIUM:
         raise pytest.UsageError(

@@ -42,6 +42,7 @@ def main(argv: list[str]) -> int:
         )
     table = read_particles(Path(star))
     d = table.data
+    rng = np.random.default_rng(int(seed) + 1000)  # the poses' noise depends on the seed only, not on the box
     n = len(d)
     for col, sd in (("angle_rot_deg", 1.0), ("angle_tilt_deg", 1.0), ("angle_psi_deg", 1.0)):
         base = d[col].to_numpy(float) if col in d else np.zeros(n)

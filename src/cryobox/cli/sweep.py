@@ -103,6 +103,20 @@ def print_sweep_table(d: dict) -> None:
     console.print(f"test: {d['test']}")
     for c in d["comparisons"]:
         console.print(f"  {flag_words(c['sentence'])}")
+    print_alignment(d.get("alignment") or {})
+    for f in d.get("failed_runs") or []:
+        console.print(
+            f"FAILED: {f['variant']} repeat {f['repeat']} ({f.get('scheduler')} job {f.get('job_id')}): {f['error']} "
+            f"(logs: {', '.join(f['logs']) or 'none'})",
+            soft_wrap=True,
+        )
+    sched = d.get("scheduler") or {}
+    if sched:
+        console.print(
+            f"runs: {sched.get('submitted', 0)} submitted ({sched.get('scheduler')}"
+            + (f", {sched['parallel_runs']} at once" if sched.get("parallel_runs") else "")
+            + f"), {sched.get('reattached', 0)} re-attached, {sched.get('read_back', 0)} read back"
+        )
     if d.get("half_maps_from"):
         console.print("half maps: " + half_maps_text(d["half_maps_from"]))
     tm = d.get("timings") or {}
@@ -117,6 +131,119 @@ def print_sweep_table(d: dict) -> None:
                 else "; no refinement ran this time (every run was done before)"
             )
         )
+
+
+def _mean_sd(cell: dict | None, fmt_: str = ".2f") -> str:
+    if not cell:
+        return "-"
+    text = format(cell["mean"], fmt_)
+    return text + (f" ± {format(cell['sd'], fmt_)}" if cell.get("sd") is not None else "")
+
+
+def print_alignment(a: dict) -> None:
+    """How accurately (against the truth) and how reproducibly (between runs) each variant aligned."""
+    if not a:
+        return
+    prec = a.get("run_to_run") or {}
+    if not a.get("truth_known") and not prec:
+        return
+    t = Table(title="Alignment: how well each variant found the particles' poses", title_justify="left")
+    for col in (
+        "variant",
+        "angular error, median (°)",
+        "90th pct (°)",
+        "shift error, median (Å)",
+        "map vs truth, FSC 0.5 (Å)",
+        "run-to-run angle (°)",
+        "run-to-run shift (Å)",
+    ):
+        t.add_column(col, justify="left" if col == "variant" else "right")
+    for row in a.get("variants", []):
+        p = prec.get(row["variant"]) or {}
+        t.add_row(
+            row["variant"],
+            _mean_sd(row.get("median_angle_deg")),
+            _mean_sd(row.get("p90_angle_deg")),
+            _mean_sd(row.get("median_shift_a")),
+            _mean_sd(row.get("map_resolution_0.5_a")),
+            "-" if not p else f"{p['median_angle_deg']:.2f}",
+            "-" if not p else f"{p['median_shift_a']:.2f}",
+        )
+    console.print(t)
+    console.print(
+        "angular error: the angle of the rotation between found and true orientation, per particle; mean ± SD over "
+        "the repeats of each run's median. Run-to-run: the same measures between two repeats of a variant.",
+        soft_wrap=True,
+    )
+    for c in a.get("comparisons", []):
+        if c["measure"] in ("median_angle_deg", "median_shift_a"):
+            console.print(f"  {c['sentence']}", soft_wrap=True)
+
+
+class LiveRuns:
+    """A live table of the runs (queued, running, done, failed; iteration and resolution) on a
+    terminal; elsewhere (a log file, --json) the sweep prints a line per event instead."""
+
+    def __init__(self, enabled: bool):
+        self.active = bool(enabled and console.is_terminal)
+        self._live = None
+
+    def __enter__(self):
+        if self.active:
+            from rich.live import Live
+
+            self._live = Live(Table(), console=console, refresh_per_second=2, transient=True)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self._live is not None:
+            self._live.__exit__(*exc)
+        return False
+
+    def log(self, text: str) -> None:
+        if "iteration" not in text:  # the table shows iterations; keep the events
+            console.print(text, soft_wrap=True)
+
+    def update(self, rows: list[dict]) -> None:
+        t = Table(title="runs", title_justify="left")
+        for col in ("run", "job", "state", "iteration", "resolution (Å)", "last error"):
+            t.add_column(col)
+        for r in rows:
+            t.add_row(
+                r["run"],
+                str(r.get("job_id") or "-"),
+                r["state"],
+                str(r.get("iteration") or "-"),
+                "-" if r.get("resolution_a") is None else f"{r['resolution_a']:.2f}",
+                (r.get("error") or "")[:60],
+            )
+        if self._live is not None:
+            self._live.update(t)
+
+
+def plan_script(launcher, engine, plan: dict, settings, out: Path) -> str:
+    """The job script of the first run, as --dry-run shows it (paths are the ones a run would use)."""
+    from cryobox.engines.base import RefineParams
+    from cryobox.engines.launch import Job
+
+    box = sorted(settings.boxes_px)[0]
+    params = RefineParams(
+        pixel_size_a=plan["pixel_size_a"],
+        box_px=box,
+        particle_diameter_a=settings.particle_diameter_a,
+        ini_high_a=settings.ini_high_a,
+        random_seed=settings.first_seed,
+        healpix_order=settings.healpix_order,
+        offset_range_a=settings.offset_range_a or 6 * plan["pixel_size_a"],
+        offset_step_a=settings.offset_step_a or 2 * plan["pixel_size_a"],
+        auto_iter_max=settings.auto_iter_max,
+        symmetry=settings.symmetry,
+    )
+    run_dir = out / "runs" / plan["variants"][0] / "rep1"
+    data = out / "data" / f"box{box}" / "refine.star"
+    cmd = engine.command(run_dir, data, out / "references" / f"ref_box{box}.mrc", params)
+    return launcher.script(Job(f"cryobox-{out.resolve().name}-{plan['variants'][0]}-rep1", run_dir, cmd))
 
 
 @handle_input_errors
@@ -172,16 +299,68 @@ def sweep_command(
         None, "--threads", help="Threads per rank (--j); default: the cores shared by the worker ranks."
     ),
     jobs: Optional[int] = typer.Option(None, "-j", "--jobs", help="Worker processes for extraction."),
+    scheduler: str = typer.Option(
+        "local", "--scheduler", help="local (this machine, --parallel-runs at once) or slurm (one sbatch job per run)."
+    ),
+    parallel_runs: Optional[int] = typer.Option(
+        None,
+        "--parallel-runs",
+        help="Local refinements at once; default: as many as the cores hold at ranks x threads per run.",
+    ),
+    submit_template: Optional[Path] = typer.Option(
+        None,
+        "--submit-template",
+        help="SLURM job script in RELION's queue-template convention (XXXcommandXXX, XXXmpinodesXXX, ...); "
+        "default: a built-in one.",
+    ),
+    queue: Optional[str] = typer.Option(None, "--queue", help="SLURM partition (sbatch --partition; XXXqueueXXX)."),
+    submit_extra: Optional[str] = typer.Option(
+        None, "--submit-extra", help='More sbatch options, e.g. "--gres=gpu:1 --time=24:00:00".'
+    ),
+    submit_command: str = typer.Option("sbatch", "--submit-command", help="The submission command."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Run the failed runs again."),
+    cancel: bool = typer.Option(False, "--cancel", help="Cancel this sweep's SLURM jobs (only those) and stop."),
+    from_consensus: Optional[Path] = typer.Option(
+        None,
+        "--from-consensus",
+        help="Start every run from these poses and half sets (run_data.star or a .cs with 3D alignments): local "
+        "searches only.",
+    ),
+    local_healpix_order: int = typer.Option(
+        4, "--local-healpix-order", help="With --from-consensus: angular sampling from the start (4 = 3.75°)."
+    ),
+    sigma_ang: float = typer.Option(
+        3.0, "--sigma-ang", help="With --from-consensus: angular prior (degrees, RELION's --sigma_ang)."
+    ),
+    truth: Optional[Path] = typer.Option(
+        None, "--truth", help="Particles with their true poses (cryobox simulate's particles.star): alignment errors."
+    ),
+    truth_map: Optional[Path] = typer.Option(
+        None, "--truth-map", help="The true map: each run's map is compared with it (FSC 0.5)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print sweep.json."),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Check every input and setting, print the plan (variants, runs), and stop."
     ),
 ) -> None:
     """Re-extract the same particles at several boxes, refine each several times on RELION, judge the differences."""
+    import shlex
+
     from cryobox.engines import get_engine
+    from cryobox.engines.launch import LocalLauncher, SlurmLauncher
     from cryobox.io.mrc import read_map
     from cryobox.io.particles import read_particles
     from cryobox.jobs.sweep import SweepSettings, run_sweep
+    from cryobox.parallel import default_workers
+
+    if scheduler not in ("local", "slurm"):
+        fail(f"--scheduler takes local or slurm, got {scheduler!r}.")
+    if parallel_runs is not None and parallel_runs < 1:
+        fail(f"--parallel-runs must be at least 1, got {parallel_runs}.")
+    if scheduler == "slurm" and parallel_runs is not None:
+        fail("--parallel-runs is for --scheduler local; on SLURM every run is a job and the cluster queues them.")
+    if scheduler == "local" and (submit_template or queue or submit_extra):
+        fail("--submit-template, --queue and --submit-extra are for --scheduler slurm.")
 
     settings = SweepSettings(
         boxes_px=_int_list(boxes, "--boxes"),
@@ -198,16 +377,65 @@ def sweep_command(
         edge=edge,
         first_seed=seed,
         symmetry=symmetry,
+        local_healpix_order=local_healpix_order,
+        sigma_ang_deg=sigma_ang,
     )
     settings.check()
-    engine = get_engine("relion", ranks=ranks, threads=threads)
+    cores = default_workers()
+    notes = []
+    if scheduler == "local":
+        k = parallel_runs
+        if threads is None and k and k > 1:  # share the cores between the runs
+            threads = max(1, (cores // k - 1) // max(1, ranks - 1))
+        engine = get_engine("relion", ranks=ranks, threads=threads)
+        per_run = engine.ranks * engine.threads
+        if k is None:
+            k = max(1, cores // per_run)
+        if k * per_run > cores:
+            notes.append(
+                f"{k} run(s) x {engine.ranks} ranks x {engine.threads} thread(s) = {k * per_run} processes on "
+                f"{cores} cores: oversubscribed (RELION's master rank mostly waits; each run is slower)."
+            )
+        launcher = LocalLauncher(k)
+    else:
+        from cryobox.engines import EngineMissing
+
+        engine = get_engine("relion", ranks=ranks, threads=threads)
+        try:  # OpenMPI refuses root without this flag; a login node may have no mpirun: then none
+            flags = tuple(f for f in engine.mpi_flags() if f == "--allow-run-as-root")
+        except EngineMissing:
+            flags = ()
+        launcher = SlurmLauncher(
+            template_path=submit_template,
+            queue=queue,
+            submit_extra=tuple(shlex.split(submit_extra or "")),
+            submit_command=submit_command,
+            mpi_flags=flags,
+        )
+        launcher.check()  # before any work: no sbatch, or no controller, is one sentence
+    if cancel:
+        from cryobox.jobs.runqueue import cancel_jobs
+
+        if scheduler != "slurm":
+            fail("--cancel cancels SLURM jobs; local runs stop with the sweep (Ctrl-C).")
+        done = cancel_jobs(out, launcher)
+        console.print(
+            f"cancelled {len(done)} job(s) of {out}: {', '.join(str(r['job_id']) for r in done) or 'none were out'}; "
+            "a later run of the same command submits those runs again."
+        )
+        return
     engine.check()  # before any work: a missing RELION is one sentence with the install command
     ref, ref_px = read_map(reference, what="reference", ndim=3)
     m = None
     if mask is not None:
         m, _ = read_map(mask, pixel_size_a=ref_px, what="mask", ndim=3)
     table = read_particles(particles)
+    consensus_table = read_particles(from_consensus) if from_consensus is not None else None
+    truth_table = read_particles(truth) if truth is not None else None
+    truth_vol = read_map(truth_map, what="true map", ndim=3) if truth_map is not None else None
     log = _log(json_out)
+    for n in notes:
+        log(f"note: {n}")
     if dry_run:
         from cryobox.jobs.sweep import plan_sweep
 
@@ -224,24 +452,43 @@ def sweep_command(
             console.print(f"  {label}: {text}")
         for n in plan["notes"]:
             console.print(f"  note: {flag_words(n)}")
+        if scheduler == "slurm":
+            console.print(f"  each run is one job; the first job's script ({launcher.kind}):")
+            console.print(plan_script(launcher, engine, plan, settings, out), soft_wrap=True, markup=False)
         console.print("nothing was written (--dry-run).")
         return
-    d = run_sweep(
-        table,
-        settings,
-        reference=ref,
-        reference_pixel_size_a=ref_px,
-        out=out,
-        engine=engine,
-        mask=m,
-        workers=jobs,
-        log=log,
-    )
+    from cryobox.jobs.outputs import OutputFolder
+
+    with OutputFolder(out, job="sweep", settings={}), LiveRuns(enabled=not json_out) as live:
+        d = run_sweep(
+            table,
+            settings,
+            reference=ref,
+            reference_pixel_size_a=ref_px,
+            out=out,
+            engine=engine,
+            mask=m,
+            workers=jobs,
+            log=live.log if live.active else log,
+            launcher=launcher,
+            retry_failed=retry_failed,
+            status=live.update if live.active else None,
+            consensus=consensus_table,
+            truth=truth_table,
+            truth_map=truth_vol,
+        )
     if json_out:
         print_json(d)
-        return
-    print_sweep_table(d)
-    console.print(f"wrote {out / 'sweep.json'} and {out / 'sweep.png'}")
+    else:
+        print_sweep_table(d)
+        console.print(f"wrote {out / 'sweep.json'} and {out / 'sweep.png'}")
+    if d.get("failed_runs"):
+        err_console.print(
+            f"cryobox: {len(d['failed_runs'])} run(s) failed (their logs are kept; the results above leave them "
+            "out); fix the cause and run the same command with --retry-failed.",
+            soft_wrap=True,
+        )
+        raise typer.Exit(code=1)
 
 
 @handle_input_errors

@@ -1,8 +1,9 @@
-"""Refinement engines the sweep drives: one small interface (check, prepare, run, collect)."""
+"""Refinement engines the sweep drives: one small interface (check, command, progress, outcome),
+and the launchers that run them (this machine, SLURM)."""
 
-from cryobox.engines.base import EngineError, EngineMissing, HalfMaps, RefineEngine, RefineParams
+from cryobox.engines.base import EngineError, EngineMissing, HalfMaps, RefineEngine, RefineParams, RunCommand
 
-__all__ = ["EngineError", "EngineMissing", "HalfMaps", "RefineEngine", "RefineParams", "get_engine"]
+__all__ = ["EngineError", "EngineMissing", "HalfMaps", "RefineEngine", "RefineParams", "RunCommand", "get_engine"]
 
 
 def get_engine(name: str, **options) -> RefineEngine:

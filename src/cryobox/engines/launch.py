@@ -160,8 +160,7 @@ class LocalLauncher(Launcher):
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
-                cwd=job.run_dir,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_die_with_parent,  # runs in this folder: RELION's paths are relative to the project
             )
         except OSError as exc:
             log.close()
@@ -404,7 +403,8 @@ class SlurmLauncher(Launcher):
         if self.queue:
             cmd += ["--partition", self.queue]
         cmd += [*self.submit_extra, str(path.resolve())]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=job.run_dir)
+        # submitted from this folder, where the job runs (SLURM's default): the particle file's paths are relative to it
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         job_id = proc.stdout.strip().split(";")[0].strip()
         if proc.returncode != 0 or not job_id.isdigit():
             msg = " ".join((proc.stderr or proc.stdout).split())[:300] or f"exit status {proc.returncode}"

@@ -18,7 +18,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from cryobox.engines.base import EngineError, EngineMissing, HalfMaps, RefineEngine, RefineParams
+from cryobox.engines.base import EngineError, EngineMissing, HalfMaps, RefineEngine, RefineParams, last_error_line
+from cryobox.engines.launch import RunCommand
 from cryobox.parallel import default_workers
 
 __all__ = ["RelionEngine", "INSTALL_HINT"]
@@ -110,7 +111,7 @@ class RelionEngine(RefineEngine):
         return self._checked
 
     # ---------------------------------------------------------------------------- prepare
-    def prepare(self, run_dir: Path, particles_star: Path, reference: Path, params: RefineParams) -> list[str]:
+    def command(self, run_dir: Path, particles_star: Path, reference: Path, params: RefineParams) -> RunCommand:
         p = params
         box_a = p.box_px * p.pixel_size_a
         if not 0 < p.particle_diameter_a <= box_a:
@@ -120,11 +121,9 @@ class RelionEngine(RefineEngine):
             )
         offset_range_px = p.offset_range_a / p.pixel_size_a
         offset_step_px = p.offset_step_a / p.pixel_size_a
+        launcher = (self.mpirun, *self.mpi_flags(), "-n", str(self.ranks))
+        local = p.local_healpix_order is not None
         cmd = [
-            self.mpirun,
-            *self.mpi_flags(),
-            "-n",
-            str(self.ranks),
             self.refine,
             "--i",
             str(Path(particles_star).resolve()),
@@ -143,9 +142,9 @@ class RelionEngine(RefineEngine):
             "--flatten_solvent",
             "--zero_mask",
             "--healpix_order",
-            str(p.healpix_order),
+            str(p.local_healpix_order if local else p.healpix_order),
             "--auto_local_healpix_order",
-            "4",
+            str(p.local_healpix_order if local else 4),
             "--offset_range",
             f"{offset_range_px:.4g}",
             "--offset_step",
@@ -166,16 +165,20 @@ class RelionEngine(RefineEngine):
             "--random_seed",
             str(p.random_seed),
         ]
+        if local:  # local searches around the particles' own poses from the first iteration
+            cmd += ["--sigma_ang", f"{p.sigma_ang_deg:g}"]
         if p.auto_iter_max:
             cmd += ["--auto_iter_max", str(p.auto_iter_max)]
-        return cmd + list(self.extra_args)
+        return RunCommand(launcher, (*cmd, *self.extra_args), ranks=self.ranks, threads=self.threads)
 
     # -------------------------------------------------------------------------------- run
     reports_progress = True
 
-    def run(self, command: list[str], run_dir: Path, log_path: Path, *, progress=None) -> float:
-        """Run one refinement; ``progress(iteration, resolution_a, elapsed_s)`` is called once per
-        new iteration that RELION finishes (read from its run_itNNN_half1_model.star)."""
+    def run(self, command, run_dir: Path, log_path: Path, *, progress=None) -> float:
+        """Run one refinement here and wait for it (the sweep uses a launcher instead);
+        ``progress(iteration, resolution_a, elapsed_s)`` is called once per new iteration that
+        RELION finishes (read from its run_itNNN_half1_model.star)."""
+        command = command.argv if isinstance(command, RunCommand) else list(command)
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
@@ -197,13 +200,28 @@ class RelionEngine(RefineEngine):
             )
         return seconds
 
+    def progress(self, run_dir: Path) -> tuple[int, float | None] | None:
+        """The last iteration RELION finished in ``run_dir`` and its resolution (Å)."""
+        return _progress(run_dir)
+
+    def outcome(self, run_dir: Path, params: RefineParams, exit_status: int | None) -> HalfMaps:
+        """Final half maps, or the poses of the last iteration of a run stopped at
+        ``auto_iter_max``; EngineError with RELION's last error line otherwise."""
+        return _outcome(self, run_dir, params, exit_status)
+
     # ---------------------------------------------------------------------------- collect
     def collect(self, run_dir: Path) -> HalfMaps:
         run_dir = Path(run_dir)
         final = [run_dir / f"run_half{h}_class001_unfil.mrc" for h in (1, 2)]
         if all(f.exists() for f in final):
+            data = run_dir / "run_data.star"
             return HalfMaps(
-                final[0], final[1], _last_iteration(run_dir), True, _model_resolution(run_dir / "run_model.star")
+                final[0],
+                final[1],
+                _last_iteration(run_dir),
+                True,
+                _model_resolution(run_dir / "run_model.star"),
+                poses=data if data.exists() else None,
             )
         it = _last_iteration(run_dir)
         if it is None or it < 1:
@@ -220,6 +238,30 @@ class RelionEngine(RefineEngine):
         return HalfMaps(
             None, None, it, False, _model_resolution(run_dir / f"run_it{it:03d}_half1_model.star"), poses=data
         )
+
+
+def _progress(run_dir: Path):
+    it = _last_iteration(Path(run_dir))
+    if it is None:
+        return None
+    return it, _model_resolution(Path(run_dir) / f"run_it{it:03d}_half1_model.star")
+
+
+def _outcome(engine: RelionEngine, run_dir: Path, params: RefineParams, exit_status: int | None) -> HalfMaps:
+    run_dir = Path(run_dir)
+    if exit_status not in (None, 0):
+        raise EngineError(
+            f"{engine.refine} failed (exit status {exit_status}) in {run_dir}: {engine.last_error(run_dir)}."
+        )
+    final = all((run_dir / f"run_half{h}_class001_unfil.mrc").exists() for h in (1, 2))
+    it = _last_iteration(run_dir)
+    if not final and not (params.auto_iter_max and it is not None and it >= params.auto_iter_max):
+        # a batch job whose exit status is gone: finished means final half maps, or the last iteration asked for
+        raise EngineError(
+            f"{run_dir}: RELION ended at iteration {it if it is not None else 0} without its final half maps: "
+            f"{engine.last_error(run_dir)}."
+        )
+    return engine.collect(run_dir)
 
 
 def _run_logged(command: list[str], log_path: Path, *, env: dict | None = None, poll=None, poll_s: float = 2.0) -> int:
@@ -280,10 +322,4 @@ def _model_resolution(model_star: Path) -> float | None:
 
 
 def _last_error(log_path: Path) -> str:
-    try:
-        lines = [ln.strip() for ln in Path(log_path).read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return "no log"
-    errs = [ln for ln in lines if "ERROR" in ln.upper()]
-    pick = errs[-2:] if errs else lines[-2:]
-    return " / ".join(pick)[:400] or "no output"
+    return last_error_line([Path(log_path)])

@@ -28,7 +28,6 @@ removed and the run starts clean.
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from itertools import combinations
@@ -36,14 +35,17 @@ from pathlib import Path
 
 import numpy as np
 
-from cryobox.engines.base import RefineEngine, RefineParams
+from cryobox.engines.base import HalfMaps, RefineEngine, RefineParams
+from cryobox.engines.launch import Launcher, LocalLauncher
 from cryobox.errors import InputError
 from cryobox.io.atomic import atomic_path
 from cryobox.io.jsonio import write_json
 from cryobox.io.particles import ParticleTable, read_particles, resolve_path, search_roots, write_star
 from cryobox.io.schema import CTF_REQUIRED
 from cryobox.jobs.boxmaps import reference_grids
-from cryobox.jobs.records import digest, read_record
+from cryobox.jobs.records import digest
+from cryobox.jobs.runqueue import RunSpec, run_queue
+from cryobox.jobs.runqueue import progress_line as _progress_line  # noqa: F401  (kept for callers)
 
 __all__ = ["SweepSettings", "Variant", "plan_variants", "run_sweep", "summarise_sweep", "MASK_POLICIES"]
 
@@ -84,6 +86,10 @@ class SweepSettings:
     edge: str = "keep"
     first_seed: int = 1
     symmetry: str = "C1"
+    #: with a consensus start: local searches at this HEALPix order from the first iteration
+    #: (4 = 3.75°) with this angular prior (degrees; RELION's --sigma_ang)
+    local_healpix_order: int = 4
+    sigma_ang_deg: float = 3.0
 
     def check(self) -> None:
         if not self.boxes_px:
@@ -212,6 +218,87 @@ def _strip_poses(table: ParticleTable) -> ParticleTable:
         path=None,
         optics_passthrough=table.optics_passthrough,
     )
+
+
+def _start_table(table: ParticleTable, poses: np.ndarray | None, halves: np.ndarray | None) -> ParticleTable:
+    """The particles a run refines: without poses (a global search from the reference), or with
+    the consensus poses and half sets (local searches)."""
+    t = _strip_poses(table)
+    if poses is None:
+        return t
+    d = t.data
+    for k, col in enumerate(POSE_COLUMNS):
+        d[col] = poses[:, k]
+    d["rlnRandomSubset"] = np.asarray(halves, dtype=np.int64)
+    return t
+
+
+def _input_rows(table: ParticleTable, mode: str, order: list) -> np.ndarray:
+    """The row of the input table behind each refined particle (keys as ``_particle_keys``)."""
+    if mode == "restack":
+        return np.asarray(order, dtype=np.int64)
+    pos = {k: i for i, k in enumerate(_particle_keys(table, "extract"))}
+    return np.array([pos[k] for k in order], dtype=np.int64)
+
+
+def _match_keys(table: ParticleTable, how: str) -> list:
+    d = table.data
+    if how == "coordinates":
+        mics = d["micrograph_name"].astype(str).map(lambda p: Path(p).name)
+        return list(
+            zip(mics, np.round(d["coord_x_px"].to_numpy(float), 1), np.round(d["coord_y_px"].to_numpy(float), 1))
+        )
+    names = d["image_path"].astype(str).map(lambda p: Path(p).name)
+    return list(zip(names, d["image_index"].to_numpy(np.int64)))
+
+
+def match_particles(table: ParticleTable, other: ParticleTable, *, what: str) -> np.ndarray:
+    """For each particle of ``table``, its row in ``other``: by micrograph and coordinates when
+    both have them, else by image (stack and number), else by order when both have as many rows.
+    InputError naming ``other`` when some particle has no match."""
+    cols = set(table.data.columns), set(other.data.columns)
+    coords = {"micrograph_name", "coord_x_px", "coord_y_px"}
+    images = {"image_path", "image_index"}
+    if coords <= cols[0] and coords <= cols[1]:
+        how = "coordinates"
+    elif images <= cols[0] and images <= cols[1]:
+        how = "images"
+    elif len(table) == len(other):
+        return np.arange(len(table))
+    else:
+        raise InputError(
+            f"{other.path}: {what} names its particles neither by micrograph and coordinates nor by image, and "
+            f"holds {len(other)} particles against {len(table)}; give the file of the same particles."
+        )
+    pos: dict = {}
+    for i, k in enumerate(_match_keys(other, how)):
+        pos.setdefault(k, i)
+    keys = _match_keys(table, how)
+    rows = np.array([pos.get(k, -1) for k in keys], dtype=np.int64)
+    missing = int((rows < 0).sum())
+    if missing:
+        first = keys[int(np.argmax(rows < 0))]
+        raise InputError(
+            f"{other.path}: {missing} of {len(table)} particles of {table.path} are not in {what} (matched by "
+            f"{'micrograph and coordinates' if how == 'coordinates' else 'stack and image number'}; the first "
+            f"missing is {first}); give the file of the same particles."
+        )
+    return rows
+
+
+def pose_array(table: ParticleTable, *, what: str) -> np.ndarray:
+    """(n, 5) poses: rot, tilt, psi (degrees), shift x, shift y (Å); InputError when absent."""
+    d = table.data
+    missing = [c for c in POSE_COLUMNS[:3] if c not in d]
+    if missing:
+        from cryobox.io.schema import relion_label
+
+        raise InputError(
+            f"{table.path}: {what} has no poses ({relion_label(missing[0])} is missing); give the data STAR of a "
+            "refinement (run_data.star) or a cryoSPARC .cs with alignments3D/pose."
+        )
+    cols = [d[c].to_numpy(np.float64) if c in d else np.zeros(len(d)) for c in POSE_COLUMNS]
+    return np.stack(cols, axis=1)
 
 
 def _make_data(
@@ -377,9 +464,23 @@ def run_sweep(
     workers: int | None = None,
     log=print,
     plot: bool = True,
+    launcher: Launcher | None = None,
+    retry_failed: bool = False,
+    status=None,
+    poll_s: float | None = None,
+    consensus: ParticleTable | None = None,
+    truth: ParticleTable | None = None,
+    truth_map: tuple[np.ndarray, float] | None = None,
 ) -> dict:
     """Run (or resume) the whole sweep; writes sweep.json and sweep.png in ``out`` and returns the
-    sweep.json dict."""
+    sweep.json dict.
+
+    ``launcher``: where the refinements run (default: this machine, one at a time); SLURM jobs
+    that a previous call left running are re-attached. ``consensus``: particles with poses and
+    half sets to start every run from (local searches, see ``SweepSettings.local_healpix_order``).
+    ``truth`` (particles with their true poses) and ``truth_map`` (map, pixel size): each run's
+    alignment and map are measured against them. ``status(rows)``: called every ``poll_s``
+    seconds with one row per run (state, job id, iteration, resolution)."""
     s = settings
     t_start = time.perf_counter()
     timings = {
@@ -418,6 +519,27 @@ def run_sweep(
     first = key_sets[arms[0]]
     order = [k for k in first if k in common]
     order_digest = digest(order)  # the refined particles, in order: part of every run's key
+    rows_in = _input_rows(table, mode, order)  # the input row of every refined particle
+    start_poses = start_halves = None
+    start_digest = None
+    if consensus is not None:  # every run starts from the consensus poses and half sets
+        c_rows = match_particles(table, consensus, what="`consensus`")[rows_in]
+        start_poses = pose_array(consensus, what="`consensus`")[c_rows]
+        from cryobox.jobs.reconstruct import _half_sets
+
+        try:
+            start_halves = _half_sets(consensus)[c_rows]
+        except InputError:
+            raise InputError(
+                f"{consensus.path}: no half-set labels (rlnRandomSubset / alignments3D/split); local refinement "
+                "from a consensus keeps its half sets, so give the data STAR of a gold-standard refinement (or a "
+                "cryoSPARC .cs with alignments3D/split)."
+            ) from None
+        start_digest = digest([start_poses.round(4).tolist(), start_halves.tolist()])
+    truth_poses = None
+    if truth is not None:
+        t_rows = match_particles(table, truth, what="`truth`")[rows_in]
+        truth_poses = pose_array(truth, what="`truth`")[t_rows]
     refine_stars = {}
     for a, t in tables.items():
         pos = {k: i for i, k in enumerate(key_sets[a])}
@@ -431,10 +553,11 @@ def run_sweep(
         )
         star, keyfile = data_dirs[a] / "refine.star", data_dirs[a] / "refine.key"
         current = keyfile.read_text() if keyfile.exists() and star.exists() else None
-        if current != order_digest:
-            write_star(star, _strip_poses(sub))
+        wanted = order_digest if start_digest is None else digest([order_digest, start_digest])
+        if current != wanted:
+            write_star(star, _start_table(sub, start_poses, start_halves))
             with atomic_path(keyfile) as tmp:
-                tmp.write_text(order_digest)
+                tmp.write_text(wanted)
         refine_stars[a] = star
     if len(common) < len(table):
         notes.append(
@@ -461,16 +584,13 @@ def run_sweep(
         log(f"  note: {n}")
     timings["references_s"] = time.perf_counter() - t0
 
-    # 3. the runs
+    # 3. the runs: one spec each, handed to the launcher (this machine or SLURM) and followed
     offset_range_a = s.offset_range_a if s.offset_range_a is not None else 6.0 * psize
     offset_step_a = s.offset_step_a if s.offset_step_a is not None else 2.0 * psize
-    total = len(variants) * s.repeats
-    k = 0
-    runs: dict[str, list[dict]] = {}
+    specs: list[RunSpec] = []
+    by_name: dict[str, Variant] = {}
     for v in variants:
-        runs[v.label] = []
         for rep in range(s.repeats):
-            k += 1
             seed = s.first_seed + rep
             params = RefineParams(
                 pixel_size_a=psize,
@@ -483,79 +603,115 @@ def run_sweep(
                 offset_step_a=offset_step_a,
                 auto_iter_max=s.auto_iter_max,
                 symmetry=s.symmetry,
+                local_healpix_order=s.local_healpix_order if consensus is not None else None,
+                sigma_ang_deg=s.sigma_ang_deg if consensus is not None else None,
             )
-            run_dir = out / "runs" / v.label / f"rep{rep + 1}"
+            star = refine_stars[(v.box_px, v.premultiply_from_px)]
             key = digest(
                 {
                     "params": asdict(params),
                     "engine": engine.name,
                     "particles": order_digest,
-                    "data": str(refine_stars[(v.box_px, v.premultiply_from_px)]),
+                    "start": start_digest,
+                    "data": str(star),
                     "invert": s.invert,
                     "edge": s.edge,
                     "mode": mode,
                     "halves": HALVES_VERSION,
                 }
             )
-            result_path = run_dir / "result.json"
-            done = read_record(result_path, result_path, expect={"key": key})  # written last: the run is complete
-            if done is not None:
-                log(f"[{k}/{total}] {v.label} repeat {rep + 1}: done before ({_fmt_res(done)}), skipped")
-                runs[v.label].append(done)
-                continue
-            if run_dir.exists():
-                shutil.rmtree(run_dir)
-            run_dir.mkdir(parents=True)
-            cmd = engine.prepare(run_dir, refine_stars[(v.box_px, v.premultiply_from_px)], refs[v.box_px], params)
-            log(f"[{k}/{total}] {v.label} repeat {rep + 1} (seed {seed}): {v.description} ...")
-            if getattr(engine, "reports_progress", False):
-                seconds = engine.run(
-                    cmd,
-                    run_dir,
-                    run_dir / "engine.log",
-                    progress=_progress_line(log, f"[{k}/{total}] {v.label} repeat {rep + 1}", s.auto_iter_max),
-                )
-            else:
-                seconds = engine.run(cmd, run_dir, run_dir / "engine.log")
-            timings["engine_s"] += seconds
-            halves = engine.collect(run_dir)
-            rec_seconds = 0.0
-            if halves.half1 is None:
-                t0 = time.perf_counter()
-                h1, h2 = _reconstruct_halves(halves.poses, run_dir, halves.iteration)
-                halves = replace(halves, half1=h1, half2=h2)
-                rec_seconds = time.perf_counter() - t0
-                timings["reconstruct_s"] += rec_seconds
-                source = f"cryobox reconstruction from the poses of iteration {halves.iteration}"
-            else:
-                source = f"{engine.name} final half maps"
-            t0 = time.perf_counter()
-            fsc = _run_fsc(halves.half1, halves.half2, masks[v.box_px], psize, seed)
-            fsc_seconds = time.perf_counter() - t0
-            timings["fsc_s"] += fsc_seconds
-            result = {
-                "key": key,
-                "variant": v.label,
-                "repeat": rep + 1,
-                "seed": seed,
-                "engine_seconds": seconds,
-                "command": cmd,
-                "half1": str(halves.half1),
-                "half2": str(halves.half2),
-                "half_maps_from": source,
-                "iteration": halves.iteration,
-                "converged": halves.converged,
-                "engine_resolution_a": halves.engine_resolution_a,
-                "reconstruct_seconds": rec_seconds,
-                "fsc_seconds": fsc_seconds,
-                **fsc,
-            }
-            write_json(result_path, result)
-            log(
-                f"[{k}/{total}] {v.label} repeat {rep + 1}: {_fmt_res(result)} after {halves.iteration} iterations "
-                f"in {seconds:.0f} s"
+            spec = RunSpec(
+                variant=v.label,
+                repeat=rep + 1,
+                seed=seed,
+                params=params,
+                run_dir=out / "runs" / v.label / f"rep{rep + 1}",
+                key=key,
+                particles_star=star,
+                reference=refs[v.box_px],
+                name=f"{v.label}/rep{rep + 1}",
+                description=v.description,
+                job_name=f"cryobox-{out.resolve().name}-{v.label}-rep{rep + 1}",
             )
-            runs[v.label].append(result)
+            specs.append(spec)
+            by_name[spec.name] = v
+
+    truth_grid = None
+    if truth_map is not None:
+        grids: dict[int, np.ndarray] = {}
+
+        def truth_grid(box: int) -> np.ndarray:
+            """The true map on one box's grid (Fourier-rescaled to the particles' pixel size)."""
+            if box not in grids:
+                from cryobox.core.fourier import fourier_rescale, window
+
+                vol, tpx = truth_map
+                if abs(tpx - psize) > 1e-4 * psize:
+                    vol, _ = fourier_rescale(vol, int(round(vol.shape[-1] * tpx / psize)), pixel_size_a=tpx)
+                grids[box] = window(np.asarray(vol, np.float32), box, ndim=3)
+            return grids[box]
+
+    def finish(spec: RunSpec, halves: HalfMaps, seconds: float) -> dict:
+        """Half maps (reconstructed when the run stopped early), FSC, alignment; result.json."""
+        v = by_name[spec.name]
+        rec_seconds = 0.0
+        if halves.half1 is None:
+            t0 = time.perf_counter()
+            h1, h2 = _reconstruct_halves(halves.poses, spec.run_dir, halves.iteration)
+            halves = replace(halves, half1=h1, half2=h2)
+            rec_seconds = time.perf_counter() - t0
+            timings["reconstruct_s"] += rec_seconds
+            source = f"cryobox reconstruction from the poses of iteration {halves.iteration}"
+        else:
+            source = f"{engine.name} final half maps"
+        t0 = time.perf_counter()
+        fsc = _run_fsc(halves.half1, halves.half2, masks[v.box_px], psize, spec.seed)
+        alignment = _alignment(halves, spec, truth_poses, truth_grid, masks[v.box_px], psize)
+        fsc_seconds = time.perf_counter() - t0
+        timings["fsc_s"] += fsc_seconds
+        result = {
+            "key": spec.key,
+            "variant": v.label,
+            "repeat": spec.repeat,
+            "seed": spec.seed,
+            "engine_seconds": seconds,
+            "command": spec.command,
+            "half1": str(halves.half1),
+            "half2": str(halves.half2),
+            "half_maps_from": source,
+            "iteration": halves.iteration,
+            "converged": halves.converged,
+            "engine_resolution_a": halves.engine_resolution_a,
+            "reconstruct_seconds": rec_seconds,
+            "fsc_seconds": fsc_seconds,
+            **alignment,
+            **fsc,
+        }
+        write_json(spec.run_dir / "result.json", result)
+        log(
+            f"[{specs.index(spec) + 1}/{len(specs)}] {spec.label}: {_fmt_res(result)}"
+            + (f", {_fmt_alignment(result)}" if result.get("truth") else "")
+            + f" after {halves.iteration} iterations in {seconds:.0f} s"
+        )
+        return result
+
+    launcher = launcher or LocalLauncher(1)
+    queue = run_queue(
+        specs,
+        engine=engine,
+        launcher=launcher,
+        finish=finish,
+        log=log,
+        status=status,
+        retry_failed=retry_failed,
+        poll_s=poll_s,
+        iter_max=s.auto_iter_max,
+    )
+    timings["engine_s"] = queue.engine_seconds
+    runs: dict[str, list[dict]] = {v.label: [] for v in variants}
+    for spec in specs:
+        if spec.name in queue.results:
+            runs[spec.variant].append(queue.results[spec.name])
 
     # 4. summary
     t0 = time.perf_counter()
@@ -571,27 +727,195 @@ def run_sweep(
         engine_info=engine_info,
         notes=notes,
     )
+    summary["alignment"] = alignment_summary(variants, runs, specs, pixel_size_a=psize)
+    summary["failed_runs"] = queue.failed
+    summary["scheduler"] = {
+        **launcher.check(),
+        "parallel_runs": launcher.capacity(),
+        "submitted": queue.submitted,
+        "reattached": queue.reattached,
+        "read_back": queue.reused,
+        "wall_s": queue.wall_seconds,
+    }
+    if consensus is not None:
+        summary["start"] = {
+            "from_consensus": str(consensus.path),
+            "local_healpix_order": s.local_healpix_order,
+            "sigma_ang_deg": s.sigma_ang_deg,
+        }
     timings["summary_s"] = time.perf_counter() - t0
     timings["total_s"] = time.perf_counter() - t_start
-    timings["overhead_s"] = timings["total_s"] - timings["engine_s"]
+    # cryobox's own work: extraction, references, submitting and collecting, half maps, FSC,
+    # summary (the time spent waiting for the engine is not overhead, however many runs are out)
+    timings["engine_wall_s"] = queue.engine_wall_seconds
+    timings["overhead_s"] = max(0.0, timings["total_s"] - queue.engine_wall_seconds)
     summary["timings"] = timings
     write_sweep(out, summary, plot=plot)
     return summary
 
 
-def _progress_line(log, prefix: str, iter_max: int | None):
-    """A callback that logs one line per finished engine iteration: resolution, elapsed time and,
-    when the run stops at a known iteration, the time left at the pace so far."""
+# ------------------------------------------------------------------------------- alignment
 
-    def report(iteration: int, resolution_a: float | None, elapsed_s: float) -> None:
-        res = f"{resolution_a:.2f} Å" if resolution_a else "resolution not yet known"
-        eta = ""
-        if iter_max:
-            left = max(0, iter_max - iteration) * elapsed_s / max(iteration, 1)
-            eta = f", about {left:.0f} s left (stops at iteration {iter_max})"
-        log(f"    {prefix}: iteration {iteration}, {res}, {elapsed_s:.0f} s{eta}")
 
-    return report
+def _run_poses(halves: HalfMaps, spec: RunSpec) -> np.ndarray | None:
+    """The poses a run ended with, in the rows of the particles it refined (NaN where absent)."""
+    if halves.poses is None or not Path(halves.poses).exists():
+        return None
+    refined = read_particles(spec.particles_star)
+    found = read_particles(halves.poses)
+    if "image_path" not in found.data or "angle_rot_deg" not in found.data:
+        return None
+    names = (
+        found.data["image_index"].astype(str) + "@" + found.data["image_path"].astype(str).map(lambda p: Path(p).name)
+    )
+    pos = {k: i for i, k in enumerate(names)}
+    want = (
+        refined.data["image_index"].astype(str)
+        + "@"
+        + refined.data["image_path"].astype(str).map(lambda p: Path(p).name)
+    )
+    rows = np.array([pos.get(k, -1) for k in want], dtype=np.int64)
+    poses = pose_array(found, what="the run's poses")
+    out = np.full((len(rows), 5), np.nan)
+    out[rows >= 0] = poses[rows[rows >= 0]]
+    return out
+
+
+def _alignment(halves: HalfMaps, spec: RunSpec, truth_poses, truth_maps, mask, pixel_size_a) -> dict:
+    """Keep the run's poses (poses.npy, for run-to-run comparisons) and, when the truth is known,
+    how far they are from it and how well the run's map matches the true map."""
+    from cryobox.core.poses import pose_differences
+
+    out: dict = {}
+    poses = _run_poses(halves, spec)
+    if poses is not None:
+        path = spec.run_dir / "poses.npy"
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, poses)
+        out["poses_file"] = str(path)
+    truth: dict = {}
+    if truth_poses is not None and poses is not None:
+        truth.update(pose_differences(poses, truth_poses))
+    if truth_maps is not None:
+        from cryobox.core.fsc import fsc_curve, resolution_interpolated
+        from cryobox.io.mrc import read_mrc
+
+        true = truth_maps(spec.params.box_px)
+        h1, _ = read_mrc(halves.half1)
+        h2, _ = read_mrc(halves.half2)
+        avg = 0.5 * (h1 + h2)
+        m = read_mrc(mask)[0] if isinstance(mask, (str, Path)) else (mask if mask is not None else 1.0)
+        curve = fsc_curve(avg * m, true * m)
+        truth["map_resolution_0.5_a"] = resolution_interpolated(
+            curve, 0.5, box_px=spec.params.box_px, pixel_size_a=pixel_size_a
+        )
+    if truth:
+        out["truth"] = truth
+    return out
+
+
+def _fmt_alignment(r: dict) -> str:
+    t = r.get("truth") or {}
+    parts = []
+    if t.get("median_angle_deg") is not None:
+        parts.append(
+            f"angular error {t['median_angle_deg']:.2f}° (90%: {t['p90_angle_deg']:.2f}°), "
+            f"shift error {t['median_shift_a']:.2f} Å"
+        )
+    if t.get("map_resolution_0.5_a") is not None:
+        parts.append(f"map vs truth {t['map_resolution_0.5_a']:.2f} Å (FSC 0.5)")
+    return ", ".join(parts)
+
+
+ALIGNMENT_KEYS = {
+    "median_angle_deg": ("median angular error", "°"),
+    "p90_angle_deg": ("90th-percentile angular error", "°"),
+    "median_shift_a": ("median shift error", "Å"),
+    "map_resolution_0.5_a": ("map vs true map at FSC 0.5", "Å"),
+}
+
+
+def alignment_summary(variants: list[Variant], runs: dict[str, list[dict]], specs: list[RunSpec], **_) -> dict:
+    """How accurately and how reproducibly each variant aligned the particles.
+
+    Against the truth (when known): per variant, each measure of ``ALIGNMENT_KEYS`` over the
+    repeats (mean, SD) and, per pair of variants, Welch's test on the repeats (lower error is
+    better). Between runs (no truth needed): for every pair of runs, the median angular and shift
+    difference of the same particles; within a variant that is its run-to-run precision."""
+    from cryobox.core.poses import pose_differences
+    from cryobox.core.stats import compare_repeats, mean_sd
+
+    per_variant = []
+    for v in variants:
+        row: dict = {"variant": v.label}
+        for key in ALIGNMENT_KEYS:
+            vals = [(r.get("truth") or {}).get(key) for r in runs.get(v.label, [])]
+            vals = [x for x in vals if x is not None]
+            if vals:
+                mean, sd = mean_sd(vals)
+                row[key] = {"values": vals, "mean": mean, "sd": sd}
+        per_variant.append(row)
+    comparisons = []
+    for va, vb in combinations(per_variant, 2):
+        for key, (name, unit) in ALIGNMENT_KEYS.items():
+            if key not in va or key not in vb:
+                continue
+            c = compare_repeats(va[key]["values"], vb[key]["values"])
+            lower = {"lower": va["variant"], "higher": vb["variant"]}.get(c["verdict"])
+            c.update({"measure": key, "a": va["variant"], "b": vb["variant"], "better": lower})
+            ma, mb = c["mean_a"], c["mean_b"]
+            if lower:
+                other = vb["variant"] if lower == va["variant"] else va["variant"]
+                c["sentence"] = (
+                    f"{lower} has the lower {name}: {ma:.2f} vs {mb:.2f} {unit} ({va['variant']} vs {vb['variant']}; "
+                    f"p = {c['p']:.3g}), beyond the repeats' spread; {other} is worse."
+                )
+            else:
+                c["sentence"] = (
+                    f"{name}: {va['variant']} {ma:.2f} vs {vb['variant']} {mb:.2f} {unit}: undecided ({c['why']})."
+                )
+            comparisons.append(c)
+    # between runs: the same particles' poses in every pair of runs
+    loaded = []
+    for spec in specs:
+        for r in runs.get(spec.variant, []):
+            if r.get("repeat") == spec.repeat and r.get("poses_file") and Path(r["poses_file"]).exists():
+                loaded.append((spec.variant, spec.repeat, np.load(r["poses_file"])))
+    pairs = []
+    for (va, ra, pa), (vb, rb, pb) in combinations(loaded, 2):
+        if pa.shape != pb.shape:
+            continue
+        d = pose_differences(pa, pb)
+        pairs.append(
+            {
+                "a": f"{va} repeat {ra}",
+                "b": f"{vb} repeat {rb}",
+                "same_variant": va == vb,
+                "variants": [va, vb],
+                **{k: d[k] for k in ("n", "median_angle_deg", "p90_angle_deg", "median_shift_a")},
+            }
+        )
+    precision = {}
+    for v in variants:
+        within = [p["median_angle_deg"] for p in pairs if p["same_variant"] and p["variants"][0] == v.label]
+        shifts = [p["median_shift_a"] for p in pairs if p["same_variant"] and p["variants"][0] == v.label]
+        if within:
+            precision[v.label] = {
+                "median_angle_deg": float(np.mean(within)),
+                "median_shift_a": float(np.mean(shifts)),
+                "pairs": len(within),
+            }
+    return {
+        "truth_known": any(len(row) > 1 for row in per_variant),
+        "variants": per_variant,
+        "comparisons": comparisons,
+        "between_runs": pairs,
+        "run_to_run": precision,
+        "definition": "angular error: the angle of the rotation between found and true orientation (RELION ZYZ "
+        "Euler angles), median and 90th percentile over the particles; shift error: distance between found and true "
+        "origin (Å); between runs: the same measures between two runs' poses of the same particles",
+    }
 
 
 def _fmt_res(r: dict) -> str:

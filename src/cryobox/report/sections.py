@@ -292,7 +292,45 @@ def runs_section(res: dict, figs: Figures) -> tuple[str, str, str]:
             "<th>runs, interpolated (Å)</th><th>mean (Å)</th><th>SD (Å)</th></tr>" + vrows + "</table>"
             f"<p><b>Verdicts</b> ({esc(res['test'])}):</p>{verdicts}"
             + timing
+            + alignment_html(res.get("alignment") or {})
+            + "".join(
+                f"<p class='note'>Failed: {esc(f['variant'])} repeat {f['repeat']} ({esc(str(f.get('job_id')))}): "
+                f"{esc(f['error'] or '')}</p>"
+                for f in res.get("failed_runs") or []
+            )
             + "".join(f"<p class='note'>{esc(n)}</p>" for n in res.get("notes", []))
             + figs.img(plots.figure_sweep(res), res.get("cryobox", "sweep"))
         ),
+    )
+
+
+def alignment_html(a: dict) -> str:
+    """How accurately (against the truth) and how reproducibly (between repeats) each variant aligned."""
+    prec = a.get("run_to_run") or {}
+    if not a or (not a.get("truth_known") and not prec):
+        return ""
+
+    def cell(c):
+        if not c:
+            return "-"
+        return f"{c['mean']:.2f}" + (f" ± {c['sd']:.2f}" if c.get("sd") is not None else "")
+
+    rows = "".join(
+        f"<tr><td>{esc(r['variant'])}</td><td>{cell(r.get('median_angle_deg'))}</td><td>{cell(r.get('p90_angle_deg'))}"
+        f"</td><td>{cell(r.get('median_shift_a'))}</td><td>{cell(r.get('map_resolution_0.5_a'))}</td>"
+        f"<td>{_fmt((prec.get(r['variant']) or {}).get('median_angle_deg'), '.2f')}</td>"
+        f"<td>{_fmt((prec.get(r['variant']) or {}).get('median_shift_a'), '.2f')}</td></tr>"
+        for r in a.get("variants", [])
+    )
+    sentences = "".join(
+        f"<p class='verdict'>{esc(c['sentence'])}</p>"
+        for c in a.get("comparisons", [])
+        if c["measure"] in ("median_angle_deg", "median_shift_a")
+    )
+    return (
+        "<h3>Alignment: how well each box found the particles' poses</h3>"
+        "<table class='align-table'><tr><th>variant</th><th>angular error, median (°)</th><th>90th percentile (°)</th>"
+        "<th>shift error, median (Å)</th><th>map vs true map, FSC 0.5 (Å)</th><th>run-to-run angle (°)</th>"
+        "<th>run-to-run shift (Å)</th></tr>" + rows + "</table>"
+        f"<p class='note'>{esc(a.get('definition', ''))}. Mean ± SD over the repeats.</p>" + sentences
     )

@@ -1,0 +1,302 @@
+"""The sweep's runs, handed to a launcher and followed to the end.
+
+Each run has a folder. What the folder holds says where the run stands, so that a sweep started
+again picks up where the last one stopped:
+
+- ``result.json`` (written last, naming the run's settings key): the run is done;
+- ``job.json``: the run was handed to a launcher; it names the key, the launcher, the job id and,
+  once the run ended badly, ``"failed": <the last error line>``.
+
+Starting again: a done run is read back; a SLURM job that is still queued or running is
+re-attached (never submitted twice); one that ended is collected; a failed run stays failed
+unless ``retry_failed``; a local run whose sweep died died with it and starts clean; any folder
+with another key is cleared first.
+
+While runs are out, every ``poll_s`` seconds: submit while the launcher has room, ask the states,
+collect the runs that ended (the ``finish`` callback: half maps, FSC, poses, result.json), and
+report. Interrupted (Ctrl-C, SIGTERM): local runs are stopped; SLURM jobs are left running and
+the message says how to re-attach or cancel.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from cryobox.engines.base import EngineError, HalfMaps, RefineEngine, RefineParams
+from cryobox.engines.launch import Job, Launcher
+from cryobox.io.jsonio import write_json
+from cryobox.jobs.records import read_record
+
+__all__ = ["RunSpec", "RunQueueResult", "run_queue", "sweep_jobs", "cancel_jobs"]
+
+JOB_RECORD = "job.json"
+RESULT = "result.json"
+
+
+@dataclass
+class RunSpec:
+    """One refinement of the sweep: which variant and repeat, its settings and inputs, its folder."""
+
+    variant: str
+    repeat: int
+    seed: int
+    params: RefineParams
+    run_dir: Path
+    key: str
+    particles_star: Path
+    reference: Path
+    name: str
+    description: str = ""
+    command: list[str] | None = None  # the whole command line, once handed to the launcher
+    job_name: str = ""  # the scheduler's name for it (XXXnameXXX); default cryobox-<name>
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant} repeat {self.repeat}"
+
+
+@dataclass
+class RunQueueResult:
+    results: dict[str, dict] = field(default_factory=dict)  # spec name -> result.json
+    failed: list[dict] = field(default_factory=list)
+    engine_seconds: float = 0.0
+    submitted: int = 0
+    reattached: int = 0
+    reused: int = 0
+    wall_seconds: float = 0.0
+    waiting_seconds: float = 0.0
+    #: wall time while at least one run was out, less the time spent collecting finished runs
+    engine_wall_seconds: float = 0.0
+
+
+def _record(spec: RunSpec) -> dict | None:
+    path = spec.run_dir / JOB_RECORD
+    return read_record(path, path, expect={"key": spec.key})
+
+
+def run_queue(
+    specs: list[RunSpec],
+    *,
+    engine: RefineEngine,
+    launcher: Launcher,
+    finish: Callable[[RunSpec, HalfMaps, float], dict],
+    log: Callable[[str], None] = print,
+    status: Callable[[list[dict]], None] | None = None,
+    retry_failed: bool = False,
+    poll_s: float | None = None,
+    iter_max: int | None = None,
+) -> RunQueueResult:
+    """Run every spec (see the module docstring); returns results, failures and timings.
+    ``poll_s``: seconds between looks (default 0.5 on this machine, 5 for a cluster's queue)."""
+    if poll_s is None:
+        poll_s = 5.0 if launcher.detached else 0.5
+    t_start = time.perf_counter()
+    out = RunQueueResult()
+    total = len(specs)
+    index = {s.name: k + 1 for k, s in enumerate(specs)}
+    waiting: list[RunSpec] = []
+    active: dict[str, tuple[RunSpec, Job]] = {}
+    rows: dict[str, dict] = {}
+
+    def row(spec: RunSpec, **kw) -> None:
+        r = rows.setdefault(
+            spec.name, {"run": spec.label, "job_id": None, "state": "waiting", "iteration": None, "resolution_a": None}
+        )
+        r.update(kw)
+
+    # where each run stands
+    for spec in specs:
+        prefix = f"[{index[spec.name]}/{total}] {spec.label}"
+        done = read_record(spec.run_dir / RESULT, spec.run_dir / RESULT, expect={"key": spec.key})
+        if done is not None:
+            out.results[spec.name] = done
+            out.reused += 1
+            row(spec, state="done before", resolution_a=done.get("interpolated_resolution_a"))
+            log(f"{prefix}: done before, read back")
+            continue
+        rec = _record(spec)
+        if rec is not None and rec.get("failed") and not retry_failed:
+            out.failed.append(_failure(spec, rec))
+            row(spec, state="failed", job_id=rec.get("job_id"), error=rec["failed"])
+            log(f"{prefix}: failed before ({rec['failed']}); not run again without `retry_failed`")
+            continue
+        if rec is not None and not rec.get("failed") and rec.get("scheduler") == launcher.kind and launcher.detached:
+            job = Job(spec.name, spec.run_dir, _stored_command(rec), job_id=rec.get("job_id"))
+            spec.command = job.command.argv
+            job.submitted_at = rec.get("submitted_at")
+            active[spec.name] = (spec, job)
+            out.reattached += 1
+            row(spec, state="queued", job_id=job.job_id)
+            log(f"{prefix}: re-attached to {launcher.kind} job {job.job_id}")
+            continue
+        waiting.append(spec)
+
+    last_iteration: dict[str, int] = {}
+    finishing = 0.0
+    try:
+        while waiting or active:
+            tick = time.monotonic()
+            busy = bool(active)
+            room = launcher.capacity()
+            while waiting and (room is None or len(active) < room):
+                spec = waiting.pop(0)
+                if spec.run_dir.exists():
+                    shutil.rmtree(spec.run_dir)
+                spec.run_dir.mkdir(parents=True)
+                cmd = engine.command(spec.run_dir, spec.particles_star, spec.reference, spec.params)
+                job = Job(spec.job_name or "cryobox-" + spec.name.replace("/", "-"), spec.run_dir, cmd)
+                spec.command = cmd.argv
+                job.job_id = launcher.submit(job)
+                job.submitted_at = time.time()
+                write_json(
+                    spec.run_dir / JOB_RECORD,
+                    {
+                        "key": spec.key,
+                        "scheduler": launcher.kind,
+                        "job_id": job.job_id,
+                        "name": spec.name,
+                        "submitted_at": job.submitted_at,
+                        "launcher": list(cmd.launcher),
+                        "program": list(cmd.program),
+                        "ranks": cmd.ranks,
+                        "threads": cmd.threads,
+                    },
+                )
+                out.submitted += 1
+                active[spec.name] = (spec, job)
+                row(spec, state="queued", job_id=job.job_id)
+                how = "started" if launcher.kind == "local" else f"submitted as {launcher.kind} job {job.job_id}"
+                log(f"[{index[spec.name]}/{total}] {spec.label} (seed {spec.seed}): {spec.description}; {how}")
+            states = launcher.states([j for _, j in active.values()])
+            for name, (spec, job) in list(active.items()):
+                state = states.get(job.job_id, "unknown")
+                prefix = f"[{index[name]}/{total}] {spec.label}"
+                if state == "running":
+                    if job.started_at is None:
+                        job.started_at = time.time()
+                        row(spec, state="running")
+                        if launcher.kind != "local":
+                            log(f"{prefix}: running (job {job.job_id})")
+                    prog = engine.progress(spec.run_dir)
+                    if prog is not None and prog[0] > last_iteration.get(name, 0):
+                        last_iteration[name] = prog[0]
+                        row(spec, iteration=prog[0], resolution_a=prog[1])
+                        progress_line(log, prefix, iter_max)(prog[0], prog[1], time.time() - job.started_at)
+                elif state == "queued":
+                    row(spec, state="queued")
+                elif state == "ended":
+                    del active[name]
+                    job.ended_at = time.time()
+                    seconds = job.ended_at - (job.started_at or job.submitted_at or job.ended_at)
+                    t_finish = time.monotonic()
+                    try:
+                        halves = engine.outcome(spec.run_dir, spec.params, launcher.exit_status(job))
+                        result = finish(spec, halves, seconds)
+                    except EngineError as exc:
+                        finishing += time.monotonic() - t_finish
+                        msg = str(exc)
+                        rec = _record(spec) or {"key": spec.key, "scheduler": launcher.kind, "job_id": job.job_id}
+                        rec["failed"] = msg
+                        write_json(spec.run_dir / JOB_RECORD, rec)
+                        out.failed.append(_failure(spec, rec))
+                        row(spec, state="failed", error=msg)
+                        log(f"{prefix}: FAILED: {msg}")
+                        continue
+                    finishing += time.monotonic() - t_finish
+                    out.results[name] = result
+                    out.engine_seconds += seconds
+                    row(spec, state="done", resolution_a=result.get("interpolated_resolution_a"))
+            if status is not None:
+                status([rows[s.name] for s in specs if s.name in rows])
+            busy = busy or bool(active)
+            if waiting or active:
+                left = poll_s - (time.monotonic() - tick)
+                if left > 0:
+                    out.waiting_seconds += left
+                    time.sleep(left)
+            if busy:
+                out.engine_wall_seconds += time.monotonic() - tick
+    except KeyboardInterrupt:
+        jobs = [j for _, j in active.values()]
+        if launcher.detached and jobs:
+            ids = ", ".join(j.job_id for j in jobs if j.job_id)
+            log(
+                f"stopped waiting; {len(jobs)} {launcher.kind} job(s) go on ({ids}). Run the same command again to "
+                "re-attach and collect them, or add --cancel to cancel this sweep's jobs."
+            )
+        else:
+            stop = getattr(launcher, "stop_all", None)
+            if stop is not None:
+                stop()
+        raise
+    out.engine_wall_seconds = max(0.0, out.engine_wall_seconds - finishing)
+    out.wall_seconds = time.perf_counter() - t_start
+    return out
+
+
+def progress_line(log, prefix: str, iter_max: int | None):
+    """A callback that logs one line per finished engine iteration: resolution, elapsed time and,
+    when the run stops at a known iteration, the time left at the pace so far."""
+
+    def report(iteration: int, resolution_a: float | None, elapsed_s: float) -> None:
+        res = f"{resolution_a:.2f} Å" if resolution_a else "resolution not yet known"
+        eta = ""
+        if iter_max:
+            left = max(0, iter_max - iteration) * elapsed_s / max(iteration, 1)
+            eta = f", about {left:.0f} s left (stops at iteration {iter_max})"
+        log(f"    {prefix}: iteration {iteration}, {res}, {elapsed_s:.0f} s{eta}")
+
+    return report
+
+
+def _failure(spec: RunSpec, rec: dict) -> dict:
+    return {
+        "variant": spec.variant,
+        "repeat": spec.repeat,
+        "job_id": rec.get("job_id"),
+        "scheduler": rec.get("scheduler"),
+        "error": rec.get("failed"),
+        "logs": [str(p) for p in (spec.run_dir / n for n in ("engine.log", "run.out", "run.err")) if p.exists()],
+    }
+
+
+def _stored_command(rec: dict):
+    from cryobox.engines.launch import RunCommand
+
+    return RunCommand(
+        tuple(rec.get("launcher", ())),
+        tuple(rec.get("program", ())),
+        ranks=int(rec.get("ranks", 1)),
+        threads=int(rec.get("threads", 1)),
+    )
+
+
+def sweep_jobs(out: Path) -> list[dict]:
+    """Every job record under a sweep's runs/ whose run has no result yet."""
+    found = []
+    for rec_path in sorted(Path(out).glob(f"runs/*/*/{JOB_RECORD}")):
+        if (rec_path.parent / RESULT).exists():
+            continue
+        try:
+            import json
+
+            rec = json.loads(rec_path.read_text())
+        except (OSError, ValueError):
+            continue
+        rec["run_dir"] = str(rec_path.parent)
+        found.append(rec)
+    return found
+
+
+def cancel_jobs(out: Path, launcher: Launcher) -> list[dict]:
+    """Cancel this sweep's jobs (the ids recorded in its run folders, nothing else) and forget
+    them, so that the next sweep submits those runs again. Returns what was cancelled."""
+    recs = [r for r in sweep_jobs(out) if r.get("scheduler") == launcher.kind and not r.get("failed")]
+    launcher.cancel([str(r["job_id"]) for r in recs if r.get("job_id")])
+    for r in recs:
+        (Path(r["run_dir"]) / JOB_RECORD).unlink(missing_ok=True)
+    return recs
