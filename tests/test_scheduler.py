@@ -184,7 +184,7 @@ def test_a_consensus_start_keeps_its_poses_and_half_sets(tiny, tmp_path, monkeyp
         tiny,
         tmp_path / "S",
         eng,
-        settings=_settings(repeats=1),
+        settings=_settings(repeats=1, invert=True),
         consensus=read_particles(tmp_path / "consensus.star"),
         truth=read_particles(tiny / "particles.star"),
     )
@@ -200,6 +200,7 @@ def test_a_consensus_start_keeps_its_poses_and_half_sets(tiny, tmp_path, monkeyp
     for row in a["variants"]:
         assert 0.8 < row["median_angle_deg"]["mean"] < 3.0 and 0.3 < row["median_shift_a"]["mean"] < 1.0
     assert d["start"]["local_healpix_order"] == 4
+    assert not any("darker" in n for n in d["notes"])  # inverted: white particles, nothing to say
     # a consensus without poses, or a truth of other particles, is refused before any run
     bare = read_particles(tiny / "particles.star")
     bare.data = bare.data.drop(columns=["angle_rot_deg", "angle_tilt_deg", "angle_psi_deg"])
@@ -222,6 +223,8 @@ def test_between_runs_the_same_particles_poses_are_compared(tiny, tmp_path, monk
     d = _sweep(tiny, tmp_path / "S", StandInEngine(), settings=_settings(repeats=2))
     pairs = d["alignment"]["between_runs"]
     assert len(pairs) == 6  # 4 runs
+    # simulated micrographs have dark particles; extracted without invert, the sweep says so
+    assert any("darker than their background" in n and "`invert`" in n for n in d["notes"])
     # the stand-in's poses: zeros plus 1° per angle of seeded noise; runs with the same seed agree exactly
     same_seed = [p for p in pairs if p["a"].endswith("repeat 1") and p["b"].endswith("repeat 1")]
     assert same_seed and all(p["median_angle_deg"] < 1e-6 for p in same_seed)

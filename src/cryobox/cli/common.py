@@ -79,6 +79,7 @@ PARAMETER_FLAGS = {
     "randomise_at_a": "--randomise-at",
     "mask_out": "--mask-out",
     "out": "--out",
+    "invert": "--invert",
     "diameter_a": "--diameter",
     "resolution_a": "--resolution",
     "amplitude_contrast": "--amp-contrast",

@@ -348,3 +348,17 @@ def premultiply_micrograph(
     ft = sfft.rfft2(mic, workers=fft_workers())
     ft *= ctf
     return irfft2_inplace(ft, mic.shape)
+
+
+def particle_contrast(images: NDArray, radius_px: float) -> float:
+    """Mean inside a centred disc of ``radius_px`` minus the mean outside it, over a stack of
+    images, in units of the images' standard deviation: positive for white particles (RELION's
+    convention for refinement), negative for dark ones (as on micrographs)."""
+    imgs = np.asarray(images, dtype=np.float64)
+    n = imgs.shape[-1]
+    yy, xx = np.mgrid[:n, :n] - n // 2
+    inside = (xx * xx + yy * yy) <= radius_px * radius_px
+    if inside.all() or not inside.any():
+        return 0.0
+    sd = float(imgs.std()) or 1.0
+    return float((imgs[..., inside].mean() - imgs[..., ~inside].mean()) / sd)

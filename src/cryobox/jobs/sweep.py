@@ -220,6 +220,34 @@ def _strip_poses(table: ParticleTable) -> ParticleTable:
     )
 
 
+def _contrast_note(table: ParticleTable, diameter_a: float, pixel_size_a: float, sample: int = 200) -> str | None:
+    """A sentence when the extracted particles are dark on a bright background: RELION refines
+    white particles against a positive reference, and dark ones align to noise (say `invert`)."""
+    from cryobox.core.extract import particle_contrast
+    from cryobox.io.mrc import StackReader
+    from cryobox.io.paths import find_stack
+
+    d = table.data
+    if "image_path" not in d or len(d) == 0 or bool(d.get("ctf_premultiplied", False) is True):
+        return None
+    rows = np.linspace(0, len(d) - 1, min(sample, len(d))).astype(int)
+    sub = d.iloc[rows]
+    images = []
+    for path, group in sub.groupby(sub["image_path"].astype(str)):
+        images.append(StackReader(find_stack(path, search_roots(table))).read(group["image_index"].to_numpy()))
+    box = images[0].shape[-1]
+    radius = min(0.3 * diameter_a / pixel_size_a, 0.5 * box - 2)  # the particle's core, not its edge
+    c = particle_contrast(np.concatenate(images), radius)
+    if c < -0.05:
+        return (
+            f"the extracted particles are darker than their background at their centre ({0.6 * diameter_a:.0f} Å "
+            f"circle; contrast "
+            f"{c:.2f} SD over {len(rows)} particles); RELION refines white particles against a positive reference, "
+            "so if the micrographs show dark particles, extract with `invert`."
+        )
+    return None
+
+
 def _start_table(table: ParticleTable, poses: np.ndarray | None, halves: np.ndarray | None) -> ParticleTable:
     """The particles a run refines: without poses (a global search from the reference), or with
     the consensus poses and half sets (local searches)."""
@@ -570,6 +598,10 @@ def run_sweep(
             f"the extracted particles have several pixel sizes ({sorted(pixel_sizes)} Å/px); the sweep needs one."
         )
     psize = pixel_sizes.pop()
+    note = _contrast_note(tables[arms[0]], s.particle_diameter_a, psize)
+    if note:
+        notes.append(note)
+        log(f"  note: {note}")
     timings["extraction_s"] = time.perf_counter() - t0
 
     # 2. one reference and one FSC mask, windowed to every box
