@@ -115,7 +115,8 @@ def main() -> None:
     ratio = (local["timings"].get("engine_wall_s") or 1) / (serial["timings"].get("engine_wall_s") or 1)
     same = verdicts(local) == verdicts(serial)
     print(
-        f"local sweep from a consensus / global sweep, engine time: {ratio:.2f}; same verdicts: {'yes' if same else 'no'}"
+        f"local sweep from a consensus / global sweep, engine time: {ratio:.2f}; "
+        f"same verdicts: {'yes' if same else 'no'}"
     )
     for name, d, _ in rows:
         a_ = d.get("alignment") or {}

@@ -105,6 +105,7 @@ def build_folder(root: Path) -> Path:
     write_star_blocks(root / "optics_only.star", {"optics": _good_particles()["optics"]})
     _star(root / "no_defocus.star", _drop=("rlnDefocusU",))
     _star(root / "no_image.star", _drop=("rlnImageName",))
+    _star(root / "no_poses.star", _drop=("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"))
     _star(root / "nan_defocus.star", rlnDefocusU=[20000.0, np.nan, 20000.0, 20000.0])
     _star(root / "neg_defocus.star", rlnDefocusU=[20000.0, -5.0, 20000.0, 20000.0])
     _star(root / "amp1.star", rlnAmplitudeContrast=[1.0])
@@ -222,6 +223,7 @@ MAP_COMMANDS = {
     "filter": ["filter", "{M}", "--lowpass", 12, "--out", "out_filter.mrc"],
     "resample": ["resample", "{M}", "--to-pixel-size", 5, "--out", "out_resample.mrc"],
     "judge": ["judge", "a={M}:h2.mrc", "b=h1.mrc:h2.mrc", "--out", "out_judge"],
+    "diagnose": ["diagnose", "{M}", "h2.mrc", "--out", "out_diagnose"],
 }
 # a mask that is all zero or constant is a user's choice to refuse differently; these words apply
 MASK_WORDS = {"all zero": ["zero.mrc", "mask"], "constant": ["flat.mrc", "mask"], "2D image": ["flat2d.mrc"]}
@@ -387,6 +389,17 @@ VALUES = {
         ["good.star", "--out"],
     ),
     "demo out is a file": (["demo", "--out", "h1.mrc/sub"], ["h1.mrc"]),
+    "diagnose directions 3": (["diagnose", "h1.mrc", "h2.mrc", "--directions", 3, "--out", "o"], ["--directions"]),
+    "diagnose cone angle 0": (["diagnose", "h1.mrc", "h2.mrc", "--cone-angle", 0, "--out", "o"], ["--cone-angle"]),
+    "diagnose particles without poses": (
+        ["diagnose", "h1.mrc", "h2.mrc", "--particles", "no_poses.star", "--out", "o"],
+        ["no_poses.star", "rlnAngleRot"],
+    ),
+    "diagnose particles absent": (
+        ["diagnose", "h1.mrc", "h2.mrc", "--particles", "absent.star", "--out", "o"],
+        ["absent.star"],
+    ),
+    "diagnose out is input": (["diagnose", "h1.mrc", "h2.mrc", "--out", "h1.mrc"], ["h1.mrc"]),
     "demo out with space": (["demo", "--quick", "--out", "my demo"], ["my demo"]),
     "simulate out with space": (["simulate", "--out", "my sim", "--micrographs", 1], ["my sim"]),
     "sweep out with space": (SWEEP + ["good.star", "--boxes", "24,32", "--out", "my sweep"], ["my sweep"]),
@@ -475,6 +488,7 @@ def test_the_corpus_is_large_enough():
         "judge",
         "report",
         "demo",
+        "diagnose",
     }
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 import cryobox
-from cryobox.cli import advise, ctf, example, extract, fsc, inspect, judge, reconstruct, simulate, sweep
+from cryobox.cli import advise, ctf, diagnose, example, extract, fsc, inspect, judge, reconstruct, simulate, sweep
 
 app = typer.Typer(
     name="cryobox",
@@ -49,6 +49,7 @@ app.command("resample", epilog=fsc.RESAMPLE_EPILOG)(fsc.resample_command)
 app.command("reconstruct", epilog=reconstruct.EPILOG)(reconstruct.reconstruct_command)
 app.command("sweep", epilog=sweep.SWEEP_EPILOG)(sweep.sweep_command)
 app.command("judge", epilog=judge.EPILOG)(judge.judge_command)
+app.command("diagnose", epilog=diagnose.EPILOG)(diagnose.diagnose_command)
 app.command("report", epilog=sweep.REPORT_EPILOG)(sweep.report_command)
 app.command("demo", epilog=sweep.DEMO_EPILOG)(sweep.demo_command)
 

@@ -499,6 +499,9 @@ def report_command(
     resolution: float = typer.Option(..., "--resolution", help="Target resolution (Å)."),
     sweep: Optional[Path] = typer.Option(None, "--sweep", help="A sweep folder (or its sweep.json) to include."),
     judge: Optional[Path] = typer.Option(None, "--judge", help="A judge folder (or its judge.json) to include."),
+    diagnose: Optional[Path] = typer.Option(
+        None, "--diagnose", help="A diagnose folder (or its diagnose.json) to include."
+    ),
     fsc: List[str] = typer.Option(
         [],
         "--fsc",
@@ -520,6 +523,7 @@ def report_command(
         resolution_a=resolution,
         sweep=sweep,
         judge=judge,
+        diagnose=diagnose,
         fsc=list(fsc),
         boxes_px=parse_boxes(boxes, flag="--boxes"),
         title=title,

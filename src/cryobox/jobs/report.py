@@ -26,7 +26,7 @@ def defocus_sample(defocus_max_a: np.ndarray, *, max_n: int = MAX_SAMPLE) -> np.
 
 
 def load_runs_result(path: Path, kind: str) -> dict:
-    """A sweep.json or judge.json (``kind``: "sweep" or "judge"), from the file or the folder that holds it."""
+    """A sweep.json, judge.json or diagnose.json (``kind``), from the file or the folder that holds it."""
     p = Path(path)
     if p.is_dir():
         p = p / f"{kind}.json"
@@ -49,6 +49,7 @@ def build_report(
     resolution_a: float,
     sweep: Path | dict | None = None,
     judge: Path | dict | None = None,
+    diagnose: Path | dict | None = None,
     fsc: list | None = None,
     boxes_px: tuple[int, ...] = (),
     title: str | None = None,
@@ -80,13 +81,18 @@ def build_report(
     )
 
     t0 = time.perf_counter()
-    ins_paths = [particles] + [p for p in (sweep, judge) if isinstance(p, (str, Path))]
+    ins_paths = [particles] + [p for p in (sweep, judge, diagnose) if isinstance(p, (str, Path))]
     ins_paths += [str(spec).split("=", 1)[-1].split("@", 1)[0] for spec in fsc or ()]
     refuse_overwriting_inputs([out], ins_paths)
     table = read_particles(particles)
     ins = inspect_table(table)
     sw = None if sweep is None else (sweep if isinstance(sweep, dict) else load_runs_result(sweep, "sweep"))
     jd = None if judge is None else (judge if isinstance(judge, dict) else load_runs_result(judge, "judge"))
+    dg = (
+        None
+        if diagnose is None
+        else (diagnose if isinstance(diagnose, dict) else load_runs_result(diagnose, "diagnose"))
+    )
     psize_particles = float(np.median(table.data["pixel_size_a"])) if "pixel_size_a" in table.data else None
     run_notes = []
     run_boxes: tuple[int, ...] = ()
@@ -142,6 +148,10 @@ def build_report(
     if curves:
         sections.append(fsc_section(curves, figs))
     sections += [runs_section(res, figs) for res in (sw, jd) if res]
+    if dg:
+        from cryobox.report.sections import diagnose_section
+
+        sections.append(diagnose_section(dg, figs))
     page = render_report(
         title=title or f"cryobox report: {Path(particles).name}",
         subtitle=f"{adv.n_particles:,} particles · {a.pixel_size_a:g} Å/px · D = {diameter_a:g} Å · target "

@@ -334,3 +334,31 @@ def alignment_html(a: dict) -> str:
         "<th>run-to-run shift (Å)</th></tr>" + rows + "</table>"
         f"<p class='note'>{esc(a.get('definition', ''))}. Mean ± SD over the repeats.</p>" + sentences
     )
+
+
+def diagnose_section(d: dict, figs: Figures) -> tuple[str, str, str]:
+    """`cryobox diagnose`: directional resolution, orientation coverage, power spectra, in words first."""
+    dd = d["directional"]
+    sentences = "".join(f"<p class='verdict'>{esc(s)}</p>" for s in d["summary"])
+    rows = [
+        ("global resolution (FSC 0.143)", f"{d['global_resolution_a']:.2f} Å"),
+        ("directional resolution", f"{dd['best_a']:.2f}-{dd['worst_a']:.2f} Å (median {dd['median_a']:.2f} Å)"),
+        ("cones", f"{dd['n_directions']} axes, {dd['half_angle_deg']:g}° half-angle"),
+        ("cFAR", f"{dd['cfar']:.2f}" + (" (anisotropic: below 0.5)" if dd["anisotropic"] else "")),
+    ]
+    if d.get("views"):
+        rows.append(("SCF of the viewing directions", f"{d['views']['scf']:.2f} (1 uniform, 0.81 side views only)"))
+    for k, label in (("ctf_aliasing_onset_a", "CTF aliasing onset"), ("phase_randomisation_a", "phase randomisation")):
+        if k in (d.get("marks") or {}):
+            rows.append((label, f"{d['marks'][k]:.2f} Å"))
+    body = (
+        f"<p>Half maps {esc(d['half1'])} and {esc(d['half2'])}, {d['box_px']} px at {d['pixel_size_a']:g} Å/px; mask: "
+        f"{esc(d['mask'])}.</p>"
+        + sentences
+        + _kv_table(rows)
+        + "".join(f"<p class='note'>{esc(k)}: {esc(v)}</p>" for k, v in d.get("definitions", {}).items())
+        + figs.img(plots.figure_diagnose_directional(d), "diagnose-directional")
+        + figs.img(plots.figure_diagnose_power(d), "diagnose-power")
+        + (figs.img(plots.figure_views(d["views"]), "diagnose-views") if d.get("views") else "")
+    )
+    return "diagnose", "Why the FSC looks the way it does (cryobox diagnose)", body

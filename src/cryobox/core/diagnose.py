@@ -1,0 +1,252 @@
+"""Why the FSC looks the way it does: directional resolution (conical FSC, cFAR), orientation
+coverage (SCF), power spectra, ice rings. Pure numpy; maps in, numbers out.
+
+**Conical FSC.** For an axis d, the FSC over the Fourier voxels within a double cone of half-angle
+α around ±d (the FSC is Friedel-symmetric, so a cone and its opposite are one cone). Cones are
+computed together: every voxel of the half maps' spectra is put in one of about 5,000 equal-area
+direction bins of the hemisphere (rings of constant polar angle, 2° wide, each cut into as many
+bins as fit), and each shell's three FSC sums are accumulated per bin in one pass. A cone's sums
+are then the sums of the bins whose centres lie within α of its axis: one matrix product for all
+axes. The cone's edge is therefore known to within a bin (about 1°), which is the price of doing
+500 cones in about the time of two FSCs.
+
+**cFAR** (conical FSC area ratio, cryoSPARC's Orientation Diagnostics): the area under each
+cone's FSC curve (clipped to [0, 1], from the first shell to Nyquist, against spatial frequency),
+and the ratio of the smallest area to the mean area. 1 for an isotropic map; cryoSPARC treats
+values below 0.5 as anisotropic.
+
+**SCF** (sampling compensation factor; Baldwin & Lyumkis, Prog. Biophys. Mol. Biol. 150, 160-183,
+2020): the projection of a particle seen along n fills the central plane ⊥ n of Fourier space, so
+a Fourier direction k is sampled in proportion to S(k) = ∫ P(n) δ(k·n) dn, the density of viewing
+directions on the great circle ⊥ k. SCF = 1 / (⟨S⟩ ⟨1/S⟩), averages over all directions k: 1 for
+uniform views, 8/π² = 0.81 for side views only (views on one great circle: S ∝ 1/sin θ), 0 when
+some direction is never sampled (top views only). Here S is estimated on 2,000 directions k from
+the fraction of views within a band of ±``band_deg`` of the great circle ⊥ k.
+
+**Ice.** Crystalline ice scatters in rings at fixed spacings: hexagonal ice (Ih) 3.90 (100), 3.67
+(002), 3.44 (101), 2.67 (102), 2.25 (110), 2.07 (103), 1.92 Å (112); cubic ice (Ic) 3.67 (111),
+2.25 (220), 1.92 Å (311) (lattice constants of ice Ih a = 4.51, c = 7.35 Å and of ice Ic a = 6.36 Å;
+e.g. Dowell & Rinfret, Nature 188, 1144, 1960; the same list as AUSPEX, Thorn et al., Acta Cryst.
+D73, 729, 2017).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "ICE_RINGS_A",
+    "hemisphere_directions",
+    "direction_bins",
+    "conical_fsc",
+    "cfar",
+    "viewing_directions",
+    "sampling_compensation_factor",
+    "radial_power",
+    "fsc_dips",
+]
+
+#: (spacing Å, label): hexagonal (Ih) and cubic (Ic) ice reflections (see the module docstring)
+ICE_RINGS_A = (
+    (3.90, "Ih (100)"),
+    (3.67, "Ih (002) / Ic (111)"),
+    (3.44, "Ih (101)"),
+    (2.67, "Ih (102)"),
+    (2.25, "Ih (110) / Ic (220)"),
+    (2.07, "Ih (103)"),
+    (1.92, "Ih (112) / Ic (311)"),
+)
+
+
+def hemisphere_directions(n: int) -> NDArray[np.float64]:
+    """(n, 3) unit vectors (x, y, z) spread evenly over the hemisphere z >= 0 (a Fibonacci
+    lattice; each stands for itself and its opposite)."""
+    if n < 1:
+        raise ValueError(f"`n_directions` must be at least 1, got {n}")
+    i = np.arange(n, dtype=np.float64) + 0.5
+    z = 1.0 - i / n  # uniform in z on [0, 1]: equal area
+    phi = np.pi * (1.0 + 5.0**0.5) * i
+    r = np.sqrt(np.clip(1.0 - z * z, 0.0, None))
+    return np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
+
+
+def _ring_layout(ring_deg: float) -> tuple[NDArray, NDArray, NDArray]:
+    """Equal-area-ish bins of the hemisphere: rings of polar angle ``ring_deg`` wide, each cut
+    into round(2π sin θ / Δθ) bins. Returns per ring its bin count and first bin, and the (n, 3)
+    bin centres."""
+    dt = np.deg2rad(ring_deg)
+    n_rings = int(np.ceil((np.pi / 2) / dt))
+    theta_c = (np.arange(n_rings) + 0.5) * dt
+    counts = np.maximum(1, np.round(2 * np.pi * np.sin(theta_c) / dt)).astype(np.int64)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    centres = []
+    for t, c in zip(theta_c, counts):
+        phi = -np.pi + (np.arange(c) + 0.5) * 2 * np.pi / c
+        centres.append(np.stack([np.sin(t) * np.cos(phi), np.sin(t) * np.sin(phi), np.full(c, np.cos(t))], axis=1))
+    return counts, first, np.concatenate(centres)
+
+
+def direction_bins(shape: tuple[int, int, int], ring_deg: float = 2.0) -> tuple[NDArray[np.intp], NDArray]:
+    """For an rfftn spectrum of a cubic map of ``shape`` (z, y, x): each voxel's direction bin
+    (its wave vector folded onto z >= 0), and the bins' unit-vector centres (x, y, z)."""
+    n = shape[-1]
+    kz = np.fft.fftfreq(n) * n
+    ky = np.fft.fftfreq(n) * n
+    kx = np.fft.rfftfreq(n) * n
+    z = kz[:, None, None]
+    y = ky[None, :, None]
+    x = kx[None, None, :]
+    r = np.sqrt(x * x + y * y + z * z).astype(np.float32)
+    r[0, 0, 0] = 1.0
+    sign = np.where(z < 0, -1.0, 1.0)  # fold onto the upper hemisphere (a cone is its opposite too)
+    uz = np.broadcast_to(np.abs(z) / r, r.shape)
+    ux = np.broadcast_to((x * sign) / r, r.shape)
+    uy = np.broadcast_to((y * sign) / r, r.shape)
+    counts, first, centres = _ring_layout(ring_deg)
+    theta = np.arccos(np.clip(uz, -1.0, 1.0))
+    ring = np.minimum((theta / np.deg2rad(ring_deg)).astype(np.intp), counts.size - 1)
+    phi = np.arctan2(uy, ux) + np.pi
+    nb = counts[ring]
+    k = np.minimum((phi / (2 * np.pi) * nb).astype(np.intp), nb - 1)
+    return (first[ring] + k).astype(np.intp), centres
+
+
+def conical_fsc(
+    ft1: NDArray,
+    ft2: NDArray,
+    shells: NDArray,
+    n_shells: int,
+    bins: NDArray,
+    centres: NDArray,
+    directions: ArrayLike,
+    *,
+    half_angle_deg: float = 20.0,
+    fill: ArrayLike | None = None,
+    min_voxels: int = 10,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """FSC in a double cone around each direction (see the module docstring).
+
+    ``ft1``, ``ft2``: rfftn spectra of the (masked) half maps; ``shells``: their shell index;
+    ``bins``, ``centres``: from ``direction_bins``; ``directions``: (m, 3) unit axes. Returns the
+    (m, n_shells) conical FSCs (shell 0 set to 1) and the (m, n_shells) number of Fourier voxels
+    behind each value. A cone holds few voxels at the lowest shells (none, for a narrow one);
+    where it holds fewer than ``min_voxels`` its FSC is too noisy to read a crossing from, and
+    the value is ``fill`` (the global FSC, say) or NaN.
+    """
+    if not 0 < half_angle_deg < 90:
+        raise ValueError(f"`half_angle_deg` must be between 0 and 90 degrees, got {half_angle_deg}")
+    s = shells.reshape(-1)
+    keep = s < n_shells
+    a = np.asarray(ft1).reshape(-1)[keep]
+    b = np.asarray(ft2).reshape(-1)[keep]
+    idx = bins.reshape(-1)[keep] * n_shells + s[keep]
+    nb = centres.shape[0]
+    size = nb * n_shells
+    num = np.bincount(idx, weights=(a.real * b.real + a.imag * b.imag), minlength=size).reshape(nb, n_shells)
+    d1 = np.bincount(idx, weights=(a.real * a.real + a.imag * a.imag), minlength=size).reshape(nb, n_shells)
+    d2 = np.bincount(idx, weights=(b.real * b.real + b.imag * b.imag), minlength=size).reshape(nb, n_shells)
+    cnt = np.bincount(idx, minlength=size).reshape(nb, n_shells).astype(np.float64)
+    d = np.asarray(directions, dtype=np.float64).reshape(-1, 3)
+    d = d / np.linalg.norm(d, axis=1, keepdims=True)
+    member = (np.abs(d @ centres.T) >= np.cos(np.deg2rad(half_angle_deg))).astype(np.float64)
+    cn, c1, c2, cc = member @ num, member @ d1, member @ d2, member @ cnt
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fsc = cn / np.sqrt(c1 * c2)
+    fsc = np.nan_to_num(fsc, nan=0.0)
+    empty = cc < min_voxels
+    fsc[empty] = np.nan if fill is None else np.broadcast_to(np.asarray(fill, dtype=np.float64), fsc.shape)[empty]
+    fsc[:, 0] = 1.0
+    return fsc, cc
+
+
+def cfar(curves: NDArray, frequency_inv_a: NDArray) -> dict:
+    """Areas under the conical FSC curves (clipped to [0, 1], shell 1 to Nyquist, over 1/Å) and
+    cFAR = smallest area / mean area (also smallest / largest, for reference)."""
+    c = np.asarray(curves, dtype=np.float64)
+    c = np.where(np.isnan(c), np.nanmean(c, axis=0, keepdims=True), c)  # too few voxels: the cones' mean
+    c = np.clip(np.nan_to_num(c, nan=1.0), 0.0, 1.0)[:, 1:]
+    f = np.asarray(frequency_inv_a, dtype=np.float64)[1:]
+    areas = np.trapezoid(c, f, axis=1) if hasattr(np, "trapezoid") else np.trapz(c, f, axis=1)
+    mean = float(areas.mean())
+    return {
+        "areas": areas,
+        "cfar": float(areas.min() / mean) if mean > 0 else 0.0,
+        "min_over_max": float(areas.min() / areas.max()) if areas.max() > 0 else 0.0,
+    }
+
+
+def viewing_directions(rot_deg: ArrayLike, tilt_deg: ArrayLike) -> NDArray[np.float64]:
+    """(n, 3) unit viewing directions in the map's frame from RELION's rot and tilt (the third
+    row of the rotation matrix: (sin tilt cos rot, sin tilt sin rot, cos tilt); psi spins the
+    image in its plane and does not move the direction)."""
+    r = np.deg2rad(np.asarray(rot_deg, dtype=np.float64))
+    t = np.deg2rad(np.asarray(tilt_deg, dtype=np.float64))
+    return np.stack([np.sin(t) * np.cos(r), np.sin(t) * np.sin(r), np.cos(t)], axis=1)
+
+
+def sampling_compensation_factor(
+    views: ArrayLike,
+    *,
+    n_directions: int = 2000,
+    band_deg: float | None = None,
+    max_views: int = 200_000,
+    seed: int = 0,
+) -> dict:
+    """SCF of a set of viewing directions (Baldwin & Lyumkis 2020; see the module docstring).
+
+    ``band_deg``: half-width of the band around each great circle; default 3°, widened for few
+    particles so that a uniform distribution puts at least 50 views in each band (counting noise
+    would otherwise pull the SCF below 1). Returns ``scf``, the sampling S on ``n_directions``
+    Fourier directions (mean 1 for uniform views), and the fraction of directions never sampled
+    (S = 0, which makes the SCF 0).
+    """
+    v = np.asarray(views, dtype=np.float64).reshape(-1, 3)
+    if band_deg is None:
+        band_deg = max(3.0, float(np.degrees(np.arcsin(min(0.5, 50.0 / max(min(len(v), max_views), 1))))))
+    v = v / np.linalg.norm(v, axis=1, keepdims=True)
+    if v.shape[0] > max_views:
+        v = v[np.random.default_rng(seed).choice(v.shape[0], max_views, replace=False)]
+    k = hemisphere_directions(n_directions)
+    band = np.sin(np.deg2rad(band_deg))
+    counts = np.zeros(k.shape[0])
+    for start in range(0, v.shape[0], 20_000):
+        dots = np.abs(v[start : start + 20_000] @ k.T)
+        counts += (dots <= band).sum(axis=0)
+    s = counts / v.shape[0] / band  # uniform views: the band holds a fraction sin(band) of them
+    empty = float((s == 0).mean())
+    if empty > 0:
+        scf = 0.0
+    else:
+        scf = float(1.0 / (s.mean() * (1.0 / s).mean()))
+    return {"scf": scf, "sampling": s, "directions": k, "unsampled_fraction": empty, "band_deg": band_deg}
+
+
+def radial_power(volume_ft: NDArray, shells: NDArray, n_shells: int) -> NDArray[np.float64]:
+    """Mean |F|² per shell of an rfftn spectrum (each rfft voxel once, as the FSC counts them)."""
+    s = shells.reshape(-1)
+    f = np.asarray(volume_ft).reshape(-1)
+    keep = s < n_shells
+    p = np.bincount(s[keep], weights=(f.real[keep] ** 2 + f.imag[keep] ** 2), minlength=n_shells)
+    n = np.bincount(s[keep], minlength=n_shells)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(n > 0, p / np.maximum(n, 1), 0.0)
+
+
+def fsc_dips(fsc: ArrayLike, *, min_rise: float = 0.05, start: int = 2) -> list[dict]:
+    """Shells where the FSC falls to a local minimum and then rises again by at least
+    ``min_rise`` (a "hill" after the dip): the dip's shell and the peak's shell after it."""
+    c = np.asarray(fsc, dtype=np.float64)
+    out = []
+    i = start
+    while i < c.size - 1:
+        if c[i] < c[i - 1] and c[i] <= c[i + 1]:
+            j = i + 1
+            while j + 1 < c.size and c[j + 1] >= c[j]:
+                j += 1
+            if c[j] - c[i] >= min_rise:
+                out.append({"dip_shell": int(i), "peak_shell": int(j), "dip_fsc": float(c[i]), "peak_fsc": float(c[j])})
+            i = j + 1
+        else:
+            i += 1
+    return out

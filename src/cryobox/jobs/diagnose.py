@@ -1,0 +1,361 @@
+"""`cryobox diagnose`: why the FSC looks the way it does.
+
+Reads two half maps (and a mask, or builds the same auto mask as `cryobox fsc --auto-mask`),
+computes the global FSC as `cryobox fsc` does, then, on the same masked half maps:
+
+1. directional resolution: conical FSCs around ``n_directions`` axes spread over a hemisphere,
+   each axis's resolution at 0.143, their spread, and cFAR;
+2. with particles (poses): the viewing-direction distribution and its SCF;
+3. power spectra: the masked average map (signal + noise/2), the half-map difference (noise), and
+   their ratio, with the FSC's dips, the ice-ring bands and (with defocus and box) the
+   CTF-aliasing onset and the phase-randomisation shell marked;
+4. a few sentences built from those numbers.
+
+Writes diagnose.json and the figures into ``out``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cryobox.errors import InputError
+from cryobox.io.jsonio import write_json
+
+__all__ = ["run_diagnose", "CFAR_ANISOTROPIC", "SCF_SIDE_VIEWS"]
+
+#: cryoSPARC's Orientation Diagnostics treats a cFAR below 0.5 as anisotropic
+CFAR_ANISOTROPIC = 0.5
+#: SCF of side views only, 8/π² (Baldwin & Lyumkis 2020): a distribution below it is worse than side views only
+SCF_SIDE_VIEWS = 8.0 / np.pi**2
+
+
+def _resolution(curve: np.ndarray, box: int, px: float, threshold: float = 0.143) -> tuple[float, bool]:
+    """Interpolated resolution at ``threshold``; (Nyquist, True) when the curve never falls below it."""
+    from cryobox.core.fsc import resolution_interpolated
+
+    c = np.asarray(curve, dtype=np.float64)
+    if not (c[1:] < threshold).any():
+        return 2.0 * px, True
+    return float(resolution_interpolated(c, threshold, box_px=box, pixel_size_a=px)), False
+
+
+def run_diagnose(
+    half1: Path,
+    half2: Path,
+    *,
+    out: Path,
+    mask: Path | None = None,
+    auto_mask: bool = True,
+    particles: Path | None = None,
+    box_px: int | None = None,
+    n_directions: int = 500,
+    half_angle_deg: float = 20.0,
+    pixel_size_a: float | None = None,
+    plot: bool = True,
+    log=None,
+) -> dict:
+    """Run the diagnosis (see the module docstring); returns the diagnose.json dict."""
+    import scipy.fft as sfft
+
+    from cryobox.core import diagnose as dg
+    from cryobox.core.fourier import fft_workers, rfft_shell_index
+    from cryobox.io.mrc import read_mrc
+    from cryobox.jobs.fsc import run_fsc
+    from cryobox.jobs.outputs import OutputFolder
+
+    if n_directions < 10:
+        raise InputError(f"`n_directions` must be at least 10, got {n_directions}.")
+    if not 5 <= half_angle_deg <= 60:
+        raise InputError(f"`half_angle_deg` must be between 5 and 60 degrees, got {half_angle_deg:g}.")
+    out = Path(out)
+    t0 = time.perf_counter()
+    settings = {
+        "half1": str(half1),
+        "half2": str(half2),
+        "mask": str(mask),
+        "auto_mask": auto_mask,
+        "particles": str(particles),
+        "box_px": box_px,
+        "n_directions": n_directions,
+        "half_angle_deg": half_angle_deg,
+    }
+    table = views = None
+    if particles is not None:  # read and checked before any work
+        from cryobox.io.particles import read_particles
+
+        table = read_particles(particles)
+        views = _views(table)
+    with OutputFolder(
+        out,
+        job="diagnose",
+        settings=settings,
+        inputs=[p for p in (half1, half2, mask, particles) if p is not None],
+        outputs=[out / "mask.mrc"],
+        clear=("diagnose.json", "directional.png", "power.png", "views.png", "mask.mrc"),
+    ):
+        job = run_fsc(
+            half1,
+            half2,
+            mask=mask,
+            auto=auto_mask and mask is None,
+            mask_out=out / "mask.mrc",
+            pixel_size_a=pixel_size_a,
+        )
+        res = job.result
+        box, px = res.box_px, res.pixel_size_a
+        h1, _ = read_mrc(half1)
+        h2, _ = read_mrc(half2)
+        m = read_mrc(job.mask)[0].astype(np.float32) if job.mask else np.ones_like(h1, dtype=np.float32)
+        w = fft_workers()
+        f1 = sfft.rfftn(h1 * m, workers=w)
+        f2 = sfft.rfftn(h2 * m, workers=w)
+        shells = rfft_shell_index(h1.shape)
+        n_shells = box // 2 + 1
+        freq = np.arange(n_shells) / (box * px)
+        t_fsc = time.perf_counter() - t0
+
+        # 1. directional resolution
+        t1 = time.perf_counter()
+        bins, centres = dg.direction_bins(h1.shape)
+        dirs = dg.hemisphere_directions(n_directions)
+        masked = res.fsc_masked if res.fsc_masked is not None else res.fsc_unmasked
+        cones, counts = dg.conical_fsc(
+            f1, f2, shells, n_shells, bins, centres, dirs, half_angle_deg=half_angle_deg, fill=masked
+        )
+        per_dir = [_resolution(c, box, px) for c in cones]
+        dir_res = np.array([r for r, _ in per_dir])
+        limited = np.array([lim for _, lim in per_dir])
+        area = dg.cfar(cones, freq)
+        t_cones = time.perf_counter() - t1
+        g_res, g_lim = _resolution(res.final, box, px)
+        directional = {
+            "n_directions": int(n_directions),
+            "half_angle_deg": half_angle_deg,
+            "directions": dirs.round(5).tolist(),
+            "resolution_a": dir_res.round(4).tolist(),
+            "limited_by_nyquist": limited.tolist(),
+            "best_a": float(dir_res.min()),
+            "worst_a": float(dir_res.max()),
+            "median_a": float(np.median(dir_res)),
+            "iqr_a": [float(np.percentile(dir_res, 25)), float(np.percentile(dir_res, 75))],
+            "worst_direction": dirs[int(np.argmax(dir_res))].round(4).tolist(),
+            "cfar": area["cfar"],
+            "cfar_min_over_max": area["min_over_max"],
+            "anisotropic": bool(area["cfar"] < CFAR_ANISOTROPIC),
+            "curves_mean": cones.mean(axis=0).round(5).tolist(),
+            "curves_min": cones.min(axis=0).round(5).tolist(),
+            "curves_max": cones.max(axis=0).round(5).tolist(),
+            "seconds": t_cones,
+        }
+
+        # 3. power spectra
+        avg = sfft.rfftn(0.5 * (h1 + h2) * m, workers=w)
+        diff = sfft.rfftn(0.5 * (h1 - h2) * m, workers=w)
+        p_avg = dg.radial_power(avg, shells, n_shells)
+        p_noise = dg.radial_power(diff, shells, n_shells)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(p_noise > 0, p_avg / p_noise, np.nan)
+        # the dips that matter: the curve climbs back to the threshold region after them (a "hill")
+        dips = [d for d in dg.fsc_dips(res.final) if d["peak_fsc"] >= 0.143]
+        for d in dips:
+            d["dip_a"] = float(1.0 / freq[d["dip_shell"]])
+            d["peak_a"] = float(1.0 / freq[d["peak_shell"]])
+            d.update(_dip_cause(d["dip_shell"], p_avg, p_noise))
+        ice = _ice_rings(freq, p_avg, p_noise, res.final, px)
+        power = {
+            "frequency_inv_a": freq.round(6).tolist(),
+            "fsc": np.asarray(res.final).round(5).tolist(),
+            "map_power": p_avg.tolist(),
+            "noise_power": p_noise.tolist(),
+            "ratio": np.nan_to_num(ratio, nan=0.0).tolist(),
+            "ssnr": np.nan_to_num(np.clip(ratio - 1.0, 0.0, None), nan=0.0).tolist(),
+            "fsc_dips": dips,
+            "ice_rings": ice,
+        }
+
+        # 2. and the box: views, aliasing, phase randomisation
+        marks: dict = {}
+        if res.randomise_at_shell:
+            marks["phase_randomisation_a"] = float(1.0 / freq[res.randomise_at_shell])
+        if table is not None:
+            tpx = float(table.data["pixel_size_a"].iloc[0]) if "pixel_size_a" in table.data else px
+            marks.update(_aliasing(table, box_px or _table_box(table), tpx))
+        elif box_px is not None:
+            marks["box_px"] = box_px
+
+        summary = _sentences(directional, power, views, marks, g_res, g_lim)
+        result = {
+            "cryobox": "diagnose",
+            "version": 1,
+            "half1": str(half1),
+            "half2": str(half2),
+            "mask": job.mask or "none (unmasked)",
+            "box_px": box,
+            "pixel_size_a": px,
+            "global_resolution_a": g_res,
+            "global_limited_by_nyquist": g_lim,
+            "directional": directional,
+            "power": power,
+            "views": views,
+            "marks": marks,
+            "summary": summary,
+            "notes": job.notes,
+            "timings": {"fsc_s": t_fsc, "cones_s": t_cones, "total_s": time.perf_counter() - t0},
+            "definitions": {
+                "cfar": "area under each conical FSC (clipped to [0, 1], first shell to Nyquist, over 1/Å); the "
+                "smallest area over the mean area (cryoSPARC's Orientation Diagnostics; < 0.5 anisotropic)",
+                "scf": "1 / (<S> <1/S>), S(k) the density of viewing directions on the great circle ⊥ k (Baldwin & "
+                "Lyumkis, Prog. Biophys. Mol. Biol. 2020): 1 uniform, 8/π² = 0.81 side views only, 0 top views only",
+                "ssnr": "map power / noise power - 1 per shell: the SNR of the averaged map (map: masked average of "
+                "the half maps; noise: masked half difference); the FSC it predicts is SSNR / (2 + SSNR)",
+            },
+        }
+        write_json(out / "diagnose.json", result, indent=1)
+        if plot:
+            from cryobox.report.plots import (
+                figure_diagnose_directional,
+                figure_diagnose_power,
+                figure_views,
+                save_figure,
+            )
+
+            save_figure(figure_diagnose_directional(result), out / "directional.png")
+            save_figure(figure_diagnose_power(result), out / "power.png")
+            if views is not None:
+                save_figure(figure_views(views), out / "views.png")
+    return result
+
+
+def _dip_cause(shell: int, p_avg: np.ndarray, p_noise: np.ndarray, reach: int = 2) -> dict:
+    """Whether a dip sits where the map's own power has a local minimum, or where the noise rises."""
+    lo, hi = max(1, shell - reach), min(p_avg.size - 1, shell + reach)
+    window = p_avg[lo : hi + 1]
+    near_min = bool(window.size and np.argmin(window) + lo in range(shell - reach, shell + reach + 1))
+    around = np.r_[p_avg[max(1, lo - 3) : lo], p_avg[hi + 1 : hi + 4]]
+    signal_min = bool(near_min and around.size and window.min() < 0.8 * np.median(around))
+    noise_around = np.r_[p_noise[max(1, lo - 3) : lo], p_noise[hi + 1 : hi + 4]]
+    noise_rise = bool(noise_around.size and p_noise[lo : hi + 1].max() > 1.25 * np.median(noise_around))
+    return {"map_power_minimum": signal_min, "noise_rises": noise_rise}
+
+
+def _ice_rings(freq, p_avg, p_noise, fsc, px) -> list[dict]:
+    from cryobox.core.diagnose import ICE_RINGS_A
+
+    out = []
+    for spacing, label in ICE_RINGS_A:
+        k = 1.0 / spacing
+        if k > freq[-1]:
+            continue
+        s = int(round(k / freq[1]))
+        band = slice(max(1, s - 1), s + 2)
+        side = np.r_[np.arange(max(1, s - 6), max(1, s - 2)), np.arange(s + 3, min(freq.size, s + 7))]
+        if side.size == 0:
+            continue
+        excess = float(np.mean(p_avg[band]) / np.median(p_avg[side])) if np.median(p_avg[side]) > 0 else 1.0
+        fsc_step = float(np.mean(np.asarray(fsc)[band]) - np.median(np.asarray(fsc)[side]))
+        out.append({"spacing_a": spacing, "ice": label, "shell": s, "power_excess": excess, "fsc_change": fsc_step})
+    return out
+
+
+def _table_box(table) -> int | None:
+    d = table.data
+    return int(d["box_px"].iloc[0]) if "box_px" in d and len(d) else None
+
+
+def _views(table) -> dict:
+    from cryobox.core.diagnose import sampling_compensation_factor, viewing_directions
+
+    d = table.data
+    if "angle_rot_deg" not in d or "angle_tilt_deg" not in d:
+        raise InputError(
+            f"{table.path}: no poses (rlnAngleRot, rlnAngleTilt / alignments3D/pose); give the data STAR of a "
+            "refinement (run_data.star) or a cryoSPARC .cs with 3D alignments for the orientation coverage."
+        )
+    v = viewing_directions(d["angle_rot_deg"].to_numpy(float), d["angle_tilt_deg"].to_numpy(float))
+    scf = sampling_compensation_factor(v)
+    hemi = np.where(v[:, 2:3] < 0, -v, v)  # a view and its opposite fill the same central plane
+    hist, _, _ = np.histogram2d(
+        np.arctan2(hemi[:, 1], hemi[:, 0]), hemi[:, 2], bins=(72, 18), range=((-np.pi, np.pi), (0.0, 1.0))
+    )
+    return {
+        "n_particles": int(len(v)),
+        "scf": scf["scf"],
+        "unsampled_fraction": scf["unsampled_fraction"],
+        "below_side_views": bool(scf["scf"] < SCF_SIDE_VIEWS),
+        "histogram_phi_cos_tilt": hist.astype(int).tolist(),
+        "band_deg": scf["band_deg"],
+    }
+
+
+def _aliasing(table, box: int | None, px: float) -> dict:
+    from cryobox.core.boxsize import aliasing_limited_resolution_a
+
+    d = table.data
+    need = ("defocus_u_a", "defocus_v_a", "voltage_kv", "cs_mm")
+    if box is None or any(c not in d for c in need):
+        return {}
+    df = float(np.percentile(np.maximum(d["defocus_u_a"], d["defocus_v_a"]), 95))
+    kv, cs = float(d["voltage_kv"].iloc[0]), float(d["cs_mm"].iloc[0])
+    onset = aliasing_limited_resolution_a(box, px, defocus_a=df, voltage_kv=kv, cs_mm=cs)
+    return {"box_px": int(box), "defocus_95th_a": df, "ctf_aliasing_onset_a": float(onset)}
+
+
+def _sentences(directional: dict, power: dict, views: dict | None, marks: dict, g_res: float, g_lim: bool) -> list:
+    """A few sentences, each built from the numbers above it."""
+    out = []
+    lo, hi, c = directional["best_a"], directional["worst_a"], directional["cfar"]
+    if directional["anisotropic"]:
+        out.append(
+            f"directional resolution spans {lo:.1f}-{hi:.1f} Å (cFAR {c:.2f}, below {CFAR_ANISOTROPIC}): the map is "
+            "anisotropic, as preferred orientation makes it; see the directions map for the worst axis."
+        )
+    else:
+        out.append(
+            f"directional resolution spans {lo:.1f}-{hi:.1f} Å (cFAR {c:.2f}): no sign of anisotropy (cryoSPARC flags "
+            f"cFAR below {CFAR_ANISOTROPIC})."
+        )
+    if views is not None:
+        s = views["scf"]
+        if s < SCF_SIDE_VIEWS:
+            out.append(
+                f"the viewing directions give SCF {s:.2f}, below side views only (0.81): some directions of Fourier "
+                "space are sampled much less than others (preferred orientation)."
+            )
+        else:
+            out.append(f"the viewing directions give SCF {s:.2f} (1 uniform, 0.81 side views only): coverage is fine.")
+    for d in power["fsc_dips"]:
+        where = f"the FSC dips at {d['dip_a']:.1f} Å and rises again to {d['peak_fsc']:.2f} at {d['peak_a']:.1f} Å"
+        if d["map_power_minimum"] and not d["noise_rises"]:
+            out.append(
+                f"{where}, where the map's own power has a minimum (little signal at that scale), not where the "
+                "noise rises."
+            )
+        elif d["noise_rises"]:
+            out.append(
+                f"{where}, where the noise power rises (an artefact or a ring in the noise, not a lack of signal)."
+            )
+        else:
+            out.append(f"{where}; neither the map's power nor the noise shows a feature there.")
+    ice = [r for r in power["ice_rings"] if r["power_excess"] > 1.3 or abs(r["fsc_change"]) > 0.1]
+    if power["ice_rings"] and not ice:
+        out.append("nothing unusual at the ice-ring bands (3.90-1.92 Å).")
+    for r in ice:
+        out.append(
+            f"at the ice ring {r['spacing_a']:.2f} Å ({r['ice']}) the map's power is {r['power_excess']:.2f}x its "
+            f"neighbours' and the FSC changes by {r['fsc_change']:+.2f}: crystalline ice may contribute."
+        )
+    if "ctf_aliasing_onset_a" in marks:
+        a = marks["ctf_aliasing_onset_a"]
+        out.append(
+            f"the {marks['box_px']} px box samples the CTF without aliasing to {a:.2f} Å at the 95th-percentile "
+            f"defocus ({marks['defocus_95th_a'] / 1e4:.2f} µm); "
+            + (
+                f"the map ({g_res:.2f} Å) is finer, so CTF aliasing can limit it: a bigger box, or premultiply + crop."
+                if a > g_res
+                else f"the map ({g_res:.2f} Å) is coarser, so aliasing does not limit it."
+            )
+        )
+    return out
