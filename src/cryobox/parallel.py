@@ -125,6 +125,12 @@ def run_tasks(
         for proc in list(getattr(pool, "_processes", {}).values()):
             proc.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
+        # let the pool's manager thread see its workers gone and end now: left running, it races
+        # the interpreter's exit and prints "Exception ignored ... Bad file descriptor" after our
+        # one-sentence error (Python 3.11's ProcessPoolExecutor)
+        manager = getattr(pool, "_executor_manager_thread", None)
+        if manager is not None:
+            manager.join(timeout=10)
         raise
     pool.shutdown(wait=True)
 

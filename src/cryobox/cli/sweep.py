@@ -121,15 +121,19 @@ def print_sweep_table(d: dict) -> None:
         console.print("half maps: " + half_maps_text(d["half_maps_from"]))
     tm = d.get("timings") or {}
     if tm.get("engine_s") is not None:
+        wall = tm.get("engine_wall_s") or tm["engine_s"]
         console.print(
-            f"time: engine {tm['engine_s']:.0f} s, cryobox overhead {tm['overhead_s']:.1f} s "
+            f"time: engine {tm['engine_s']:.0f} s"
+            + (f" ({wall:.0f} s of wall time with runs side by side)" if wall < 0.95 * tm["engine_s"] else "")
+            + f", cryobox overhead {tm['overhead_s']:.1f} s "
             f"(extraction {tm['extraction_s']:.1f} s, references {tm['references_s']:.1f} s, "
             f"half maps {tm.get('reconstruct_s', 0.0):.1f} s, FSC {tm['fsc_s']:.1f} s)"
             + (
-                f" = {100 * tm['overhead_s'] / tm['engine_s']:.1f}% of the engine's time"
+                f" = {100 * tm['overhead_s'] / wall:.1f}% of the engine's time"
                 if tm["engine_s"] > 0
                 else "; no refinement ran this time (every run was done before)"
-            )
+            ),
+            soft_wrap=True,
         )
 
 

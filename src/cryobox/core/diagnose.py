@@ -163,8 +163,12 @@ def conical_fsc(
 def cfar(curves: NDArray, frequency_inv_a: NDArray) -> dict:
     """Areas under the conical FSC curves (clipped to [0, 1], shell 1 to Nyquist, over 1/Å) and
     cFAR = smallest area / mean area (also smallest / largest, for reference)."""
+    import warnings
+
     c = np.asarray(curves, dtype=np.float64)
-    c = np.where(np.isnan(c), np.nanmean(c, axis=0, keepdims=True), c)  # too few voxels: the cones' mean
+    with warnings.catch_warnings():  # a shell where every cone is NaN stays NaN here, then 1 below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        c = np.where(np.isnan(c), np.nanmean(c, axis=0, keepdims=True), c)  # too few voxels: the cones' mean
     c = np.clip(np.nan_to_num(c, nan=1.0), 0.0, 1.0)[:, 1:]
     f = np.asarray(frequency_inv_a, dtype=np.float64)[1:]
     areas = np.trapezoid(c, f, axis=1) if hasattr(np, "trapezoid") else np.trapz(c, f, axis=1)
