@@ -19,21 +19,11 @@ __all__ = ["euler_to_matrix", "angular_distance_deg", "shift_distance_a", "pose_
 
 
 def euler_to_matrix(rot_deg: ArrayLike, tilt_deg: ArrayLike, psi_deg: ArrayLike) -> NDArray[np.float64]:
-    """(..., 3, 3) rotation matrices from RELION's ZYZ Euler angles (degrees)."""
-    a, b, g = (np.deg2rad(np.asarray(v, dtype=np.float64)) for v in (rot_deg, tilt_deg, psi_deg))
-    ca, sa, cb, sb, cg, sg = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(g), np.sin(g)
-    cc, cs, sc, ss = cb * ca, cb * sa, sb * ca, sb * sa
-    m = np.empty(np.broadcast(a, b, g).shape + (3, 3))
-    m[..., 0, 0] = cg * cc - sg * sa
-    m[..., 0, 1] = cg * cs + sg * ca
-    m[..., 0, 2] = -cg * sb
-    m[..., 1, 0] = -sg * cc - cg * sa
-    m[..., 1, 1] = -sg * cs + cg * ca
-    m[..., 1, 2] = sg * sb
-    m[..., 2, 0] = sc
-    m[..., 2, 1] = ss
-    m[..., 2, 2] = cb
-    return m
+    """(n, 3, 3) rotation matrices from RELION's ZYZ Euler angles (degrees): the simulation's
+    ``relion_matrix``, so that poses are measured in the convention the particles were made in."""
+    from cryobox.core.simulate import relion_matrix
+
+    return relion_matrix(rot_deg, tilt_deg, psi_deg)
 
 
 def angular_distance_deg(angles_a: ArrayLike, angles_b: ArrayLike) -> NDArray[np.float64]:

@@ -13,13 +13,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 from cryobox.engines.base import EngineError, EngineMissing, HalfMaps, RefineEngine, RefineParams, last_error_line
-from cryobox.engines.launch import RunCommand
+from cryobox.engines.launch import RunCommand, stop_process_group
 from cryobox.parallel import default_workers
 
 __all__ = ["RelionEngine", "INSTALL_HINT"]
@@ -290,16 +289,7 @@ def _run_logged(command: list[str], log_path: Path, *, env: dict | None = None, 
 
 def _stop(proc: subprocess.Popen) -> None:
     """Terminate the whole process group (mpirun and its ranks)."""
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    stop_process_group(proc)
 
 
 def _last_iteration(run_dir: Path) -> int | None:

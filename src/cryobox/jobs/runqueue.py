@@ -70,6 +70,7 @@ class RunQueueResult:
     wall_seconds: float = 0.0
     waiting_seconds: float = 0.0
     #: wall time while at least one run was out, less the time spent collecting finished runs
+    #: while no other run was out (collecting beside running runs costs no wall time)
     engine_wall_seconds: float = 0.0
 
 
@@ -197,7 +198,8 @@ def run_queue(
                         halves = engine.outcome(spec.run_dir, spec.params, launcher.exit_status(job))
                         result = finish(spec, halves, seconds)
                     except EngineError as exc:
-                        finishing += time.monotonic() - t_finish
+                        if not active:  # collecting while other runs are out costs no wall time
+                            finishing += time.monotonic() - t_finish
                         msg = str(exc)
                         rec = _record(spec) or {"key": spec.key, "scheduler": launcher.kind, "job_id": job.job_id}
                         rec["failed"] = msg
@@ -206,7 +208,8 @@ def run_queue(
                         row(spec, state="failed", error=msg)
                         log(f"{prefix}: FAILED: {msg}")
                         continue
-                    finishing += time.monotonic() - t_finish
+                    if not active:
+                        finishing += time.monotonic() - t_finish
                     out.results[name] = result
                     out.engine_seconds += seconds
                     row(spec, state="done", resolution_a=result.get("interpolated_resolution_a"))
