@@ -248,7 +248,15 @@ def slow(tmp_path_factory):
 
 def _interrupt(args, cwd, sig, first_output: Path):
     """Start a run, send ``sig`` once its first stack is being written, wait; returns the workers seen."""
-    proc = subprocess.Popen(CLI + [str(a) for a in args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        CLI + [str(a) for a in args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        # a shell that starts the suite in the background ignores SIGINT, and children inherit that:
+        # give the run the default, as a terminal's Ctrl-C finds it
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     parent = psutil.Process(proc.pid)
     workers: list = []
     t0 = time.time()
@@ -262,7 +270,8 @@ def _interrupt(args, cwd, sig, first_output: Path):
         time.sleep(0.02)
     if proc.poll() is None:
         proc.send_signal(sig)
-    proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=120)
+    proc.err_text = err.decode(errors="replace")
     return proc, workers
 
 
@@ -276,7 +285,10 @@ def test_an_interrupted_run_leaves_no_workers_and_a_rerun_is_byte_identical(slow
     out = cwd / "o"
     proc, workers = _interrupt([*args, "--out", "o"], cwd, sig, out)
     # the signal landed mid-run (the first stack was being written): Ctrl-C and SIGTERM exit 130
-    assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130), proc.stderr[-2000:]
+    assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130), (
+        proc.returncode,
+        proc.err_text[-2000:],
+    )
     gone, alive = psutil.wait_procs(workers, timeout=15)
     assert not alive, f"workers still running after {sig.name}: {[p.pid for p in alive]}"
     assert not (out / "particles.star").exists()  # no STAR until every stack it names is complete

@@ -508,7 +508,7 @@ def test_tiny_sweep_on_relion_resumes_and_reports(tiny_dataset, tmp_path, monkey
     assert "half maps: cryobox reconstruction from the poses of iteration 2 (6 runs)" in res.output
     # re-running resumes: nothing is refined again
     again = cli(*args)
-    assert again.exit_code == 0 and again.output.count("done before") == 6
+    assert again.exit_code == 0 and again.output.count("done before, read back") == 6
     assert "no refinement ran this time" in again.output and "% of the engine" not in again.output
     # and the report takes the sweep
     rep = cli(
