@@ -201,6 +201,12 @@ def test_a_consensus_start_keeps_its_poses_and_half_sets(tiny, tmp_path, monkeyp
         assert 0.8 < row["median_angle_deg"]["mean"] < 3.0 and 0.3 < row["median_shift_a"]["mean"] < 1.0
     assert d["start"]["local_healpix_order"] == 4
     assert not any("darker" in n for n in d["notes"])  # inverted: white particles, nothing to say
+    # the report shows the alignment next to the resolutions
+    from cryobox.jobs.report import build_report
+
+    build_report(tiny / "particles.star", out=tmp_path / "r.html", diameter_a=220, resolution_a=20, sweep=d)
+    html = (tmp_path / "r.html").read_text()
+    assert "how well each box found the particles" in html and "angular error" in html
     # a consensus without poses, or a truth of other particles, is refused before any run
     bare = read_particles(tiny / "particles.star")
     bare.data = bare.data.drop(columns=["angle_rot_deg", "angle_tilt_deg", "angle_psi_deg"])
