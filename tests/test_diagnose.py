@@ -57,7 +57,7 @@ def test_isotropic_half_maps_give_cfar_near_1_and_a_narrow_spread(n, dtype):
     from cryobox.core.diagnose import cfar
 
     rng = np.random.default_rng(n)
-    f1, f2 = _spectra(n, rng, snr=0.5, dtype=dtype)
+    f1, f2 = _spectra(n, rng, snr=2.0, dtype=dtype)
     shells = rfft_shell_index((n, n, n))
     ns = n // 2 + 1
     bins, centres = direction_bins((n, n, n))
@@ -65,9 +65,11 @@ def test_isotropic_half_maps_give_cfar_near_1_and_a_narrow_spread(n, dtype):
     assert cones.shape == (500, ns) and counts[:, ns // 2].min() > 30
     freq = np.arange(ns) / (n * 2.0)
     c = cfar(cones, freq)
-    assert c["cfar"] > 0.85
-    # every cone's FSC near the expected SNR / (1 + SNR) = 1/3
-    assert abs(np.nanmedian(cones[:, 3:]) - 1 / 3) < 0.03  # NaN: cones with too few voxels at a low shell
+    assert c["cfar"] > 0.85 and c["min_over_mean"] > 0.9  # smallest / largest area, smallest / mean
+    # every cone's FSC near the expected SNR / (1 + SNR) = 2/3, with a narrow spread
+    # (NaN: cones with too few voxels at a low shell)
+    assert abs(np.nanmedian(cones[:, 3:]) - 2 / 3) < 0.03
+    assert np.nanpercentile(cones[:, 3:], 95) - np.nanpercentile(cones[:, 3:], 5) < 0.25
 
 
 def test_a_degraded_double_cone_gives_back_the_resolution_put_in():
@@ -113,15 +115,29 @@ def test_conical_fscs_averaged_over_every_direction_give_the_global_fsc(n):
 
 
 def test_scf_of_distributions_with_published_values():
+    """Baldwin & Lyumkis 2020's analytic cases: uniform 1, side views only 8/π² (nothing unsampled,
+    so SCF* = SCF), top views only SCF* → 0 (all but one band of directions unsampled)."""
     rng = np.random.default_rng(4)
-    uniform = rng.normal(size=(50_000, 3))
-    assert sampling_compensation_factor(uniform)["scf"] == pytest.approx(1.0, abs=0.02)
-    phi = rng.uniform(0, 2 * np.pi, 50_000)  # side views only: 8/π² (Baldwin & Lyumkis 2020)
-    side = np.stack([np.cos(phi), np.sin(phi), np.zeros_like(phi)], axis=1)
-    assert sampling_compensation_factor(side)["scf"] == pytest.approx(8 / np.pi**2, abs=0.02)
-    top = np.tile([0.0, 0.0, 1.0], (5000, 1))  # top views only: directions never sampled, SCF 0
-    t = sampling_compensation_factor(top)
-    assert t["scf"] == 0.0 and t["unsampled_fraction"] > 0.9
+    u = sampling_compensation_factor(rng.normal(size=(50_000, 3)))
+    assert u["scf"] == pytest.approx(1.0, abs=0.02) and u["scf_star"] == pytest.approx(1.0, abs=0.02)
+    assert u["fourier_radius"] == 50 and u["n_views_used"] == 10_000 and u["unsampled_fraction"] == 0
+    phi = rng.uniform(0, 2 * np.pi, 50_000)
+    side = sampling_compensation_factor(np.stack([np.cos(phi), np.sin(phi), np.zeros_like(phi)], axis=1))
+    assert side["scf"] == pytest.approx(8 / np.pi**2, abs=0.02) and side["scf_star"] == side["scf"]
+    top = sampling_compensation_factor(np.tile([0.0, 0.0, 1.0], (5000, 1)))
+    assert top["scf_star"] < 0.01 and top["unsampled_fraction"] > 0.9
+    # a few particles: R lowered so that uniform views still fill each band, SCF still near 1
+    few = sampling_compensation_factor(rng.normal(size=(300, 3)))
+    assert few["fourier_radius"] == 3 and few["scf_star"] == pytest.approx(1.0, abs=0.05)
+    # views only within 60° of ±z: a Fourier direction k within 30° of z has its great circle outside
+    # that cone, so a fraction 1 - cos 30° = 0.134 is never sampled, and SCF* falls below SCF
+    v = rng.normal(size=(60_000, 3))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    cone = sampling_compensation_factor(v[np.abs(v[:, 2]) > 0.5])
+    assert cone["unsampled_fraction"] == pytest.approx(1 - np.cos(np.pi / 6), abs=0.01)
+    assert cone["scf_star"] < 0.2 and cone["scf"] > 0.6  # the gap, not the sampled part, is the damage
+    with pytest.raises(ValueError, match="at least 100 views"):
+        sampling_compensation_factor(rng.normal(size=(50, 3)))
     # RELION's angles: tilt 90° is a side view whatever rot is
     v = viewing_directions([0, 90, 180], [90, 90, 0])
     np.testing.assert_allclose(v, [[1, 0, 0], [0, 1, 0], [0, 0, 1]], atol=1e-12)
@@ -218,7 +234,7 @@ def test_diagnose_end_to_end_names_the_anisotropy_and_the_top_views(halves, tmp_
     worst = np.asarray(dd["worst_direction"])
     assert abs(worst[2]) > np.cos(np.deg2rad(50))  # the worst axis is the damaged one, along z
     assert dd["worst_a"] > 10.0 > 5.0 > dd["best_a"]  # signal was removed beyond 12.8 Å along z only
-    assert d["views"]["scf"] < 0.81 and d["views"]["below_side_views"]
+    assert d["views"]["scf_star"] < 0.81 and d["views"]["anisotropic"]
     text = " ".join(d["summary"])
     assert "anisotropic" in text and "SCF" in text and "CTF without aliasing" in text
     for name in ("diagnose.json", "directional.png", "power.png", "views.png"):

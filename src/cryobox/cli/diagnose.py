@@ -33,8 +33,8 @@ def diagnose_command(
     particles: Optional[Path] = typer.Option(
         None,
         "--particles",
-        help="The refinement's particles (run_data.star or a .cs with 3D alignments): viewing directions (SCF), and "
-        "with defocus and box the CTF-aliasing onset.",
+        help="The refinement's particles (run_data.star or a .cs with 3D alignments): viewing directions "
+        "(SCF, SCF*), and with defocus and box the CTF-aliasing onset.",
     ),
     box: Optional[int] = typer.Option(None, "--box", help="The particles' box (px), when the file does not say."),
     directions: int = typer.Option(500, "--directions", help="Cone axes over the hemisphere."),
@@ -44,7 +44,7 @@ def diagnose_command(
     ),
     json_out: bool = typer.Option(False, "--json", help="Print diagnose.json."),
 ) -> None:
-    """Why the FSC looks the way it does: directional resolution (conical FSC, cFAR), orientation coverage (SCF),
+    """Why the FSC looks the way it does: directional resolution (conical FSC, cFAR), orientation coverage (SCF*),
     power spectra with ice rings and CTF aliasing, and a summary in words."""
     from cryobox.jobs.diagnose import run_diagnose
 
@@ -72,8 +72,14 @@ def diagnose_command(
         f"directional: {dd['n_directions']} cones of {dd['half_angle_deg']:g}°, {dd['best_a']:.2f}-{dd['worst_a']:.2f} "
         f"Å (median {dd['median_a']:.2f}, quartiles {dd['iqr_a'][0]:.2f}-{dd['iqr_a'][1]:.2f}), cFAR {dd['cfar']:.2f}"
     )
-    if d.get("views"):
-        console.print(f"views: {d['views']['n_particles']:,} particles, SCF {d['views']['scf']:.2f}")
+    v = d.get("views")
+    if v and v["scf_star"] is not None:
+        console.print(
+            f"views: {v['n_particles']:,} particles, SCF* {v['scf_star']:.2f} (SCF {v['scf']:.2f}, "
+            f"{v['unsampled_fraction']:.0%} of Fourier directions unsampled)"
+        )
+    elif v:
+        console.print(f"views: {v['note']}")
     for s in d["summary"]:
         console.print(f"  - {s}", soft_wrap=True)
     console.print(f"wrote {out / 'diagnose.json'} and the figures in {out}")

@@ -1,5 +1,5 @@
 """Why the FSC looks the way it does: directional resolution (conical FSC, cFAR), orientation
-coverage (SCF), power spectra, ice rings. Pure numpy; maps in, numbers out.
+coverage (SCF, SCF*), power spectra, ice rings. Pure numpy; maps in, numbers out.
 
 **Conical FSC.** For an axis d, the FSC over the Fourier voxels within a double cone of half-angle
 α around ±d (the FSC is Friedel-symmetric, so a cone and its opposite are one cone). Cones are
@@ -12,16 +12,26 @@ axes. The cone's edge is therefore known to within a bin (about 1°), which is t
 
 **cFAR** (conical FSC area ratio, cryoSPARC's Orientation Diagnostics): the area under each
 cone's FSC curve (clipped to [0, 1], from the first shell to Nyquist, against spatial frequency),
-and the ratio of the smallest area to the mean area. 1 for an isotropic map; cryoSPARC treats
-values below 0.5 as anisotropic.
+and the ratio of the smallest area to the largest. 1 for an isotropic map; cryoSPARC treats values
+below 0.5 as anisotropic. The smallest area over the mean area is given beside it.
 
-**SCF** (sampling compensation factor; Baldwin & Lyumkis, Prog. Biophys. Mol. Biol. 150, 160-183,
-2020): the projection of a particle seen along n fills the central plane ⊥ n of Fourier space, so
-a Fourier direction k is sampled in proportion to S(k) = ∫ P(n) δ(k·n) dn, the density of viewing
-directions on the great circle ⊥ k. SCF = 1 / (⟨S⟩ ⟨1/S⟩), averages over all directions k: 1 for
-uniform views, 8/π² = 0.81 for side views only (views on one great circle: S ∝ 1/sin θ), 0 when
-some direction is never sampled (top views only). Here S is estimated on 2,000 directions k from
-the fraction of views within a band of ±``band_deg`` of the great circle ⊥ k.
+**SCF and SCF*** (sampling compensation factor; Baldwin & Lyumkis, Prog. Biophys. Mol. Biol.
+150, 160-183, 2020): the projection of a particle seen along n fills the central plane ⊥ n of
+Fourier space, so on a Fourier shell of radius R voxels a direction k is sampled by the views
+whose planes pass within half a voxel of it, |k·n| R < 1/2: S(k) counts them. With the averages
+⟨S⟩ over all directions and ⟨1/S⟩ over the sampled ones (S > 0), and q the fraction of directions
+never sampled (p = 1 - q):
+
+    SCF  = 1 / (⟨S⟩ ⟨1/S⟩)
+    SCF* = SCF / (1 + (q/p) ⟨S⟩ SCF / 2)
+
+1 for uniform views; 8/π² = 0.81 for side views only (views on one great circle, S ∝ 1/sin θ,
+nothing unsampled); SCF* near 0 for top views only (all but a band of directions unsampled). The
+formulas, the half-voxel band, the default radius R = 50 and the use of at most 10,000 views are
+those of the authors' own program (CommandLineSCF, github.com/LyumkisLab); SCF* is what cryoSPARC
+reports, and it calls values below 0.81 anisotropic. Here S is counted on min(2πR², 5,000)
+directions of a hemisphere (S(k) = S(-k)); with fewer than 5,000 views R is lowered to views/100,
+so that uniform views still put 50 in each direction's band.
 
 **Ice.** Crystalline ice scatters in rings at fixed spacings: hexagonal ice (Ih) 3.90 (100), 3.67
 (002), 3.44 (101), 2.67 (102), 2.25 (110), 2.07 (103), 1.92 Å (112); cubic ice (Ic) 3.67 (111),
@@ -43,6 +53,7 @@ __all__ = [
     "cfar",
     "viewing_directions",
     "sampling_compensation_factor",
+    "SCF_MIN_VIEWS",
     "radial_power",
     "fsc_dips",
 ]
@@ -162,7 +173,7 @@ def conical_fsc(
 
 def cfar(curves: NDArray, frequency_inv_a: NDArray) -> dict:
     """Areas under the conical FSC curves (clipped to [0, 1], shell 1 to Nyquist, over 1/Å) and
-    cFAR = smallest area / mean area (also smallest / largest, for reference)."""
+    cFAR = smallest area / largest area (and smallest / mean, beside it)."""
     import warnings
 
     c = np.asarray(curves, dtype=np.float64)
@@ -172,11 +183,11 @@ def cfar(curves: NDArray, frequency_inv_a: NDArray) -> dict:
     c = np.clip(np.nan_to_num(c, nan=1.0), 0.0, 1.0)[:, 1:]
     f = np.asarray(frequency_inv_a, dtype=np.float64)[1:]
     areas = np.trapezoid(c, f, axis=1) if hasattr(np, "trapezoid") else np.trapz(c, f, axis=1)
-    mean = float(areas.mean())
+    mean, top = float(areas.mean()), float(areas.max())
     return {
         "areas": areas,
-        "cfar": float(areas.min() / mean) if mean > 0 else 0.0,
-        "min_over_max": float(areas.min() / areas.max()) if areas.max() > 0 else 0.0,
+        "cfar": float(areas.min() / top) if top > 0 else 0.0,
+        "min_over_mean": float(areas.min() / mean) if mean > 0 else 0.0,
     }
 
 
@@ -189,41 +200,52 @@ def viewing_directions(rot_deg: ArrayLike, tilt_deg: ArrayLike) -> NDArray[np.fl
     return np.stack([np.sin(t) * np.cos(r), np.sin(t) * np.sin(r), np.cos(t)], axis=1)
 
 
+#: the fewest views for which an SCF is computed: R = views / 100 must be at least one voxel
+SCF_MIN_VIEWS = 100
+
+
 def sampling_compensation_factor(
     views: ArrayLike,
     *,
-    n_directions: int = 2000,
-    band_deg: float | None = None,
-    max_views: int = 200_000,
+    fourier_radius: float | None = None,
+    max_views: int = 10_000,
     seed: int = 0,
 ) -> dict:
-    """SCF of a set of viewing directions (Baldwin & Lyumkis 2020; see the module docstring).
+    """SCF and SCF* of a set of viewing directions (Baldwin & Lyumkis 2020; see the module docstring).
 
-    ``band_deg``: half-width of the band around each great circle; default 3°, widened for few
-    particles so that a uniform distribution puts at least 50 views in each band (counting noise
-    would otherwise pull the SCF below 1). Returns ``scf``, the sampling S on ``n_directions``
-    Fourier directions (mean 1 for uniform views), and the fraction of directions never sampled
-    (S = 0, which makes the SCF 0).
+    ``fourier_radius``: R, the shell (voxels) on which the sampling is counted; default 50, lowered
+    to views / 100 for fewer than 5,000 views. At most ``max_views`` views are used (a seeded random
+    subset). Returns ``scf``, ``scf_star``, the counts ``sampling`` on the ``directions``, the
+    fraction of directions never sampled and the radius used.
     """
     v = np.asarray(views, dtype=np.float64).reshape(-1, 3)
-    if band_deg is None:
-        band_deg = max(3.0, float(np.degrees(np.arcsin(min(0.5, 50.0 / max(min(len(v), max_views), 1))))))
     v = v / np.linalg.norm(v, axis=1, keepdims=True)
     if v.shape[0] > max_views:
         v = v[np.random.default_rng(seed).choice(v.shape[0], max_views, replace=False)]
-    k = hemisphere_directions(n_directions)
-    band = np.sin(np.deg2rad(band_deg))
+    if v.shape[0] < SCF_MIN_VIEWS:
+        raise ValueError(f"an SCF needs at least {SCF_MIN_VIEWS} views, not {v.shape[0]}")
+    r = float(fourier_radius) if fourier_radius is not None else min(50.0, v.shape[0] / 100.0)
+    if r < 1:
+        raise ValueError(f"the Fourier radius must be at least 1 voxel, not {r:g}")
+    k = hemisphere_directions(min(int(2 * np.pi * r * r), 5000))
     counts = np.zeros(k.shape[0])
-    for start in range(0, v.shape[0], 20_000):
-        dots = np.abs(v[start : start + 20_000] @ k.T)
-        counts += (dots <= band).sum(axis=0)
-    s = counts / v.shape[0] / band  # uniform views: the band holds a fraction sin(band) of them
-    empty = float((s == 0).mean())
-    if empty > 0:
-        scf = 0.0
-    else:
-        scf = float(1.0 / (s.mean() * (1.0 / s).mean()))
-    return {"scf": scf, "sampling": s, "directions": k, "unsampled_fraction": empty, "band_deg": band_deg}
+    for start in range(0, v.shape[0], 5_000):
+        counts += (np.abs(v[start : start + 5_000] @ k.T) * r < 0.5).sum(axis=0)
+    sampled = counts > 0
+    p = float(sampled.mean())
+    q = 1.0 - p
+    mean_s = float(counts.mean())
+    scf = float(1.0 / (mean_s * (1.0 / counts[sampled]).mean()))
+    scf_star = scf / (1.0 + (q / p) * mean_s * scf / 2.0)
+    return {
+        "scf": scf,
+        "scf_star": float(scf_star),
+        "sampling": counts,
+        "directions": k,
+        "unsampled_fraction": q,
+        "fourier_radius": r,
+        "n_views_used": int(v.shape[0]),
+    }
 
 
 def radial_power(volume_ft: NDArray, shells: NDArray, n_shells: int) -> NDArray[np.float64]:

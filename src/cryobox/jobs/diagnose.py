@@ -5,7 +5,7 @@ computes the global FSC as `cryobox fsc` does, then, on the same masked half map
 
 1. directional resolution: conical FSCs around ``n_directions`` axes spread over a hemisphere,
    each axis's resolution at 0.143, their spread, and cFAR;
-2. with particles (poses): the viewing-direction distribution and its SCF;
+2. with particles (poses): the viewing-direction distribution, its SCF and SCF*;
 3. power spectra: the masked average map (signal + noise/2), the half-map difference (noise), and
    their ratio, with the FSC's dips, the ice-ring bands and (with defocus and box) the
    CTF-aliasing onset and the phase-randomisation shell marked;
@@ -24,12 +24,13 @@ import numpy as np
 from cryobox.errors import InputError
 from cryobox.io.jsonio import write_json
 
-__all__ = ["run_diagnose", "CFAR_ANISOTROPIC", "SCF_SIDE_VIEWS"]
+__all__ = ["run_diagnose", "CFAR_ANISOTROPIC", "SCF_ANISOTROPIC"]
 
 #: cryoSPARC's Orientation Diagnostics treats a cFAR below 0.5 as anisotropic
 CFAR_ANISOTROPIC = 0.5
-#: SCF of side views only, 8/π² (Baldwin & Lyumkis 2020): a distribution below it is worse than side views only
-SCF_SIDE_VIEWS = 8.0 / np.pi**2
+#: SCF* below which cryoSPARC calls the viewing directions anisotropic: 0.81, about the SCF of side
+#: views only, 8/π² (Baldwin & Lyumkis 2020)
+SCF_ANISOTROPIC = 0.81
 
 
 def _resolution(curve: np.ndarray, box: int, px: float, threshold: float = 0.143) -> tuple[float, bool]:
@@ -143,7 +144,7 @@ def run_diagnose(
             "iqr_a": [float(np.percentile(dir_res, 25)), float(np.percentile(dir_res, 75))],
             "worst_direction": dirs[int(np.argmax(dir_res))].round(4).tolist(),
             "cfar": area["cfar"],
-            "cfar_min_over_max": area["min_over_max"],
+            "cfar_min_over_mean": area["min_over_mean"],
             "anisotropic": bool(area["cfar"] < CFAR_ANISOTROPIC),
             "curves_mean": cones.mean(axis=0).round(5).tolist(),
             "curves_min": cones.min(axis=0).round(5).tolist(),
@@ -206,9 +207,13 @@ def run_diagnose(
             "timings": {"fsc_s": t_fsc, "cones_s": t_cones, "total_s": time.perf_counter() - t0},
             "definitions": {
                 "cfar": "area under each conical FSC (clipped to [0, 1], first shell to Nyquist, over 1/Å); the "
-                "smallest area over the mean area (cryoSPARC's Orientation Diagnostics; < 0.5 anisotropic)",
-                "scf": "1 / (<S> <1/S>), S(k) the density of viewing directions on the great circle ⊥ k (Baldwin & "
-                "Lyumkis, Prog. Biophys. Mol. Biol. 2020): 1 uniform, 8/π² = 0.81 side views only, 0 top views only",
+                "smallest area over the largest (cryoSPARC's Orientation Diagnostics; < 0.5 anisotropic); "
+                "cfar_min_over_mean: the smallest over the mean",
+                "scf": "S(k): views whose central planes pass within half a voxel of direction k on the shell of "
+                "radius R voxels; SCF = 1 / (<S> <1/S>), <1/S> over sampled k; SCF* = SCF / (1 + (q/p) <S> SCF / 2), "
+                "q the unsampled fraction, p = 1 - q (Baldwin & Lyumkis, Prog. Biophys. Mol. Biol. 2020; as in the "
+                "authors' CommandLineSCF): 1 uniform, 8/π² = 0.81 side views only, ~0 top views only; cryoSPARC "
+                "calls SCF* < 0.81 anisotropic",
                 "ssnr": "map power / noise power - 1 per shell: the SNR of the averaged map (map: masked average of "
                 "the half maps; noise: masked half difference); the FSC it predicts is SSNR / (2 + SSNR)",
             },
@@ -266,7 +271,7 @@ def _table_box(table) -> int | None:
 
 
 def _views(table) -> dict:
-    from cryobox.core.diagnose import sampling_compensation_factor, viewing_directions
+    from cryobox.core.diagnose import SCF_MIN_VIEWS, sampling_compensation_factor, viewing_directions
 
     d = table.data
     if "angle_rot_deg" not in d or "angle_tilt_deg" not in d:
@@ -275,19 +280,33 @@ def _views(table) -> dict:
             "refinement (run_data.star) or a cryoSPARC .cs with 3D alignments for the orientation coverage."
         )
     v = viewing_directions(d["angle_rot_deg"].to_numpy(float), d["angle_tilt_deg"].to_numpy(float))
-    scf = sampling_compensation_factor(v)
     hemi = np.where(v[:, 2:3] < 0, -v, v)  # a view and its opposite fill the same central plane
     hist, _, _ = np.histogram2d(
         np.arctan2(hemi[:, 1], hemi[:, 0]), hemi[:, 2], bins=(72, 18), range=((-np.pi, np.pi), (0.0, 1.0))
     )
-    return {
+    out = {
         "n_particles": int(len(v)),
-        "scf": scf["scf"],
-        "unsampled_fraction": scf["unsampled_fraction"],
-        "below_side_views": bool(scf["scf"] < SCF_SIDE_VIEWS),
+        "scf": None,
+        "scf_star": None,
+        "anisotropic": None,
+        "unsampled_fraction": None,
+        "fourier_radius_voxels": None,
+        "n_views_used": None,
         "histogram_phi_cos_tilt": hist.astype(int).tolist(),
-        "band_deg": scf["band_deg"],
     }
+    if len(v) < SCF_MIN_VIEWS:
+        out["note"] = f"{len(v)} particles: too few for an SCF (at least {SCF_MIN_VIEWS})"
+        return out
+    scf = sampling_compensation_factor(v)
+    out.update(
+        scf=scf["scf"],
+        scf_star=scf["scf_star"],
+        anisotropic=bool(scf["scf_star"] < SCF_ANISOTROPIC),
+        unsampled_fraction=scf["unsampled_fraction"],
+        fourier_radius_voxels=scf["fourier_radius"],
+        n_views_used=scf["n_views_used"],
+    )
+    return out
 
 
 def _aliasing(table, box: int | None, px: float) -> dict:
@@ -317,15 +336,18 @@ def _sentences(directional: dict, power: dict, views: dict | None, marks: dict, 
             f"directional resolution spans {lo:.1f}-{hi:.1f} Å (cFAR {c:.2f}): no sign of anisotropy (cryoSPARC flags "
             f"cFAR below {CFAR_ANISOTROPIC})."
         )
-    if views is not None:
-        s = views["scf"]
-        if s < SCF_SIDE_VIEWS:
+    if views is not None and views["scf_star"] is not None:
+        s, q = views["scf_star"], views["unsampled_fraction"]
+        gap = f", {q:.0%} of Fourier directions never sampled" if q > 0 else ""
+        if views["anisotropic"]:
             out.append(
-                f"the viewing directions give SCF {s:.2f}, below side views only (0.81): some directions of Fourier "
+                f"the viewing directions give SCF* {s:.2f} (below {SCF_ANISOTROPIC}{gap}): some directions of Fourier "
                 "space are sampled much less than others (preferred orientation)."
             )
         else:
-            out.append(f"the viewing directions give SCF {s:.2f} (1 uniform, 0.81 side views only): coverage is fine.")
+            out.append(f"the viewing directions give SCF* {s:.2f} (1 uniform, 0.81 side views only): coverage is fine.")
+    elif views is not None:
+        out.append(f"the viewing directions: {views['note']}.")
     for d in power["fsc_dips"]:
         where = f"the FSC dips at {d['dip_a']:.1f} Å and rises again to {d['peak_fsc']:.2f} at {d['peak_a']:.1f} Å"
         if d["map_power_minimum"] and not d["noise_rises"]:

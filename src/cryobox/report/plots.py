@@ -559,5 +559,8 @@ def figure_views(v: dict) -> Figure:
     fig.colorbar(im, ax=ax, label="particles")
     ax.set_xlabel("rot (azimuth of the view, °)")
     ax.set_ylabel("|cos(tilt)| (1 = top view)")
-    ax.set_title(f"{v['n_particles']:,} particles; SCF {v['scf']:.2f} (1 uniform, 0.81 side views only)")
+    scf = "too few for an SCF"
+    if v.get("scf_star") is not None:
+        scf = f"SCF* {v['scf_star']:.2f} (1 uniform, 0.81 side views only)"
+    ax.set_title(f"{v['n_particles']:,} particles; {scf}")
     return fig

@@ -346,8 +346,17 @@ def diagnose_section(d: dict, figs: Figures) -> tuple[str, str, str]:
         ("cones", f"{dd['n_directions']} axes, {dd['half_angle_deg']:g}° half-angle"),
         ("cFAR", f"{dd['cfar']:.2f}" + (" (anisotropic: below 0.5)" if dd["anisotropic"] else "")),
     ]
-    if d.get("views"):
-        rows.append(("SCF of the viewing directions", f"{d['views']['scf']:.2f} (1 uniform, 0.81 side views only)"))
+    v = d.get("views")
+    if v and v.get("scf_star") is not None:
+        rows.append(
+            (
+                "SCF* of the viewing directions",
+                f"{v['scf_star']:.2f} (SCF {v['scf']:.2f}; {v['unsampled_fraction']:.0%} of directions unsampled; "
+                "1 uniform, 0.81 side views only" + ("; anisotropic: below 0.81)" if v["anisotropic"] else ")"),
+            )
+        )
+    elif v:
+        rows.append(("viewing directions", v.get("note", "")))
     for k, label in (("ctf_aliasing_onset_a", "CTF aliasing onset"), ("phase_randomisation_a", "phase randomisation")):
         if k in (d.get("marks") or {}):
             rows.append((label, f"{d['marks'][k]:.2f} Å"))
