@@ -244,6 +244,7 @@ class StandInEngine(RefineEngine):
 
     def __init__(self, interrupt_at: int | None = None, fail=(), sleep: float = 0.0):
         self.calls: list[RefineParams] = []
+        self.dirs: list[Path] = []
         self.interrupt_at = interrupt_at
         self.fail = set(fail)
         self.sleep = sleep
@@ -253,16 +254,22 @@ class StandInEngine(RefineEngine):
 
     def command(self, run_dir, particles_star, reference, params):
         self.calls.append(params)
+        self.dirs.append(Path(run_dir))
         args = [str(STANDIN), str(run_dir), str(particles_star), str(reference), str(params.random_seed)]
         args += [str(params.particle_diameter_a), "--sleep", str(self.sleep)]
         if params.random_seed in self.fail:
             args.append("--fail")
         return RunCommand((), (sys.executable, *args), ranks=1, threads=1)
 
+    def _maybe_interrupt(self, run_dir):
+        """Ctrl-C at the first look at the ``interrupt_at``-th run, running or already ended."""
+        if self.interrupt_at is not None and len(self.calls) >= self.interrupt_at:
+            if Path(run_dir) == self.dirs[self.interrupt_at - 1]:
+                (Path(run_dir) / "half-written.mrc").write_bytes(b"\0" * 10)
+                raise KeyboardInterrupt
+
     def progress(self, run_dir):
-        if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:
-            (Path(run_dir) / "half-written.mrc").write_bytes(b"\0" * 10)
-            raise KeyboardInterrupt
+        self._maybe_interrupt(run_dir)
         lines = (
             (Path(run_dir) / "progress.txt").read_text().split("\n")
             if (Path(run_dir) / "progress.txt").exists()
@@ -272,6 +279,7 @@ class StandInEngine(RefineEngine):
         return (int(lines[-1][1]), float(lines[-1][2])) if lines else None
 
     def collect(self, run_dir):
+        self._maybe_interrupt(run_dir)
         run_dir = Path(run_dir)
         if not (run_dir / "half1.mrc").exists():
             raise EngineError(f"{run_dir}: no half maps")

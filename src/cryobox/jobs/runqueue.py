@@ -13,8 +13,8 @@ unless ``retry_failed``; a local run whose sweep died died with it and starts cl
 with another key is cleared first.
 
 While runs are out, every ``poll_s`` seconds: submit while the launcher has room, ask the states,
-collect the runs that ended (the ``finish`` callback: half maps, FSC, poses, result.json), and
-report. Interrupted (Ctrl-C, SIGTERM): local runs are stopped; SLURM jobs are left running and
+start the next runs in the room that ended ones left, then collect the ended runs (the ``finish``
+callback: half maps, FSC, poses, result.json) while the new ones work, and report. Interrupted (Ctrl-C, SIGTERM): local runs are stopped; SLURM jobs are left running and
 the message says how to re-attach or cancel.
 """
 
@@ -138,40 +138,46 @@ def run_queue(
 
     last_iteration: dict[str, int] = {}
     finishing = 0.0
+
+    def fill() -> None:
+        """Start (or submit) waiting runs while the launcher has room."""
+        room = launcher.capacity()
+        while waiting and (room is None or len(active) < room):
+            spec = waiting.pop(0)
+            if spec.run_dir.exists():
+                shutil.rmtree(spec.run_dir)
+            spec.run_dir.mkdir(parents=True)
+            cmd = engine.command(spec.run_dir, spec.particles_star, spec.reference, spec.params)
+            job = Job(spec.job_name or "cryobox-" + spec.name.replace("/", "-"), spec.run_dir, cmd)
+            spec.command = cmd.argv
+            job.job_id = launcher.submit(job)
+            job.submitted_at = time.time()
+            write_json(
+                spec.run_dir / JOB_RECORD,
+                {
+                    "key": spec.key,
+                    "scheduler": launcher.kind,
+                    "job_id": job.job_id,
+                    "name": spec.name,
+                    "submitted_at": job.submitted_at,
+                    "launcher": list(cmd.launcher),
+                    "program": list(cmd.program),
+                    "ranks": cmd.ranks,
+                    "threads": cmd.threads,
+                },
+            )
+            out.submitted += 1
+            active[spec.name] = (spec, job)
+            row(spec, state="queued", job_id=job.job_id)
+            how = "started" if launcher.kind == "local" else f"submitted as {launcher.kind} job {job.job_id}"
+            log(f"[{index[spec.name]}/{total}] {spec.label} (seed {spec.seed}): {spec.description}; {how}")
+
     try:
         while waiting or active:
             tick = time.monotonic()
             busy = bool(active)
-            room = launcher.capacity()
-            while waiting and (room is None or len(active) < room):
-                spec = waiting.pop(0)
-                if spec.run_dir.exists():
-                    shutil.rmtree(spec.run_dir)
-                spec.run_dir.mkdir(parents=True)
-                cmd = engine.command(spec.run_dir, spec.particles_star, spec.reference, spec.params)
-                job = Job(spec.job_name or "cryobox-" + spec.name.replace("/", "-"), spec.run_dir, cmd)
-                spec.command = cmd.argv
-                job.job_id = launcher.submit(job)
-                job.submitted_at = time.time()
-                write_json(
-                    spec.run_dir / JOB_RECORD,
-                    {
-                        "key": spec.key,
-                        "scheduler": launcher.kind,
-                        "job_id": job.job_id,
-                        "name": spec.name,
-                        "submitted_at": job.submitted_at,
-                        "launcher": list(cmd.launcher),
-                        "program": list(cmd.program),
-                        "ranks": cmd.ranks,
-                        "threads": cmd.threads,
-                    },
-                )
-                out.submitted += 1
-                active[spec.name] = (spec, job)
-                row(spec, state="queued", job_id=job.job_id)
-                how = "started" if launcher.kind == "local" else f"submitted as {launcher.kind} job {job.job_id}"
-                log(f"[{index[spec.name]}/{total}] {spec.label} (seed {spec.seed}): {spec.description}; {how}")
+            fill()
+            ended = []
             states = launcher.states([j for _, j in active.values()])
             for name, (spec, job) in list(active.items()):
                 state = states.get(job.job_id, "unknown")
@@ -192,27 +198,34 @@ def run_queue(
                 elif state == "ended":
                     del active[name]
                     job.ended_at = time.time()
-                    seconds = job.ended_at - (job.started_at or job.submitted_at or job.ended_at)
-                    t_finish = time.monotonic()
-                    try:
-                        halves = engine.outcome(spec.run_dir, spec.params, launcher.exit_status(job))
-                        result = finish(spec, halves, seconds)
-                    except EngineError as exc:
-                        if not active:  # collecting while other runs are out costs no wall time
-                            finishing += time.monotonic() - t_finish
-                        msg = str(exc)
-                        rec = _record(spec) or {"key": spec.key, "scheduler": launcher.kind, "job_id": job.job_id}
-                        rec["failed"] = msg
-                        write_json(spec.run_dir / JOB_RECORD, rec)
-                        out.failed.append(_failure(spec, rec))
-                        row(spec, state="failed", error=msg)
-                        log(f"{prefix}: FAILED: {msg}")
-                        continue
-                    if not active:
+                    ended.append((name, spec, job))
+            # the next runs start before the ended ones are collected: their half maps and FSCs are
+            # computed while the engine works, and cost no wall time while a run is out
+            if ended:
+                fill()
+            for name, spec, job in ended:
+                prefix = f"[{index[name]}/{total}] {spec.label}"
+                seconds = job.ended_at - (job.started_at or job.submitted_at or job.ended_at)
+                t_finish = time.monotonic()
+                try:
+                    halves = engine.outcome(spec.run_dir, spec.params, launcher.exit_status(job))
+                    result = finish(spec, halves, seconds)
+                except EngineError as exc:
+                    if not active:  # collecting while other runs are out costs no wall time
                         finishing += time.monotonic() - t_finish
-                    out.results[name] = result
-                    out.engine_seconds += seconds
-                    row(spec, state="done", resolution_a=result.get("interpolated_resolution_a"))
+                    msg = str(exc)
+                    rec = _record(spec) or {"key": spec.key, "scheduler": launcher.kind, "job_id": job.job_id}
+                    rec["failed"] = msg
+                    write_json(spec.run_dir / JOB_RECORD, rec)
+                    out.failed.append(_failure(spec, rec))
+                    row(spec, state="failed", error=msg)
+                    log(f"{prefix}: FAILED: {msg}")
+                    continue
+                if not active:
+                    finishing += time.monotonic() - t_finish
+                out.results[name] = result
+                out.engine_seconds += seconds
+                row(spec, state="done", resolution_a=result.get("interpolated_resolution_a"))
             if status is not None:
                 status([rows[s.name] for s in specs if s.name in rows])
             busy = busy or bool(active)
