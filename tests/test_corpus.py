@@ -122,6 +122,19 @@ def build_folder(root: Path) -> Path:
     (root / "random.cs").write_bytes(rng.integers(0, 256, 3000, dtype=np.uint8).tobytes())
     np.save(root / "nofields.npy", np.zeros(3, dtype=[("uid", "u8"), ("foo", "f4")]))
     (root / "nofields.npy").rename(root / "nofields.cs")
+    # zero rows with every field an Extract job writes (cryosparc-tools' own test dataset is such a file)
+    fields = [("uid", "u8"), ("blob/path", "S64"), ("blob/idx", "u4"), ("blob/shape", "u4", (2,))]
+    fields += [(f, "f4") for f in ("blob/psize_A", "ctf/df1_A", "ctf/df2_A", "ctf/df_angle_rad", "ctf/accel_kv")]
+    fields += [("ctf/cs_mm", "f4"), ("ctf/amp_contrast", "f4"), ("location/micrograph_shape", "u4", (2,))]
+    np.save(root / "zero_rows.npy", np.zeros(0, dtype=fields))
+    (root / "zero_rows.npy").rename(root / "zero_rows.cs")
+    text = (root / "good.star").read_text()
+    head, loop = text.split("data_particles", 1)
+    (root / "zero_rows.star").write_text(
+        head
+        + "data_particles"
+        + "\n".join(ln for ln in loop.split("\n") if not ln.strip() or ln.startswith(("_", "loop_")))
+    )
 
     # maps, each with one defect
     (root / "folder.mrc").mkdir()
@@ -176,6 +189,8 @@ PARTICLE_FILES = {
     "unknown format": ("particles.txt", ["particles.txt", ".star", ".cs"]),
     "random .cs": ("random.cs", ["random.cs"]),
     ".cs without CTF": ("nofields.cs", ["nofields.cs", "cryoSPARC"]),
+    "zero rows .cs": ("zero_rows.cs", ["zero_rows.cs", "0 particles"]),
+    "zero rows .star": ("zero_rows.star", ["zero_rows.star", "0 particles"]),
 }
 
 SWEEP = ["sweep", "--dry-run", "--reference", "h1.mrc", "--particle-diameter", 60]
@@ -409,7 +424,7 @@ VALUES = {
 # what a command accepts on purpose: inspect summarises files without CTF (picks, selections);
 # filter and resample take 2D images, and constant or zero maps are valid (if dull) input there
 ACCEPTED = {
-    "inspect": {"no defocus", ".cs without CTF"},
+    "inspect": {"no defocus", ".cs without CTF", "zero rows .cs", "zero rows .star"},  # reports 0 particles
     "restack": {"no defocus"},  # windowing needs no CTF (premultiplying does, tested below)
     "filter": {"2D image", "all zero", "constant"},
     "resample": {"2D image", "all zero", "constant"},

@@ -97,6 +97,11 @@ def _pose_from_euler(rot: np.ndarray, tilt: np.ndarray, psi: np.ndarray) -> np.n
     return -Rotation.from_euler("ZYZ", ang, degrees=True).as_rotvec()
 
 
+def _rows(v: np.ndarray) -> np.ndarray:
+    """A field as (rows, values per row), also for zero rows (where reshape cannot infer -1)."""
+    return v.reshape(v.shape[0], int(np.prod(v.shape[1:], dtype=np.int64)))
+
+
 def particles_from_cs(records: np.ndarray, *, path: Path | None = None, full: bool = True) -> ParticleTable:
     """Canonical table from a cryoSPARC structured array (any schema version).
 
@@ -119,7 +124,7 @@ def particles_from_cs(records: np.ndarray, *, path: Path | None = None, full: bo
     for canon, (field_name, scale) in _CS_DIRECT.items():
         take(field_name, canon, scale)
     if "blob/shape" in names:
-        out["box_px"] = records["blob/shape"].reshape(n, -1)[:, -1].astype(np.int64)
+        out["box_px"] = _rows(records["blob/shape"])[:, -1].astype(np.int64)
         used.add("blob/shape")
     if "ctf/exp_group_id" in names:
         out["optics_group"] = records["ctf/exp_group_id"].astype(np.int64) + 1
@@ -137,7 +142,7 @@ def particles_from_cs(records: np.ndarray, *, path: Path | None = None, full: bo
         out["micrograph_name"] = _str_column(records["location/micrograph_path"], strip_prefix=">")
         used.add("location/micrograph_path")
     if "location/micrograph_shape" in names:
-        shape = records["location/micrograph_shape"].reshape(n, -1).astype(np.float64)
+        shape = _rows(records["location/micrograph_shape"]).astype(np.float64)
         out["micrograph_height_px"] = shape[:, 0]
         out["micrograph_width_px"] = shape[:, 1]
         used.add("location/micrograph_shape")
@@ -173,7 +178,7 @@ def particles_from_cs(records: np.ndarray, *, path: Path | None = None, full: bo
         if v.dtype.kind == "S":
             out[name] = _str_column(v)
         elif v.ndim > 1:
-            flat = v.reshape(n, -1)
+            flat = _rows(v)
             for j in range(flat.shape[1]):
                 out[f"{name}[{j}]"] = flat[:, j]
         else:

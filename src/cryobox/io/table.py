@@ -46,7 +46,13 @@ class ParticleTable:
         return self.data[name].to_numpy()
 
     def require(self, *columns: str, purpose: str) -> None:
-        """Raise ``InputError`` naming the first missing column and what it is needed for."""
+        """Raise ``InputError`` naming the first missing column and what it is needed for (or, for a
+        file with no rows, saying so: every column of an empty file is "missing")."""
+        if len(self.data) == 0:
+            name = f"{self.path}" if self.path else "the particle table"
+            raise InputError(
+                f"{name}: 0 particles (the file has no rows), nothing for {purpose}; give a file that lists particles."
+            )
         for col in columns:
             if col not in self.data.columns or self.data[col].isna().all():
                 name = f"{self.path}" if self.path else "the particle table"

@@ -273,6 +273,7 @@ def _table_box(table) -> int | None:
 def _views(table) -> dict:
     from cryobox.core.diagnose import SCF_MIN_VIEWS, sampling_compensation_factor, viewing_directions
 
+    table.require(purpose="the orientation coverage")  # a file with no rows says so
     d = table.data
     if "angle_rot_deg" not in d or "angle_tilt_deg" not in d:
         raise InputError(

@@ -85,6 +85,7 @@ def build_report(
     ins_paths += [str(spec).split("=", 1)[-1].split("@", 1)[0] for spec in fsc or ()]
     refuse_overwriting_inputs([out], ins_paths)
     table = read_particles(particles)
+    table.require(purpose="the report")  # a file with no rows says so (its medians would be NaN)
     ins = inspect_table(table)
     sw = None if sweep is None else (sweep if isinstance(sweep, dict) else load_runs_result(sweep, "sweep"))
     jd = None if judge is None else (judge if isinstance(judge, dict) else load_runs_result(judge, "judge"))

@@ -14,8 +14,9 @@ with another key is cleared first.
 
 While runs are out, every ``poll_s`` seconds: submit while the launcher has room, ask the states,
 start the next runs in the room that ended ones left, then collect the ended runs (the ``finish``
-callback: half maps, FSC, poses, result.json) while the new ones work, and report. Interrupted (Ctrl-C, SIGTERM): local runs are stopped; SLURM jobs are left running and
-the message says how to re-attach or cancel.
+callback: half maps, FSC, poses, result.json) while the new ones work, and report. Interrupted
+(Ctrl-C, SIGTERM): local runs are stopped; SLURM jobs are left running and the message says how to
+re-attach or cancel.
 """
 
 from __future__ import annotations

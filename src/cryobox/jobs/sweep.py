@@ -449,7 +449,9 @@ def plan_sweep(
     if mask is not None and (np.ndim(mask) != 3 or len(set(np.shape(mask))) != 1):
         raise InputError(f"`mask` must be a cubic 3D map, got shape {np.shape(mask)}.")
     if len(table) == 0:
-        raise InputError(f"{table.path}: holds no particles; nothing to refine.")
+        raise InputError(
+            f"{table.path}: 0 particles (the file has no rows), nothing to refine; give a file that lists particles."
+        )
     table.require(*CTF_REQUIRED, purpose="refinement with CTF correction")
     engine_info = engine.check()
     if _has_micrographs(table):
