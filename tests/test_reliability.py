@@ -137,6 +137,40 @@ def test_outputs_never_replace_inputs(sim, tmp_path):
         one_sentence(r)
 
 
+def test_a_full_disk_names_the_output_not_the_input(sim, tmp_path):
+    """A file-size limit (as ``ulimit -f``; a full disk or quota fails the same way) stops
+    extract, restack, fsc and filter with one sentence naming the output being written."""
+    import resource
+
+    def limited():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))  # bytes: the STARs fit, no stack does
+
+    run("extract", "sim/micrographs.star", "--coords-suffix", "_pick.star", "--box", 48, "--out", "src", cwd=sim)
+    rng = np.random.default_rng(1)
+    for h in (1, 2):
+        write_mrc(tmp_path / f"h{h}.mrc", rng.standard_normal((40, 40, 40)).astype(np.float32), pixel_size_a=4.0)
+    cases = [
+        (sim, ["extract", "sim/micrographs.star", "--coords-suffix", "_pick.star", "--box", 48, "--out", "full_x"]),
+        (sim, ["restack", "src/particles.star", "--box", 40, "--out", "full_r"]),
+        (tmp_path, ["fsc", "h1.mrc", "h2.mrc", "--auto-mask", "--mask-out", "mask.mrc"]),
+        (tmp_path, ["filter", "h1.mrc", "--lowpass", 10, "--out", "low.mrc"]),
+    ]
+    for cwd, args in cases:
+        before = digest(sim / "sim")
+        proc = subprocess.run(
+            CLI + [str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=600, preexec_fn=limited
+        )
+        one_sentence(proc)
+        assert "cannot be written" in proc.stderr and "ulimit -f" in proc.stderr, proc.stderr
+        assert ".mrc" in proc.stderr.split("cannot be written")[0]  # the output named first
+        assert "Micrographs" not in proc.stderr  # never the input micrograph
+        assert digest(sim / "sim") == before
+        out = cwd / args[args.index("--out") + 1] if "--out" in args else None
+        if out is not None and out.is_dir():
+            assert not (out / "particles.star").exists()
+            assert not list(out.rglob("*.part"))  # no half-written file left behind
+
+
 def test_paths_with_spaces_are_refused_before_any_work(sim):
     r = run(
         "extract",

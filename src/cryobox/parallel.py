@@ -122,8 +122,11 @@ def run_tasks(
     except BaseException:
         # interrupted (Ctrl-C, SIGTERM, an error): the workers stop now instead of finishing
         # their units, and nothing queued starts
-        for proc in list(getattr(pool, "_processes", {}).values()):
+        procs = list(getattr(pool, "_processes", {}).values())
+        for proc in procs:
             proc.terminate()
+        for proc in procs:  # gone before the caller cleans up what they were writing
+            proc.join(timeout=5)
         pool.shutdown(wait=False, cancel_futures=True)
         # let the pool's manager thread see its workers gone and end now: left running, it races
         # the interpreter's exit and prints "Exception ignored ... Bad file descriptor" after our

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from cryobox.errors import InputError
+
+#: errors that writing an output meets: a full disk or quota, a file-size limit, a read-only file system
+_WRITE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def current_umask() -> int:
@@ -33,10 +39,13 @@ def atomic_path(target: str | os.PathLike, *, suffix: str | None = None) -> Iter
     lab-mates on a shared file system.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=(target.suffix if suffix is None else suffix) + ".part", dir=target.parent
-    )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=(target.suffix if suffix is None else suffix) + ".part", dir=target.parent
+        )
+    except OSError as exc:
+        raise _cannot_write(target, exc) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -44,7 +53,21 @@ def atomic_path(target: str | os.PathLike, *, suffix: str | None = None) -> Iter
         if tmp_path.exists():
             os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, target)
+    except OSError as exc:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        # a write that failed names the output, never the input being read at the time
+        if exc.errno in _WRITE_ERRORS and exc.filename in (None, str(tmp_path), str(target)):
+            raise _cannot_write(target, exc) from None
+        raise
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def _cannot_write(target: Path, exc: OSError) -> InputError:
+    return InputError(
+        f"{target}: cannot be written ({exc.strerror or exc}); check the free space, quota, file-size limit "
+        f"(ulimit -f) and permissions of {target.parent}."
+    )

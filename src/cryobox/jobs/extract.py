@@ -10,6 +10,7 @@ the STAR file points to half-written.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -523,23 +524,25 @@ def _run_extract(
             todo.append(t)
     if progress:
         progress.start(total=sum(len(t.x_px) for t in todo), done_units=summary.n_skipped_done, units=len(tasks))
-    for task, result in run_tasks(extract_micrograph, todo, workers=workers, scheduler=scheduler):
-        if isinstance(result, Exception):
-            msg = (
-                str(result)
-                if isinstance(result, InputError)
-                else f"{task.micrograph}: {type(result).__name__}: {result}"
-            )
-            if not keep_going:
-                raise InputError(
-                    msg if isinstance(result, InputError) else msg + "; nothing was written for this micrograph."
+    # closing(): on an error the workers are stopped here, before the output folder cleans up
+    with contextlib.closing(run_tasks(extract_micrograph, todo, workers=workers, scheduler=scheduler)) as results:
+        for task, result in results:
+            if isinstance(result, Exception):
+                msg = (
+                    str(result)
+                    if isinstance(result, InputError)
+                    else f"{task.micrograph}: {type(result).__name__}: {result}"
                 )
-            summary.failed.append(msg)
-            log and log(f"skipped: {msg}")
-            continue
-        records[task.index] = result
-        if progress:
-            progress.advance(len(task.x_px))
+                if not keep_going:
+                    raise InputError(
+                        msg if isinstance(result, InputError) else msg + "; nothing was written for this micrograph."
+                    )
+                summary.failed.append(msg)
+                log and log(f"skipped: {msg}")
+                continue
+            records[task.index] = result
+            if progress:
+                progress.advance(len(task.x_px))
     if progress:
         progress.stop()
     _write_outputs(table, tasks, records, options, out, summary)

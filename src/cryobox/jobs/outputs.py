@@ -127,6 +127,13 @@ class OutputFolder:
                 p.unlink()
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None and self._fh is not None:
+            # a failed run (a full disk, a bad micrograph): its workers are stopped by now, so the
+            # temporary files they were writing go (a killed run's go at the next run's start)
+            import contextlib
+
+            with contextlib.suppress(OSError):
+                self._remove_leftovers()
         if self._fh is not None:
             import fcntl
 

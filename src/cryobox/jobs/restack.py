@@ -9,6 +9,7 @@ Fourier rescale, normalise, invert; stream to a new stack. Metadata is carried o
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -176,15 +177,17 @@ def run_restack(
                 continue
             todo.append(u)
         done_particles = 0
-        for unit, result in run_tasks(_process, todo, workers=workers, scheduler=scheduler):
-            if isinstance(result, Exception):
-                raise (
-                    result
-                    if isinstance(result, InputError)
-                    else InputError(f"{unit.stack_in}: {type(result).__name__}: {result}")
-                )
-            done_particles += unit.indices.size
-            log and log(f"restacked {unit.stack_in}: {unit.indices.size} particles")
+        # closing(): on an error the workers are stopped here, before the output folder cleans up
+        with contextlib.closing(run_tasks(_process, todo, workers=workers, scheduler=scheduler)) as results:
+            for unit, result in results:
+                if isinstance(result, Exception):
+                    raise (
+                        result
+                        if isinstance(result, InputError)
+                        else InputError(f"{unit.stack_in}: {type(result).__name__}: {result}")
+                    )
+                done_particles += unit.indices.size
+                log and log(f"restacked {unit.stack_in}: {unit.indices.size} particles")
         from cryobox.jobs.extract import _project_relative
 
         new = d.reset_index(drop=True)
