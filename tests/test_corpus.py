@@ -340,6 +340,16 @@ VALUES = {
         ["fsc", "h1.mrc", "h2.mrc", "--auto-mask", "--mask-out", "h1.mrc"],
         ["h1.mrc", "--mask-out"],
     ),
+    "fsc mask-out is a folder": (
+        ["fsc", "h1.mrc", "h2.mrc", "--auto-mask", "--mask-out", "folder.mrc"],
+        ["folder.mrc", "--mask-out", "is a folder"],
+    ),
+    "filter out is a folder": (["filter", "h1.mrc", "--lowpass", 10, "--out", "folder.mrc"], ["folder.mrc", "--out"]),
+    "resample out is a folder": (["resample", "h1.mrc", "--box", 24, "--out", "folder.mrc"], ["folder.mrc", "--out"]),
+    "report out is a folder": (
+        ["report", "good.star", "--diameter", 100, "--resolution", 10, "--out", "folder.mrc"],
+        ["folder.mrc", "--out", "is a folder"],
+    ),
     "fsc randomise at 0": (["fsc", "h1.mrc", "h2.mrc", "--auto-mask", "--randomise-at", 0], ["--randomise-at"]),
     "fsc randomise beyond Nyquist": (
         ["fsc", "h1.mrc", "h2.mrc", "--auto-mask", "--randomise-at", 5],

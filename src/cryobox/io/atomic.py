@@ -39,6 +39,8 @@ def atomic_path(target: str | os.PathLike, *, suffix: str | None = None) -> Iter
     lab-mates on a shared file system.
     """
     target = Path(target)
+    if target.is_dir():
+        raise InputError(f"{target}: is a folder; give a file name for this output.")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(

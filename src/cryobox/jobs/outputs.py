@@ -39,12 +39,14 @@ def _same(a: Path, b: Path) -> bool:
 
 
 def refuse_overwriting_inputs(outputs, inputs, *, name: str = "out") -> None:
-    """One sentence, before any work, when an output path is one of the inputs (``name``: the
-    parameter that set the output, for the message)."""
+    """One sentence, before any work, when an output path is one of the inputs or an existing
+    folder (``name``: the parameter that set the output, for the message)."""
     ins = [Path(p) for p in inputs if p is not None]
     for out in outputs:
         if out is None:
             continue
+        if Path(out).is_dir():
+            raise InputError(f"{out}: is a folder; `{name}` takes the name of a file to write, not a folder.")
         for src in ins:
             if _same(Path(out), src):
                 raise InputError(
