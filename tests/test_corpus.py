@@ -136,6 +136,10 @@ def build_folder(root: Path) -> Path:
         + "\n".join(ln for ln in loop.split("\n") if not ln.strip() or ln.startswith(("_", "loop_")))
     )
 
+    # particles whose micrographs are damaged (extract reads them)
+    for name in ("random", "truncated", "mode9", "absent"):
+        _star(root / f"mic_{name}.star", rlnMicrographName=[f"{name}.mrc"] * 4)
+
     # maps, each with one defect
     (root / "folder.mrc").mkdir()
     (root / "empty.mrc").write_bytes(b"")
@@ -322,6 +326,19 @@ VALUES = {
     "extract missing": (["extract", "absent.star", "--box", 24, "--out", "o"], ["absent.star"]),
     "extract random bytes": (["extract", "random.star", "--box", 24, "--out", "o"], ["random.star"]),
     "extract folder": (["extract", "folder.star", "--box", 24, "--out", "o"], ["folder.star"]),
+    "extract micrograph of random bytes": (
+        ["extract", "mic_random.star", "--box", 24, "--out", "o"],
+        ["random.mrc", "not an MRC file"],
+    ),
+    "extract micrograph cut short": (
+        ["extract", "mic_truncated.star", "--box", 24, "--out", "o"],
+        ["truncated.mrc", "bytes", "cut short"],
+    ),
+    "extract micrograph mode 9": (["extract", "mic_mode9.star", "--box", 24, "--out", "o"], ["mode9.mrc", "mode 9"]),
+    "extract micrograph absent": (
+        ["extract", "mic_absent.star", "--box", 24, "--out", "o"],
+        ["absent.mrc", "rlnMicrographName"],
+    ),
     "simulate box 0": (["simulate", "--out", "s", "--stack", "--n", 4, "--box", 0], ["--box"]),
     "simulate micrographs 0": (["simulate", "--out", "s", "--micrographs", 0], ["--micrographs"]),
     "simulate pixel size negative": (["simulate", "--out", "s", "--pixel-size", -1], ["--pixel-size"]),
