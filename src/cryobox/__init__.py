@@ -3,7 +3,8 @@ gives the better map.
 
 The public API (``cryobox.api``, documented with units for every parameter) is available here:
 ``cryobox.read_particles``, ``write_particles``, ``advise_box``, ``ctf_on_box``, ``masked_fsc``,
-``fourier_rescale``, ``window``, ``reconstruct``, ``extract_particles``, ``compare_resolutions``.
+``fourier_rescale``, ``window``, ``reconstruct``, ``extract_particles``, ``compare_resolutions``,
+``directional_resolution``, ``sampling_compensation``.
 """
 
 _API = (
@@ -17,6 +18,8 @@ _API = (
     "reconstruct",
     "extract_particles",
     "compare_resolutions",
+    "directional_resolution",
+    "sampling_compensation",
 )
 __all__ = ["__version__", *_API]
 

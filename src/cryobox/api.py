@@ -24,6 +24,8 @@ __all__ = [
     "reconstruct",
     "extract_particles",
     "compare_resolutions",
+    "directional_resolution",
+    "sampling_compensation",
 ]
 
 
@@ -526,3 +528,88 @@ def compare_resolutions(resolutions_a: ArrayLike, other_resolutions_a: ArrayLike
     from cryobox.core.stats import compare_resolutions as _compare
 
     return _compare(resolutions_a, other_resolutions_a, shell_width_inv_a=shell_width_inv_a)
+
+
+def directional_resolution(
+    half1: ArrayLike,
+    half2: ArrayLike,
+    *,
+    pixel_size_a: float,
+    mask: ArrayLike | None = None,
+    n_directions: int = 500,
+    half_angle_deg: float = 20.0,
+) -> dict:
+    """Resolution in every direction: conical FSCs and cryoSPARC's cFAR (``cryobox diagnose``).
+
+    Parameters
+    ----------
+    half1, half2 : array_like
+        Half maps (N, N, N), one box.
+    pixel_size_a : float
+        Voxel size (Å/px).
+    mask : array_like, optional
+        Soft mask (N, N, N) multiplied into both halves first.
+    n_directions : int
+        Cone axes spread evenly over a hemisphere (a cone and its opposite are one).
+    half_angle_deg : float
+        The cones' half-angle (degrees).
+
+    Returns
+    -------
+    dict
+        ``directions`` (n, 3) unit axes, ``resolution_a`` (n; Å at FSC 0.143, ``limited_by_nyquist``
+        where a cone never falls below it), ``curves`` (n, N//2 + 1) against ``frequency_inv_a``
+        (1/Å), ``cfar`` (smallest over largest area under the cone curves; below 0.5 cryoSPARC
+        calls a map anisotropic) and ``cfar_min_over_mean``.
+
+    See Also
+    --------
+    cryobox.core.diagnose.directional_resolution
+
+    Examples
+    --------
+    >>> import numpy as np, cryobox
+    >>> rng = np.random.default_rng(0)
+    >>> s = rng.standard_normal((32, 32, 32)).astype(np.float32)
+    >>> d = cryobox.directional_resolution(s + rng.standard_normal(s.shape), s, pixel_size_a=2.0, n_directions=100)
+    >>> d["resolution_a"].shape, d["cfar"] > 0.8
+    ((100,), True)
+    """
+    from cryobox.core.diagnose import directional_resolution as _directional
+
+    return _directional(half1, half2, pixel_size_a, mask=mask, n_directions=n_directions, half_angle_deg=half_angle_deg)
+
+
+def sampling_compensation(rot_deg: ArrayLike, tilt_deg: ArrayLike) -> dict:
+    """SCF and SCF* of a set of particle orientations (Baldwin & Lyumkis 2020), as ``cryobox diagnose``.
+
+    Parameters
+    ----------
+    rot_deg, tilt_deg : array_like
+        RELION's first two Euler angles (degrees) of each particle (psi only spins the image); from a
+        cryoSPARC ``.cs``, ``cryobox.read_particles`` gives them as ``angle_rot_deg`` and
+        ``angle_tilt_deg``. At least 100 particles.
+
+    Returns
+    -------
+    dict
+        ``scf``, ``scf_star`` (what cryoSPARC reports; below 0.81 it calls the views anisotropic),
+        ``unsampled_fraction`` (of Fourier directions no view samples), ``fourier_radius`` (the
+        shell, in voxels, the sampling was counted on) and ``n_views_used`` (at most 10,000).
+
+    See Also
+    --------
+    cryobox.core.diagnose.sampling_compensation_factor
+
+    Examples
+    --------
+    >>> import numpy as np, cryobox
+    >>> rng = np.random.default_rng(0)
+    >>> rot, tilt = rng.uniform(-180, 180, 20000), np.degrees(np.arccos(rng.uniform(-1, 1, 20000)))
+    >>> round(cryobox.sampling_compensation(rot, tilt)["scf_star"], 1)
+    1.0
+    """
+    from cryobox.core.diagnose import sampling_compensation_factor, viewing_directions
+
+    out = sampling_compensation_factor(viewing_directions(rot_deg, tilt_deg))
+    return {k: out[k] for k in ("scf", "scf_star", "unsampled_fraction", "fourier_radius", "n_views_used")}

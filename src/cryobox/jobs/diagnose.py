@@ -111,25 +111,19 @@ def run_diagnose(
         h2, _ = read_mrc(half2)
         m = read_mrc(job.mask)[0].astype(np.float32) if job.mask else np.ones_like(h1, dtype=np.float32)
         w = fft_workers()
-        f1 = sfft.rfftn(h1 * m, workers=w)
-        f2 = sfft.rfftn(h2 * m, workers=w)
         shells = rfft_shell_index(h1.shape)
         n_shells = box // 2 + 1
         freq = np.arange(n_shells) / (box * px)
         t_fsc = time.perf_counter() - t0
 
-        # 1. directional resolution
+        # 1. directional resolution (the mask and the global curve of `cryobox fsc`)
         t1 = time.perf_counter()
-        bins, centres = dg.direction_bins(h1.shape)
-        dirs = dg.hemisphere_directions(n_directions)
         masked = res.fsc_masked if res.fsc_masked is not None else res.fsc_unmasked
-        cones, counts = dg.conical_fsc(
-            f1, f2, shells, n_shells, bins, centres, dirs, half_angle_deg=half_angle_deg, fill=masked
+        dr = dg.directional_resolution(
+            h1, h2, px, mask=m, n_directions=n_directions, half_angle_deg=half_angle_deg, fill=masked
         )
-        per_dir = [_resolution(c, box, px) for c in cones]
-        dir_res = np.array([r for r, _ in per_dir])
-        limited = np.array([lim for _, lim in per_dir])
-        area = dg.cfar(cones, freq)
+        dirs, cones, dir_res, limited = dr["directions"], dr["curves"], dr["resolution_a"], dr["limited_by_nyquist"]
+        area = {"cfar": dr["cfar"], "min_over_mean": dr["cfar_min_over_mean"]}
         t_cones = time.perf_counter() - t1
         g_res, g_lim = _resolution(res.final, box, px)
         directional = {
