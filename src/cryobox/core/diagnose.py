@@ -51,6 +51,7 @@ __all__ = [
     "direction_bins",
     "conical_fsc",
     "cfar",
+    "conical_resolution",
     "directional_resolution",
     "viewing_directions",
     "sampling_compensation_factor",
@@ -192,6 +193,49 @@ def cfar(curves: NDArray, frequency_inv_a: NDArray) -> dict:
     }
 
 
+def conical_resolution(
+    ft1: NDArray,
+    ft2: NDArray,
+    shells: NDArray,
+    box_px: int,
+    pixel_size_a: float,
+    *,
+    n_directions: int = 500,
+    half_angle_deg: float = 20.0,
+    threshold: float = 0.143,
+    fill: ArrayLike | None = None,
+) -> dict:
+    """``directional_resolution`` on the rfftn spectra of the (masked) half maps and their shell
+    index (``core.fourier.rfft_shell_index``), for callers that use the spectra again."""
+    from cryobox.core.fsc import first_shell_below, fsc_from_rfft, resolution_interpolated
+
+    n_shells = box_px // 2 + 1
+    if fill is None:
+        fill = fsc_from_rfft(ft1, ft2, shells, n_shells)
+        fill[0] = 1.0
+    bins, centres = direction_bins((box_px,) * 3)
+    dirs = hemisphere_directions(n_directions)
+    curves, voxels = conical_fsc(
+        ft1, ft2, shells, n_shells, bins, centres, dirs, half_angle_deg=half_angle_deg, fill=fill
+    )
+    # resolution_interpolated reads Nyquist where a curve never falls below the threshold
+    res = np.array([resolution_interpolated(c, threshold, box_px=box_px, pixel_size_a=pixel_size_a) for c in curves])
+    limited = np.array([first_shell_below(c, threshold) is None for c in curves], dtype=bool)
+    freq = np.arange(n_shells) / (box_px * pixel_size_a)
+    area = cfar(curves, freq)
+    return {
+        "directions": dirs,
+        "curves": curves,
+        "voxels": voxels,
+        "resolution_a": res,
+        "limited_by_nyquist": limited,
+        "frequency_inv_a": freq,
+        "cfar": area["cfar"],
+        "cfar_min_over_mean": area["min_over_mean"],
+        "areas": area["areas"],
+    }
+
+
 def directional_resolution(
     half1: ArrayLike,
     half2: ArrayLike,
@@ -215,7 +259,6 @@ def directional_resolution(
     import scipy.fft as sfft
 
     from cryobox.core.fourier import fft_workers, rfft_shell_index
-    from cryobox.core.fsc import resolution_interpolated
 
     h1 = np.asarray(half1)
     h2 = np.asarray(half2)
@@ -225,46 +268,17 @@ def directional_resolution(
         raise ValueError(f"`pixel_size_a` must be positive, got {pixel_size_a}")
     m = 1.0 if mask is None else np.asarray(mask, dtype=np.float32)
     w = fft_workers()
-    f1 = sfft.rfftn(h1 * m, workers=w)
-    f2 = sfft.rfftn(h2 * m, workers=w)
-    box = h1.shape[0]
-    n_shells = box // 2 + 1
-    shells = rfft_shell_index(h1.shape)
-    if fill is None:
-        s = shells.reshape(-1)
-        keep = s < n_shells
-        a, b = f1.reshape(-1)[keep], f2.reshape(-1)[keep]
-        num = np.bincount(s[keep], weights=a.real * b.real + a.imag * b.imag, minlength=n_shells)
-        p1 = np.bincount(s[keep], weights=a.real**2 + a.imag**2, minlength=n_shells)
-        p2 = np.bincount(s[keep], weights=b.real**2 + b.imag**2, minlength=n_shells)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            fill = np.where(p1 * p2 > 0, num / np.sqrt(p1 * p2), 0.0)
-        fill[0] = 1.0
-    bins, centres = direction_bins(h1.shape)
-    dirs = hemisphere_directions(n_directions)
-    curves, voxels = conical_fsc(
-        f1, f2, shells, n_shells, bins, centres, dirs, half_angle_deg=half_angle_deg, fill=fill
+    return conical_resolution(
+        sfft.rfftn(h1 * m, workers=w),
+        sfft.rfftn(h2 * m, workers=w),
+        rfft_shell_index(h1.shape),
+        h1.shape[0],
+        pixel_size_a,
+        n_directions=n_directions,
+        half_angle_deg=half_angle_deg,
+        threshold=threshold,
+        fill=fill,
     )
-    res = np.empty(len(dirs))
-    limited = np.zeros(len(dirs), dtype=bool)
-    for i, c in enumerate(curves):
-        if (c[1:] < threshold).any():
-            res[i] = resolution_interpolated(c, threshold, box_px=box, pixel_size_a=pixel_size_a)
-        else:
-            res[i], limited[i] = 2.0 * pixel_size_a, True
-    freq = np.arange(n_shells) / (box * pixel_size_a)
-    area = cfar(curves, freq)
-    return {
-        "directions": dirs,
-        "curves": curves,
-        "voxels": voxels,
-        "resolution_a": res,
-        "limited_by_nyquist": limited,
-        "frequency_inv_a": freq,
-        "cfar": area["cfar"],
-        "cfar_min_over_mean": area["min_over_mean"],
-        "areas": area["areas"],
-    }
 
 
 def viewing_directions(rot_deg: ArrayLike, tilt_deg: ArrayLike) -> NDArray[np.float64]:

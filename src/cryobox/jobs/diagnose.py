@@ -35,12 +35,10 @@ SCF_ANISOTROPIC = 0.81
 
 def _resolution(curve: np.ndarray, box: int, px: float, threshold: float = 0.143) -> tuple[float, bool]:
     """Interpolated resolution at ``threshold``; (Nyquist, True) when the curve never falls below it."""
-    from cryobox.core.fsc import resolution_interpolated
+    from cryobox.core.fsc import first_shell_below, resolution_interpolated
 
-    c = np.asarray(curve, dtype=np.float64)
-    if not (c[1:] < threshold).any():
-        return 2.0 * px, True
-    return float(resolution_interpolated(c, threshold, box_px=box, pixel_size_a=px)), False
+    limited = first_shell_below(curve, threshold) is None
+    return float(resolution_interpolated(curve, threshold, box_px=box, pixel_size_a=px)), limited
 
 
 def run_diagnose(
@@ -111,6 +109,8 @@ def run_diagnose(
         h2, _ = read_mrc(half2)
         m = read_mrc(job.mask)[0].astype(np.float32) if job.mask else np.ones_like(h1, dtype=np.float32)
         w = fft_workers()
+        f1 = sfft.rfftn(h1 * m, workers=w)
+        f2 = sfft.rfftn(h2 * m, workers=w)
         shells = rfft_shell_index(h1.shape)
         n_shells = box // 2 + 1
         freq = np.arange(n_shells) / (box * px)
@@ -119,11 +119,10 @@ def run_diagnose(
         # 1. directional resolution (the mask and the global curve of `cryobox fsc`)
         t1 = time.perf_counter()
         masked = res.fsc_masked if res.fsc_masked is not None else res.fsc_unmasked
-        dr = dg.directional_resolution(
-            h1, h2, px, mask=m, n_directions=n_directions, half_angle_deg=half_angle_deg, fill=masked
+        dr = dg.conical_resolution(
+            f1, f2, shells, box, px, n_directions=n_directions, half_angle_deg=half_angle_deg, fill=masked
         )
         dirs, cones, dir_res, limited = dr["directions"], dr["curves"], dr["resolution_a"], dr["limited_by_nyquist"]
-        area = {"cfar": dr["cfar"], "min_over_mean": dr["cfar_min_over_mean"]}
         t_cones = time.perf_counter() - t1
         g_res, g_lim = _resolution(res.final, box, px)
         directional = {
@@ -137,18 +136,19 @@ def run_diagnose(
             "median_a": float(np.median(dir_res)),
             "iqr_a": [float(np.percentile(dir_res, 25)), float(np.percentile(dir_res, 75))],
             "worst_direction": dirs[int(np.argmax(dir_res))].round(4).tolist(),
-            "cfar": area["cfar"],
-            "cfar_min_over_mean": area["min_over_mean"],
-            "anisotropic": bool(area["cfar"] < CFAR_ANISOTROPIC),
+            "cfar": dr["cfar"],
+            "cfar_min_over_mean": dr["cfar_min_over_mean"],
+            "anisotropic": bool(dr["cfar"] < CFAR_ANISOTROPIC),
             "curves_mean": cones.mean(axis=0).round(5).tolist(),
             "curves_min": cones.min(axis=0).round(5).tolist(),
             "curves_max": cones.max(axis=0).round(5).tolist(),
             "seconds": t_cones,
         }
 
-        # 3. power spectra
-        avg = sfft.rfftn(0.5 * (h1 + h2) * m, workers=w)
-        diff = sfft.rfftn(0.5 * (h1 - h2) * m, workers=w)
+        # 3. power spectra (the transform is linear: the average's and the difference's spectra
+        # come from the halves' without two more FFTs)
+        avg = 0.5 * (f1 + f2)
+        diff = 0.5 * (f1 - f2)
         p_avg = dg.radial_power(avg, shells, n_shells)
         p_noise = dg.radial_power(diff, shells, n_shells)
         with np.errstate(divide="ignore", invalid="ignore"):
