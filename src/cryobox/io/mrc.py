@@ -17,6 +17,7 @@ __all__ = [
     "read_mrc",
     "read_map",
     "read_mrc_header_shape",
+    "check_mrc_file",
     "read_mrc_pixel_size",
     "StackReader",
     "StackWriter",
@@ -57,6 +58,25 @@ def stamp_header(mrc) -> None:
 
 
 _MODE_BYTES = {0: 1, 1: 2, 2: 4, 3: 4, 4: 8, 6: 2, 12: 2}
+
+
+def check_mrc_file(
+    path: str | os.PathLike,
+    *,
+    what: str = "MRC file",
+    fix: str = "check the path",
+    folder_fix: str = "give the map or stack inside it",
+) -> None:
+    """One sentence (``InputError``) unless ``path`` is an MRC file this package reads whole: not a
+    folder, present, a valid header, a supported mode, and at least the bytes its header needs.
+    ``what``, ``fix`` and ``folder_fix`` word the message for a path that is absent or a folder."""
+    path = Path(path)
+    if path.is_dir():
+        article = "an" if what.startswith(("MRC", "a", "e", "i", "o", "u")) else "a"
+        raise InputError(f"{path}: is a folder, not {article} {what}; {folder_fix}.")
+    if not path.is_file():
+        raise InputError(f"{path}: no such {what}; {fix}.")
+    _check_mrc_size(path)
 
 
 def _check_mrc_size(path: Path) -> None:
@@ -100,11 +120,7 @@ def read_mrc(path: str | os.PathLike, *, mmap: bool = False) -> tuple[np.ndarray
     import mrcfile
 
     path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not an MRC file; give the map or stack inside it.")
-    if not path.is_file():
-        raise InputError(f"{path}: no such MRC file; check the path.")
-    _check_mrc_size(path)
+    check_mrc_file(path)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

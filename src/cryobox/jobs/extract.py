@@ -93,17 +93,13 @@ class ExtractSummary:
 
 
 def _mic_shape(path: Path) -> tuple[int, int]:
-    from cryobox.io.mrc import _check_mrc_size, read_mrc_header_shape
+    from cryobox.io.mrc import check_mrc_file, read_mrc_header_shape
 
-    path = Path(path)
-    if not path.exists():
-        raise InputError(
-            f"{path}: no such micrograph; check its path in the STAR file (rlnMicrographName, or "
-            "location/micrograph_path in a .cs) and where it is read from."
-        )
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not a micrograph; check its path in the STAR file.")
-    _check_mrc_size(path)  # not MRC, an unsupported mode, or cut short: said exactly
+    where = (
+        "check its path in the STAR file (rlnMicrographName, or location/micrograph_path in a .cs) and where "
+        "it is read from"
+    )
+    check_mrc_file(path, what="micrograph", fix=where, folder_fix=where)
     shape = read_mrc_header_shape(path)
     if shape is None:
         raise InputError(f"{path}: not a readable MRC file; check the file.")

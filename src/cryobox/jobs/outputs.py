@@ -17,6 +17,7 @@ never an input overwritten.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -132,8 +133,6 @@ class OutputFolder:
         if exc_type is not None and self._fh is not None:
             # a failed run (a full disk, a bad micrograph): its workers are stopped by now, so the
             # temporary files they were writing go (a killed run's go at the next run's start)
-            import contextlib
-
             with contextlib.suppress(OSError):
                 self._remove_leftovers()
         if self._fh is not None:

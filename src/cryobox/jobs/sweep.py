@@ -448,11 +448,7 @@ def plan_sweep(
         raise InputError(f"`reference` must be a cubic 3D map, got shape {ref_shape}; give the map to refine from.")
     if mask is not None and (np.ndim(mask) != 3 or len(set(np.shape(mask))) != 1):
         raise InputError(f"`mask` must be a cubic 3D map, got shape {np.shape(mask)}.")
-    if len(table) == 0:
-        raise InputError(
-            f"{table.path}: 0 particles (the file has no rows), nothing to refine; give a file that lists particles."
-        )
-    table.require(*CTF_REQUIRED, purpose="refinement with CTF correction")
+    table.require(*CTF_REQUIRED, purpose="refinement with CTF correction")  # a file with no rows too
     engine_info = engine.check()
     if _has_micrographs(table):
         mode = "extract"
