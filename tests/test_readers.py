@@ -458,7 +458,8 @@ def test_mrc_write_is_atomic_and_keeps_pixel_size(tmp_path):
     back, px = read_mrc(tmp_path / "s.mrcs")
     np.testing.assert_array_equal(back, data.astype(np.float32))
     assert px == pytest.approx(1.06)
-    assert [p.name for p in tmp_path.iterdir()] == ["s.mrcs"]  # no temporary file left behind
+    # no temporary file left behind; the ledger names what cryobox wrote
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".cryobox-written.jsonl", "s.mrcs"]
     with pytest.raises(ValueError):
         write_mrc(tmp_path / "t.mrc", data, pixel_size_a=0)
     assert not (tmp_path / "t.mrc").exists()

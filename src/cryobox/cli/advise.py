@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from cryobox.cli.common import (
-    check_plot_path,
+    check_output_flags,
     console,
     fail,
     fmt,
@@ -67,7 +67,7 @@ def advise_command(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the fractions-vs-box plot (PNG/PDF/SVG)."),
 ) -> None:
     """Which box to refine in, and which to extract in: aliasing, delocalisation, edges, cost."""
-    check_plot_path(plot)
+    check_output_flags({"--plot": plot}, files or [])
     from cryobox.jobs.advise import advise_files, inputs_from_range, inputs_from_tables, run_advise
     from cryobox.jobs.example import EXAMPLE, example_particles
 

@@ -150,6 +150,17 @@ def check_plot_path(path, *, flag: str = "--plot") -> None:
         fail(f"{flag} {path}: give a .png, .pdf or .svg file name.")
 
 
+def check_output_flags(outputs: dict[str, Path | None], inputs=(), *, figures=("--plot",)) -> None:
+    """Before any work: every output flag's file checked against every input (same path, a link,
+    ``..`` or a hard link), against the others, and against files cryobox did not write
+    (``jobs.outputs.check_outputs``); figure flags also for their extension."""
+    from cryobox.jobs.outputs import check_outputs
+
+    for flag in figures:
+        check_plot_path(outputs.get(flag), flag=flag)
+    check_outputs(list(outputs.values()), list(inputs), names=list(outputs))
+
+
 def parse_boxes(text: str | None, *, flag: str) -> tuple[int, ...]:
     """``280,576`` -> (280, 576); one sentence and exit 2 for anything else."""
     if not text:

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from cryobox.cli.common import check_plot_path, console, fail, fmt, handle_input_errors, print_json
+from cryobox.cli.common import check_output_flags, console, fail, fmt, handle_input_errors, print_json
 
 EPILOG = """Examples:
 
@@ -44,7 +44,7 @@ def ctf_command(
     json_out: bool = typer.Option(False, "--json", help="Print the numbers as JSON."),
 ) -> None:
     """The CTF sampled on the box's own Fourier grid: where it aliases, and the profile beside it."""
-    check_plot_path(out, flag="--out")
+    check_output_flags({"--out": out, "--mrc": mrc}, [from_file], figures=("--out",))
     from cryobox.jobs.ctf import CtfParameters, compute_ctf_picture, parameters_from_table
 
     if from_file is not None:

@@ -9,7 +9,15 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from cryobox.cli.common import check_plot_path, console, flag_words, fmt, handle_input_errors, print_json
+from cryobox.cli.common import (
+    check_output_flags,
+    check_plot_path,
+    console,
+    flag_words,
+    fmt,
+    handle_input_errors,
+    print_json,
+)
 
 FSC_EPILOG = """Examples:
 
@@ -75,7 +83,9 @@ def fsc_command(
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the FSC plot (PNG/PDF/SVG)."),
 ) -> None:
     """FSC of two half maps: unmasked, masked, phase-randomised and corrected; resolution at 0.143 and 0.5."""
-    check_plot_path(plot)
+    check_output_flags(
+        {"--star": star, "--plot": plot, "--mask-out": mask_out if auto_mask else None}, [half1, half2, mask]
+    )
     from cryobox.jobs.fsc import fsc_to_dict, run_fsc, write_fsc_star
 
     job = run_fsc(
@@ -166,6 +176,7 @@ def compare_command(
     from cryobox.jobs.compare import compare_curves, load_curve
 
     curves = [load_curve(r, box_px=box, pixel_size_a=pixel_size) for r in runs]
+    check_output_flags({"--plot": plot}, [c.source for c in curves])
     result = compare_curves(curves)
     if plot is not None:
         from cryobox.report.plots import figure_compare, save_figure

@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from cryobox.cli.common import check_plot_path, console, fmt, handle_input_errors, print_json
+from cryobox.cli.common import check_output_flags, console, fmt, handle_input_errors, print_json
 from cryobox.core.stats import STAT_NAMES
 
 EPILOG = """Examples:
@@ -34,7 +34,7 @@ def inspect_command(
     ),
 ) -> None:
     """Summarise particles: counts, optics, defocus statistics (Å), particles per micrograph."""
-    check_plot_path(plot)
+    check_output_flags({"--plot": plot}, files)
     from cryobox.io.particles import fill_box_from_stacks, read_particles
     from cryobox.jobs.inspect import inspect_table
 

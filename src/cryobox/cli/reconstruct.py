@@ -48,7 +48,7 @@ def reconstruct_command(
     """Reconstruct half maps from particles with known poses, CTF-weighted the same way for plain
     and CTF-premultiplied stacks (RELION 3.1.3's relion_reconstruct ignores rlnCtfDataAreCtfPremultiplied)."""
     from cryobox.io.particles import read_particles
-    from cryobox.jobs.reconstruct import reconstruct_particles, write_reconstructions
+    from cryobox.jobs.reconstruct import reconstruct_into
 
     if padding not in (None, 1, 2):
         fail(f"--padding takes 1 or 2, got {padding}.")
@@ -68,12 +68,9 @@ def reconstruct_command(
         err_console.file.write(f"reconstructing: {done:,}/{total:,} particles, {rate:.0f} particles/s{end}")
         err_console.file.flush()
 
-    maps, info = reconstruct_particles(
-        table, halves=halves, padding=padding, regularisation=regularisation, ctf=ctf, progress=progress
+    paths, info = reconstruct_into(
+        table, out, halves=halves, padding=padding, regularisation=regularisation, ctf=ctf, progress=progress
     )
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = write_reconstructions(maps, {k: out / f"{k}_unfil.mrc" for k in maps}, pixel_size_a=info["pixel_size_a"])
     info["maps"] = {k: str(v) for k, v in paths.items()}
     if json_out:
         print_json(info)

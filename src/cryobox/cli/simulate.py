@@ -97,7 +97,14 @@ def simulate_command(
             given, shifts = poses_from_particles(angles, pixel_size_a=pixel_size)
             n = len(given)
         summary = simulate_stack(
-            out, density, n_particles=n, settings=settings, angles_deg=given, shifts_px=shifts, log=log
+            out,
+            density,
+            n_particles=n,
+            settings=settings,
+            angles_deg=given,
+            shifts_px=shifts,
+            log=log,
+            inputs=[p for p in (map_path, model, angles) if p is not None],
         )
     else:
         w, h = parse_size(size, flag="--size")
@@ -110,6 +117,7 @@ def simulate_command(
             settings=settings,
             diameter_a=diameter,
             log=log,
+            inputs=[p for p in (map_path, model) if p is not None],
         )
     summary["density"] = source
     for note in summary.get("notes", []):

@@ -461,9 +461,15 @@ def sweep_command(
             console.print(plan_script(launcher, engine, plan, settings, out), soft_wrap=True, markup=False)
         console.print("nothing was written (--dry-run).")
         return
+    from cryobox.io.paths import stack_files
     from cryobox.jobs.outputs import OutputFolder
 
-    with OutputFolder(out, job="sweep", settings={}), LiveRuns(enabled=not json_out) as live:
+    inputs = [particles, reference, mask, from_consensus, truth, truth_map, submit_template, *stack_files(table)]
+    owns = ("data", "references", "runs", "sweep.json", "sweep.png")
+    folder = OutputFolder(
+        out, job="sweep", settings={}, inputs=[p for p in inputs if p is not None], owns=owns, fresh=False
+    )
+    with folder, LiveRuns(enabled=not json_out) as live:
         d = run_sweep(
             table,
             settings,

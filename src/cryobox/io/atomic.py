@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Iterator
 
 from cryobox.errors import InputError
+from cryobox.io.ledger import check_replaceable, record_pending, record_written
 
 #: errors that writing an output meets: a full disk or quota, a file-size limit, a read-only file system
 _WRITE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
@@ -27,11 +28,15 @@ def current_umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike, *, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike, *, suffix: str | None = None, state: bool = False) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success rename it to ``target``.
 
     On any exception the temporary file is removed and ``target`` is left untouched, so an
-    interrupted job never leaves a half-written output. ``suffix`` defaults to the target's
+    interrupted job never leaves a half-written output. ``target`` may be replaced only when
+    cryobox wrote it and it is as cryobox left it (``io.ledger``), and never when it is an input of
+    the running job: anything else is refused before the temporary file is made. The written file is
+    added to its folder's ledger. ``state``: cryobox's own record of a folder (``.cryobox-run.json``),
+    a hidden name that is always cryobox's and is kept out of the ledger. ``suffix`` defaults to the target's
     own suffix, for writers that choose a format by extension.
 
     The file gets the mode a plain ``open()`` would give it (0666 less the user's umask, so
@@ -41,20 +46,22 @@ def atomic_path(target: str | os.PathLike, *, suffix: str | None = None) -> Iter
     target = Path(target)
     if target.is_dir():
         raise InputError(f"{target}: is a folder; give a file name for this output.")
+    if not state:
+        check_replaceable(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=(target.suffix if suffix is None else suffix) + ".part", dir=target.parent
-        )
+        tmp_path = _new_temporary(target, target.suffix if suffix is None else suffix, listed=not state)
     except OSError as exc:
         raise _cannot_write(target, exc) from None
-    os.close(fd)
-    tmp_path = Path(tmp)
     try:
         yield tmp_path
         if tmp_path.exists():
             os.chmod(tmp_path, 0o666 & ~current_umask())
+        if not state:
+            check_replaceable(target)  # nothing else put there meanwhile
         os.replace(tmp_path, target)
+        if not state:
+            record_written(target)
     except OSError as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
@@ -66,6 +73,22 @@ def atomic_path(target: str | os.PathLike, *, suffix: str | None = None) -> Iter
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def _new_temporary(target: Path, suffix: str, *, listed: bool) -> Path:
+    """An empty file ``.<name>.<random><suffix>.part`` beside ``target``, named in the folder's
+    ledger *before* it exists, so that a run killed at any moment leaves no temporary file the
+    next run cannot recognise as cryobox's."""
+    for _ in range(100):
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}{suffix}.part"
+        if listed:
+            record_pending(tmp)
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(target))
 
 
 def _cannot_write(target: Path, exc: OSError) -> InputError:

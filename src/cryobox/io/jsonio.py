@@ -27,8 +27,8 @@ def jsonable(obj):
     return obj
 
 
-def write_json(path: str | os.PathLike, obj, *, indent: int | None = None) -> Path:
-    """Write ``jsonable(obj)`` to ``path`` atomically (strict JSON: no NaN)."""
-    with atomic_path(path) as tmp:
+def write_json(path: str | os.PathLike, obj, *, indent: int | None = None, state: bool = False) -> Path:
+    """Write ``jsonable(obj)`` to ``path`` atomically (strict JSON: no NaN); ``state``: see ``atomic_path``."""
+    with atomic_path(path, state=state) as tmp:
         tmp.write_text(json.dumps(jsonable(obj), indent=indent, allow_nan=False))
     return Path(path)

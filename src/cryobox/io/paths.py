@@ -11,7 +11,7 @@ import pandas as pd
 from cryobox.errors import InputError
 from cryobox.io.table import ParticleTable
 
-__all__ = ["search_roots", "resolve_path", "find_stack", "fill_box_from_stacks"]
+__all__ = ["search_roots", "resolve_path", "find_stack", "stack_files", "fill_box_from_stacks"]
 
 
 def search_roots(table: ParticleTable) -> list[Path]:
@@ -51,6 +51,15 @@ def find_stack(path_text: str, roots: list[Path]) -> Path:
             "check rlnImageName / blob/path."
         )
     return src
+
+
+def stack_files(table: ParticleTable) -> list[Path]:
+    """The particle stacks a table names that exist (each once), for the inputs a job protects."""
+    if "image_path" not in table.data:
+        return []
+    roots = search_roots(table)
+    found = (resolve_path(t, roots) for t in pd.unique(table.data["image_path"].astype(str)))
+    return [p for p in found if p.exists()]
 
 
 def fill_box_from_stacks(table: ParticleTable) -> str | None:

@@ -93,7 +93,7 @@ def run_diagnose(
         settings=settings,
         inputs=[p for p in (half1, half2, mask, particles) if p is not None],
         outputs=[out / "mask.mrc"],
-        clear=("diagnose.json", "directional.png", "power.png", "views.png", "mask.mrc"),
+        owns=("diagnose.json", "directional.png", "power.png", "views.png", "mask.mrc"),
     ):
         job = run_fsc(
             half1,

@@ -485,7 +485,7 @@ def run_extract(
         settings={"options": asdict(options), "recenter": recenter, "from_star": from_star},
         inputs=[p for p in (table.path, *inputs) if p is not None],
         outputs=[out / "particles.star", out / "particles.cs"],
-        clear=("Particles", "particles.star", "particles.cs"),
+        owns=("Particles", "particles.star", "particles.cs"),
     )
     with folder:
         return _run_extract(

@@ -11,6 +11,7 @@ from cryobox.core.fourier import filter_map, fourier_rescale, window
 from cryobox.core.fsc import FscResult, auto_mask_from_map, masked_fsc_analysis
 from cryobox.errors import InputError
 from cryobox.io.mrc import check_mask, read_map, read_mrc, write_mrc
+from cryobox.jobs.outputs import check_outputs
 from cryobox.jobs.records import check_memory
 
 __all__ = ["FscJob", "run_fsc", "fsc_star_blocks", "fsc_to_dict", "run_filter", "run_resample"]
@@ -45,10 +46,8 @@ def run_fsc(
     force_mask: bool = False,
 ) -> FscJob:
     """Read half maps (and a mask, or build one), run the masked FSC analysis, write the auto mask."""
-    from cryobox.jobs.outputs import refuse_overwriting_inputs
-
     if auto:
-        refuse_overwriting_inputs([mask_out or Path("automask.mrc")], [half1, half2, mask], name="mask_out")
+        check_outputs([mask_out or Path("automask.mrc")], [half1, half2, mask], names=["mask_out"])
     h1, p1 = read_map(half1, pixel_size_a=pixel_size_a, what="half map", ndim=3, varying=True)
     h2, p2 = read_map(half2, pixel_size_a=pixel_size_a, what="half map", ndim=3, varying=True)
     if h1.shape != h2.shape:
@@ -194,9 +193,7 @@ def run_filter(
     mask: Path | None = None,
     pixel_size_a: float | None = None,
 ) -> dict:
-    from cryobox.jobs.outputs import refuse_overwriting_inputs
-
-    refuse_overwriting_inputs([out], [path, mask])
+    check_outputs([out], [path, mask], names=["out"])
     if lowpass_a is None and highpass_a is None and not bfactor_a2 and mask is None:
         raise InputError(
             f"{path}: nothing to do; give `lowpass_a`, `highpass_a`, `bfactor_a2` or `mask` (a plain copy is `cp`)."
@@ -250,9 +247,7 @@ def run_resample(
     pixel_size_a: float | None = None,
 ) -> dict:
     """Fourier-rescale to a pixel size (exact pad/crop) and/or window to a box, centre kept at N//2."""
-    from cryobox.jobs.outputs import refuse_overwriting_inputs
-
-    refuse_overwriting_inputs([out], [path])
+    check_outputs([out], [path], names=["out"])
     vol, px = read_map(path, pixel_size_a=pixel_size_a)
     n = vol.shape[-1]
     if new_pixel_size_a is None and box_px is None:

@@ -164,14 +164,18 @@ def run_judge(
     from cryobox.jobs.outputs import OutputFolder
 
     settings = {"variants": variants, "mask": str(mask), "auto_mask": auto_mask, "resample": resample, "seed": seed}
-    with OutputFolder(out, job="judge", settings=settings, clear=("judge.json", "judge.png", "masks")):
+    runs = [(label, find_half_maps(r)) for label, specs in variants for r in specs]
+    inputs = [p for _, rm in runs for p in (rm.half1, rm.half2)] + ([mask] if mask is not None else [])
+    owns = ("judge.json", "judge.png", "masks")
+    with OutputFolder(out, job="judge", settings=settings, inputs=inputs, owns=owns):
         return _run_judge(
-            variants, out=out, mask=mask, auto_mask=auto_mask, resample=resample, seed=seed, log=log, plot=plot
+            variants, runs, out=out, mask=mask, auto_mask=auto_mask, resample=resample, seed=seed, log=log, plot=plot
         )
 
 
 def _run_judge(
     variants: list[tuple[str, list[str]]],
+    runs: list[tuple[str, RunMaps]],
     *,
     out: Path,
     mask: Path | None = None,
@@ -191,7 +195,6 @@ def _run_judge(
     t0 = time.perf_counter()
     say = log or (lambda s: None)
     notes: list[str] = []
-    runs = [(label, find_half_maps(r)) for label, specs in variants for r in specs]
     seen = [rm.spec for _, rm in runs]
     twice = sorted({s for s in seen if seen.count(s) > 1})
     if twice:

@@ -17,9 +17,10 @@ import pandas as pd
 
 from cryobox.errors import InputError
 from cryobox.io.particles import ParticleTable, find_stack, search_roots
+from cryobox.io.paths import stack_files
 from cryobox.io.schema import CTF_REQUIRED
 
-__all__ = ["reconstruct_particles", "write_reconstructions", "HALF_SET_COLUMNS"]
+__all__ = ["reconstruct_particles", "write_reconstructions", "reconstruct_into", "HALF_SET_COLUMNS"]
 
 CHUNK = 128
 _SHARED_COUNT = None  # a multiprocessing.Value while forked workers fill the half sets
@@ -245,3 +246,43 @@ def write_reconstructions(
     from cryobox.io.mrc import write_mrc
 
     return {k: write_mrc(paths[k], maps[k], pixel_size_a=pixel_size_a) for k in maps}
+
+
+MAP_NAMES = ("half1_unfil.mrc", "half2_unfil.mrc", "map_unfil.mrc")
+
+
+def reconstruct_into(
+    table: ParticleTable,
+    out: Path,
+    *,
+    halves: bool = True,
+    padding: int | None = None,
+    regularisation: float = 0.05,
+    ctf: bool = True,
+    progress=None,
+) -> tuple[dict[str, Path], dict]:
+    """``reconstruct_particles`` written into the folder ``out`` (``{name}_unfil.mrc``), holding its
+    lock and run record (``jobs.outputs.OutputFolder``): maps another run wrote there with other
+    settings are removed before any work, so an interrupted re-run never leaves maps that look
+    current; the particle file and its stacks are never written over."""
+    from cryobox.jobs.outputs import OutputFolder
+
+    out = Path(out)
+    stacks = stack_files(table)
+    settings = {"halves": halves, "padding": padding, "regularisation": regularisation, "ctf": ctf}
+    names = ("half1", "half2") if halves else ("map",)
+    with OutputFolder(
+        out,
+        job="reconstruct",
+        settings=settings,
+        inputs=[p for p in (table.path, *stacks) if p is not None],
+        outputs=[out / f"{k}_unfil.mrc" for k in names],
+        owns=MAP_NAMES,
+    ):
+        maps, info = reconstruct_particles(
+            table, halves=halves, padding=padding, regularisation=regularisation, ctf=ctf, progress=progress
+        )
+        paths = write_reconstructions(
+            maps, {k: out / f"{k}_unfil.mrc" for k in maps}, pixel_size_a=info["pixel_size_a"]
+        )
+    return paths, info

@@ -67,7 +67,7 @@ def build_report(
     from cryobox.jobs.advise import advise_files
     from cryobox.jobs.ctf import compute_ctf_picture, parameters_from_table
     from cryobox.jobs.inspect import inspect_table
-    from cryobox.jobs.outputs import refuse_overwriting_inputs
+    from cryobox.jobs.outputs import check_outputs
     from cryobox.report.html import render_report
     from cryobox.report.sections import (
         Figures,
@@ -81,9 +81,12 @@ def build_report(
     )
 
     t0 = time.perf_counter()
-    ins_paths = [particles] + [p for p in (sweep, judge, diagnose) if isinstance(p, (str, Path))]
+    ins_paths = [particles]
+    for p, kind in ((sweep, "sweep"), (judge, "judge"), (diagnose, "diagnose")):
+        if isinstance(p, (str, Path)):  # a folder stands for the result file in it
+            ins_paths += [Path(p), Path(p) / f"{kind}.json"]
     ins_paths += [str(spec).split("=", 1)[-1].split("@", 1)[0] for spec in fsc or ()]
-    refuse_overwriting_inputs([out], ins_paths)
+    check_outputs([out], ins_paths, names=["out"])
     table = read_particles(particles)
     table.require(purpose="the report")  # a file with no rows says so (its medians would be NaN)
     ins = inspect_table(table)

@@ -165,7 +165,7 @@ def run_restack(
         settings={"options": asdict(o)},
         inputs=[p for p in (table.path,) if p is not None] + [u.stack_in for u in units],
         outputs=[out / "particles.star", out / "particles.cs"] + [u.stack_out for u in units],
-        clear=("Particles", "particles.star", "particles.cs"),
+        owns=("Particles", "particles.star", "particles.cs"),
     )
     with folder:
         todo, skipped = [], 0

@@ -21,7 +21,6 @@ re-attach or cancel.
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Callable
 
 from cryobox.engines.base import EngineError, HalfMaps, RefineEngine, RefineParams
 from cryobox.engines.launch import Job, Launcher
+from cryobox.io import ledger
 from cryobox.io.jsonio import write_json
 from cryobox.jobs.records import read_record
 
@@ -145,9 +145,9 @@ def run_queue(
         room = launcher.capacity()
         while waiting and (room is None or len(active) < room):
             spec = waiting.pop(0)
-            if spec.run_dir.exists():
-                shutil.rmtree(spec.run_dir)
+            ledger.remove_written_folder(spec.run_dir)  # a folder cryobox made for an earlier try, nothing else
             spec.run_dir.mkdir(parents=True)
+            ledger.record_folder(spec.run_dir)
             cmd = engine.command(spec.run_dir, spec.particles_star, spec.reference, spec.params)
             job = Job(spec.job_name or "cryobox-" + spec.name.replace("/", "-"), spec.run_dir, cmd)
             spec.command = cmd.argv
@@ -315,5 +315,5 @@ def cancel_jobs(out: Path, launcher: Launcher) -> list[dict]:
     recs = [r for r in sweep_jobs(out) if r.get("scheduler") == launcher.kind and not r.get("failed")]
     launcher.cancel([str(r["job_id"]) for r in recs if r.get("job_id")])
     for r in recs:
-        (Path(r["run_dir"]) / JOB_RECORD).unlink(missing_ok=True)
+        ledger.remove_written(Path(r["run_dir"]) / JOB_RECORD)
     return recs

@@ -125,7 +125,7 @@ def _positions(rng, n: int, w: int, h: int, min_dist_px: float) -> np.ndarray:
     return pts[:k]
 
 
-def simulate_micrographs(
+def _simulate_micrographs(
     out: Path,
     density: np.ndarray,
     *,
@@ -287,7 +287,7 @@ def simulate_micrographs(
     }
 
 
-def simulate_stack(
+def _simulate_stack(
     out: Path,
     density: np.ndarray,
     *,
@@ -400,3 +400,47 @@ def simulate_stack(
         "true_map": str(out / "true_map.mrc"),
         "wall_s": time.perf_counter() - t0,
     }
+
+
+MICROGRAPH_OUTPUTS = ("Micrographs", "micrographs.star", "particles.star", "particles.cs", "true_map.mrc")
+STACK_OUTPUTS = ("particles.mrcs", "particles.star", "particles.cs", "true_map.mrc")
+
+
+def _density_digest(density: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha1(np.ascontiguousarray(density).tobytes()).hexdigest()[:16]
+
+
+def _simulation_folder(out: Path, job: str, settings: dict, inputs, owns):
+    from dataclasses import asdict
+
+    from cryobox.jobs.outputs import OutputFolder
+
+    s = {k: (asdict(v) if k == "settings" else v) for k, v in settings.items()}
+    return OutputFolder(Path(out), job=job, settings=s, inputs=list(inputs), owns=owns)
+
+
+def simulate_micrographs(out: Path, density: np.ndarray, *, inputs=(), **kwargs) -> dict:
+    """Synthetic micrographs, picks, particle files and the true map in ``out`` (see
+    ``_simulate_micrographs`` for the parameters), holding the folder's lock and run record:
+    what an earlier run with other settings wrote there is removed first, and ``inputs`` (the
+    files the density and poses came from) are never written over."""
+    key = {**kwargs, "density": _density_digest(density), "log": None}
+    with _simulation_folder(out, "simulate-micrographs", key, inputs, MICROGRAPH_OUTPUTS):
+        return _simulate_micrographs(Path(out), density, **kwargs)
+
+
+def simulate_stack(out: Path, density: np.ndarray, *, inputs=(), **kwargs) -> dict:
+    """A particle stack with its STAR, .cs and the true map in ``out`` (see ``_simulate_stack``),
+    holding the folder's lock and run record as ``simulate_micrographs`` does."""
+    from cryobox.jobs.records import digest
+
+    key = {
+        k: (digest(np.asarray(v).tolist()) if k in ("angles_deg", "shifts_px") and v is not None else v)
+        for k, v in kwargs.items()
+        if k != "log"
+    }
+    key["density"] = _density_digest(density)
+    with _simulation_folder(out, "simulate-stack", key, inputs, STACK_OUTPUTS):
+        return _simulate_stack(Path(out), density, **kwargs)
