@@ -239,3 +239,38 @@ def test_the_cryosparc_users_report(project):
         assert driver.save_screenshot(str(ARTIFACTS / "report_ctf_panel_default_window.png"))
     finally:
         driver.quit()
+
+
+def _numbers(judge_json: dict) -> dict:
+    """Per run (by its half maps): the numbers judge computed for it."""
+    return {
+        (r["half1"], r["half2"]): (r["resolution_a"], r["interpolated_resolution_a"], tuple(r["curve"]["fsc"]))
+        for v in judge_json["variants"]
+        for r in v["runs"]
+    }
+
+
+def test_the_same_maps_give_the_same_numbers_in_any_order(project):
+    """The phase randomisation and the auto mask are functions of the maps, never of a run's
+    position: three orders of the same runs give identical numbers, and `fsc` agrees with them."""
+    root, _ = project
+    orders = [
+        ["box48=J50,J51_export", "box64=J80,Refine3D/job081"],
+        ["box64=Refine3D/job081,J80", "box48=J51_export,J50"],
+        ["box48=J51_export,J50", "box64=J80,Refine3D/job081"],
+    ]
+    got = []
+    for i, order in enumerate(orders):
+        run("judge", *order, "--out", f"Order{i}", "--json", cwd=root)
+        got.append(_numbers(json.loads((root / f"Order{i}" / "judge.json").read_text())))
+    assert got[0] == got[1] == got[2]
+    for name in ("mask_box48.mrc", "mask_box64.mrc"):
+        a, b = ((root / f"Order{i}" / "masks" / name).read_bytes() for i in (0, 1))
+        assert a == b
+    # fsc twice on the same maps: the same output, byte for byte; with the halves swapped, the same curve
+    h1, h2 = next(iter(got[0]))
+    mask = root / "Order0" / "masks" / "mask_box48.mrc"
+    first = run("fsc", h1, h2, "--mask", mask, "--json", cwd=root).stdout
+    assert run("fsc", h1, h2, "--mask", mask, "--json", cwd=root).stdout == first
+    swapped = json.loads(run("fsc", h2, h1, "--mask", mask, "--json", cwd=root).stdout)
+    assert swapped["curves"]["fsc_corrected"] == json.loads(first)["curves"]["fsc_corrected"]

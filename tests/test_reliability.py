@@ -4,6 +4,7 @@ overwritten, leftovers of killed runs removed, SIGTERM stops the workers, the us
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -367,3 +368,67 @@ def test_judge_takes_the_folder_lock_too(tmp_path):
     assert f"pid {os.getpid()}" in r.stderr
     run(*args, cwd=tmp_path)
     assert (tmp_path / "J" / "judge.json").exists()
+
+
+# ------------------------------------------------------------------ reconstruct, simulate, diagnose
+
+SIM = ["simulate", "--stack", "--n", 2000, "--box", 128, "--pixel-size", 2.0]
+# (command whose run is killed, the same command with other settings run before it)
+KILLED = {
+    "simulate": (SIM + ["--seed", 3, "--out", "o"], SIM + ["--seed", 4, "--out", "o"]),
+    "reconstruct": (
+        ["reconstruct", "../st/particles.star", "--no-ctf", "--out", "o"],
+        ["reconstruct", "../st/particles.star", "--out", "o"],
+    ),
+    "diagnose": (
+        ["diagnose", "../rec/half1_unfil.mrc", "../rec/half2_unfil.mrc", "--cone-angle", 30, "--out", "o"],
+        ["diagnose", "../rec/half1_unfil.mrc", "../rec/half2_unfil.mrc", "--out", "o"],
+    ),
+}
+
+
+def _comparable(folder: Path, command: str) -> dict:
+    out = _outputs(folder)
+    if command == "diagnose" and "diagnose.json" in out:  # the timings differ from run to run
+        d = json.loads((folder / "diagnose.json").read_text())
+        d.pop("timings", None)
+        out["diagnose.json"] = json.dumps(d, sort_keys=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def maps_for_kills(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kills")
+    run(*SIM, "--out", "st", cwd=root)
+    run("reconstruct", "st/particles.star", "--out", "rec", cwd=root)
+    return root
+
+
+@pytest.mark.parametrize("command", sorted(KILLED))
+def test_a_killed_rerun_with_other_settings_never_looks_current_and_a_rerun_is_byte_identical(maps_for_kills, command):
+    """The issue's case: a re-run with other settings (`--no-ctf`), killed, must not leave the
+    earlier run's outputs looking like its own; run again, its outputs are byte-identical to an
+    uninterrupted run's."""
+    root = maps_for_kills
+    args, other = KILLED[command]
+    ref = root / f"ref_{command}"
+    ref.mkdir()
+    run(*args, cwd=ref)
+    expected = _comparable(ref / "o", command)
+    cwd = root / f"kill_{command}"
+    cwd.mkdir()
+    run(*other, cwd=cwd)
+    old = _comparable(cwd / "o", command)
+    record = cwd / "o" / ".cryobox-run.json"
+    before = record.read_text()
+    proc = subprocess.Popen(CLI + [str(a) for a in args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    t0 = time.time()
+    while proc.poll() is None and record.read_text() == before and time.time() - t0 < 60:
+        time.sleep(0.01)  # killed once the run has taken the folder for its settings
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    now = _comparable(cwd / "o", command)
+    for name, value in now.items():  # whatever is there is this run's: the other settings' outputs are gone
+        assert value == expected.get(name) or value != old.get(name), f"{name} of the other settings looks current"
+    run(*args, cwd=cwd)
+    assert _comparable(cwd / "o", command) == expected

@@ -295,7 +295,8 @@ def masked_fsc(
         Resolution (Å) from which phases are randomised; default: where the unmasked FSC first
         drops below 0.8 (RELION's rule).
     seed : int, optional
-        Seed of the phase randomisation (same seed, same curve).
+        Extra seed of the phase randomisation, which is drawn from the maps' content: the same maps
+        give the same curve (another seed, another draw).
 
     Returns
     -------
@@ -321,7 +322,7 @@ def masked_fsc(
         pixel_size_a=pixel_size_a,
         mask=None if mask is None else np.asarray(mask),
         randomise_at_a=randomise_at_a,
-        rng=np.random.default_rng(seed),
+        seed=seed or 0,
     )
 
 

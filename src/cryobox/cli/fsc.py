@@ -75,7 +75,12 @@ def fsc_command(
     force_mask: bool = typer.Option(
         False, "--force-mask", help="Keep the masked result even when the unmasked FSC reaches further."
     ),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the phase randomisation (default: random)."),
+    seed: Optional[int] = typer.Option(
+        None,
+        "--seed",
+        help="Extra seed for the phase randomisation, which is drawn from the maps' content (default 0: the same maps "
+        "always give the same numbers).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print resolutions and curves as JSON."),
     star: Optional[Path] = typer.Option(
         None, "--star", help="Write data_general + data_fsc with relion_postprocess's labels."

@@ -42,7 +42,12 @@ def judge_command(
     resample: bool = typer.Option(
         False, "--resample", help="Fourier-resample runs at other pixel sizes to the first run's (otherwise refused)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the phase randomisation (run k uses seed + k)."),
+    seed: int = typer.Option(
+        0,
+        "--seed",
+        help="Extra seed for the phase randomisation, which is drawn from each run's maps (the same maps give the same "
+        "numbers in any order).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print judge.json instead of the table."),
 ) -> None:
     """Judge the box-size experiment from runs made anywhere: one mask in Å, one FSC per run, honest statistics."""

@@ -18,6 +18,7 @@ threshold; the linearly interpolated crossing is reported beside it.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -305,6 +306,30 @@ class FscResult:
         }
 
 
+def content_digest(array: NDArray | None) -> bytes:
+    """8 bytes that depend on an array's shape and values (one value in 97, strided, so that a
+    576³ map costs milliseconds): the randomisation of a map is a function of the map."""
+    h = hashlib.blake2b(digest_size=8)
+    if array is None:
+        h.update(b"none")
+        return h.digest()
+    a = np.ascontiguousarray(array, dtype=np.float32)
+    h.update(repr(a.shape).encode())
+    h.update(a.reshape(-1)[::97].tobytes())
+    return h.digest()
+
+
+def content_streams(half1: NDArray, half2: NDArray, mask: NDArray | None, *, seed: int = 0) -> list:
+    """Two random generators for the phase randomisation of ``half1`` and ``half2``, derived from
+    the maps' content (and the mask's, and ``seed``) alone: the same maps give the same draws in
+    any command, in any order of runs, and with the halves swapped."""
+    d1, d2 = content_digest(half1), content_digest(half2)
+    pair = sorted((d1, d2))
+    key = hashlib.blake2b(pair[0] + pair[1] + content_digest(mask) + str(int(seed)).encode(), digest_size=16)
+    streams = np.random.default_rng(int.from_bytes(key.digest(), "little")).spawn(2)
+    return streams if d1 <= d2 else streams[::-1]
+
+
 def masked_fsc_analysis(
     half1: NDArray,
     half2: NDArray,
@@ -315,8 +340,13 @@ def masked_fsc_analysis(
     randomise_fsc_at: float = 0.8,
     rng: np.random.Generator | None = None,
     force_mask: bool = False,
+    seed: int = 0,
 ) -> FscResult:
     """Unmasked, masked, phase-randomised-masked and corrected FSC, as relion_postprocess.
+
+    The random phases come from ``content_streams`` (the maps' and mask's content, and ``seed``):
+    the same maps give the same numbers whichever command computes them and in whatever order; an
+    explicit ``rng`` overrides that.
 
     Without a mask only the unmasked curve is computed. ``randomise_at_a`` sets the
     randomisation resolution (RELION's --randomize_at_A: shell int(N p / d)); otherwise the first
@@ -363,8 +393,8 @@ def masked_fsc_analysis(
                 f"the unmasked FSC never drops below {randomise_fsc_at}: give the phase-randomisation resolution "
                 "explicitly"
             )
-    rng = rng if rng is not None else np.random.default_rng()
-    streams = rng.spawn(2)  # one stream per half map: threads give the same result for the same seed
+    # one stream per half map: threads give the same result for the same maps
+    streams = rng.spawn(2) if rng is not None else content_streams(h1, h2, m, seed=seed)
     # |k| >= r, as RELION's randomizePhasesBeyond (r2 >= r^2); randomise the spectra already in hand
     beyond = r2 >= r * r
     del r2

@@ -142,7 +142,6 @@ def run_diagnose(
             "curves_mean": cones.mean(axis=0).round(5).tolist(),
             "curves_min": cones.min(axis=0).round(5).tolist(),
             "curves_max": cones.max(axis=0).round(5).tolist(),
-            "seconds": t_cones,
         }
 
         # 3. power spectra (the transform is linear: the average's and the difference's spectra

@@ -97,7 +97,7 @@ def run_fsc(
             pixel_size_a=p1,
             mask=m,
             randomise_at_a=randomise_at_a,
-            rng=np.random.default_rng(seed),
+            seed=seed or 0,
             force_mask=force_mask,
         )
     except ValueError as exc:

@@ -246,10 +246,11 @@ def _run_judge(
         m_big = window(m_big, big, ndim=3)
         mask_text = f"{mask}, windowed to each box"
     elif auto_mask:
-        acc = np.zeros((big,) * 3, np.float32)
+        # the average of every run, summed in one fixed order (by path) in float64: the same mask
+        # whatever the order in which the runs and variants are given
+        acc = np.zeros((big,) * 3, np.float64)
         used = 0
-        for label, _ in variants:
-            rm = next(r for v, r in runs if v == label)  # the first run of each variant
+        for rm in sorted((r for _, r in runs), key=lambda r: (str(r.half1.resolve()), str(r.half2.resolve()))):
             h1 = _read_on_grid(rm.half1, psize, info[rm.spec][1])
             h2 = _read_on_grid(rm.half2, psize, info[rm.spec][1])
             acc += window(0.5 * (h1 + h2), big, ndim=3)
@@ -257,7 +258,11 @@ def _run_judge(
         lowpass, extend, soft = auto_mask_scales_a(psize)
         try:
             m_big, thr = auto_mask_from_map(
-                acc / used, pixel_size_a=psize, lowpass_a=lowpass, extend_a=extend, soft_edge_a=soft
+                (acc / used).astype(np.float32),
+                pixel_size_a=psize,
+                lowpass_a=lowpass,
+                extend_a=extend,
+                soft_edge_a=soft,
             )
         except ValueError as exc:
             raise InputError(f"auto mask: {exc}; give a mask with `mask`.") from None
@@ -283,12 +288,13 @@ def _run_judge(
         h1 = _read_on_grid(rm.half1, psize, info[rm.spec][1])
         h2 = _read_on_grid(rm.half2, psize, info[rm.spec][1])
         t_run = time.perf_counter()
-        rec = run_fsc_record(h1, h2, masks.get(b), pixel_size_a=psize, seed=seed + k)
+        # the randomisation is a function of the maps (and --seed), never of the run's position
+        rec = run_fsc_record(h1, h2, masks.get(b), pixel_size_a=psize, seed=seed)
         rec.update(
             {
                 "repeat": len(results[label]) + 1,
                 "run": rm.spec,
-                "seed": seed + k,
+                "seed": seed,
                 "half1": str(rm.half1),
                 "half2": str(rm.half2),
                 "half_maps_from": rm.source,

@@ -397,14 +397,14 @@ def run_fsc_record(h1: np.ndarray, h2: np.ndarray, m: np.ndarray | None, *, pixe
     from cryobox.core.fsc import masked_fsc_analysis
 
     try:
-        res = masked_fsc_analysis(h1, h2, pixel_size_a=pixel_size_a, mask=m, rng=np.random.default_rng(seed))
+        res = masked_fsc_analysis(h1, h2, pixel_size_a=pixel_size_a, mask=m, seed=seed)
     except ValueError:  # the unmasked FSC never drops below 0.8: randomise from 2/3 Nyquist
         res = masked_fsc_analysis(
             h1,
             h2,
             pixel_size_a=pixel_size_a,
             mask=m,
-            rng=np.random.default_rng(seed),
+            seed=seed,
             randomise_at_a=3.0 * pixel_size_a,
         )
     r143 = res.resolution(0.143)
@@ -695,7 +695,7 @@ def run_sweep(
         else:
             source = f"{engine.name} final half maps"
         t0 = time.perf_counter()
-        fsc = _run_fsc(halves.half1, halves.half2, masks[v.box_px], psize, spec.seed)
+        fsc = _run_fsc(halves.half1, halves.half2, masks[v.box_px], psize, 0)  # randomised by the maps' content
         alignment = _alignment(halves, spec, truth_poses, truth_grid, masks[v.box_px], psize)
         fsc_seconds = time.perf_counter() - t0
         timings["fsc_s"] += fsc_seconds
