@@ -7,7 +7,20 @@ from typing import Optional
 import typer
 
 import cryobox
-from cryobox.cli import advise, ctf, diagnose, example, extract, fsc, inspect, judge, reconstruct, simulate, sweep
+from cryobox.cli import (
+    advise,
+    ctf,
+    diagnose,
+    example,
+    explain,
+    extract,
+    fsc,
+    inspect,
+    judge,
+    reconstruct,
+    simulate,
+    sweep,
+)
 
 app = typer.Typer(
     name="cryobox",
@@ -36,6 +49,7 @@ def _root(
 
 
 app.command("advise", epilog=advise.EPILOG)(advise.advise_command)
+app.command("explain", epilog=explain.EPILOG)(explain.explain_command)
 app.command("inspect", epilog=inspect.EPILOG)(inspect.inspect_command)
 app.command("ctf", epilog=ctf.EPILOG)(ctf.ctf_command)
 app.command("example", epilog=example.EPILOG)(example.example_command)

@@ -66,6 +66,8 @@ class AdviseInputs:
     micrograph_height_px: np.ndarray | None = None
     defocus_from_range: bool = False
     file_box_px: int | None = None  # the particles' own box, when the file says (always a row of the table)
+    micrograph: np.ndarray | None = None  # each particle's micrograph (name or id), when the file says
+    program: str | None = None  # "cryosparc" for .cs input, "relion" for STAR input, None for flags
 
 
 def _one_value(values: np.ndarray, what: str, where: str, flag: str) -> float:
@@ -138,6 +140,12 @@ def inputs_from_tables(
         boxes = pd.to_numeric(data["box_px"], errors="coerce").dropna().unique()
         if boxes.size == 1 and boxes[0] >= 2:
             inputs.file_box_px = int(boxes[0])
+    formats = {t.source_format for t in tables}
+    inputs.program = (
+        "cryosparc" if formats == {"cryosparc"} else ("relion" if formats and "cryosparc" not in formats else None)
+    )
+    if "micrograph_name" in data:
+        inputs.micrograph = data["micrograph_name"].astype(str).to_numpy()
     if "coord_x_px" in data and "coord_y_px" in data:
         if micrograph_size_px is not None:
             w, h = micrograph_size_px
@@ -184,6 +192,7 @@ class AdviseResult:
     edge_known: bool
     defocus_from_range: bool
     file_box_px: int | None = None
+    program: str | None = None
 
     def to_dict(self) -> dict:
         a = self.advice
@@ -202,6 +211,7 @@ class AdviseResult:
             "recommended_refine_box_px": a.recommended_refine_box_px,
             "recommended_extract_box_px": a.recommended_extract_box_px,
             "premultiply": a.premultiply,
+            "program": self.program,
             "reasons": list(a.reasons),
             "warnings": list(a.warnings),
             "user_boxes_px": [c.box_px for c in a.candidates if c.user_box],
@@ -239,7 +249,7 @@ def run_advise(
         )
     except ValueError as exc:
         raise InputError(f"{inputs.source}: {exc}.") from None
-    reasons, warnings = advice_sentences(advice)
+    reasons, warnings = advice_sentences(advice, program=inputs.program)
     advice = replace(advice, reasons=reasons, warnings=warnings)
     return AdviseResult(
         source=inputs.source,
@@ -248,6 +258,7 @@ def run_advise(
         edge_known=inputs.coord_x_px is not None,
         defocus_from_range=inputs.defocus_from_range,
         file_box_px=inputs.file_box_px,
+        program=inputs.program,
     )
 
 

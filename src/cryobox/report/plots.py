@@ -33,6 +33,9 @@ __all__ = [
     "figure_diagnose_directional",
     "figure_diagnose_power",
     "figure_views",
+    "plot_signal_kept",
+    "plot_neighbours",
+    "figure_explain",
 ]
 
 
@@ -563,4 +566,52 @@ def figure_views(v: dict) -> Figure:
     if v.get("scf_star") is not None:
         scf = f"SCF* {v['scf_star']:.2f} (1 uniform, 0.81 side views only)"
     ax.set_title(f"{v['n_particles']:,} particles; {scf}")
+    return fig
+
+
+def plot_signal_kept(ax, explanation) -> None:
+    """Signal kept (median over particles, the 10th percentile dashed) in the window as refined,
+    against spatial frequency, one colour per box; the resolution weighed marked."""
+    s = explanation.settings
+    for i, r in enumerate(explanation.boxes):
+        res = np.array([float(k) for k in r.signal_kept])
+        colour = f"C{i}"
+        ax.plot(1.0 / res, 100 * np.array(list(r.signal_kept.values())), color=colour, label=f"{r.box_px} px median")
+        ax.plot(1.0 / res, 100 * np.array(list(r.signal_kept_p10.values())), color=colour, ls="--", lw=0.9)
+    ax.axvline(1.0 / s.resolution_a, color="0.4", lw=0.8, ls=":")
+    ax.set_xlabel("spatial frequency (1/Å)")
+    ax.set_ylabel("signal kept (%)")
+    ax.set_ylim(0, 105)
+    window = "cryoSPARC's window" if s.program == "cryosparc" else "RELION's particle mask"
+    ax.set_title(f"delocalised signal kept in {window} (dashed: 10th percentile)", fontsize=10)
+    ax.legend(loc="lower left", fontsize=8, frameon=False)
+    _resolution_axis(ax)
+
+
+def plot_neighbours(ax, explanation) -> None:
+    """Share of particles with another picked particle in the window, against box size."""
+    rows = [r for r in explanation.boxes if r.neighbours_fraction is not None]
+    if not rows:
+        ax.text(0.5, 0.5, "no coordinates: neighbours not counted", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return
+    boxes = [r.box_px for r in rows]
+    ax.plot(boxes, [100 * r.neighbours_fraction for r in rows], "o-", label="in the window as refined")
+    ax.plot(boxes, [100 * (r.neighbours_fraction_box or 0) for r in rows], "s--", label="in the box")
+    ax.set_xlabel("box (px)")
+    ax.set_ylabel("particles with a neighbour (%)")
+    ax.set_ylim(0, 105)
+    ax.set_xticks(boxes)
+    ax.set_title("neighbouring picks inside the window", fontsize=10)
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+
+
+def figure_explain(explanation) -> Figure:
+    fig = Figure(figsize=(11, 4.5))
+    a, b = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    plot_signal_kept(a, explanation)
+    plot_neighbours(b, explanation)
+    s = explanation.settings
+    fig.suptitle(f"{s.diameter_a:g} Å particle at {s.pixel_size_a:g} Å/px, {explanation.n_particles:,} particles")
+    fig.tight_layout()
     return fig

@@ -6,7 +6,15 @@ import math
 
 import numpy as np
 
-__all__ = ["fmt", "half_maps_text", "verdict_sentence", "repeats_advice", "opening_paragraph", "advice_sentences"]
+__all__ = [
+    "fmt",
+    "half_maps_text",
+    "verdict_sentence",
+    "repeats_advice",
+    "opening_paragraph",
+    "advice_sentences",
+    "explain_paragraph",
+]
 
 
 def fmt(value, spec: str = ".3g", none: str = "-") -> str:
@@ -93,11 +101,12 @@ def opening_paragraph(advice_result, runs: dict | None, *, resolution_a: float) 
         f"{100 * r.aliasing_free_fraction:.0f}% of "
         f"particles have their CTF sampled without aliasing to {resolution_a:g} Å"
     ]
-    if a.premultiply:
+    program = getattr(advice_result, "program", None)
+    if a.premultiply and program != "cryosparc":
         e = by[a.recommended_extract_box_px]
         parts[0] += (
-            f"; extract in {a.recommended_extract_box_px} px, premultiply by the CTF and crop to it, so the signal "
-            f"delocalised by defocus ({100 * e.delocalisation_fraction:.0f}% held) is kept."
+            f"; in RELION, extract in {a.recommended_extract_box_px} px, premultiply by the CTF and crop to it, so "
+            f"the signal delocalised by defocus ({100 * e.delocalisation_fraction:.0f}% held) is kept."
         )
     else:
         parts[0] += "."
@@ -112,8 +121,9 @@ def opening_paragraph(advice_result, runs: dict | None, *, resolution_a: float) 
             )
             extra.append(
                 f"cryoSPARC's default window there gives full weight to {c.cryosparc_window_inner_a:.0f} Å, "
-                f"{c.cryosparc_window_inner_a - a.diameter_a:.0f} Å more than the particle (solvent noise in the "
-                "alignment)"
+                f"{c.cryosparc_window_inner_a - a.diameter_a:.0f} Å more than the particle: it lets in more of the "
+                "micrograph around it (neighbouring particles, contaminants, gradients; `cryobox explain` counts the "
+                "neighbours)"
             )
         if c.edge_loss_fraction:
             extra.append(
@@ -166,8 +176,17 @@ def opening_paragraph(advice_result, runs: dict | None, *, resolution_a: float) 
     return " ".join(parts)
 
 
-def advice_sentences(a) -> tuple[list[str], list[str]]:
-    """The advisor's reasons and warnings, in words, from a ``core.boxsize.BoxAdvice``'s numbers."""
+NO_PREMULTIPLY_IN_CRYOSPARC = (
+    "cryoSPARC has no workflow for CTF-premultiplied particles (it would apply the CTF a second time), so "
+    "premultiply + crop is a RELION route"
+)
+
+
+def advice_sentences(a, *, program: str | None = None) -> tuple[list[str], list[str]]:
+    """The advisor's reasons and warnings, in words, from a ``core.boxsize.BoxAdvice``'s numbers.
+
+    ``program``: ``"cryosparc"`` (a .cs input: no premultiply + crop advice, cryoSPARC cannot refine
+    premultiplied particles), ``"relion"``, or None (both named)."""
     by = {c.box_px: c for c in a.candidates}
     refine_px, extract_px, p = a.recommended_refine_box_px, a.recommended_extract_box_px, a.pixel_size_a
     pct = 100.0 * a.required_fraction
@@ -178,12 +197,21 @@ def advice_sentences(a) -> tuple[list[str], list[str]]:
         f"{100 * by[refine_px].aliasing_free_fraction:.1f}% of particles (>= {pct:g}% required) "
         f"have their CTF sampled without aliasing to {a.resolution_a:g} Å.",
     ]
-    if a.premultiply:
+    if a.premultiply and program == "cryosparc":
+        reasons.append(
+            f"{extract_px} px ({extract_px * p:.0f} Å) would hold the delocalised signal (Rosenthal & Henderson, "
+            f"D + 2 R(1/d)) of {100 * by[extract_px].delocalisation_fraction:.1f}% of particles, {refine_px} px of "
+            f"{100 * by[refine_px].delocalisation_fraction:.1f}%; {NO_PREMULTIPLY_IN_CRYOSPARC}. In cryoSPARC: choose "
+            "the box and its window fractions with `cryobox explain`, which gives the signal each keeps."
+        )
+    elif a.premultiply:
         reasons.append(
             f"extract in {extract_px} px ({extract_px * p:.0f} Å), premultiply by the CTF and crop "
-            f"to {refine_px} px: {extract_px} px holds the delocalised signal (Rosenthal & Henderson, "
+            f"to {refine_px} px (RELION: cryobox restack --premultiply, or relion_preprocess --premultiply_ctf): "
+            f"{extract_px} px holds the delocalised signal (Rosenthal & Henderson, "
             f"D + 2 R(1/d)) of {100 * by[extract_px].delocalisation_fraction:.1f}% of particles; "
-            f"the refine box holds it for only {100 * by[refine_px].delocalisation_fraction:.1f}%."
+            f"the refine box holds it for only {100 * by[refine_px].delocalisation_fraction:.1f}%"
+            + (f" ({NO_PREMULTIPLY_IN_CRYOSPARC})." if program is None else ".")
         )
     else:
         reasons.append(
@@ -203,11 +231,73 @@ def advice_sentences(a) -> tuple[list[str], list[str]]:
             f"micrograph at {extract_px} px: a program that drops edge particles (cryoSPARC) loses them; "
             "RELION keeps them with filled edges."
         )
-    if by[refine_px].ctf2_aliasing_free_fraction < a.required_fraction and a.premultiply:
+    if by[refine_px].ctf2_aliasing_free_fraction < a.required_fraction and a.premultiply and program != "cryosparc":
         warnings.append(
             f"premultiplied data carry CTF^2, which is alias-free to {a.resolution_a:g} Å in {refine_px} px for only "
             f"{100 * by[refine_px].ctf2_aliasing_free_fraction:.1f}% of particles "
-            f"(CTF^2 needs {a.ctf2_aliasing_free_box_a:.0f} Å at the highest defocus): refine with CTF padding "
-            "(relion_refine --pad_ctf) so the CTF^2 model is computed on a finer grid."
+            f"(CTF^2 needs {a.ctf2_aliasing_free_box_a:.0f} Å at the highest defocus). RELION computes CTF^2 on the "
+            "cropped grid (its CTF padding, --pad_ctf, is disabled since RELION 3.1), so beyond that onset the CTF^2 "
+            "model is wrong for the rest: `cryobox explain` gives the loss in Å; a larger refine box avoids it."
         )
     return reasons, warnings
+
+
+def explain_paragraph(e) -> str:
+    """The answer of ``cryobox explain`` in words, from a ``jobs.explain.Explanation``'s numbers:
+    what each box keeps, what physics predicts, how that meets what was measured, and the
+    experiment that tests what physics does not model."""
+    s = e.settings
+    rows = sorted(e.boxes, key=lambda r: r.box_px)
+    where = "cryoSPARC's default window" if s.program == "cryosparc" else "RELION's particle mask"
+    d0 = next((r.measured_resolution_a for r in rows if r.box_px == e.basis_box_px), None) or s.resolution_a
+    kept = ", ".join(
+        f"{r.box_px} px keeps {100 * r.signal_kept_at_resolution:.0f}%"
+        + (f" of {r.particles_kept:,} particles" if r.particles_kept < e.n_particles else "")
+        for r in rows
+    )
+    parts = [f"At {d0:.2f} Å the particle's delocalised signal inside {where}: {kept} (a {s.diameter_a:g} Å particle)."]
+    pred = [(r.box_px, r.predicted_resolution_a) for r in rows if r.predicted_resolution_a is not None]
+    best = min(pred, key=lambda t: (round(t[1], 3), t[0]))[0] if pred else None
+    basis = f"from the FSC measured at {e.basis_box_px} px" if e.basis_box_px else "from the model curve"
+    parts.append(
+        f"Signal, aliasing and particles together predict ({basis}): "
+        + ", ".join(f"{b} px {r:.2f} Å" for b, r in pred)
+        + f", so physics favours {best} px."
+    )
+    measured = [(r.box_px, r.measured_resolution_a, r.predicted_resolution_a) for r in rows if r.measured_resolution_a]
+    if len(measured) >= 2:
+        mbest = min(measured, key=lambda t: t[1])
+        text = ", ".join(f"{b} px {m:.2f} Å" for b, m, _ in measured)
+        gap = [abs(m - p) for _, m, p in measured]
+        if mbest[0] != best and max(gap) > 0.0:
+            other = [c for c in e.causes if c.basis == "not modelled"]
+            nb = {r.box_px: r.neighbours_fraction for r in rows if r.neighbours_fraction is not None}
+            nb_text = (
+                " (particles with a neighbour in the window: "
+                + ", ".join(f"{b} px {100 * v:.0f}%" for b, v in nb.items())
+                + ")"
+                if nb
+                else ""
+            )
+            parts.append(
+                f"Measured: {text}. The measured difference runs against what the modelled causes predict, so it "
+                f"comes from what they do not model: {', '.join(c.cause for c in other)}{nb_text}, or from "
+                "run-to-run noise."
+            )
+        else:
+            parts.append(f"Measured: {text}; within {max(gap):.2f} Å of the prediction.")
+    small = rows[0]
+    if s.program == "cryosparc" and len(rows) > 1:
+        big = rows[-1]
+        inner, outer = big.window_fractions_same_a
+        parts.append(
+            f"To test it: refine {big.box_px} px with window inner {inner:.3f} and outer {outer:.3f} (the "
+            f"{small.box_px} px window in Å), and repeat each box at least 3 times for `cryobox judge` to tell a "
+            "real difference from run-to-run noise."
+        )
+    elif len(rows) > 1:
+        parts.append(
+            "To test it: repeat each box at least 3 times (new seeds) and run `cryobox judge` on the runs to tell a "
+            "real difference from run-to-run noise."
+        )
+    return " ".join(parts)
