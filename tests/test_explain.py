@@ -27,10 +27,14 @@ def _grid(n: int, p: float):
     return sfft.fftfreq(n, d=p)[:, None], sfft.rfftfreq(n, d=p)[None, :]
 
 
-def brute_force_kept(box: int, p: float, diameter: float, defocus: float, window: ex.Window, *, seeds: int = 6):
-    """Per Fourier shell of the box: <data, model> / <model, model>, the data being a textured
-    disc with its CTF applied in a 4x larger box, then cropped to ``box`` and windowed; the model
-    the same disc with the CTF sampled on the small box's grid (what a refinement compares with)."""
+def brute_force_kept(
+    box: int, p: float, diameter: float, defocus: float, window: ex.Window, *, profile: str, seeds: int = 6
+):
+    """Per Fourier shell of the box: <data, model> / <model, model>, the data being a random
+    texture over the particle (a uniform disc, or a ball's projection: variance ∝ thickness, as
+    atoms spread through a ball) with its CTF applied in a 4x larger box, then cropped to ``box``
+    and windowed; the model the same texture with the CTF sampled on the small box's grid (what a
+    refinement compares with)."""
     big = 4 * box + (box % 2)
     params = dict(
         defocus_u_a=defocus, defocus_v_a=defocus, defocus_angle_deg=0, voltage_kv=300, cs_mm=2.7, amplitude_contrast=0.1
@@ -39,7 +43,8 @@ def brute_force_kept(box: int, p: float, diameter: float, defocus: float, window
     ky, kx = _grid(box, p)
     ctf_small = ctf_2d(ky, kx, **params)
     x = (np.arange(big) - big // 2) * p
-    disc = np.hypot(x[:, None], x[None, :]) <= diameter / 2
+    r2 = (diameter / 2) ** 2 - (x[:, None] ** 2 + x[None, :] ** 2)
+    disc = (r2 >= 0).astype(float) if profile == "disc" else np.sqrt(np.sqrt(np.clip(r2, 0, None)))
     w = ex.window_image(window, p, box)
     shell = np.round(np.hypot(ky, kx) * box * p).astype(int).ravel()
     n_sh = box // 2 + 1
@@ -58,15 +63,16 @@ def brute_force_kept(box: int, p: float, diameter: float, defocus: float, window
 
 @pytest.mark.parametrize("box,defocus", [(64, 10000.0), (64, 20000.0), (65, 30000.0), (97, 20000.0)])
 @pytest.mark.parametrize("kind", ["box", "cryosparc", "relion"])
-def test_signal_kept_matches_a_brute_force_simulation_within_3_points(box, defocus, kind):
+@pytest.mark.parametrize("profile", ["ball", "disc"])
+def test_signal_kept_matches_a_brute_force_simulation_within_3_points(box, defocus, kind, profile):
     p, d = 2.0, 100.0
     window = {
         "box": ex.Window.box(box, p),
         "cryosparc": ex.Window.cryosparc(box, p),
         "relion": ex.Window.relion_mask(box, p, 110.0),
     }[kind]
-    k, measured = brute_force_kept(box, p, d, defocus, window)
-    table = ex.signal_kept_table(window, d)
+    k, measured = brute_force_kept(box, p, d, defocus, window, profile=profile)
+    table = ex.signal_kept_table(window, d, profile=profile)
     model = ex.kept_fraction(table, ex.delocalisation_shift_a(k, defocus_a=defocus, voltage_kv=300, cs_mm=2.7))
     # bands of 4 shells, from where the frequency is well above the disc's own bandwidth (4/D)
     start = int(math.ceil(4 / d * box * p))
@@ -78,7 +84,7 @@ def test_signal_kept_matches_a_brute_force_simulation_within_3_points(box, defoc
 
 
 def test_signal_kept_is_one_when_the_disc_fits_and_falls_with_the_shift():
-    table = ex.signal_kept_table(ex.Window.box(300, 1.0), 100.0)
+    table = ex.signal_kept_table(ex.Window.box(300, 1.0), 100.0, profile="disc")
     assert ex.kept_fraction(table, 0.0) == pytest.approx(1.0, abs=1e-3)
     assert ex.kept_fraction(table, 90.0) == pytest.approx(1.0, abs=2e-3)  # 50 + 90 < 150: still inside
     f = ex.kept_fraction(table, np.linspace(0, 400, 50))
@@ -244,3 +250,39 @@ def test_bad_explain_input_is_one_sentence(her_file):
     ):
         r = _run("explain", her_file, "--diameter", 220, "--resolution", 3.7, *args)
         assert r.exit_code == 2 and word in r.stderr and "Traceback" not in r.output, (args, r.output)
+
+
+def test_the_prediction_meets_reconstructions_from_simulated_data():
+    """The small version of benchmarks/explain_prediction.py: a ball of atoms at 5-7 µm defocus,
+    reconstructed from its true poses in 96 px and cropped to 56 px (the tight box loses about two
+    of its Fourier shells); the tight box predicted from the roomy one's FSC within one Fourier
+    shell, and 70% of the particles from all of them likewise."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "explain_prediction.py"
+    proc = subprocess.run([sys.executable, str(script), "--small"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(proc.stdout.strip().splitlines()[-1])
+    measured = next(r for r in rows if r["case"] == "measured")
+    forward = next(r for r in rows if r["case"].startswith("signal kept: 56 px predicted from 96 px"))
+    # the tight box really loses: at least two of its own Fourier shells
+    assert measured["small_a"] - measured["big_a"] >= 1.9 * forward["shell_a"], measured
+    assert abs(forward["predicted_a"] - forward["measured_a"]) <= forward["shell_a"], forward
+    number = next(r for r in rows if r["case"].startswith("particles"))
+    assert abs(number["predicted_a"] - number["measured_a"]) <= number["shell_a"], number
+
+
+def test_neighbour_counts_on_every_nth_micrograph_are_exact_within_them():
+    rng = np.random.default_rng(5)
+    n = 600
+    x, y = rng.uniform(0, 1500, n), rng.uniform(0, 1500, n)
+    mic = rng.integers(0, 12, n)
+    got = ex.neighbour_counts(x, y, mic, {"c": (120.0, "circle")}, max_queries=200)  # every 3rd micrograph
+    use = mic % 3 == 0
+    xs, ys, ms = x[use], y[use], mic[use]
+    d = np.hypot(xs[:, None] - xs[None, :], ys[:, None] - ys[None, :])
+    counts = ((d <= 120.0) & (ms[:, None] == ms[None, :]) & ~np.eye(use.sum(), dtype=bool)).sum(axis=1)
+    assert got["c"]["fraction"] == pytest.approx((counts > 0).mean())
+    assert got["c"]["mean"] == pytest.approx(counts.mean())

@@ -197,6 +197,9 @@ def _print(result, plot) -> None:
         console.print(f"  • {r}", soft_wrap=False)
     for w in a.warnings:
         console.print(f"  [yellow]! {w}[/]")
+    if result.explanation is not None:
+        console.print("[bold]why your boxes differ[/] (cryobox explain gives each cause in Å)")
+        console.print(f"  {result.explanation.paragraph}", soft_wrap=False, markup=False)
     if plot is not None:
         console.print(f"plot written to {plot}")
 

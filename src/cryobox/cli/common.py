@@ -84,7 +84,9 @@ PARAMETER_FLAGS = {
     "resolution_a": "--resolution",
     "amplitude_contrast": "--amp-contrast",
     "defocus_u_a": "--defocus-u",
+    "defocus_v_a": "--defocus-v",
     "threshold": "--threshold",
+    "submit_template": "--submit-template",
 }
 
 

@@ -60,7 +60,8 @@ def explain_command(
     program: Optional[str] = typer.Option(
         None,
         "--program",
-        help="cryosparc or relion: whose window and edge rule (default: .cs -> cryosparc, STAR -> relion).",
+        help="cryosparc, relion or none: whose window and edge rule (default: .cs -> cryosparc, STAR -> relion; "
+        "none: no window, a reconstruction from the images as cut).",
     ),
     bfactor: float = typer.Option(
         100.0, "--bfactor", help="B (Å²) of ResLog and the model curve when no --fsc gives one (default 100 Å²)."
@@ -88,8 +89,8 @@ def explain_command(
     from cryobox.jobs.report import load_runs_result
 
     check_output_flags({"--plot": plot}, [*files, judge, sweep])
-    if program is not None and program not in ("cryosparc", "relion"):
-        fail(f"--program takes cryosparc or relion, got {program!r}.")
+    if program is not None and program not in ("cryosparc", "relion", "none"):
+        fail(f"--program takes cryosparc, relion or none (no window beyond the box), got {program!r}.")
     runs = [load_runs_result(p, kind) for p, kind in ((judge, "judge"), (sweep, "sweep")) if p is not None]
     e = explain_files(
         files,

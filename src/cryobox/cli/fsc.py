@@ -78,6 +78,7 @@ def fsc_command(
     seed: Optional[int] = typer.Option(
         None,
         "--seed",
+        min=0,
         help="Extra seed for the phase randomisation, which is drawn from the maps' content (default 0: the same maps "
         "always give the same numbers).",
     ),

@@ -45,6 +45,7 @@ def judge_command(
     seed: int = typer.Option(
         0,
         "--seed",
+        min=0,
         help="Extra seed for the phase randomisation, which is drawn from each run's maps (the same maps give the same "
         "numbers in any order).",
     ),

@@ -55,7 +55,7 @@ def simulate_command(
     diameter: float = typer.Option(
         220.0, "--diameter", help="Particle diameter (Å) used for spacing and the SNR disc."
     ),
-    seed: int = typer.Option(0, "--seed", help="Random seed: same seed, same bytes."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed (0 or more): same seed, same bytes."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Synthetic micrographs (whole-micrograph CTF, noise, ice ramp) or stacks, with the true poses, CTF and map."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import List, Optional
 
@@ -250,6 +251,14 @@ def plan_script(launcher, engine, plan: dict, settings, out: Path) -> str:
     return launcher.script(Job(f"cryobox-{out.resolve().name}-{plan['variants'][0]}-rep1", run_dir, cmd))
 
 
+def _split_extra(text: str | None) -> tuple[str, ...]:
+    """--submit-extra as sbatch arguments, split as a shell would; one sentence when it cannot be."""
+    try:
+        return tuple(shlex.split(text or ""))
+    except ValueError as exc:
+        fail(f'--submit-extra {text!r}: {exc} (an unbalanced quote?); quote as in a shell, e.g. "--gres=gpu:1".')
+
+
 @handle_input_errors
 def sweep_command(
     particles: Path = typer.Argument(
@@ -294,7 +303,9 @@ def sweep_command(
         "keep", "--edge", help="keep (RELION) or drop (cryoSPARC); dropped particles leave every box."
     ),
     mask: Optional[Path] = typer.Option(None, "--mask", help="FSC mask (MRC) instead of one built from the reference."),
-    seed: int = typer.Option(1, "--seed", help="Random seed of the first repeat (repeat k uses seed + k - 1)."),
+    seed: int = typer.Option(
+        1, "--seed", min=0, help="Random seed of the first repeat, 0 or more (repeat k uses seed + k - 1)."
+    ),
     symmetry: str = typer.Option("C1", "--sym", help="Symmetry (RELION --sym)."),
     ranks: int = typer.Option(
         3, "--ranks", help="MPI ranks for relion_refine_mpi (a master plus at least one per half)."
@@ -348,7 +359,6 @@ def sweep_command(
     ),
 ) -> None:
     """Re-extract the same particles at several boxes, refine each several times on RELION, judge the differences."""
-    import shlex
 
     from cryobox.engines import get_engine
     from cryobox.engines.launch import LocalLauncher, SlurmLauncher
@@ -412,7 +422,7 @@ def sweep_command(
         launcher = SlurmLauncher(
             template_path=submit_template,
             queue=queue,
-            submit_extra=tuple(shlex.split(submit_extra or "")),
+            submit_extra=_split_extra(submit_extra),
             submit_command=submit_command,
             mpi_flags=flags,
         )
@@ -548,7 +558,7 @@ def report_command(
 def demo_command(
     out: Path = typer.Option(Path("cryobox_demo"), "--out", help="Output folder."),
     quick: bool = typer.Option(False, "--quick", help="A smaller, faster run (under 10 minutes on 2 cores)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed of the simulation."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed of the simulation (0 or more)."),
     json_out: bool = typer.Option(False, "--json", help="Print the demo summary as JSON."),
 ) -> None:
     """The whole story on generated data: simulate, advise, sweep (refine, delocalisation, premultiplied), report."""

@@ -5,20 +5,24 @@ The model (every piece is stated in docs/commands/explain.md with its source):
 
 - **Signal kept** (``signal_kept_table``). The CTF moves the signal of spatial frequency k by
   ±s(k) along its direction, s(k) = |λ Δf k − Cs λ³ k³| (Å): the local frequency of the CTF's
-  phase χ(k) = π λ Δf k² − π/2 Cs λ³ k⁴ is dχ/dk / 2π. The particle's signal is taken as a
-  uniform disc of diameter D centred in the box; the fraction of it that a window w (the box, a
-  soft circular window, a mask) keeps after the shift is ∫ disc(x − s u) w(x) dx / ∫ disc(x) dx,
+  phase χ(k) = π λ Δf k² − π/2 Cs λ³ k⁴ is dχ/dk / 2π. The particle's signal is that of a ball
+  of atoms of diameter D centred in the box, whose projected signal power is proportional to its
+  thickness, p(x) ∝ √(R² − |x|²) (or a uniform disc); the fraction of it that a window w (the box,
+  a soft circular window, a mask) keeps after the shift is ∫ p(x − s u) w(x) dx / ∫ p(x) dx,
   averaged over directions u. It is tabulated once per window against s, then looked up per
   particle (by mean defocus) and frequency.
 - **CTF aliasing.** A box of B px at p Å/px samples the CTF without aliasing while
   B p ≥ 2 s(k) (CTF) or B p ≥ 4 s(k) (CTF², what premultiplied particles carry): the signal of a
   frequency beyond that onset lies beyond the box's edge, which the signal-kept curve of the box
   already counts; CTF² aliasing on a cropped grid is a loss of its own.
-- **Prediction.** In a reconstruction the signal of a frequency is scaled by the kept fraction K
-  and its noise is not, so the spectral SNR scales by K², and by the number of particles N
-  (SSNR ∝ N K²). A measured FSC (half maps: SSNR = FSC / (1 − FSC)) at one box gives the others
-  through those ratios; without one, SSNR(k) ∝ N exp(−B k² / 2), which is the ResLog relation
-  1/d² = (2/B) ln N + c (Rosenthal & Henderson 2003).
+- **Prediction.** In a reconstruction the part of a frequency's signal that matches the CTF
+  model is scaled by the kept fraction K (power K²); the rest of the windowed signal no longer
+  matches the model but is the same in both half maps, so the FSC counts it too (power up to K).
+  The FSC's SSNR therefore scales by K^γ with 1 ≤ γ ≤ 2; ``SSNR_EXPONENT`` = 1.5 is the value
+  that simulated data give (benchmarks/explain_prediction.py, docs/commands/explain.md), and by
+  the number of particles N (SSNR ∝ N K^γ). A measured FSC (half maps: SSNR = FSC / (1 − FSC))
+  at one box gives the others through those ratios; without one, SSNR(k) ∝ N exp(−B k² / 2),
+  which is the ResLog relation 1/d² = (2/B) ln N + c (Rosenthal & Henderson 2003).
 - **Solvent in an unmasked FSC.** Noise spreads over the whole box, the particle's signal over its
   volume: the unmasked FSC's SSNR is the masked one times the particle's volume fraction
   (π D³ / 6) / (B p)³.
@@ -35,10 +39,16 @@ from numpy.typing import ArrayLike, NDArray
 
 from cryobox.core.optics import electron_wavelength_a
 
+#: γ in SSNR ∝ N K^γ (see the module docstring): between the coherent-signal bound 2 and the
+#: reproducible-power bound 1; 1.5 as measured on simulated balls (benchmarks/explain_prediction.py)
+SSNR_EXPONENT = 1.5
+
 __all__ = [
+    "SSNR_EXPONENT",
     "Window",
     "delocalisation_shift_a",
     "window_image",
+    "particle_profile",
     "signal_kept_table",
     "kept_fraction",
     "kept_quantiles",
@@ -109,11 +119,29 @@ def window_image(window: Window, step_a: float, n: int) -> NDArray[np.float64]:
     return inside * 0.5 * (1.0 + np.cos(np.pi * t))
 
 
+def particle_profile(r_a: NDArray, diameter_a: float, profile: str = "ball") -> NDArray[np.float64]:
+    """Where a particle's high-resolution signal lies in projection, at radius ``r_a`` (Å) from
+    its centre: ``"ball"``, the projection of a ball of atoms, whose signal power is proportional
+    to its thickness √(R² − r²); ``"disc"``, a uniform disc."""
+    r = diameter_a / 2
+    if profile == "disc":
+        return (r_a <= r).astype(np.float64)
+    if profile == "ball":
+        return np.sqrt(np.clip(r * r - r_a * r_a, 0.0, None))
+    raise ValueError(f"profile must be 'ball' or 'disc', got {profile!r}")
+
+
 def signal_kept_table(
-    window: Window, diameter_a: float, *, max_shift_a: float | None = None, n_directions: int = 36
+    window: Window,
+    diameter_a: float,
+    *,
+    profile: str = "ball",
+    max_shift_a: float | None = None,
+    n_directions: int = 36,
 ) -> tuple[NDArray, NDArray]:
-    """The fraction of a uniform disc of ``diameter_a`` that ``window`` keeps when the disc is
-    moved by s Å, averaged over directions: (shifts in Å, fractions).
+    """The fraction of a particle's signal (``particle_profile``, diameter ``diameter_a``) that
+    ``window`` keeps when the particle's image is moved by s Å, averaged over directions:
+    (shifts in Å, fractions).
 
     Computed by one FFT correlation of the disc with the window on a grid of about D / 100 Å,
     then sampled on circles of radius s (bilinear); the fraction at s = 0 is the window's weight
@@ -126,7 +154,7 @@ def signal_kept_table(
     n = int(2 ** math.ceil(math.log2(2 * (reach + max_shift_a) / step + 4)))
     x = (np.arange(n) - n // 2) * step
     xx, yy = np.meshgrid(x, x, indexing="xy")
-    disc = (np.hypot(xx, yy) <= r).astype(np.float64)
+    disc = particle_profile(np.hypot(xx, yy), diameter_a, profile)
     w = window_image(window, step, n)
     # C(y) = sum_x disc(x - y) w(x): the window's weight on the disc moved by y
     c = sfft.irfft2(sfft.rfft2(w) * np.conj(sfft.rfft2(disc)), s=(n, n))
@@ -247,23 +275,28 @@ def neighbour_counts(x_a: NDArray, y_a: NDArray, group: NDArray, radii_a: dict, 
     centre lies in it, and the mean number of such neighbours.
 
     ``radii_a``: name -> (radius in Å, metric), metric ``"circle"`` (Euclidean) or ``"square"``
-    (the box: |dx|, |dy| < radius). Particles of different ``group`` (micrograph) never count.
-    One k-d tree over all particles (micrographs set apart); at most ``max_queries`` particles,
-    every n-th in file order, are counted (deterministic)."""
+    (the box: |dx|, |dy| < radius). Particles of different ``group`` (micrograph, an integer id)
+    never count. With more than ``max_queries`` particles, every n-th micrograph (by id) is
+    counted, each whole (deterministic, exact within each); one k-d tree over those particles with
+    their micrographs set apart."""
     from scipy.spatial import cKDTree
 
     x, y = np.asarray(x_a, dtype=np.float64), np.asarray(y_a, dtype=np.float64)
-    _, g = np.unique(np.asarray(group), return_inverse=True)
+    g = np.asarray(group)
+    if g.dtype.kind not in "iu":
+        g = np.unique(g, return_inverse=True)[1]
+    step = max(1, math.ceil(len(x) / max_queries))
+    if step > 1:
+        use = g % step == 0
+        x, y, g = x[use], y[use], g[use]
     span = float(max(np.ptp(x) if x.size else 0.0, np.ptp(y) if y.size else 0.0)) + 4 * max(
         r for r, _ in radii_a.values()
     )
     pts = np.column_stack([x + g * span * 2.0, y])
     tree = cKDTree(pts)
-    step = max(1, math.ceil(len(pts) / max_queries))
-    q = pts[::step]
     out = {}
     for name, (r, metric) in radii_a.items():
-        counts = tree.query_ball_point(q, r, p=np.inf if metric == "square" else 2.0, return_length=True, workers=-1)
+        counts = tree.query_ball_point(pts, r, p=np.inf if metric == "square" else 2.0, return_length=True, workers=-1)
         counts = np.asarray(counts) - 1  # itself
         out[name] = {"fraction": float((counts > 0).mean()) if len(counts) else 0.0, "mean": float(counts.mean())}
     return out

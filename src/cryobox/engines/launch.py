@@ -331,7 +331,13 @@ class SlurmLauncher(Launcher):
         if self.template_path is not None:
             if not self.template_path.is_file():
                 raise InputError(f"{self.template_path}: no such submission template; check `submit_template`.")
-            template = self.template_path.read_text()
+            try:
+                template = self.template_path.read_text()
+            except UnicodeDecodeError:
+                raise InputError(
+                    f"{self.template_path}: not a text file; `submit_template` takes a shell script with RELION's "
+                    "XXXcommandXXX-style fields (the one your RELION submits with)."
+                ) from None
         self.template = template if template is not None else default_slurm_template(mpi_flags)
         self.queue = queue
         self.submit_extra = tuple(submit_extra)

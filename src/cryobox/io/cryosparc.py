@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cryobox.errors import InputError
 from cryobox.io.schema import SCHEMA
 from cryobox.io.table import ParticleTable, validate
 
@@ -102,6 +103,49 @@ def _rows(v: np.ndarray) -> np.ndarray:
     return v.reshape(v.shape[0], int(np.prod(v.shape[1:], dtype=np.int64)))
 
 
+#: fields that hold several values per particle, and how many
+_CS_WIDTHS = {
+    "blob/shape": 2,
+    "location/micrograph_shape": 2,
+    "alignments3D/shift": 2,
+    "alignments3D/pose": 3,
+    "alignments2D/shift": 2,
+}
+#: fields that only mean something together
+_CS_PAIRS = (("location/center_x_frac", "location/center_y_frac"),)
+
+
+def check_cs_layout(records: np.ndarray, path: Path | None) -> None:
+    """One sentence for a structured array that is not laid out as cryoSPARC writes a dataset:
+    not one row per particle, a multi-value field of the wrong width, half of a pair of fields, or
+    a path field that is not text."""
+    where = str(path) if path is not None else "the .cs data"
+    if records.ndim != 1:
+        raise InputError(
+            f"{where}: holds a {records.ndim}-D array of shape {records.shape}; a cryoSPARC .cs is a table of one row "
+            "per particle (1-D): give a dataset cryoSPARC exported."
+        )
+    names = set(records.dtype.names or ())
+    for field, width in _CS_WIDTHS.items():
+        if field in names:
+            got = int(np.prod(records.dtype[field].shape, dtype=np.int64))
+            if got != width:
+                raise InputError(
+                    f"{where}: field {field} holds {got} value(s) per particle where cryoSPARC writes {width}; the "
+                    "file is not a cryoSPARC dataset, or was damaged: export it again."
+                )
+    for a, b in _CS_PAIRS:
+        if (a in names) != (b in names):
+            have, lack = (a, b) if a in names else (b, a)
+            raise InputError(f"{where}: has {have} but not {lack}; cryoSPARC writes both: export the particles again.")
+    for field in ("blob/path", "location/micrograph_path"):
+        if field in names and records.dtype[field].kind not in "SU":
+            raise InputError(
+                f"{where}: field {field} is not text (numpy type {records.dtype[field]}); cryoSPARC stores paths as "
+                "bytes: export the dataset again."
+            )
+
+
 def particles_from_cs(records: np.ndarray, *, path: Path | None = None, full: bool = True) -> ParticleTable:
     """Canonical table from a cryoSPARC structured array (any schema version).
 
@@ -110,6 +154,7 @@ def particles_from_cs(records: np.ndarray, *, path: Path | None = None, full: bo
     never write (inspect, advise) read a million particles about twice as fast that way; a table
     read so must not be written back (it would lose the carried fields).
     """
+    check_cs_layout(records, path)
     names = set(records.dtype.names or ())
     n = len(records)
     out: dict[str, object] = {}

@@ -43,6 +43,15 @@ def read_cs_array(path: str | os.PathLike) -> np.ndarray:
         )
     try:
         arr = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):  # fields of Python objects: never unpickled (it could run code)
+            raise InputError(
+                f"{path}: holds fields of Python objects (pickled), which cryobox never loads; cryoSPARC writes text "
+                "and numbers: export the dataset from cryoSPARC (or save it with fixed-width text fields)."
+            ) from None
+        raise InputError(
+            f"{path}: truncated or damaged .cs file ({type(exc).__name__}: {exc}); re-export it from cryoSPARC."
+        ) from None
     except Exception as exc:
         raise InputError(
             f"{path}: truncated or damaged .cs file ({type(exc).__name__}: {exc}); re-export it from cryoSPARC."

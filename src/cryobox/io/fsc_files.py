@@ -152,6 +152,61 @@ def _check_box(path: Path, max_shell: int, box_px: int, *, given: bool) -> None:
     )
 
 
+def _text(x) -> str:
+    try:
+        return f"{float(x):g}"
+    except (TypeError, ValueError):
+        return repr(x)
+
+
+def _floats(values: list) -> np.ndarray:
+    """Each value as a float, NaN where it is not a number (null, text)."""
+    out = np.full(len(values), np.nan)
+    for i, x in enumerate(values):
+        try:
+            out[i] = float(x)
+        except (TypeError, ValueError):
+            pass
+    return out
+
+
+def _check_curve(path: Path, shells, values, *, box_px=None, pixel_size_a=None) -> tuple[np.ndarray, np.ndarray]:
+    """Shells and FSC values as float arrays, or one sentence for a curve no program writes: unequal
+    lengths, shells that are not whole numbers from 0 upwards, missing (null, NaN) values, fewer
+    than 3 shells, a box under 2 px or a pixel size that is not a positive number."""
+    shells, values = list(shells), list(values)
+    s, v = _floats(shells), _floats(values)
+    if len(s) != len(v):
+        raise InputError(f"{path}: {len(s)} shells but {len(v)} FSC values; the file is damaged: write it again.")
+    if len(s) < 3:
+        raise InputError(f"{path}: {len(s)} shell(s); an FSC curve has at least 3: give the whole curve.")
+    bad = ~np.isfinite(s) | (s < 0) | (s % 1 != 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"{path}: shell {_text(shells[i])} (row {i + 1}) is not a whole number of 0 or more; the file is damaged."
+        )
+    if (np.diff(s) <= 0).any():
+        i = int(np.flatnonzero(np.diff(s) <= 0)[0]) + 1
+        raise InputError(f"{path}: shell {int(s[i])} (row {i + 1}) does not follow {int(s[i - 1])}; shells increase.")
+    missing = ~np.isfinite(v)
+    if missing.all():
+        raise InputError(f"{path}: no FSC values (all {len(v)} are null or not numbers); the file holds no curve.")
+    if missing.any():
+        i = int(np.flatnonzero(missing)[0])
+        raise InputError(
+            f"{path}: no FSC value at shell {int(s[i])} (row {i + 1}); the curve has a hole: write it again."
+        )
+    if box_px is not None and not (np.isfinite(box_px) and box_px >= 2):
+        raise InputError(f"{path}: a box of {box_px} px; a curve belongs to a box of at least 2 px.")
+    if pixel_size_a is not None and not (np.isfinite(pixel_size_a) and pixel_size_a > 0):
+        raise InputError(
+            f"{path}: a pixel size of {pixel_size_a} Å/px (from its resolutions); give it as @BOX:PIXELSIZE or fix "
+            "rlnAngstromResolution."
+        )
+    return s, v
+
+
 def _from_star(path: Path, label: str, spec: RunSpec) -> FscCurve:
     from cryobox.io.star import read_star_blocks
 
@@ -173,7 +228,7 @@ def _from_star(path: Path, label: str, spec: RunSpec) -> FscCurve:
             raise InputError(
                 f"{path}: data_fsc has no rlnSpectralIndex column (or under 3 shells); the file is damaged."
             )
-        shells = fsc["rlnSpectralIndex"].to_numpy(dtype=np.float64)
+        shells, values = _check_curve(path, fsc["rlnSpectralIndex"], fsc[col])
         s_max = int(shells.max())
         box = spec.box_px or 2 * s_max
         _check_box(path, s_max, box, given=spec.box_px is not None)
@@ -183,37 +238,38 @@ def _from_star(path: Path, label: str, spec: RunSpec) -> FscCurve:
                 raise InputError(
                     f"{path}: no rlnAngstromResolution to take the pixel size from; give it as {path}@{box}:PIXELSIZE."
                 )
-            res = fsc["rlnAngstromResolution"].to_numpy(dtype=np.float64)
+            res = _floats(list(fsc["rlnAngstromResolution"]))
             box_a = float(res[shells == 1][0]) if (shells == 1).any() else float(res[1] * shells[1])
             psize = box_a / box
-        return FscCurve(label, str(path), kind, shells, fsc[col].to_numpy(dtype=np.float64), box, psize)
+        _check_curve(path, shells, values, box_px=box, pixel_size_a=psize)
+        return FscCurve(label, str(path), kind, shells, values, box, psize)
     model = [k for k in blocks if k.startswith("model_class_")]
     if model and "model_general" in blocks:
         cls = blocks[sorted(model)[0]]
         gen = blocks["model_general"]
         if "rlnGoldStandardFsc" not in cls:
             raise InputError(f"{path}: {sorted(model)[0]} has no rlnGoldStandardFsc; use a 3D auto-refine model file.")
-        box = int(gen["rlnOriginalImageSize"].iloc[0])
-        px = float(gen["rlnPixelSize"].iloc[0])
+        try:
+            box = int(gen["rlnOriginalImageSize"].iloc[0])
+            px = float(gen["rlnPixelSize"].iloc[0])
+        except (KeyError, ValueError, TypeError):
+            raise InputError(
+                f"{path}: data_model_general needs rlnOriginalImageSize (a whole number of px) and rlnPixelSize (Å); "
+                "one is missing or not a number: give the run_model.star RELION wrote."
+            ) from None
         if spec.box_px is not None and spec.box_px != box:
             raise InputError(
                 f"{path}: the model file says {box} px (rlnOriginalImageSize), not the {spec.box_px} px given; drop "
                 f"@{spec.box_px}."
             )
-        shells = (
-            cls["rlnSpectralIndex"].to_numpy(dtype=np.float64)
-            if "rlnSpectralIndex" in cls
-            else np.arange(len(cls), dtype=float)
+        shells, values = _check_curve(
+            path,
+            cls["rlnSpectralIndex"] if "rlnSpectralIndex" in cls else np.arange(len(cls), dtype=float),
+            cls["rlnGoldStandardFsc"],
+            box_px=box,
+            pixel_size_a=spec.pixel_size_a or px,
         )
-        return FscCurve(
-            label,
-            str(path),
-            "gold-standard (refinement)",
-            shells,
-            cls["rlnGoldStandardFsc"].to_numpy(dtype=np.float64),
-            box,
-            spec.pixel_size_a or px,
-        )
+        return FscCurve(label, str(path), "gold-standard (refinement)", shells, values, box, spec.pixel_size_a or px)
     raise InputError(
         f"{path}: neither a postprocess/FSC STAR file (data_fsc) nor a model STAR file (data_model_class_1)."
     )
@@ -228,16 +284,13 @@ def _from_json(path: Path, label: str, spec: RunSpec) -> FscCurve:
             if c.get("fsc_corrected")
             else ("unmasked", c["fsc_unmasked"])
         )
-        curve = FscCurve(
-            label,
-            str(path),
-            kind,
-            np.asarray(c["shell"], float),
-            np.asarray(f, float),
-            int(d["box_px"]),
-            float(d["pixel_size_a"]),
+        shells, values = _check_curve(
+            path, c["shell"], f, box_px=float(d["box_px"]), pixel_size_a=float(d["pixel_size_a"])
         )
-    except (ValueError, KeyError, TypeError) as exc:
+        curve = FscCurve(label, str(path), kind, shells, values, int(d["box_px"]), float(d["pixel_size_a"]))
+    except InputError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise InputError(f"{path}: not a `cryobox fsc --json` result ({type(exc).__name__}: {exc}).") from None
     for given, have, what in (
         (spec.box_px, curve.box_px, "box"),
@@ -264,7 +317,8 @@ def _from_text(path: Path, label: str, spec: RunSpec) -> FscCurve:
     except (ValueError, IndexError) as exc:
         raise InputError(f"{path}: not an FSC table with a header of column names ({exc}).") from None
     columns = {name: table[:, j] for j, name in enumerate(header[: table.shape[1]])}
-    shells = table[:, 0]
+    col = next((c for c in _CRYOSPARC_ORDER if c in columns), header[1])
+    shells, _ = _check_curve(path, table[:, 0], columns[col])
     if spec.box_px is None or spec.pixel_size_a is None:
         guess = 2 * int(shells.max())
         raise InputError(
@@ -272,7 +326,6 @@ def _from_text(path: Path, label: str, spec: RunSpec) -> FscCurve:
             f"e.g. {path}@{guess}:1.06 (its {int(shells.max())} shells fit a box of about {guess} px)."
         )
     _check_box(path, int(shells.max()), spec.box_px, given=True)
-    col = next((c for c in _CRYOSPARC_ORDER if c in columns), header[1])
     return FscCurve(label, str(path), col, shells, columns[col], int(spec.box_px), float(spec.pixel_size_a))
 
 

@@ -94,6 +94,12 @@ def _check_mrc_size(path: Path) -> None:
     else:
         for order in ("<", ">"):
             nx, ny, nz, mode = np.frombuffer(head[:16], dtype=f"{order}i4")
+            nsymbt = int(np.frombuffer(head[92:96], dtype=f"{order}i4")[0])
+            if mode in _MODE_BYTES and 0 < nx < 2**20 and 0 < ny < 2**20 and 0 < nz < 2**24 and nsymbt < 0:
+                raise InputError(
+                    f"{path}: the MRC header gives an extended header of {nsymbt} bytes (NSYMBT, bytes 93-96), which "
+                    "cannot be negative; the header is damaged: rewrite the file (relion_image_handler --i IN --o OUT)."
+                )
             if 0 < nx < 2**20 and 0 < ny < 2**20 and 0 < nz < 2**24 and 0 <= mode < 256 and head[208:211] == b"MAP":
                 raise InputError(
                     f"{path}: MRC data mode {int(mode)} is not one cryobox reads (modes 0, 1, 2, 6 and 12: integers, "
@@ -129,6 +135,7 @@ def read_mrc(path: str | os.PathLike, *, mmap: bool = False) -> tuple[np.ndarray
                     raise ValueError("no data")
                 data = mrc.data  # read-only and ours after close: no second copy of a big map
                 vs = float(mrc.voxel_size.x)
+                data = _standard_axes(path, mrc, data)
         for w in caught:
             if "larger than expected" in str(w.message):
                 # the header describes less data than the file holds: which voxels are which is
@@ -144,6 +151,40 @@ def read_mrc(path: str | os.PathLike, *, mmap: bool = False) -> tuple[np.ndarray
     except Exception as exc:
         raise InputError(f"{path}: not a readable MRC file ({exc}); check the file.") from None
     return data, (vs if vs > 0 else None)
+
+
+def _standard_axes(path: Path, mrc, data: np.ndarray) -> np.ndarray:
+    """The data as (z, y, x) with square (cubic) voxels, whatever the header's axis order; one
+    sentence for complex data, an axis order that is no permutation, or voxels that are not square."""
+    h = mrc.header
+    if int(h.mode) in (3, 4):
+        raise InputError(
+            f"{path}: complex MRC data (mode {int(h.mode)}: a Fourier transform); cryobox reads real-space maps and "
+            "images: give the map itself, not its transform."
+        )
+    axes = (int(h.mapc), int(h.mapr), int(h.maps))
+    if axes != (1, 2, 3):
+        if sorted(axes) != [1, 2, 3]:
+            if axes == (0, 0, 0):  # an old header that never set them: the standard order
+                axes = (1, 2, 3)
+            else:
+                raise InputError(
+                    f"{path}: the MRC header's axis order MAPC/MAPR/MAPS is {axes}, not a permutation of 1, 2, 3; the "
+                    "header is damaged: rewrite the file."
+                )
+        if axes != (1, 2, 3):
+            # the array is (sections, rows, columns) = (axis maps, axis mapr, axis mapc): bring z, y, x in front
+            stored = [axes[2], axes[1], axes[0]]
+            data = np.transpose(data, [stored.index(a) for a in (3, 2, 1)])
+    vx, vy, vz = (float(v) for v in (mrc.voxel_size.x, mrc.voxel_size.y, mrc.voxel_size.z))
+    cube = data.ndim == 3 and data.shape[0] == data.shape[1] == data.shape[2] and int(h.ispg) != 0
+    sizes = (vx, vy, vz) if cube else (vx, vy)
+    if min(sizes) > 0 and max(sizes) > 1.001 * min(sizes):
+        raise InputError(
+            f"{path}: voxels of {' x '.join(f'{v:g}' for v in sizes)} Å (x, y{', z' if cube else ''}); cryobox needs "
+            "square pixels and cubic voxels: resample the map to one pixel size first."
+        )
+    return data
 
 
 def read_mrc_header_shape(path: str | os.PathLike) -> tuple[int, int] | None:

@@ -42,8 +42,14 @@ def resolve_path(path_text: str, roots: list[Path]) -> Path:
     return roots[0] / p
 
 
-def find_stack(path_text: str, roots: list[Path]) -> Path:
-    """A particle stack named in a particle file; one clear sentence when it is nowhere."""
+def find_stack(path_text: str, roots: list[Path], *, where: str | Path | None = None) -> Path:
+    """A particle stack named in a particle file (``where``, for messages); one clear sentence when
+    it is nowhere."""
+    if not str(path_text).strip():
+        raise InputError(
+            f"{where or 'the particle file'}: a particle has an empty image path (rlnImageName / blob/path); give "
+            "every particle its stack."
+        )
     src = resolve_path(path_text, roots)
     if not src.exists():
         raise InputError(

@@ -36,14 +36,37 @@ def _pick_particle_block(blocks: dict[str, pd.DataFrame], path: Path | None) -> 
     return name, usable[name]
 
 
-def _split_image_names(names: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def _split_image_names(names: pd.Series, path_for_messages: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     if names.empty:
         return np.zeros(0, dtype=object), np.zeros(0, dtype=np.float64)
     parts = names.astype(str).str.partition("@")
     has_at = parts[1] == "@"
     idx = pd.to_numeric(parts[0].where(has_at, "1"), errors="coerce")
+    fractional = np.isfinite(idx.to_numpy(dtype=np.float64)) & (idx.to_numpy(dtype=np.float64) % 1 != 0)
+    if fractional.any():
+        row = int(np.flatnonzero(fractional)[0])
+        raise InputError(
+            f"{_where(path_for_messages)}: rlnImageName {names.iloc[row]!r} (row {row + 1}) numbers its image "
+            f"{parts[0].iloc[row]}, not a whole number; image numbers count from 1: fix that row."
+        )
     path = parts[2].where(has_at, parts[0])
     return path.to_numpy(dtype=object), (idx.to_numpy(dtype=np.float64) - 1)
+
+
+def _numbers(frame: pd.DataFrame, label: str, path: Path | None, what: str = "") -> np.ndarray:
+    """A column as floats; one sentence naming the label and the first row that is not a number."""
+    values = pd.to_numeric(frame[label], errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.isnan(values) & frame[label].notna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"{_where(path)}: {label}{what} is the text {str(frame[label].iloc[row])!r} in row {row + 1}; it must be a "
+            "number: fix that row."
+        )
+    return values
+
+
+_PAIRS = (("rlnOriginX", "rlnOriginY"), ("rlnOriginXAngst", "rlnOriginYAngst"), ("rlnCoordinateX", "rlnCoordinateY"))
 
 
 def particles_from_star_blocks(
@@ -55,6 +78,21 @@ def particles_from_star_blocks(
     """
     name, block = _pick_particle_block(blocks, path)
     optics = blocks.get("optics")
+    for a, b in _PAIRS:
+        if (a in block.columns) != (b in block.columns):
+            have, lack = (a, b) if a in block.columns else (b, a)
+            raise InputError(f"{_where(path)}: has {have} but not {lack}; RELION writes both: add the missing column.")
+    if optics is not None and len(optics) == 0 and len(block):
+        raise InputError(
+            f"{_where(path)}: data_optics has labels but no rows, while {len(block)} particles refer to it; write the "
+            "file again from RELION (or give each optics group its row)."
+        )
+    if optics is not None and "rlnOpticsGroup" in optics.columns and optics["rlnOpticsGroup"].duplicated().any():
+        dup = optics["rlnOpticsGroup"][optics["rlnOpticsGroup"].duplicated()].iloc[0]
+        raise InputError(
+            f"{_where(path)}: optics group {dup} has two rows in data_optics (rlnOpticsGroup); each group has one: "
+            "remove the extra row."
+        )
     kind = (
         "micrographs"
         if (
@@ -101,7 +139,7 @@ def particles_from_star_blocks(
         psize_label = "rlnMicrographPixelSize" if kind == "micrographs" else "rlnImagePixelSize"
         for label in (psize_label, "rlnImagePixelSize", "rlnMicrographPixelSize"):
             if label in optics.columns:
-                out["pixel_size_a"] = optics[label].to_numpy(dtype=np.float64)[pos]
+                out["pixel_size_a"] = _numbers(optics, label, path, " (data_optics)")[pos]
                 break
         for label in optics.columns:
             if label not in _RLN_OPTICS.values() and label not in ("rlnImagePixelSize", "rlnMicrographPixelSize"):
@@ -119,25 +157,25 @@ def particles_from_star_blocks(
                 used.add(label)
         for label in ("rlnImagePixelSize", "rlnMicrographPixelSize"):
             if label in block.columns:
-                out["pixel_size_a"] = block[label].to_numpy(dtype=np.float64)
+                out["pixel_size_a"] = _numbers(block, label, path)
                 used.add(label)
                 break
         else:
             if "rlnDetectorPixelSize" in block.columns and "rlnMagnification" in block.columns:
-                mag = block["rlnMagnification"].to_numpy(dtype=np.float64)
+                mag = _numbers(block, "rlnMagnification", path)
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    out["pixel_size_a"] = block["rlnDetectorPixelSize"].to_numpy(dtype=np.float64) * 1e4 / mag
+                    out["pixel_size_a"] = _numbers(block, "rlnDetectorPixelSize", path) * 1e4 / mag
         if "optics_group" not in out:
             out["optics_group"] = np.ones(n, dtype=np.int64)
 
     if "rlnImageName" in block.columns and full:
-        paths, idx = _split_image_names(block["rlnImageName"])
+        paths, idx = _split_image_names(block["rlnImageName"], path)
         out["image_path"] = paths
         out["image_index"] = idx
         used.add("rlnImageName")
     if "shift_x_a" not in out and "rlnOriginX" in block.columns and "pixel_size_a" in out:
-        out["shift_x_a"] = block["rlnOriginX"].to_numpy(dtype=np.float64) * out["pixel_size_a"]
-        out["shift_y_a"] = block["rlnOriginY"].to_numpy(dtype=np.float64) * out["pixel_size_a"]
+        out["shift_x_a"] = _numbers(block, "rlnOriginX", path) * out["pixel_size_a"]
+        out["shift_y_a"] = _numbers(block, "rlnOriginY", path) * out["pixel_size_a"]
         used.update(("rlnOriginX", "rlnOriginY"))
     if "ctf_premultiplied" in out:
         out["ctf_premultiplied"] = np.asarray(out["ctf_premultiplied"]).astype(bool)

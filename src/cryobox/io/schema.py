@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from cryobox.errors import InputError
+
 __all__ = [
     "Column",
     "SCHEMA",
@@ -191,8 +193,14 @@ RANGES: dict[str, tuple[float, float, bool, bool, str]] = {
     "phase_shift_deg": (-math.inf, math.inf, False, False, "a finite angle in degrees"),
     "ctf_bfactor_a2": (-math.inf, math.inf, False, False, "a finite B-factor in Å²"),
     "ctf_scale": (0.0, math.inf, False, False, "a positive scale factor"),
-    "voltage_kv": (0.0, math.inf, False, False, "a positive voltage in kV"),
-    "cs_mm": (0.0, math.inf, True, False, "zero or a positive number of mm"),
+    "voltage_kv": (
+        20.0,
+        1000.0,
+        True,
+        True,
+        "an acceleration voltage of an electron microscope, 20-1000 kV (300 is usual; 0.3 would be MV)",
+    ),
+    "cs_mm": (0.0, 10.0, True, True, "a spherical aberration of 0-10 mm (2.7 is usual; 2700 would be µm)"),
     "amplitude_contrast": (0.0, 1.0, True, False, "a fraction in [0, 1)"),
     "pixel_size_a": (0.0, math.inf, False, False, "a positive pixel size in Å/px"),
     "micrograph_pixel_size_a": (0.0, math.inf, False, False, "a positive pixel size in Å/px"),
@@ -206,6 +214,40 @@ RANGES: dict[str, tuple[float, float, bool, bool, str]] = {
     "angle_tilt_deg": (-math.inf, math.inf, False, False, "a finite angle in degrees"),
     "angle_psi_deg": (-math.inf, math.inf, False, False, "a finite angle in degrees"),
 }
+
+
+def check_value(name: str, value: float, *, what: str) -> float:
+    """One value of a canonical column given another way (a flag, a setting): inside the column's
+    range (``RANGES``), or ``ValueError`` naming ``what`` and the rule."""
+    lo, hi, lo_ok, hi_ok, rule = RANGES[name]
+    v = float(value)
+    if not math.isfinite(v) or v < lo or v > hi or (v == lo and not lo_ok) or (v == hi and not hi_ok):
+        raise ValueError(f"{what} is {value:g}; it must be {rule}")
+    return v
+
+
+def checked(name: str, value: float | None, param: str) -> float | None:
+    """A value given as a parameter (``param``, shown as its flag by the CLI) inside the range of
+    its canonical column (``io.schema.RANGES``); None stays None."""
+    if value is None:
+        return None
+    try:
+        return check_value(name, value, what=f"`{param}`")
+    except ValueError as exc:
+        raise InputError(f"{exc}.") from None
+
+
+def checked_defocus(value: float | None, param: str) -> float | None:
+    """A defocus in Å given as a parameter: 0 or more, and not a number of µm."""
+    if value is None:
+        return None
+    checked("defocus_u_a", value, param)
+    if 0 < value <= 20.0:
+        raise InputError(
+            f"`{param}` is {value:g} Å; defocus is given in Å (1.8 µm is 18000 Å): {value:g} looks like µm, give "
+            f"{value * 1e4:g}."
+        )
+    return float(value)
 
 
 def relion_label(name: str) -> str:

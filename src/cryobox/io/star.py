@@ -64,7 +64,31 @@ def read_star_blocks(path: str | os.PathLike) -> dict[str, pd.DataFrame]:
             out[name] = pd.DataFrame({k: [v] for k, v in block.items()})
     if not out:
         raise InputError(f"{path}: no data blocks found; is it a STAR file?")
+    _refuse_repeated_blocks(path)
     return out
+
+
+def _refuse_repeated_blocks(path: Path) -> None:
+    """Two blocks of one name (two data_particles): a parser keeps only one of them, silently;
+    refuse the file instead (one pass of a compiled pattern over the bytes)."""
+    import mmap
+    import re
+
+    with open(path, "rb") as fh:
+        try:
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # an empty file
+            return
+        with mm:
+            seen: set[bytes] = set()
+            for m in re.finditer(rb"(?m)^[ \t]*data_(\S*)", mm):
+                name = m.group(1)
+                if name in seen:
+                    raise InputError(
+                        f"{path}: the block data_{name.decode(errors='replace')} appears twice; a STAR file holds each "
+                        "block once: merge the two (relion_star_handler --combine) or remove one."
+                    )
+                seen.add(name)
 
 
 def read_numeric_loop(path: str | os.PathLike) -> dict[str, np.ndarray] | None:

@@ -92,6 +92,12 @@ def validate(table: ParticleTable) -> None:
                     f"{where_}: {col} ({relion_label(col)} / {cryosparc_field(col)}) is the text {str(text[i])!r} for "
                     f"row {i + 1} ({int(not_number.sum())} such row(s)); it must be a number: fix or remove those rows."
                 )
+        if col == "defocus_u_a" and len(v) and 0 < np.nanmedian(v) <= 20.0:
+            raise InputError(
+                f"{where_}: defocus ({relion_label(col)} / {cryosparc_field(col)}) has a median of {np.nanmedian(v):g} "
+                "Å; RELION and cryoSPARC store defocus in Å (1.8 µm is 18000 Å): these look like µm, multiply them by "
+                "10,000."
+            )
         bad = ~np.isfinite(v) | (v < lo) | (v > hi) | ((v == lo) & (not lo_ok)) | ((v == hi) & (not hi_ok))
         if bad.any():
             i = int(np.argmax(bad))

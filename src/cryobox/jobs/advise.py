@@ -11,6 +11,8 @@ from cryobox.core.boxsize import CRYOSPARC_WINDOW_INNER, CRYOSPARC_WINDOW_OUTER,
 from cryobox.errors import InputError
 from cryobox.io.mrc import read_mrc_header_shape
 from cryobox.io.particles import ParticleTable, resolve_path, search_roots
+from cryobox.io.schema import checked, checked_defocus
+from cryobox.jobs.explain import ExplainSettings, Explanation, MeasuredRun, explain_boxes
 from cryobox.report.text import advice_sentences
 
 __all__ = [
@@ -66,7 +68,7 @@ class AdviseInputs:
     micrograph_height_px: np.ndarray | None = None
     defocus_from_range: bool = False
     file_box_px: int | None = None  # the particles' own box, when the file says (always a row of the table)
-    micrograph: np.ndarray | None = None  # each particle's micrograph (name or id), when the file says
+    micrograph: np.ndarray | None = None  # each particle's micrograph (an integer id), when the file says
     program: str | None = None  # "cryosparc" for .cs input, "relion" for STAR input, None for flags
 
 
@@ -94,6 +96,9 @@ def inputs_from_tables(
     optics_group: int | None = None,
 ) -> AdviseInputs:
     """Gather the advisor's inputs from particle tables; flags override metadata."""
+    checked("voltage_kv", voltage_kv, "voltage_kv")
+    checked("cs_mm", cs_mm, "cs_mm")
+    checked("pixel_size_a", pixel_size_a, "pixel_size_a")
     frames = []
     for t in tables:
         d = t.data
@@ -145,7 +150,7 @@ def inputs_from_tables(
         "cryosparc" if formats == {"cryosparc"} else ("relion" if formats and "cryosparc" not in formats else None)
     )
     if "micrograph_name" in data:
-        inputs.micrograph = data["micrograph_name"].astype(str).to_numpy()
+        inputs.micrograph = pd.factorize(data["micrograph_name"])[0]  # one integer per micrograph
     if "coord_x_px" in data and "coord_y_px" in data:
         if micrograph_size_px is not None:
             w, h = micrograph_size_px
@@ -166,6 +171,11 @@ def inputs_from_range(
     *, pixel_size_a: float, defocus_min_a: float, defocus_max_a: float, voltage_kv: float, cs_mm: float, n: int = 2001
 ) -> AdviseInputs:
     """Inputs from flags alone: defocus spread uniformly between min and max (no astigmatism)."""
+    checked("voltage_kv", voltage_kv, "voltage_kv")
+    checked("cs_mm", cs_mm, "cs_mm")
+    checked("pixel_size_a", pixel_size_a, "pixel_size_a")
+    checked_defocus(defocus_min_a, "defocus_min_a")
+    checked_defocus(defocus_max_a, "defocus_max_a")
     if not 0 <= defocus_min_a <= defocus_max_a:
         raise InputError(
             f"`defocus_min_a` ({defocus_min_a} Å) and `defocus_max_a` ({defocus_max_a} Å) must satisfy 0 <= min <= max."
@@ -193,6 +203,7 @@ class AdviseResult:
     defocus_from_range: bool
     file_box_px: int | None = None
     program: str | None = None
+    explanation: Explanation | None = None  # why the user's boxes differ (``jobs.explain``), when there are two
 
     def to_dict(self) -> dict:
         a = self.advice
@@ -223,14 +234,22 @@ class AdviseResult:
                 "source": "cryoSPARC refinement defaults prepare_window_inner_radius / prepare_window_outer_radius",
             },
             "candidates": [asdict(c) for c in a.candidates],
+            "explain": self.explanation.to_dict() if self.explanation is not None else None,
         }
 
 
 def run_advise(
-    inputs: AdviseInputs, *, diameter_a: float, resolution_a: float, boxes_px: tuple[int, ...] = ()
+    inputs: AdviseInputs,
+    *,
+    diameter_a: float,
+    resolution_a: float,
+    boxes_px: tuple[int, ...] = (),
+    measured: list[MeasuredRun] = (),
 ) -> AdviseResult:
     """Run the advisor on gathered inputs (pure computation); ``boxes_px`` and the file's own box
-    are always rows of the table, marked as the user's."""
+    are always rows of the table, marked as the user's. With two or more of them that hold the
+    particle, the result carries ``cryobox explain``'s explanation of how they differ (``measured``:
+    runs of those boxes)."""
     user = tuple(boxes_px) + ((inputs.file_box_px,) if inputs.file_box_px else ())
     try:
         advice = advise_box(
@@ -251,6 +270,17 @@ def run_advise(
         raise InputError(f"{inputs.source}: {exc}.") from None
     reasons, warnings = advice_sentences(advice, program=inputs.program)
     advice = replace(advice, reasons=reasons, warnings=warnings)
+    explained = sorted({b for b in user if b * inputs.pixel_size_a > diameter_a})
+    explanation = None
+    if len(explained) >= 2:
+        settings = ExplainSettings(
+            diameter_a=float(diameter_a),
+            boxes_px=tuple(explained),
+            pixel_size_a=inputs.pixel_size_a,
+            resolution_a=float(resolution_a),
+            program=inputs.program or "cryosparc",
+        )
+        explanation = explain_boxes(inputs, settings, measured=list(measured))
     return AdviseResult(
         source=inputs.source,
         advice=advice,
@@ -259,6 +289,7 @@ def run_advise(
         defocus_from_range=inputs.defocus_from_range,
         file_box_px=inputs.file_box_px,
         program=inputs.program,
+        explanation=explanation,
     )
 
 
@@ -274,6 +305,7 @@ def advise_files(
     micrograph_size_px: tuple[int, int] | None = None,
     optics_group: int | None = None,
     tables: list[ParticleTable] | None = None,
+    measured: list[MeasuredRun] = (),
 ) -> AdviseResult:
     """Read particle files, fill micrograph sizes from the micrographs' MRC headers (when the
     files lack them and no size is given) and advise: the one path ``advise``, ``report`` and
@@ -292,4 +324,4 @@ def advise_files(
         micrograph_size_px=micrograph_size_px,
         optics_group=optics_group,
     )
-    return run_advise(inputs, diameter_a=diameter_a, resolution_a=resolution_a, boxes_px=boxes_px)
+    return run_advise(inputs, diameter_a=diameter_a, resolution_a=resolution_a, boxes_px=boxes_px, measured=measured)

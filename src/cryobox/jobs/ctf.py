@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,7 +11,7 @@ from cryobox.core.boxsize import aliasing_limited_resolution_a
 from cryobox.core.optics import ctf_1d, ctf_2d_on_box, electron_wavelength_a
 from cryobox.errors import InputError
 from cryobox.io.particles import ParticleTable
-from cryobox.io.schema import CTF_REQUIRED
+from cryobox.io.schema import CTF_REQUIRED, checked, checked_defocus
 from cryobox.jobs.records import check_memory
 
 __all__ = ["CtfParameters", "CtfPicture", "parameters_from_table", "compute_ctf_picture"]
@@ -121,6 +122,17 @@ def compute_ctf_picture(
         raise InputError(f"`pixel_size_a` must be positive (Å/px), got {p.pixel_size_a}.")
     if p.defocus_u_a < 0 or p.defocus_v_a < 0:
         raise InputError("defocus must be a positive number of Å (underfocus).")
+    if p.source.startswith("flags"):  # values from the command line: the instrument's ranges and units
+        checked("voltage_kv", p.voltage_kv, "voltage_kv")
+        checked("cs_mm", p.cs_mm, "cs_mm")
+        checked("amplitude_contrast", p.amplitude_contrast, "amplitude_contrast")
+        checked_defocus(p.defocus_u_a, "defocus_u_a")
+        checked_defocus(p.defocus_v_a, "defocus_v_a")
+    if resolution_a is not None and not (math.isfinite(resolution_a) and resolution_a >= 2 * p.pixel_size_a):
+        raise InputError(
+            f"`resolution_a` {resolution_a:g} Å is finer than Nyquist ({2 * p.pixel_size_a:g} Å at {p.pixel_size_a:g} "
+            "Å/px): the box cannot show it."
+        )
     kw = dict(
         voltage_kv=p.voltage_kv,
         cs_mm=p.cs_mm,

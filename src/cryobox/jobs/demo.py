@@ -68,6 +68,13 @@ QUICK = DemoSettings(
 )
 
 
+def _json_or_none(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def run_demo(
     out: Path,
     *,
@@ -101,7 +108,7 @@ def run_demo(
     t_sim = time.perf_counter()
     marker = sim / "demo.json"
     want = jsonable({"settings": asdict(ds), "seed": seed})  # as it reads back from demo.json
-    if not (star.exists() and marker.exists() and json.loads(marker.read_text()) == want):
+    if not (star.exists() and marker.exists() and _json_or_none(marker) == want):
         log(
             f"1/4 simulating {ds.micrographs} crowded micrographs of {ds.size_px[0]}x{ds.size_px[1]} px at "
             f"{ds.pixel_size_a:g} Å/px, "

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cryobox.core import explain as ex
 from cryobox.core.boxsize import edge_clipped
 from cryobox.errors import InputError
-from cryobox.jobs.advise import AdviseInputs
+
+if TYPE_CHECKING:  # advise builds its explanation with explain_boxes: the type only, no cycle
+    from cryobox.jobs.advise import AdviseInputs
 
 __all__ = [
     "ExplainSettings",
@@ -36,7 +39,9 @@ class ExplainSettings:
     inner/outer fractions of the box, applied to the particle images before the CTF is handled;
     particles whose box crosses a micrograph edge are dropped at extraction) or ``"relion"`` (the
     images are masked by a circle of ``mask_diameter_a`` with a 5 px soft edge; edge particles are
-    kept). ``bfactor_a2``: B of the model curve and of ResLog when no measured FSC gives one."""
+    kept) or ``"none"`` (no window beyond the box: a reconstruction from the images as cut, as
+    ``relion_reconstruct`` and ``cryobox reconstruct`` make it). ``bfactor_a2``: B of the model
+    curve and of ResLog when no measured FSC gives one."""
 
     diameter_a: float
     boxes_px: tuple[int, ...]
@@ -81,6 +86,9 @@ class BoxExplanation:
     window_fractions_same_a: tuple[float, float] | None  # inner/outer fractions giving the smallest box's window
     highest_defocus_a: float  # signal kept >= 90% and CTF alias-free at the resolution
     predicted_resolution_a: float | None = None
+    # predicted from a box that keeps less signal: the measured curve is scaled up where it is
+    # mostly noise, so the prediction is uncertain
+    prediction_extrapolated: bool = False
     measured_resolution_a: float | None = None
     measured_label: str | None = None
 
@@ -140,6 +148,8 @@ def _one(values: np.ndarray) -> float:
 
 
 def _window(s: ExplainSettings, box_px: int) -> ex.Window:
+    if s.program == "none":
+        return ex.Window.box(box_px, s.pixel_size_a)
     if s.program == "relion":
         return ex.Window.relion_mask(box_px, s.pixel_size_a, s.mask_diameter_a or s.diameter_a)
     return ex.Window.cryosparc(box_px, s.pixel_size_a, s.window_inner, s.window_outer)
@@ -192,14 +202,16 @@ def _neighbours(s: ExplainSettings, inputs: AdviseInputs) -> dict | None:
     radii = {}
     for b in s.boxes_px:
         w = _window(s, b)
-        radii[f"window{b}"] = (w.outer_a, "circle")
+        radii[f"window{b}"] = (w.outer_a, "circle") if w.kind == "circle" else (b * p / 2, "square")
         radii[f"box{b}"] = (b * p / 2, "square")
     return ex.neighbour_counts(inputs.coord_x_px * p, inputs.coord_y_px * p, inputs.micrograph, radii)
 
 
 def _resolution_grid(s: ExplainSettings) -> np.ndarray:
-    k_hi = min(1.0 / (2 * s.pixel_size_a), 1.25 / s.resolution_a)
-    return np.linspace(1.0 / 30.0, k_hi, N_RESOLUTIONS)
+    """Frequencies (1/Å) of the kept-fraction curves: from 30 Å to Nyquist, the resolution weighed
+    among them (so the prediction never reads a curve past its end)."""
+    k = np.linspace(1.0 / 30.0, 1.0 / (2 * s.pixel_size_a), N_RESOLUTIONS)
+    return np.unique(np.append(k, 1.0 / s.resolution_a))
 
 
 def _factors(s, curves, kept_n, n, k, b) -> dict[str, np.ndarray]:
@@ -209,8 +221,8 @@ def _factors(s, curves, kept_n, n, k, b) -> dict[str, np.ndarray]:
     win = np.interp(k, kgrid, curves[b]["window"]["mean"])
     box = np.interp(k, kgrid, curves[b]["box"]["mean"])
     return {
-        "signal": np.clip(win, 1e-3, 1.0) ** 2,
-        "alias": np.clip(box, 1e-3, 1.0) ** 2,
+        "signal": np.clip(win, 1e-3, 1.0) ** ex.SSNR_EXPONENT,
+        "alias": np.clip(box, 1e-3, 1.0) ** ex.SSNR_EXPONENT,
         "particles": np.full_like(k, kept_n[b] / n),
     }
 
@@ -255,6 +267,12 @@ def explain_boxes(
     for row in boxes:
         total = ideal * factors[row.box_px]["signal"] * factors[row.box_px]["particles"]
         row.predicted_resolution_a = ex.crossing_resolution_a(k, ex.fsc_from_ssnr(total))
+        if basis is not None and row.box_px != basis.box_px:
+            k_row = 1.0 / row.predicted_resolution_a if math.isfinite(row.predicted_resolution_a) else k[-1]
+            gain = np.interp(k_row, k, factors[row.box_px]["signal"]) / np.interp(
+                k_row, k, _factors(s, curves, kept_n, n, k, basis.box_px)["signal"]
+            )
+            row.prediction_extrapolated = bool(gain > 1.05)
         m = next((m for m in measured if m.box_px == row.box_px), None)
         if m is not None:
             row.measured_resolution_a, row.measured_label = m.resolution_a, m.label
@@ -276,8 +294,10 @@ def explain_boxes(
 
 
 MODEL_TEXT = (
-    "half-map SSNR(k) ∝ N · K(k)², K the particle's signal kept in the window as refined (a uniform disc of the "
-    "diameter, moved by the CTF's delocalisation |λΔf k − Cs λ³ k³|, averaged over directions and particles); "
+    f"half-map SSNR(k) ∝ N · K(k)^{ex.SSNR_EXPONENT:g}, K the particle's signal kept in the window as refined (a "
+    "ball of atoms of the diameter, its projected signal power ∝ thickness, moved by the CTF's delocalisation "
+    "|λΔf k − Cs λ³ k³|, averaged over directions and particles; the exponent lies between 2, the signal that still "
+    "matches the CTF model, and 1, all windowed signal, which both half maps share); "
     "a measured FSC at one box gives the others by these ratios; without one, SSNR ∝ N exp(−B k²/2), anchored "
     "at the target resolution (ResLog)."
 )
@@ -309,14 +329,14 @@ def _modelled(name, by_box, basis, detail) -> Cause:
 
 def _causes(s, inputs, factors, ideal, k, d0, bfactor, neighbours, kept_n, n) -> list[Cause]:
     p = s.pixel_size_a
-    where = "cryoSPARC's real-space window" if s.program == "cryosparc" else "RELION's particle mask"
+    where = {"cryosparc": "cryoSPARC's real-space window", "relion": "RELION's particle mask"}.get(s.program, "the box")
     causes = [
         _modelled(
             "signal kept (CTF delocalisation)",
             {b: _effect(ideal, factors[b]["signal"], k, d0) for b in s.boxes_px},
             "computed",
             f"the fraction of the particle's delocalised signal inside {where} and the box, per frequency, from "
-            "each particle's defocus; SSNR scales by its square",
+            f"each particle's defocus; SSNR scales by its power {ex.SSNR_EXPONENT:g}",
         ),
         _modelled(
             "CTF aliasing (the box's Fourier sampling)",

@@ -48,8 +48,14 @@ def run_fsc(
     """Read half maps (and a mask, or build one), run the masked FSC analysis, write the auto mask."""
     if auto:
         check_outputs([mask_out or Path("automask.mrc")], [half1, half2, mask], names=["mask_out"])
+    refuse_one_map(half1, half2)
     h1, p1 = read_map(half1, pixel_size_a=pixel_size_a, what="half map", ndim=3, varying=True)
     h2, p2 = read_map(half2, pixel_size_a=pixel_size_a, what="half map", ndim=3, varying=True)
+    if h1.shape == h2.shape and np.array_equal(h1, h2):
+        raise InputError(
+            f"{half1} and {half2} hold the same values: an FSC of a map with itself is 1 everywhere; give the two "
+            "half maps of a gold-standard refinement."
+        )
     if h1.shape != h2.shape:
         raise InputError(
             f"{half1} is {h1.shape} but {half2} is {h2.shape}: half maps must share one box; resample one (cryobox "
@@ -180,6 +186,17 @@ def write_fsc_star(path: Path, job: FscJob) -> Path:
     from cryobox.io.star import write_star_blocks
 
     return write_star_blocks(path, fsc_star_blocks(job))
+
+
+def refuse_one_map(half1, half2) -> None:
+    """Two names for one file (the same path, a link, ``..``, a hard link) are not two half maps."""
+    from cryobox.io.ledger import same_file
+
+    if same_file(half1, half2):
+        raise InputError(
+            f"{half1} and {half2} are one file: an FSC of a map with itself is 1 everywhere; give the two half maps "
+            "of a gold-standard refinement."
+        )
 
 
 def run_filter(

@@ -195,10 +195,18 @@ def _run_judge(
     t0 = time.perf_counter()
     say = log or (lambda s: None)
     notes: list[str] = []
-    seen = [rm.spec for _, rm in runs]
-    twice = sorted({s for s in seen if seen.count(s) > 1})
-    if twice:
-        raise InputError(f"{twice[0]}: the same run is named twice; each run belongs to one variant, once.")
+    from cryobox.io.ledger import same_file
+    from cryobox.jobs.fsc import refuse_one_map
+
+    for i, (_, rm) in enumerate(runs):
+        refuse_one_map(rm.half1, rm.half2)
+        for _, other in runs[:i]:
+            if same_file(rm.half1, other.half1) or same_file(rm.half1, other.half2):
+                raise InputError(
+                    f"{rm.spec} and {other.spec}: the same run is named twice (its half map {rm.half1} is "
+                    f"{other.half1 if same_file(rm.half1, other.half1) else other.half2}); each run belongs to one "
+                    "variant, once."
+                )
     info = {}
     for _, rm in runs:
         (b1, p1), (b2, p2) = _header(rm.half1), _header(rm.half2)
@@ -287,6 +295,11 @@ def _run_judge(
         b = grid_box[rm.spec]
         h1 = _read_on_grid(rm.half1, psize, info[rm.spec][1])
         h2 = _read_on_grid(rm.half2, psize, info[rm.spec][1])
+        if np.array_equal(h1, h2):
+            raise InputError(
+                f"{rm.half1} and {rm.half2} ({rm.spec}) hold the same values: a run's FSC with itself is 1 everywhere; "
+                "give the two half maps of each run."
+            )
         t_run = time.perf_counter()
         # the randomisation is a function of the maps (and --seed), never of the run's position
         rec = run_fsc_record(h1, h2, masks.get(b), pixel_size_a=psize, seed=seed)

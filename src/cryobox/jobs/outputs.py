@@ -199,8 +199,16 @@ class OutputFolder:
         return False
 
     def _unmake(self) -> None:
-        """A run that failed in a folder it made: when nothing but cryobox's own state is there,
-        the folder goes too (a refused run leaves nothing behind)."""
+        """A run that failed in a folder it made: what it wrote there goes (only files the ledger
+        lists), and when nothing but cryobox's own state is left, the folder too (a refused run
+        leaves nothing behind)."""
+        for c in self.owns:
+            p = self.out / c
+            with contextlib.suppress(OSError, InputError):
+                if p.is_dir() and not p.is_symlink():
+                    ledger.remove_tree_written(p)
+                else:
+                    ledger.remove_written(p)
         names = {p.name for p in self.out.iterdir()}
         if names <= set(_OWN_STATE):
             for name in names:

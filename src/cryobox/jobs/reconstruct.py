@@ -114,7 +114,7 @@ def reconstruct_particles(
     # check every stack before any work, so a bad one fails at once with one sentence
     stacks = {}
     for path, rows in d.groupby(d["image_path"].astype(str), sort=False).indices.items():
-        src = find_stack(path, roots)
+        src = find_stack(path, roots, where=table.path)
         reader = StackReader(src)
         if (reader.nx, reader.ny) != (n, n):
             raise InputError(f"{src}: images are {reader.nx} x {reader.ny} px but rlnImageSize says {n}.")

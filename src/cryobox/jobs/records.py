@@ -33,7 +33,9 @@ def read_record(record: str | Path, output: str | Path, *, expect: dict) -> dict
         return None
     try:
         info = json.loads(record.read_text())
-    except ValueError:
+    except (ValueError, OSError):
+        return None
+    if not isinstance(info, dict):  # valid JSON but not a record: as if there were none
         return None
     return info if all(info.get(k) == v for k, v in expect.items()) else None
 

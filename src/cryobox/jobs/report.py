@@ -36,9 +36,14 @@ def load_runs_result(path: Path, kind: str) -> dict:
         raise InputError(
             f"{p}: not a readable {kind}.json ({exc}); give the folder `cryobox {kind} --out` wrote."
         ) from None
-    if d.get("cryobox") != kind:
+    if not isinstance(d, dict) or d.get("cryobox") != kind:
         raise InputError(f"{p}: not a cryobox {kind} result (no 'cryobox: {kind}' field).")
     return d
+
+
+def _same_grid(curve, pixel_size_a: float) -> bool:
+    """An FSC curve on the particles' pixel size (curves of other runs are shown, not explained)."""
+    return abs(curve.pixel_size_a - pixel_size_a) <= 0.01 * pixel_size_a
 
 
 def build_report(
@@ -66,6 +71,7 @@ def build_report(
     from cryobox.io.particles import read_particles
     from cryobox.jobs.advise import advise_files
     from cryobox.jobs.ctf import compute_ctf_picture, parameters_from_table
+    from cryobox.jobs.explain import measured_from_curves, measured_from_runs
     from cryobox.jobs.inspect import inspect_table
     from cryobox.jobs.outputs import check_outputs
     from cryobox.report.html import render_report
@@ -73,6 +79,7 @@ def build_report(
         Figures,
         advice_section,
         answer_section,
+        causes_section,
         ctf_section,
         dataset_section,
         explore_section,
@@ -111,13 +118,22 @@ def build_report(
             )
             continue
         run_boxes += tuple(v["box_px"] for v in r["variants"])
+    curves = [load_curve(spec) for spec in (fsc or [])]
+    measured = measured_from_curves(c for c in curves if psize_particles is None or _same_grid(c, psize_particles))
+    for r in (sw, jd):
+        if r and r["variants"] and any(v["box_px"] in run_boxes for v in r["variants"]):
+            measured += measured_from_runs(r)
     adv = advise_files(
-        [], tables=[table], diameter_a=diameter_a, resolution_a=resolution_a, boxes_px=tuple(boxes_px) + run_boxes
+        [],
+        tables=[table],
+        diameter_a=diameter_a,
+        resolution_a=resolution_a,
+        boxes_px=tuple(boxes_px) + run_boxes,
+        measured=measured,
     )
     a = adv.advice
     inputs_kv = float(np.median(table.data["voltage_kv"])) if "voltage_kv" in table.data else 300.0
     inputs_cs = float(np.median(table.data["cs_mm"])) if "cs_mm" in table.data else 2.7
-    curves = [load_curve(spec) for spec in (fsc or [])]
     figs = Figures()
     d = table.data
     df_max = np.maximum(np.abs(d["defocus_u_a"].to_numpy(float)), np.abs(d["defocus_v_a"].to_numpy(float)))
@@ -144,6 +160,7 @@ def build_report(
     ]
     sections = [
         answer_section(adv, sw or jd, resolution_a=resolution_a),
+        *([causes_section(adv.explanation, figs)] if adv.explanation is not None else []),
         dataset_section(ins, d["defocus_u_a"].to_numpy(float), d["defocus_v_a"].to_numpy(float), figs),
         advice_section(adv, diameter_a=diameter_a, resolution_a=resolution_a, notes=run_notes, figs=figs),
         explore_section(data, sample_size=sample.size, n_particles=adv.n_particles),

@@ -135,7 +135,7 @@ def run_restack(
     roots = search_roots(table)
     units = []
     for k, (path, rows) in enumerate(d.groupby(d["image_path"].astype(str), sort=False).indices.items()):
-        src = find_stack(path, roots)
+        src = find_stack(path, roots, where=table.path)
         stem = Path(path).stem
         dst = out / "Particles" / f"{stem}_{k}.mrcs"
         ctf = None

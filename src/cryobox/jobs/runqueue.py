@@ -304,6 +304,8 @@ def sweep_jobs(out: Path) -> list[dict]:
             rec = json.loads(rec_path.read_text())
         except (OSError, ValueError):
             continue
+        if not isinstance(rec, dict):
+            continue
         rec["run_dir"] = str(rec_path.parent)
         found.append(rec)
     return found

@@ -234,7 +234,8 @@ def _contrast_note(table: ParticleTable, diameter_a: float, pixel_size_a: float,
     sub = d.iloc[rows]
     images = []
     for path, group in sub.groupby(sub["image_path"].astype(str)):
-        images.append(StackReader(find_stack(path, search_roots(table))).read(group["image_index"].to_numpy()))
+        stack = find_stack(path, search_roots(table), where=table.path)
+        images.append(StackReader(stack).read(group["image_index"].to_numpy()))
     box = images[0].shape[-1]
     radius = min(0.3 * diameter_a / pixel_size_a, 0.5 * box - 2)  # the particle's core, not its edge
     c = particle_contrast(np.concatenate(images), radius)

@@ -582,7 +582,7 @@ def plot_signal_kept(ax, explanation) -> None:
     ax.set_xlabel("spatial frequency (1/Å)")
     ax.set_ylabel("signal kept (%)")
     ax.set_ylim(0, 105)
-    window = "cryoSPARC's window" if s.program == "cryosparc" else "RELION's particle mask"
+    window = {"cryosparc": "cryoSPARC's window", "relion": "RELION's particle mask"}.get(s.program, "the box")
     ax.set_title(f"delocalised signal kept in {window} (dashed: 10th percentile)", fontsize=10)
     ax.legend(loc="lower left", fontsize=8, frameon=False)
     _resolution_axis(ax)

@@ -17,6 +17,7 @@ __all__ = [
     "explore_section",
     "ctf_section",
     "fsc_section",
+    "causes_section",
     "runs_section",
 ]
 
@@ -226,6 +227,44 @@ def ctf_section(pictures: list, *, pixel_size_a: float, resolution_a: float, fig
             f"orange: {resolution_a:g} Å</figcaption></figure>" + figs.img(prof, f"CTF profile at {b} px") + "</div>"
         )
     return "ctf", "CTF and aliasing at the candidate boxes (cryobox ctf)", "".join(pics)
+
+
+def causes_section(e, figs: Figures) -> tuple[str, str, str]:
+    """``cryobox explain``'s answer: its paragraph, the causes with their cost in Å per box, the
+    box they favour and their basis, and the signal-kept and neighbours figure."""
+    boxes = [r.box_px for r in e.boxes]
+    head = "".join(f"<th>{b} px</th>" for b in boxes)
+    rows = "".join(
+        f"<tr><td>{esc(c.cause)}</td>"
+        + "".join(
+            f"<td>{'+' + _fmt(c.effect_by_box_a[b], '.2f') + ' Å' if c.effect_by_box_a else '–'}</td>" for b in boxes
+        )
+        + f"<td>{esc(str(c.favours_box_px) + ' px' if c.favours_box_px else '–')}</td><td>{esc(c.basis)}</td>"
+        + f"<td class='note'>{esc(c.detail)}</td></tr>"
+        for c in e.causes
+    )
+    pred = "".join(
+        f"<tr><td>{r.box_px} px</td><td>{100 * r.signal_kept_at_resolution:.0f}%</td><td>{r.particles_kept:,}</td>"
+        f"<td>{'–' if r.neighbours_fraction is None else f'{100 * r.neighbours_fraction:.0f}%'}</td>"
+        f"<td>{_fmt(r.predicted_resolution_a, '.2f')}</td><td>{_fmt(r.measured_resolution_a, '.2f')}</td></tr>"
+        for r in e.boxes
+    )
+    s = e.settings
+    return (
+        "causes",
+        "Why the boxes differ",
+        "<p>"
+        + esc(e.paragraph)
+        + "</p>"
+        + f"<table id='causes-table'><tr><th>cause (cost at {s.resolution_a:.2f} Å)</th>{head}<th>favours</th>"
+        "<th>basis</th><th>how</th></tr>" + rows + "</table>"
+        "<table id='explain-boxes'><tr><th>box</th><th>signal kept</th><th>particles kept</th>"
+        "<th>with a neighbour in the window</th><th>predicted (Å)</th><th>measured (Å)</th></tr>"
+        + pred
+        + "</table>"
+        + figs.img(plots.figure_explain(e), "signal kept and neighbours against box")
+        + f"<p class='note'>{esc(e.model)} B = {e.bfactor_a2:.0f} Å² ({esc(e.bfactor_source)}).</p>",
+    )
 
 
 def fsc_section(curves: list, figs: Figures) -> tuple[str, str, str]:

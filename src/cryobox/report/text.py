@@ -248,7 +248,7 @@ def explain_paragraph(e) -> str:
     experiment that tests what physics does not model."""
     s = e.settings
     rows = sorted(e.boxes, key=lambda r: r.box_px)
-    where = "cryoSPARC's default window" if s.program == "cryosparc" else "RELION's particle mask"
+    where = {"cryosparc": "cryoSPARC's default window", "relion": "RELION's particle mask"}.get(s.program, "the box")
     d0 = next((r.measured_resolution_a for r in rows if r.box_px == e.basis_box_px), None) or s.resolution_a
     kept = ", ".join(
         f"{r.box_px} px keeps {100 * r.signal_kept_at_resolution:.0f}%"
@@ -259,10 +259,16 @@ def explain_paragraph(e) -> str:
     pred = [(r.box_px, r.predicted_resolution_a) for r in rows if r.predicted_resolution_a is not None]
     best = min(pred, key=lambda t: (round(t[1], 3), t[0]))[0] if pred else None
     basis = f"from the FSC measured at {e.basis_box_px} px" if e.basis_box_px else "from the model curve"
+    extrapolated = [r.box_px for r in rows if getattr(r, "prediction_extrapolated", False)]
     parts.append(
         f"Signal, aliasing and particles together predict ({basis}): "
         + ", ".join(f"{b} px {r:.2f} Å" for b, r in pred)
-        + f", so physics favours {best} px."
+        + f", so physics favours {best} px"
+        + (
+            f" ({', '.join(map(str, extrapolated))} px extrapolated from a box that keeps less signal: uncertain)."
+            if extrapolated
+            else "."
+        )
     )
     measured = [(r.box_px, r.measured_resolution_a, r.predicted_resolution_a) for r in rows if r.measured_resolution_a]
     if len(measured) >= 2:
