@@ -86,7 +86,15 @@ PARAMETER_FLAGS = {
     "defocus_u_a": "--defocus-u",
     "defocus_v_a": "--defocus-v",
     "threshold": "--threshold",
+    "healpix_order": "--healpix-order",
+    "local_healpix_order": "--local-healpix-order",
+    "mask_lowpass_a": "--mask-lowpass",
+    "mask_extend_a": "--mask-extend",
+    "mask_soft_edge_a": "--mask-soft-edge",
+    "edge_width_shells": "--filter-edge-width",
     "submit_template": "--submit-template",
+    "size_px": "--size",
+    "n_directions": "--directions",
 }
 
 

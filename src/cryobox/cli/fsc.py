@@ -110,19 +110,18 @@ def fsc_command(
         force_mask=force_mask,
     )
     d = fsc_to_dict(job)
-    if star is not None:
-        write_fsc_star(star, job)
-    if plot is not None:
-        from cryobox.report.plots import figure_fsc, save_figure
+    from cryobox.jobs.outputs import written_together
 
-        save_figure(
-            figure_fsc(
-                d,
-                title=f"{Path(job.half1).name} vs {Path(job.half2).name}: {d['box_px']} px at {d['pixel_size_a']:g} "
-                "Å/px",
-            ),
-            plot,
-        )
+    with written_together() as wrote:  # the mask, the STAR and the plot stand or fall together
+        if auto_mask:
+            wrote(mask_out)
+        if star is not None:
+            wrote(write_fsc_star(star, job) or star)
+        if plot is not None:
+            from cryobox.report.plots import figure_fsc, save_figure
+
+            title = f"{Path(job.half1).name} vs {Path(job.half2).name}: {d['box_px']} px at {d['pixel_size_a']:g} Å/px"
+            wrote(save_figure(figure_fsc(d, title=title), plot))
     if json_out:
         print_json(d)
         return

@@ -7,6 +7,7 @@ from typing import Optional
 import typer
 
 import cryobox
+import cryobox._threads  # noqa: F401  (before numpy loads: thread limits under an address-space cap)
 from cryobox.cli import (
     advise,
     ctf,
@@ -74,10 +75,19 @@ def _terminate(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _warning_line(message, category, filename, lineno, file=None, line=None) -> None:
+    # a library's warning as one line for the user, never Python's source line
+    import sys
+
+    print(f"cryobox: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main() -> None:
     import signal
+    import warnings
 
     signal.signal(signal.SIGTERM, _terminate)
+    warnings.showwarning = _warning_line
     app()
 
 

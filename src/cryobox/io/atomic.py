@@ -79,8 +79,11 @@ def _new_temporary(target: Path, suffix: str, *, listed: bool) -> Path:
     """An empty file ``.<name>.<random><suffix>.part`` beside ``target``, named in the folder's
     ledger *before* it exists, so that a run killed at any moment leaves no temporary file the
     next run cannot recognise as cryobox's."""
+    # the temporary name adds ~20 characters: a long (legal) target name is shortened in it, so the
+    # file system's 255-character limit is the target's own, never the temporary file's
+    stem = target.name if len(target.name) + len(suffix) + 16 <= 255 else target.name[: 255 - len(suffix) - 16]
     for _ in range(100):
-        tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}{suffix}.part"
+        tmp = target.parent / f".{stem}.{secrets.token_hex(4)}{suffix}.part"
         if listed:
             record_pending(tmp)
         try:

@@ -74,6 +74,8 @@ def check_mrc_file(
     if path.is_dir():
         article = "an" if what.startswith(("MRC", "a", "e", "i", "o", "u")) else "a"
         raise InputError(f"{path}: is a folder, not {article} {what}; {folder_fix}.")
+    if path.exists() and not path.is_file():
+        raise InputError(f"{path}: not a regular file (a pipe, socket or device); give the {what} itself.")
     if not path.is_file():
         raise InputError(f"{path}: no such {what}; {fix}.")
     _check_mrc_size(path)

@@ -16,16 +16,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from cryobox.errors import InputError
 from cryobox.io.cryosparc import particles_from_cs, particles_to_cs
 from cryobox.io.cs import read_cs_array, write_cs_array
 from cryobox.io.paths import fill_box_from_stacks, find_stack, resolve_path, search_roots
 from cryobox.io.relion import particles_from_star_blocks, particles_to_star_blocks
 from cryobox.io.star import read_star_blocks, write_star_blocks
-from cryobox.io.table import ParticleTable, validate
+from cryobox.io.table import ParticleTable, validate, where
 
 __all__ = [
     "ParticleTable",
+    "check_star_text",
     "read_particles",
     "particles_from_star_blocks",
     "particles_from_cs",
@@ -52,6 +55,8 @@ def read_particles(path: str | os.PathLike, *, full: bool = True) -> ParticleTab
         raise InputError(f"{path}: no such file; check the path.")
     if path.is_dir():
         raise InputError(f"{path}: is a folder, not a particle file; give the .star or .cs file inside it.")
+    if not path.is_file():  # a named pipe or a device: reading it to sniff its type could wait forever
+        raise InputError(f"{path}: not a regular file (a pipe, socket or device); give the .star or .cs file itself.")
     suffix = path.suffix.lower()
     if suffix == ".cs":
         return particles_from_cs(read_cs_array(path), path=path, full=full)
@@ -66,8 +71,31 @@ def read_particles(path: str | os.PathLike, *, full: bool = True) -> ParticleTab
     raise InputError(f"{path}: unknown file type; give a RELION .star or cryoSPARC .cs particle file.")
 
 
+def check_star_text(table: ParticleTable, *, purpose: str, skip: tuple[str, ...] = ()) -> None:
+    """One sentence, before any work, when a text column the STAR file will hold has a value a
+    STAR file cannot hold (``io.paths.STAR_UNSAFE``: white space, #, quotes, @, ...); file names
+    cryobox makes itself are made safe, the user's own (micrograph names, carried columns) are not
+    renamed behind her back. ``skip``: columns the job replaces before writing."""
+    from cryobox.io.schema import relion_label
+
+    d = table.data
+    for col in d.columns:
+        if d[col].dtype != object or col in skip:
+            continue
+        bad = d[col].astype(str).str.contains(r"[\s#'\"]", regex=True).to_numpy()
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                f"{where(table.path)}: {relion_label(col)} of row {i + 1} is {str(d[col].iloc[i])!r}, which a STAR "
+                f"file cannot hold (white space, # or a quote); {purpose} writes a STAR file: rename it (e.g. spaces "
+                "to _) first."
+            )
+
+
 def write_star(path: str | os.PathLike, table: ParticleTable) -> Path:
-    """Write a RELION 3.1+ STAR file (optics + particles/micrographs), atomically."""
+    """Write a RELION 3.1+ STAR file (optics + particles/micrographs), atomically; text a STAR file
+    cannot hold is refused (``check_star_text``) before anything is written."""
+    check_star_text(table, purpose="this job")
     return write_star_blocks(path, particles_to_star_blocks(table))
 
 

@@ -38,6 +38,12 @@ def read_star_blocks(path: str | os.PathLike) -> dict[str, pd.DataFrame]:
     try:
         blocks = starfile.read(path, always_dict=True)
     except Exception as exc:  # starfile raises many kinds on malformed text
+        empty = _empty_loop(path) if type(exc).__name__ == "EmptyDataError" else None
+        if empty is not None:
+            raise InputError(
+                f"{path}: data_{empty} has labels but no rows; write the file again from its program (or give the "
+                "block its rows)."
+            ) from None
         if "mismatch" in str(exc).lower():
             raise InputError(
                 f"{path}: a row has fewer or more values than the loop has labels; the file is cut short or damaged "
@@ -66,6 +72,27 @@ def read_star_blocks(path: str | os.PathLike) -> dict[str, pd.DataFrame]:
         raise InputError(f"{path}: no data blocks found; is it a STAR file?")
     _refuse_repeated_blocks(path)
     return out
+
+
+def _empty_loop(path: Path) -> str | None:
+    """The name of the first loop block whose labels no row follows (read only when the parser
+    has failed on one)."""
+    block, in_loop, rows = None, False, 0
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in [*lines, "data_"]:
+        t = line.strip()
+        if t.startswith("data_"):
+            if block is not None and in_loop and rows == 0:
+                return block
+            block, in_loop, rows = t[5:], False, 0
+        elif t == "loop_":
+            in_loop = True
+        elif in_loop and t and not t.startswith(("_", "#")):
+            rows += 1
+    return None
 
 
 def _refuse_repeated_blocks(path: Path) -> None:

@@ -65,8 +65,11 @@ def run_diagnose(
     from cryobox.jobs.fsc import run_fsc
     from cryobox.jobs.outputs import OutputFolder
 
-    if n_directions < 10:
-        raise InputError(f"`n_directions` must be at least 10, got {n_directions}.")
+    if not 10 <= n_directions <= 20000:
+        raise InputError(
+            f"`n_directions` must be between 10 and 20,000, got {n_directions}: cones of at least 5° overlap well "
+            "before 20,000 axes, so more add nothing but memory."
+        )
     if not 5 <= half_angle_deg <= 60:
         raise InputError(f"`half_angle_deg` must be between 5 and 60 degrees, got {half_angle_deg:g}.")
     out = Path(out)

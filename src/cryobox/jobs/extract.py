@@ -23,7 +23,16 @@ from cryobox.core.boxsize import box_origins, edge_clipped
 from cryobox.core.extract import CTF_KEYS
 from cryobox.errors import InputError
 from cryobox.io.coords import read_coordinates
-from cryobox.io.particles import ParticleTable, read_particles, resolve_path, search_roots, write_cs, write_star
+from cryobox.io.particles import (
+    ParticleTable,
+    check_star_text,
+    read_particles,
+    resolve_path,
+    search_roots,
+    write_cs,
+    write_star,
+)
+from cryobox.io.paths import star_safe_name
 from cryobox.io.schema import CTF_REQUIRED
 from cryobox.jobs.particle_ops import ParticleOps, finish_batch
 from cryobox.jobs.records import read_record, write_record
@@ -116,6 +125,14 @@ def particles_from_micrographs(
         raise InputError(
             f"{micrographs_star}: not a RELION micrographs STAR file (no data_micrographs with rlnMicrographName)."
         )
+    names = mics.data["micrograph_name"].astype(str)
+    twice = names[names.duplicated()]
+    if len(twice):
+        raise InputError(
+            f"{micrographs_star}: rlnMicrographName {twice.iloc[0]} is listed twice (rows "
+            f"{', '.join(str(i + 1) for i in names.index[names == twice.iloc[0]][:3])}); its particles would be "
+            "extracted twice: remove the repeated row."
+        )
     base = micrographs_star.parent
     cdir = coords_dir if coords_dir is not None else None
     notes: list[str] = []
@@ -171,7 +188,7 @@ def _stack_names(mic_names: list[str], out: Path) -> dict[str, Path]:
     names: dict[str, Path] = {}
     used: set[str] = set()
     for i, m in enumerate(mic_names):
-        stem = Path(m).stem
+        stem = star_safe_name(Path(m).stem)  # the STAR file names the stack: no space, # or quote
         cand = stem if stem not in used else f"{stem}_{i}"
         used.add(cand)
         names[m] = out / "Particles" / f"{cand}.mrcs"
@@ -479,6 +496,7 @@ def run_extract(
 
     out = Path(out)
     refuse_star_unsafe_path(out, what="output folder")
+    check_star_text(table, purpose="extract", skip=("image_path",))
     folder = OutputFolder(
         out,
         job="extract",

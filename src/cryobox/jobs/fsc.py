@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,16 +47,23 @@ def run_fsc(
     force_mask: bool = False,
 ) -> FscJob:
     """Read half maps (and a mask, or build one), run the masked FSC analysis, write the auto mask."""
+    for name, value, low in (("mask_lowpass_a", mask_lowpass_a, 0.0), ("mask_extend_a", mask_extend_a, None)):
+        if auto and not (math.isfinite(value) and (value > low if low is not None else value >= 0)):
+            raise InputError(
+                f"`{name}` must be a {'positive' if low is not None else 'non-negative'} number of Å, got {value:g}."
+            )
+    if auto and not (math.isfinite(mask_soft_edge_a) and mask_soft_edge_a >= 0):
+        raise InputError(f"`mask_soft_edge_a` must be 0 or more Å, got {mask_soft_edge_a:g}.")
+    if randomise_at_a is not None and mask is None and not auto:
+        raise InputError(
+            "`randomise_at_a` sets where the masked FSC's phases are randomised; without `mask` or `auto_mask` there "
+            "is no masked FSC: give a mask, or drop it."
+        )
     if auto:
         check_outputs([mask_out or Path("automask.mrc")], [half1, half2, mask], names=["mask_out"])
     refuse_one_map(half1, half2)
     h1, p1 = read_map(half1, pixel_size_a=pixel_size_a, what="half map", ndim=3, varying=True)
     h2, p2 = read_map(half2, pixel_size_a=pixel_size_a, what="half map", ndim=3, varying=True)
-    if h1.shape == h2.shape and np.array_equal(h1, h2):
-        raise InputError(
-            f"{half1} and {half2} hold the same values: an FSC of a map with itself is 1 everywhere; give the two "
-            "half maps of a gold-standard refinement."
-        )
     if h1.shape != h2.shape:
         raise InputError(
             f"{half1} is {h1.shape} but {half2} is {h2.shape}: half maps must share one box; resample one (cryobox "
@@ -65,6 +73,11 @@ def run_fsc(
         raise InputError(
             f"{half1} has {p1:g} Å/px but {half2} has {p2:g} Å/px: give `pixel_size_a` if the headers are wrong, or "
             "resample."
+        )
+    if np.array_equal(h1, h2):
+        raise InputError(
+            f"{half1} and {half2} hold the same values: an FSC of a map with itself is 1 everywhere; give the two "
+            "half maps of a gold-standard refinement."
         )
     notes = []
     m = None
@@ -216,6 +229,11 @@ def run_filter(
             f"{path}: nothing to do; give `lowpass_a`, `highpass_a`, `bfactor_a2` or `mask` (a plain copy is `cp`)."
         )
     vol, px = read_map(path, pixel_size_a=pixel_size_a)
+    if edge_width_shells < 0:
+        raise InputError(f"`edge_width_shells` must be 0 or more Fourier shells, got {edge_width_shells}.")
+    for name, v in (("`lowpass_a`", lowpass_a), ("`highpass_a`", highpass_a), ("`bfactor_a2`", bfactor_a2)):
+        if v is not None and not math.isfinite(v):
+            raise InputError(f"{name} must be a number, got {v}.")
     for name, v in (("`lowpass_a`", lowpass_a), ("`highpass_a`", highpass_a)):
         if v is not None and v < 2 * px:
             raise InputError(f"{name} {v:g} Å is finer than Nyquist ({2 * px:.3g} Å at {px:g} Å/px).")

@@ -199,7 +199,6 @@ def _run_judge(
     from cryobox.jobs.fsc import refuse_one_map
 
     for i, (_, rm) in enumerate(runs):
-        refuse_one_map(rm.half1, rm.half2)
         for _, other in runs[:i]:
             if same_file(rm.half1, other.half1) or same_file(rm.half1, other.half2):
                 raise InputError(
@@ -227,6 +226,8 @@ def _run_judge(
                 "give `resample` to Fourier-resample every map to the first run's pixel size."
             )
         notes.append(f"maps Fourier-resampled to {psize:g} Å/px (from {', '.join(f'{p:g}' for p in sizes)} Å/px)")
+    for _, rm in runs:  # after the grid checks: their message is the more useful one
+        refuse_one_map(rm.half1, rm.half2)
     grid_box = {spec: int(round(b * p / psize)) for spec, (b, p) in info.items()}  # each run's box on the common grid
     boxes = sorted(set(grid_box.values()))
     big = boxes[-1]

@@ -33,7 +33,13 @@ from cryobox.io import ledger
 from cryobox.io.jsonio import write_json
 from cryobox.jobs.records import digest
 
-__all__ = ["OutputFolder", "refuse_overwriting_inputs", "refuse_star_unsafe_path", "check_outputs"]
+__all__ = [
+    "OutputFolder",
+    "refuse_overwriting_inputs",
+    "refuse_star_unsafe_path",
+    "check_outputs",
+    "written_together",
+]
 
 LOCK, RECORD, _ = ledger.STATE_NAMES
 _OWN_STATE = ledger.STATE_NAMES
@@ -89,6 +95,21 @@ def check_outputs(outputs, inputs, *, owns=(), names=None) -> None:
             )
 
 
+@contextlib.contextmanager
+def written_together():
+    """Outputs of one run that stand or fall together: the block calls ``wrote(path)`` after each;
+    when the block fails (a full disk, a file-size limit, an interruption), the ones it wrote are
+    removed (they are in the ledger), so no output is left that looks like a finished run."""
+    written: list[Path] = []
+    try:
+        yield lambda path: written.append(Path(path))
+    except BaseException:
+        for p in written:
+            with contextlib.suppress(OSError, InputError):
+                ledger.remove_written(p)
+        raise
+
+
 def refuse_overwriting_inputs(outputs, inputs, *, name: str = "out") -> None:
     """One sentence, before any work, when an output path is one of the inputs, an existing folder,
     or a file cryobox did not write (``name``: the parameter that set the outputs)."""
@@ -96,12 +117,25 @@ def refuse_overwriting_inputs(outputs, inputs, *, name: str = "out") -> None:
 
 
 def refuse_star_unsafe_path(path, *, what: str) -> None:
-    """STAR files separate values by white space, so RELION cannot read a path that holds one."""
-    text = str(Path(path).resolve())
-    if any(c.isspace() for c in text):
+    """Before any work: a folder whose path, as a STAR file will name it (absolute, or relative to
+    the working folder), holds a character RELION or cryobox would read back differently
+    (``io.paths.STAR_UNSAFE``: white space, #, quotes, @, :, ...), or begins with _ (a label)."""
+    from cryobox.io.paths import star_unsafe_char
+
+    full = Path(path).resolve()
+    rel = os.path.relpath(full, Path.cwd())
+    for text in (str(full), rel):
+        c = star_unsafe_char(text)
+        if c is not None:
+            shown = "a space" if c == " " else ("white space" if c.isspace() else repr(c))
+            raise InputError(
+                f"{path}: the {what} path holds {shown} ({text!r}); a STAR file cannot name it so that RELION and "
+                "cryobox read it back alike: choose a folder name of letters, digits and . _ - + = , % ~ only."
+            )
+    if not rel.startswith("..") and rel.startswith("_"):
         raise InputError(
-            f"{path}: the {what} path holds a space ({text!r}); STAR files cannot name it so that RELION reads it "
-            "back: choose a folder without spaces."
+            f"{path}: the {what} path begins with _ ({rel!r}), which a STAR file reads as a label, not a value; "
+            "choose a name that begins with a letter or digit."
         )
 
 

@@ -17,7 +17,16 @@ from pathlib import Path
 import numpy as np
 
 from cryobox.errors import InputError
-from cryobox.io.particles import ParticleTable, fill_box_from_stacks, find_stack, search_roots, write_cs, write_star
+from cryobox.io.particles import (
+    ParticleTable,
+    check_star_text,
+    fill_box_from_stacks,
+    find_stack,
+    search_roots,
+    write_cs,
+    write_star,
+)
+from cryobox.io.paths import star_safe_name
 from cryobox.io.schema import CTF_REQUIRED
 from cryobox.jobs.particle_ops import ParticleOps, finish_batch
 from cryobox.jobs.records import read_record, write_record
@@ -106,6 +115,7 @@ def run_restack(
     o.check()
     d = table.data
     table.require("image_path", "image_index", "pixel_size_a", purpose="restacking")
+    check_star_text(table, purpose="restack", skip=("image_path",))  # its stacks get names of cryobox's
     if fill_box_from_stacks(table):
         d = table.data
     if "box_px" not in d:
@@ -136,7 +146,7 @@ def run_restack(
     units = []
     for k, (path, rows) in enumerate(d.groupby(d["image_path"].astype(str), sort=False).indices.items()):
         src = find_stack(path, roots, where=table.path)
-        stem = Path(path).stem
+        stem = star_safe_name(Path(path).stem)  # the STAR file names it: no space, # or quote from the input's name
         dst = out / "Particles" / f"{stem}_{k}.mrcs"
         ctf = None
         if o.premultiply or o.phase_flip:

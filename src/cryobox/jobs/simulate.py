@@ -86,7 +86,7 @@ def load_density(
     if map_path is not None:
         from cryobox.io.mrc import read_map
 
-        vol, px = read_map(map_path, what="map")
+        vol, px = read_map(map_path, what="map", ndim=3)
         if abs(px - pixel_size_a) > 1e-4 * px:
             vol, _ = fourier_rescale(vol, int(round(vol.shape[-1] * px / pixel_size_a)), pixel_size_a=px)
         if box_px is not None and vol.shape[-1] != box_px:
@@ -154,7 +154,11 @@ def _simulate_micrographs(
             f"`n_micrographs` and `per_micrograph` must be at least 1, got {n_micrographs} and {per_micrograph}."
         )
     if n > min(w, h):
-        raise InputError(f"the particle box ({n} px) is larger than the micrographs ({w} x {h} px).")
+        raise InputError(f"the particle box ({n} px) is larger than the micrographs ({w} x {h} px, `size_px`).")
+    from cryobox.jobs.records import check_memory
+
+    # a micrograph, its noise and its Fourier transform in float64 at once (and the CTF grid)
+    check_memory(6 * 8.0 * w * h, what=f"one {w} x {h} px micrograph (`size_px`)")
     out = Path(out)
     from cryobox.jobs.outputs import refuse_star_unsafe_path
 
@@ -415,8 +419,9 @@ def _density_digest(density: np.ndarray) -> str:
 def _simulation_folder(out: Path, job: str, settings: dict, inputs, owns):
     from dataclasses import asdict
 
-    from cryobox.jobs.outputs import OutputFolder
+    from cryobox.jobs.outputs import OutputFolder, refuse_star_unsafe_path
 
+    refuse_star_unsafe_path(out, what="output folder")
     s = {k: (asdict(v) if k == "settings" else v) for k, v in settings.items()}
     return OutputFolder(Path(out), job=job, settings=s, inputs=list(inputs), owns=owns)
 

@@ -116,6 +116,10 @@ class SweepSettings:
             raise InputError(f"`ini_high_a` must be positive (Å), got {self.ini_high_a}.")
         if self.edge not in ("keep", "drop"):
             raise InputError(f"`edge` must be keep or drop, got {self.edge!r}.")
+        for name in ("healpix_order", "local_healpix_order"):
+            v = getattr(self, name)
+            if not 0 <= v <= 8:  # RELION's orders: 0 = 60°, 8 = 0.23°
+                raise InputError(f"`{name}` must be a HEALPix order from 0 (60°) to 8 (0.23°), got {v}.")
 
 
 @dataclass(frozen=True)
