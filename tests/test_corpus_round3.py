@@ -329,3 +329,57 @@ def test_a_stack_whose_name_holds_a_space_is_restacked_to_a_safe_name(tmp_path):
     assert r.returncode == 0, r.stderr
     back = read_particles(tmp_path / "o" / "particles.star")
     assert len(back) == 4 and all(" " not in p for p in back.data["image_path"].astype(str))
+
+
+ACCEPTED_NAMES = ["o+1", "o=1", "o,1", "o~1", "oé1", "o-1.x"]
+REFUSED_NAMES = ["o 1", "o#1", "o'1", 'o"1', "o@1", "o:1", "o%1", "o;1", "o$1", "_o"]
+
+
+@pytest.fixture(scope="module")
+def star_paths(tmp_path_factory):
+    return build_folder(tmp_path_factory.mktemp("star_paths"))
+
+
+@pytest.mark.parametrize("name", ACCEPTED_NAMES)
+def test_an_accepted_folder_name_round_trips_through_cryobox_and_relion(star_paths, name):
+    """restack into the folder; cryobox reads the STAR back and RELION reads every image it names."""
+    import shutil
+
+    from cryobox.io.particles import read_particles
+
+    r = subprocess.run(
+        [sys.executable, "-m", "cryobox", "restack", "good.star", "--box", "24", "--out", name],
+        cwd=star_paths,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    back = read_particles(star_paths / name / "particles.star")
+    assert len(back) == 4 and all(str(p).startswith(name + "/") for p in back.data["image_path"])
+    if shutil.which("relion_stack_create") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("RELION is not installed under CI=true")
+        pytest.skip("RELION is not installed")
+    out = f"relion_{abs(hash(name))}"
+    rr = subprocess.run(
+        ["relion_stack_create", "--i", f"{name}/particles.star", "--o", out],
+        cwd=star_paths,
+        capture_output=True,
+        text=True,
+    )
+    assert rr.returncode == 0 and (star_paths / f"{out}.mrcs").is_file(), rr.stdout[-500:] + rr.stderr[-500:]
+    with mrcfile.open(star_paths / f"{out}.mrcs") as m:
+        assert m.data.shape == (4, 24, 24)
+
+
+@pytest.mark.parametrize("name", REFUSED_NAMES)
+def test_a_folder_name_a_star_file_cannot_hold_is_refused_before_any_work(star_paths, name):
+    before = digest(star_paths)
+    r = subprocess.run(
+        [sys.executable, "-m", "cryobox", "restack", "good.star", "--box", "24", "--out", name],
+        cwd=star_paths,
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "STAR file" in r.stderr, r.stderr
+    assert not (star_paths / name).exists() and digest(star_paths) == before

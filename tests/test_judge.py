@@ -274,3 +274,24 @@ def test_the_same_maps_give_the_same_numbers_in_any_order(project):
     assert run("fsc", h1, h2, "--mask", mask, "--json", cwd=root).stdout == first
     swapped = json.loads(run("fsc", h2, h1, "--mask", mask, "--json", cwd=root).stdout)
     assert swapped["curves"]["fsc_corrected"] == json.loads(first)["curves"]["fsc_corrected"]
+
+
+def test_unmasked_fscs_of_different_boxes_are_refused_unless_asked_for(project):
+    root, _ = project
+    r = run(
+        "judge", "box48=J50,J51_export", "box64=J80,Refine3D/job081", "--no-mask", "--out", "U", cwd=root, check=False
+    )
+    assert r.returncode == 2 and "--unmasked-across-boxes" in r.stderr and "Traceback" not in r.stderr
+    assert not (root / "U").exists()
+    r = run(
+        "judge", "box48=J50,J51_export", "box64=J80,Refine3D/job081", "--no-mask", "--unmasked-across-boxes",
+        "--out", "U", cwd=root,
+    )  # fmt: skip
+    assert "(unmasked)" in r.stdout and "UNMASKED FSCs OF DIFFERENT BOXES" in r.stdout
+    d = json.loads((root / "U" / "judge.json").read_text())
+    assert any("UNMASKED" in n for n in d["notes"])
+    # every run carries its warnings and the mask-check flag, and the comparison says how many runs it rests on
+    for v in d["variants"]:
+        for rr in v["runs"]:
+            assert "warnings" in rr and "mask_check_failed" in rr
+    assert all(c["runs_used"] == 4 for c in d["comparisons"])

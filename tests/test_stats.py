@@ -94,3 +94,41 @@ def test_power_estimate_matches_simulated_power(n, delta_sd):
         k_b = 0.27 + sd * rng.standard_normal(n)
         hits += compare_resolutions(1 / k_a, 1 / k_b, shell_width_inv_a=SHELL, power=None)["verdict"] == "finer"
     assert abs(hits / trials - power_two_sample(delta_sd * sd, sd, n)) <= 0.10
+
+
+def test_power_at_two_repeats_is_exact_against_a_direct_integration():
+    """n = 2 (df = 2), where scipy's noncentral t returns NaN for some noncentralities: the power
+    equals an independent integration over the normal and chi-square variables (Monte Carlo free)."""
+    from scipy import integrate
+    from scipy import stats as st
+
+    from cryobox.core.stats import power_two_sample, repeats_for_power
+
+    for diff, sd in ((1.0, 1.0), (3.0, 1.0), (50 * np.sqrt(2.0 / 2), 1.0)):  # the last: ncp = 50
+        crit = st.t.ppf(0.975, 2)
+        ncp = diff / (sd * np.sqrt(2.0 / 2))
+        # P(|(Z + ncp) / sqrt(V/2)| > crit) as a double integral over z and v
+        inner = lambda v: st.norm.sf(crit * np.sqrt(v / 2) - ncp) + st.norm.cdf(-crit * np.sqrt(v / 2) - ncp)  # noqa: E731
+        expected, _ = integrate.quad(lambda v: inner(v) * st.chi2.pdf(v, 2), 0, np.inf, limit=200)
+        got = power_two_sample(diff, sd, 2)
+        assert np.isfinite(got) and got == pytest.approx(expected, abs=1e-6)
+    # with power defined at n = 2, a difference that 2 repeats detect asks for 2, not 3
+    big = 40.0
+    assert power_two_sample(big, 1.0, 2) > 0.8 and repeats_for_power(big, 1.0) == 2
+
+
+def test_equivalence_within_one_shell_with_many_repeats():
+    from cryobox.core.stats import compare_resolutions, equivalence_test
+
+    rng = np.random.default_rng(4)
+    shell = 1 / (280 * 1.06)
+    # two variants with the same mean and a run-to-run spread of a fifth of a shell, 12 repeats each
+    k = 1 / 3.7
+    a = 1 / (k + rng.normal(0, shell / 5, 12))
+    b = 1 / (k + rng.normal(0, shell / 5, 12))
+    c = compare_resolutions(a, b, shell_width_inv_a=shell)
+    assert c["verdict"] == "equivalent" and c["equivalence"]["equivalent"]
+    assert "equivalent" in verdict_sentence(c, "box280", "box576") and "cheaper" in verdict_sentence(c, "x", "y")
+    # two repeats with a spread of a shell: not equivalent, not different: undecided
+    assert not equivalence_test([1.0, 1.0 + shell], [1.0 + shell / 2, 1.0 - shell / 2], margin=shell)["equivalent"]
+    assert "power" not in c  # no observed power

@@ -155,9 +155,9 @@ def test_compare_variants_names_the_finer_variant(order):
     assert c["finer"] == "box280" and c["p"] < 0.001
     assert c["verdict"] == ("finer" if order == "finer first" else "coarser")
     assert c["sentence"].startswith("box280 is finer than box576" if order == "finer first" else "box576 is coarser")
-    # identical variants are never called finer or coarser
+    # identical variants are never called finer or coarser: they are equivalent (within one shell)
     (same,) = compare_variants([fine, {**fine, "variant": "again"}], pixel_size_a=1.06)
-    assert same["verdict"] == "undecided" and same["finer"] is None
+    assert same["verdict"] == "equivalent" and same["finer"] is None
 
 
 def test_verdict_warns_when_runs_ended_differently():

@@ -39,6 +39,12 @@ def judge_command(
         "--auto-mask/--no-mask",
         help="Without --mask: build one soft mask from the runs' average (default), or compare unmasked FSCs.",
     ),
+    unmasked_across_boxes: bool = typer.Option(
+        False,
+        "--unmasked-across-boxes",
+        help="With --no-mask and variants of different boxes: compare anyway (an unmasked FSC pays for the solvent "
+        "in its box, so a bigger box looks worse; every output says so).",
+    ),
     resample: bool = typer.Option(
         False, "--resample", help="Fourier-resample runs at other pixel sizes to the first run's (otherwise refused)."
     ),
@@ -62,6 +68,7 @@ def judge_command(
         auto_mask=auto_mask,
         resample=resample,
         seed=seed,
+        unmasked_across_boxes=unmasked_across_boxes,
         log=_log(json_out),
     )
     if json_out:

@@ -71,8 +71,9 @@ def print_sweep_table(d: dict) -> None:
         if d.get("cryobox") == "sweep"
         else f"Judged: {d.get('n_runs', 0)} runs made elsewhere"
     )
+    computed = "unmasked" if str(d.get("mask", "")).startswith("no mask") else "masked, phase-randomisation corrected"
     t = Table(
-        title=f"{what} at {d['pixel_size_a']:g} Å/px, resolution at FSC = 0.143 (masked, corrected)",
+        title=f"{what} at {d['pixel_size_a']:g} Å/px, resolution at FSC = 0.143 ({computed})",
         title_justify="left",
     )
     for col, j in (
@@ -97,6 +98,11 @@ def print_sweep_table(d: dict) -> None:
             "-" if v["mean_a"] is None else f"{v['mean_a']:.2f}" + (f" ± {sd:.2f}" if sd is not None else ""),
         )
     console.print(t)
+    for v in d["variants"]:  # every warning of every run, next to its run
+        for r in v.get("runs") or []:
+            for w in r.get("warnings") or []:
+                who = r.get("run") or f"repeat {r.get('repeat')}"
+                console.print(f"[yellow]! {v['variant']}, {who}: {flag_words(w)}[/]", soft_wrap=True)
     if d.get("mask"):
         console.print(f"FSC mask: {d['mask']}")
     for n in d.get("notes", []) if d.get("cryobox") == "judge" else []:

@@ -10,6 +10,8 @@ __all__ = [
     "mean_sd",
     "compare_repeats",
     "power_two_sample",
+    "two_sided_t_power",
+    "equivalence_test",
     "repeats_for_power",
     "pooled_sd",
     "compare_resolutions",
@@ -125,9 +127,35 @@ def power_two_sample(difference: float, sd: float, n_per_group, *, alpha: float 
         df = np.maximum(2 * n - 2, 1)
         ncp = abs(difference) / (sd * np.sqrt(2.0 / np.maximum(n, 1)))
         crit = stats.t.ppf(1.0 - alpha / 2.0, df)
-        power = stats.nct.sf(crit, df, ncp) + stats.nct.cdf(-crit, df, ncp)
+        with np.errstate(all="ignore"):
+            power = np.asarray(stats.nct.sf(crit, df, ncp) + stats.nct.cdf(-crit, df, ncp), dtype=np.float64)
+        # scipy's noncentral t returns NaN for some (df, ncp), e.g. df = 2 at ncp 50: integrate there
+        bad = ~np.isfinite(power) & (n >= 2)
+        if bad.any():
+            flat = np.broadcast_to(power, n.shape).copy().ravel()
+            for i in np.flatnonzero(bad.ravel()):
+                flat[i] = two_sided_t_power(
+                    float(np.broadcast_to(crit, n.shape).ravel()[i]),
+                    float(np.broadcast_to(df, n.shape).ravel()[i]),
+                    float(np.broadcast_to(ncp, n.shape).ravel()[i]),
+                )
+            power = flat.reshape(n.shape)
     power = np.where(n >= 2, power, np.nan)
     return float(power) if power.ndim == 0 else power
+
+
+def two_sided_t_power(crit: float, df: float, ncp: float) -> float:
+    """P(|T| > crit) for T noncentral t (``df``, ``ncp``), by direct integration over the
+    chi-square variable: T = (Z + ncp) / sqrt(V / df), so
+    P(T > c) = E_V[Phi(ncp - c sqrt(V/df))] and P(T < -c) = E_V[Phi(-ncp - c sqrt(V/df))]."""
+    from scipy import integrate, stats
+
+    def integrand(v: float) -> float:
+        s = crit * np.sqrt(v / df)
+        return (stats.norm.cdf(ncp - s) + stats.norm.cdf(-ncp - s)) * stats.chi2.pdf(v, df)
+
+    value, _ = integrate.quad(integrand, 0.0, np.inf, limit=200)
+    return float(min(1.0, max(0.0, value)))
 
 
 def repeats_for_power(
@@ -156,6 +184,34 @@ def pooled_sd(*groups) -> float | None:
     return float(np.sqrt(ss / df)) if df else None
 
 
+def equivalence_test(a, b, *, margin: float, alpha: float = 0.05) -> dict:
+    """Two one-sided Welch tests (TOST, Schuirmann 1987): is |mean(a) - mean(b)| smaller than
+    ``margin``? Equivalent when both one-sided nulls (difference <= -margin, >= +margin) are
+    rejected at ``alpha``, i.e. the 1 - 2 alpha interval of the difference lies inside
+    (-margin, margin). Needs 2 values on each side; ``p`` is the larger one-sided p."""
+    from scipy import stats
+
+    x, y = _finite(a), _finite(b)
+    out = {"test": f"two one-sided Welch tests, alpha = {alpha:g}", "margin": float(margin), "p": None}
+    if x.size < 2 or y.size < 2 or not margin > 0:
+        out["equivalent"] = False
+        out["why"] = "needs at least 2 repeats of each"
+        return out
+    va, vb = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
+    se = float(np.sqrt(va + vb))
+    diff = float(x.mean() - y.mean())
+    if se == 0.0:
+        out.update(p=0.0 if abs(diff) < margin else 1.0, equivalent=abs(diff) < margin, why="identical repeats")
+        return out
+    df = (va + vb) ** 2 / ((va**2 / (x.size - 1) if va > 0 else 0.0) + (vb**2 / (y.size - 1) if vb > 0 else 0.0))
+    p_low = float(stats.t.sf((diff + margin) / se, df))  # H0: diff <= -margin
+    p_high = float(stats.t.cdf((diff - margin) / se, df))  # H0: diff >= +margin
+    out["p"] = max(p_low, p_high)
+    out["equivalent"] = bool(out["p"] < alpha)
+    out["df"] = float(df)
+    return out
+
+
 def compare_resolutions(
     resolutions_a, resolutions_b, *, shell_width_inv_a: float, alpha: float = 0.05, power: float | None = 0.8
 ) -> dict:
@@ -173,9 +229,12 @@ def compare_resolutions(
     its 95% interval ``ci_a`` (Å, the frequency interval mapped through 1/k at b's mean);
     ``sd_inv_a`` (pooled run-to-run SD, 1/Å; None with under 2 runs per variant, when the power
     figures assume one shell and say so); ``power`` (of this test for the observed difference);
+    ``equivalence`` (``equivalence_test`` with a margin of one Fourier shell: when it holds and
+    the difference test does not, ``verdict`` is "equivalent": take the cheaper box);
     ``repeats_needed`` (per variant, for the observed difference with ``power``) and
-    ``repeats_needed_one_shell`` (for a difference of one shell). ``power=None`` leaves the power
-    figures out (they cost about 10 ms; the verdict does not depend on them).
+    ``repeats_needed_one_shell`` (for a difference of one shell). No "observed power": the power
+    of a test at the difference it observed is a function of its p value and says nothing more.
+    ``power=None`` leaves the repeat figures out (the verdict does not depend on them).
     """
     ra, rb = _finite(resolutions_a), _finite(resolutions_b)
     ka, kb = 1.0 / ra[ra > 0], 1.0 / rb[rb > 0]
@@ -195,11 +254,12 @@ def compare_resolutions(
     c["sd_assumed"] = sd is None
     sd_used = sd if sd is not None else shell_width_inv_a
     c["shell_width_inv_a"] = shell_width_inv_a
+    c["equivalence"] = equivalence_test(ka, kb, margin=shell_width_inv_a, alpha=alpha)
+    if c["verdict"] == "undecided" and c["equivalence"]["equivalent"]:
+        c["verdict"] = "equivalent"
     if power is None:
         return c
-    n = min(ka.size, kb.size)
     diff = c["difference"]
-    c["power"] = power_two_sample(diff, sd_used, n, alpha=alpha) if diff is not None and n >= 2 else None
     c["repeats_needed"] = repeats_for_power(diff, sd_used, power=power, alpha=alpha) if diff else None
     c["repeats_needed_one_shell"] = repeats_for_power(shell_width_inv_a, sd_used, power=power, alpha=alpha)
     c["power_method"] = (

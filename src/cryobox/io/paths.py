@@ -25,8 +25,9 @@ __all__ = [
 #: what a path written into a STAR file cannot hold, so that RELION 3.1+ and cryobox both read it
 #: back as written: white space (separates values), # (a comment), quotes (RELION and pandas read
 #: them differently), @ (RELION reads "a@b" as image a of stack b), : (RELION's "file:type"
-#: suffix), ; $ \ ` (shell and CIF meanings); and a value cannot begin with _ (a label)
-STAR_UNSAFE = "#'\"@:;$\\`"
+#: suffix), % (RELION 3.1.3 cannot open such a path: checked), ; $ \ ` (shell and CIF meanings);
+#: and a value cannot begin with _ (a label)
+STAR_UNSAFE = "#'\"@:%;$\\`"
 
 
 def star_unsafe_char(text: str) -> str | None:

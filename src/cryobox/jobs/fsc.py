@@ -61,7 +61,6 @@ def run_fsc(
         )
     if auto:
         check_outputs([mask_out or Path("automask.mrc")], [half1, half2, mask], names=["mask_out"])
-    refuse_one_map(half1, half2)
     h1, p1 = read_map(half1, pixel_size_a=pixel_size_a, what="half map", ndim=3, varying=True)
     h2, p2 = read_map(half2, pixel_size_a=pixel_size_a, what="half map", ndim=3, varying=True)
     if h1.shape != h2.shape:
@@ -74,6 +73,7 @@ def run_fsc(
             f"{half1} has {p1:g} Å/px but {half2} has {p2:g} Å/px: give `pixel_size_a` if the headers are wrong, or "
             "resample."
         )
+    refuse_one_map(half1, half2)  # after the maps' own checks: a bad flag or header says so first
     if np.array_equal(h1, h2):
         raise InputError(
             f"{half1} and {half2} hold the same values: an FSC of a map with itself is 1 everywhere; give the two "

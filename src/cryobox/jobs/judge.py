@@ -158,9 +158,12 @@ def run_judge(
     seed: int = 0,
     log=None,
     plot: bool = True,
+    unmasked_across_boxes: bool = False,
 ) -> dict:
     """Judge the variants' runs; writes judge.json (sweep.json schema), judge.png and the masks in
-    ``out``, holding the folder's lock (a second run into it is refused, naming the holder)."""
+    ``out``, holding the folder's lock (a second run into it is refused, naming the holder).
+    Unmasked FSCs (no ``mask``, no ``auto_mask``) of variants in different boxes are refused unless
+    ``unmasked_across_boxes``; then every output carries the warning."""
     from cryobox.jobs.outputs import OutputFolder
 
     settings = {"variants": variants, "mask": str(mask), "auto_mask": auto_mask, "resample": resample, "seed": seed}
@@ -169,7 +172,16 @@ def run_judge(
     owns = ("judge.json", "judge.png", "masks")
     with OutputFolder(out, job="judge", settings=settings, inputs=inputs, owns=owns):
         return _run_judge(
-            variants, runs, out=out, mask=mask, auto_mask=auto_mask, resample=resample, seed=seed, log=log, plot=plot
+            variants,
+            runs,
+            out=out,
+            mask=mask,
+            auto_mask=auto_mask,
+            resample=resample,
+            seed=seed,
+            log=log,
+            plot=plot,
+            unmasked_across_boxes=unmasked_across_boxes,
         )
 
 
@@ -184,6 +196,7 @@ def _run_judge(
     seed: int = 0,
     log=None,
     plot: bool = True,
+    unmasked_across_boxes: bool = False,
 ) -> dict:
     """Judge the variants' runs; writes judge.json (sweep.json schema), judge.png and the masks in ``out``."""
     from cryobox.core.fourier import window
@@ -283,6 +296,17 @@ def _run_judge(
     else:
         m_big = None
         mask_text = "no mask (unmasked FSC)"
+        if len(boxes) > 1:
+            if not unmasked_across_boxes:
+                raise InputError(
+                    f"unmasked FSCs of runs in different boxes ({', '.join(map(str, boxes))} px) are not comparable: "
+                    "an unmasked FSC pays for the solvent in its box, so the bigger box looks worse; use a mask "
+                    "(`mask` or the default `auto_mask`), or give `unmasked_across_boxes` to compare anyway."
+                )
+            notes.append(
+                "UNMASKED FSCs OF DIFFERENT BOXES: each pays for the solvent in its box (a bigger box looks worse "
+                "for that alone); the verdict compares boxes, not just the maps."
+            )
     masks = {}
     if m_big is not None:
         written, mask_notes = masks_for_boxes(m_big, boxes, pixel_size_a=psize, folder=Path(out) / "masks")
@@ -335,7 +359,7 @@ def summarise_judge(
 ) -> dict:
     """judge.json: the sweep.json schema for runs made elsewhere."""
     from cryobox.core.stats import mean_sd
-    from cryobox.jobs.sweep import TEST_TEXT, compare_variants
+    from cryobox.jobs.sweep import TEST_TEXT, compare_variants, decided_best
 
     rows = []
     for label, _ in variants:
@@ -377,6 +401,8 @@ def summarise_judge(
                             "interpolated_resolution_a",
                             "resolution_0.5_a",
                             "limited_by_nyquist",
+                            "warnings",
+                            "mask_check_failed",
                             "half_maps_from",
                             "half_maps_kind",
                             "half1",
@@ -390,7 +416,7 @@ def summarise_judge(
             }
         )
     comparisons = compare_variants(rows, pixel_size_a=pixel_size_a)
-    best = min((r for r in rows if r["mean_a"] is not None), key=lambda r: r["mean_a"], default=None)
+    best = decided_best(rows, comparisons)
     half_maps: dict[str, int] = {}
     for rs in results.values():
         for r in rs:
@@ -415,7 +441,7 @@ def summarise_judge(
         "test": TEST_TEXT,
         "variants": rows,
         "comparisons": comparisons,
-        "best": best["variant"] if best else None,
+        "best": best,
         "notes": notes,
         "half_maps_from": half_maps,
     }

@@ -130,7 +130,7 @@ def refuse_star_unsafe_path(path, *, what: str) -> None:
             shown = "a space" if c == " " else ("white space" if c.isspace() else repr(c))
             raise InputError(
                 f"{path}: the {what} path holds {shown} ({text!r}); a STAR file cannot name it so that RELION and "
-                "cryobox read it back alike: choose a folder name of letters, digits and . _ - + = , % ~ only."
+                "cryobox read it back alike: choose a folder name of letters, digits and . _ - + = , ~ only."
             )
     if not rel.startswith("..") and rel.startswith("_"):
         raise InputError(

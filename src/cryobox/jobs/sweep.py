@@ -421,6 +421,7 @@ def run_fsc_record(h1: np.ndarray, h2: np.ndarray, m: np.ndarray | None, *, pixe
         "randomise_at_shell": res.randomise_at_shell,
         "limited_by_nyquist": r143["limited_by_nyquist"],
         "warnings": list(res.warnings),
+        "mask_check_failed": any("too sharp or too tight" in w for w in res.warnings),
         "curve": {
             "frequency_inv_a": [float(v) for v in res.frequency_inv_a],
             "fsc": [float(v) for v in res.final],
@@ -1010,6 +1011,8 @@ def summarise_sweep(
                             "interpolated_resolution_a",
                             "resolution_0.5_a",
                             "limited_by_nyquist",
+                            "warnings",
+                            "mask_check_failed",
                             "iteration",
                             "converged",
                             "half_maps_from",
@@ -1025,7 +1028,7 @@ def summarise_sweep(
             }
         )
     comparisons = compare_variants(table, pixel_size_a=pixel_size_a)
-    best = min((row for row in table if row["mean_a"] is not None), key=lambda r: r["mean_a"], default=None)
+    best = decided_best(table, comparisons)
     half_maps: dict[str, int] = {}
     for rs in runs.values():
         for r in rs:
@@ -1046,10 +1049,21 @@ def summarise_sweep(
         "test": TEST_TEXT,
         "variants": table,
         "comparisons": comparisons,
-        "best": best["variant"] if best else None,
+        "best": best,
         "notes": notes,
         "half_maps_from": half_maps,
     }
+
+
+def decided_best(table: list[dict], comparisons: list[dict]) -> str | None:
+    """The variant the tests call finer than every other one (a decided verdict against each);
+    None when any comparison with it is undecided or equivalent: "best" is never a mean's guess."""
+    names = [row["variant"] for row in table if row.get("mean_a") is not None]
+    for name in names:
+        against = [c for c in comparisons if name in (c.get("a"), c.get("b"))]
+        if against and len(against) == len(names) - 1 and all(c.get("finer") == name for c in against):
+            return name
+    return None
 
 
 TEST_TEXT = (
@@ -1082,6 +1096,15 @@ def compare_variants(rows: list[dict], *, pixel_size_a: float) -> list[dict]:
                 "some runs converged and some stopped early, so their half maps come from different "
                 "reconstructions (the engine's final ones, cryobox's from the last poses); raise or drop "
                 "--auto-iter-max so that all runs end the same way"
+            )
+        flagged = [r for r in runs if r.get("mask_check_failed")]
+        c["runs_used"] = len(runs)
+        c["runs_mask_check_failed"] = len(flagged)
+        if flagged:
+            caveats.append(
+                f"it rests on {len(runs)} runs, {len(flagged)} of which failed the mask check (the phase-randomised "
+                "masked FSC stays above 0.10 at its resolution: the mask is too sharp or too tight); give a softer "
+                "mask"
             )
         if any(r.get("limited_by_nyquist") for r in runs):
             caveats.append(

@@ -79,11 +79,16 @@ def verdict_sentence(c: dict, a: str, b: str) -> str:
             f"{a} vs {b}: {da:.2f} vs {db:.2f} Å, {apart:.2f} Å apart; undecided: one run per variant cannot separate "
             f"a difference from run-to-run noise; {repeats_advice(c)}."
         )
-    power = c.get("power")
-    power_text = f"; this test had {power:.0%} power for a difference this size" if power is not None else ""
+    eq = c.get("equivalence") or {}
+    if c["verdict"] == "equivalent":
+        return (
+            f"{a} and {b} are equivalent within one Fourier shell ({c['shell_width_inv_a']:.4f} 1/Å): {da:.2f} vs "
+            f"{db:.2f} Å ({stats_text}; two one-sided tests, p = {eq.get('p', float('nan')):.3g}): take the cheaper "
+            "box."
+        )
     return (
-        f"{a} vs {b}: undecided, {da:.2f} vs {db:.2f} Å, {apart:.2f} Å apart ({stats_text}){power_text}; "
-        f"{repeats_advice(c)}."
+        f"{a} vs {b}: undecided, {da:.2f} vs {db:.2f} Å, {apart:.2f} Å apart ({stats_text}); neither a difference nor "
+        f"an equivalence (to one Fourier shell) is shown; {repeats_advice(c)}."
     )
 
 
@@ -133,7 +138,19 @@ def opening_paragraph(advice_result, runs: dict | None, *, resolution_a: float) 
     if runs:
         what = "sweep" if runs.get("cryobox") == "sweep" else "runs you made"
         decided = [c for c in runs["comparisons"] if c.get("verdict") in ("finer", "coarser")]
-        undecided = [c for c in runs["comparisons"] if c.get("verdict") not in ("finer", "coarser")]
+        equivalent = [c for c in runs["comparisons"] if c.get("verdict") == "equivalent"]
+        undecided = [c for c in runs["comparisons"] if c.get("verdict") not in ("finer", "coarser", "equivalent")]
+        boxes = {v["variant"]: v.get("box_px") for v in runs.get("variants", [])}
+        if equivalent:
+            parts.append(
+                f"In the {what}, "
+                + "; ".join(
+                    f"{c['a']} and {c['b']} are equivalent within one Fourier shell: take the cheaper, "
+                    f"{min((c['a'], c['b']), key=lambda v: (boxes.get(v) or 0, v))}"
+                    for c in equivalent
+                )
+                + "."
+            )
         if decided:
             parts.append(
                 f"In the {what}, "
