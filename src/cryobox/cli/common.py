@@ -94,6 +94,7 @@ PARAMETER_FLAGS = {
     "edge_width_shells": "--filter-edge-width",
     "submit_template": "--submit-template",
     "size_px": "--size",
+    "particles": "--particles",
     "unmasked_across_boxes": "--unmasked-across-boxes",
     "auto_mask=False": "--no-mask",
     "n_directions": "--directions",

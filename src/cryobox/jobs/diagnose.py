@@ -28,6 +28,11 @@ __all__ = ["run_diagnose", "CFAR_ANISOTROPIC", "SCF_ANISOTROPIC"]
 
 #: cryoSPARC's Orientation Diagnostics treats a cFAR below 0.5 as anisotropic
 CFAR_ANISOTROPIC = 0.5
+#: and cryobox calls a map mildly anisotropic below this cFAR
+CFAR_MILD = 0.7
+#: worst over best directional resolution at or above which the map is anisotropic, or mildly so
+SPREAD_ANISOTROPIC = 1.25
+SPREAD_MILD = 1.10
 #: SCF* below which cryoSPARC calls the viewing directions anisotropic: 0.81, about the SCF of side
 #: views only, 8/π² (Baldwin & Lyumkis 2020)
 SCF_ANISOTROPIC = 0.81
@@ -90,6 +95,16 @@ def run_diagnose(
 
         table = read_particles(particles)
         views = _views(table)
+        from cryobox.io.mrc import read_mrc_pixel_size
+
+        map_px = read_mrc_pixel_size(half1)
+        if map_px and "pixel_size_a" in table.data and len(table):
+            part_px = float(np.median(table.data["pixel_size_a"]))
+            if abs(part_px - map_px) > 0.01 * map_px:
+                raise InputError(
+                    f"{particles}: the particles are at {part_px:g} Å/px but {half1} at {map_px:g} Å/px; give the "
+                    "particles of the refinement that made these maps (`particles`)."
+                )
     with OutputFolder(
         out,
         job="diagnose",
@@ -141,7 +156,11 @@ def run_diagnose(
             "worst_direction": dirs[int(np.argmax(dir_res))].round(4).tolist(),
             "cfar": dr["cfar"],
             "cfar_min_over_mean": dr["cfar_min_over_mean"],
-            "anisotropic": bool(dr["cfar"] < CFAR_ANISOTROPIC),
+            "anisotropic": bool(
+                dr["cfar"] < CFAR_ANISOTROPIC or float(dir_res.max() / dir_res.min()) >= SPREAD_ANISOTROPIC
+            ),
+            "mildly_anisotropic": bool(dr["cfar"] < CFAR_MILD or float(dir_res.max() / dir_res.min()) >= SPREAD_MILD),
+            "spread": float(dir_res.max() / dir_res.min()),
             "curves_mean": cones.mean(axis=0).round(5).tolist(),
             "curves_min": cones.min(axis=0).round(5).tolist(),
             "curves_max": cones.max(axis=0).round(5).tolist(),
@@ -323,16 +342,30 @@ def _sentences(directional: dict, power: dict, views: dict | None, marks: dict, 
     """A few sentences, each built from the numbers above it."""
     out = []
     lo, hi, c = directional["best_a"], directional["worst_a"], directional["cfar"]
-    if directional["anisotropic"]:
-        out.append(
-            f"directional resolution spans {lo:.1f}-{hi:.1f} Å (cFAR {c:.2f}, below {CFAR_ANISOTROPIC}): the map is "
-            "anisotropic, as preferred orientation makes it; see the directions map for the worst axis."
+    w = np.asarray(directional["worst_direction"], dtype=float)
+    tilt = float(np.degrees(np.arccos(min(1.0, abs(w[2])))))
+    worst = f"worst along ({w[0]:.2f}, {w[1]:.2f}, {w[2]:.2f}) (x, y, z), {tilt:.0f}° from z"
+    rule = (
+        f"anisotropic below cFAR {CFAR_ANISOTROPIC} or at a worst/best ratio of {SPREAD_ANISOTROPIC}, mildly so below "
+        f"{CFAR_MILD} or at {SPREAD_MILD}"
+    )
+    numbers = f"directional resolution {lo:.1f}-{hi:.1f} Å (ratio {hi / lo:.2f}), cFAR {c:.2f}"
+    views_show = bool(views is not None and views.get("scf_star") is not None and views.get("anisotropic"))
+    if directional["anisotropic"] or directional.get("mildly_anisotropic"):
+        how = "anisotropic" if directional["anisotropic"] else "mildly anisotropic"
+        cause = (
+            f"; the viewing directions show why: SCF* {views['scf_star']:.2f} (preferred orientation)"
+            if views_show
+            else (
+                "; the views do not show preferred orientation (SCF* {:.2f}), so look elsewhere (flexibility, "
+                "alignment, the mask)".format(views["scf_star"])
+                if views is not None and views.get("scf_star") is not None
+                else "; the maps alone do not tell why: give the refinement's particle file to see its views"
+            )
         )
+        out.append(f"{numbers}: {how} ({rule}); {worst}{cause}.")
     else:
-        out.append(
-            f"directional resolution spans {lo:.1f}-{hi:.1f} Å (cFAR {c:.2f}): no sign of anisotropy (cryoSPARC flags "
-            f"cFAR below {CFAR_ANISOTROPIC})."
-        )
+        out.append(f"{numbers}: no sign of anisotropy ({rule}).")
     if views is not None and views["scf_star"] is not None:
         s, q = views["scf_star"], views["unsampled_fraction"]
         gap = f", {q:.0%} of Fourier directions never sampled" if q > 0 else ""

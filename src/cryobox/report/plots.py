@@ -509,11 +509,12 @@ def figure_diagnose_power(d: dict) -> Figure:
     ax2.plot(k[1:], np.asarray(p["fsc"])[1:], lw=1.6, color="k", label="FSC (as cryobox fsc)")
     ax2.plot(
         k[1:],
-        np.clip(np.asarray(p["ssnr"])[1:], 0, None) / (1 + np.clip(np.asarray(p["ssnr"])[1:], 0, None)),
+        # the SSNR is that of the averaged map: the half-map FSC it predicts is SSNR / (2 + SSNR)
+        np.clip(np.asarray(p["ssnr"])[1:], 0, None) / (2 + np.clip(np.asarray(p["ssnr"])[1:], 0, None)),
         lw=1.0,
         ls=":",
         color="#aa3377",
-        label="SSNR / (1 + SSNR) from the spectra",
+        label="SSNR / (2 + SSNR) from the spectra (the FSC they predict)",
     )
     ax2.axhline(0.143, color="grey", lw=0.8)
     for a in (ax, ax2):
