@@ -370,7 +370,13 @@ def test_sweep_end_to_end_with_stand_in_engine(tiny_dataset, tmp_path, monkeypat
     assert (tmp_path / "sw" / "sweep.png").stat().st_size > 10_000
     assert d["timings"]["engine_s"] > 0 and d["scheduler"]["submitted"] == 8
     assert all(r["half_maps_from"] == "stand-in final half maps" for v in d["variants"] for r in v["runs"])
-    assert not any("caveat" in c for c in d["comparisons"])
+    # no caveat about half maps of different kinds; a mask-check caveat counts the flagged runs exactly
+    assert not any("converged and some stopped" in c.get("caveat", "") for c in d["comparisons"])
+    flagged = sum(bool(r.get("mask_check_failed")) for v in d["variants"] for r in v["runs"])
+    assert all(c["runs_mask_check_failed"] <= flagged for c in d["comparisons"])
+    assert all(
+        ("failed the mask check" in c.get("caveat", "")) == (c["runs_mask_check_failed"] > 0) for c in d["comparisons"]
+    )
 
 
 def test_sweep_resumes_after_interrupt(tiny_dataset, tmp_path, monkeypatch):
@@ -506,7 +512,13 @@ def test_tiny_sweep_on_relion_resumes_and_reports(tiny_dataset, tmp_path, monkey
             assert r["half_maps_from"] == "cryobox reconstruction from the poses of iteration 2"
             assert 16.0 <= r["interpolated_resolution_a"] < 80.0  # between Nyquist and nothing at all
         assert v["sd_a"] is not None
-    assert not any("caveat" in c for c in d["comparisons"])
+    # no caveat about half maps of different kinds; a mask-check caveat counts the flagged runs exactly
+    assert not any("converged and some stopped" in c.get("caveat", "") for c in d["comparisons"])
+    flagged = sum(bool(r.get("mask_check_failed")) for v in d["variants"] for r in v["runs"])
+    assert all(c["runs_mask_check_failed"] <= flagged for c in d["comparisons"])
+    assert all(
+        ("failed the mask check" in c.get("caveat", "")) == (c["runs_mask_check_failed"] > 0) for c in d["comparisons"]
+    )
     assert d["timings"]["reconstruct_s"] > 0
     cmds = [json.loads(p.read_text())["command"] for p in sorted((tmp_path / "sw" / "runs").glob("*/*/result.json"))]
     assert sorted(c[c.index("--random_seed") + 1] for c in cmds) == ["1", "1", "1", "2", "2", "2"]

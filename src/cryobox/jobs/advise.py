@@ -22,6 +22,7 @@ __all__ = [
     "inputs_from_tables",
     "inputs_from_range",
     "run_advise",
+    "gather_inputs",
     "advise_files",
 ]
 
@@ -293,6 +294,35 @@ def run_advise(
     )
 
 
+def gather_inputs(
+    paths: list,
+    *,
+    tables: list[ParticleTable] | None = None,
+    pixel_size_a: float | None = None,
+    voltage_kv: float | None = None,
+    cs_mm: float | None = None,
+    micrograph_size_px: tuple[int, int] | None = None,
+    optics_group: int | None = None,
+) -> AdviseInputs:
+    """Read particle files (or take ``tables``), fill micrograph sizes from the micrographs' MRC
+    headers when the files lack them and no size is given, and gather the per-particle arrays:
+    the one reading ``advise``, ``explain``, ``report`` and ``demo`` share."""
+    from cryobox.io.particles import read_particles
+
+    tables = tables if tables is not None else [read_particles(p, full=False) for p in paths]
+    if micrograph_size_px is None:
+        for t in tables:
+            fill_micrograph_shapes(t)
+    return inputs_from_tables(
+        tables,
+        pixel_size_a=pixel_size_a,
+        voltage_kv=voltage_kv,
+        cs_mm=cs_mm,
+        micrograph_size_px=micrograph_size_px,
+        optics_group=optics_group,
+    )
+
+
 def advise_files(
     paths: list,
     *,
@@ -310,14 +340,9 @@ def advise_files(
     """Read particle files, fill micrograph sizes from the micrographs' MRC headers (when the
     files lack them and no size is given) and advise: the one path ``advise``, ``report`` and
     ``demo`` share, so they show the same edge losses. ``tables`` gives already-read tables."""
-    from cryobox.io.particles import read_particles
-
-    tables = tables if tables is not None else [read_particles(p, full=False) for p in paths]
-    if micrograph_size_px is None:
-        for t in tables:
-            fill_micrograph_shapes(t)
-    inputs = inputs_from_tables(
-        tables,
+    inputs = gather_inputs(
+        paths,
+        tables=tables,
         pixel_size_a=pixel_size_a,
         voltage_kv=voltage_kv,
         cs_mm=cs_mm,

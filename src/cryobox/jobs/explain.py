@@ -498,8 +498,7 @@ def explain_files(
     """Read particle files (as ``advise`` does), FSC files (as ``compare`` does) and judge/sweep
     results, and explain the boxes. ``resolution_a`` defaults to the first measured FSC's."""
     from cryobox.io.fsc_files import load_curve
-    from cryobox.io.particles import read_particles
-    from cryobox.jobs.advise import fill_micrograph_shapes, inputs_from_tables
+    from cryobox.jobs.advise import gather_inputs
 
     for name, v in (("bfactor_a2", bfactor_a2), ("diameter_a", diameter_a)):
         if not (math.isfinite(v) and v > 0):
@@ -509,12 +508,9 @@ def explain_files(
             f"the window fractions must satisfy 0 < inner <= outer <= 1, got {window_inner:g} and {window_outer:g} "
             "(`window_inner`, `window_outer`)."
         )
-    tables = tables if tables is not None else [read_particles(p, full=False) for p in paths]
-    if micrograph_size_px is None:
-        for t in tables:
-            fill_micrograph_shapes(t)
-    inputs = inputs_from_tables(
-        tables,
+    inputs = gather_inputs(
+        paths,
+        tables=tables,
         pixel_size_a=pixel_size_a,
         voltage_kv=voltage_kv,
         cs_mm=cs_mm,
