@@ -149,6 +149,26 @@ def build_round3(root):
         model + "\n".join(f"{i} {max(0.0, 1 - i / 10):.3f}" for i in range(17)) + "\n"
     )
     (root / "template.bin").write_bytes(bytes(range(256)) * 4)
+    # a micrographs STAR that lists one micrograph twice (its particles would be extracted twice)
+    import pandas as pd
+
+    from cryobox.io.star import write_star_blocks
+
+    optics = _good_particles()["optics"].drop(columns=["rlnImageSize", "rlnImageDimensionality"])
+    optics = optics.rename(columns={"rlnImagePixelSize": "rlnMicrographPixelSize"})
+    mics = pd.DataFrame(
+        {
+            "rlnMicrographName": ["mic.mrc", "mic.mrc"],
+            "rlnDefocusU": [20000.0, 20000.0],
+            "rlnDefocusV": [19000.0, 19000.0],
+            "rlnDefocusAngle": [10.0, 10.0],
+            "rlnOpticsGroup": [1, 1],
+        }
+    )
+    write_star_blocks(root / "mics_twice.star", {"optics": optics, "micrographs": mics})
+    write_star_blocks(
+        root / "mic_pick.star", {"": pd.DataFrame({"rlnCoordinateX": [150.0, 250.0], "rlnCoordinateY": [200.0, 200.0]})}
+    )
     (root / "judge.json").write_text("[]")  # valid JSON, not a judge result
     return root
 
@@ -261,6 +281,10 @@ CASES3 = {
     "diagnose 10^8 directions": (
         ["diagnose", "h1.mrc", "h2.mrc", "--directions", 100000000, "--out", "o"],
         ["--directions"],
+    ),
+    "micrograph listed twice": (
+        ["extract", "mics_twice.star", "--coords-suffix", "_pick.star", "--box", 24, "--out", "o"],
+        ["mics_twice.star", "mic.mrc", "twice"],
     ),
     # 2. paths a STAR file cannot hold
     "extract out with #": (["extract", "good.star", "--box", 24, "--out", "o#1"], ["o#1", "'#'"]),

@@ -295,3 +295,22 @@ def test_unmasked_fscs_of_different_boxes_are_refused_unless_asked_for(project):
         for rr in v["runs"]:
             assert "warnings" in rr and "mask_check_failed" in rr
     assert all(c["runs_used"] == 4 for c in d["comparisons"])
+
+
+def test_judge_explains_runs_of_two_boxes_with_the_particles(project):
+    root, _ = project
+    r = run(
+        "judge", "box48=J50,J51_export", "box64=J80,Refine3D/job081", "--particles", "J42_particles.cs",
+        "--diameter", 200, "--out", "E", cwd=root,
+    )  # fmt: skip
+    assert "why the boxes differ" in r.stdout
+    d = json.loads((root / "E" / "judge.json").read_text())
+    e = d["explain"]
+    assert [b["box_px"] for b in e["boxes"]] == [48, 64] and e["prediction_from_box_px"] == 64
+    measured = {b["box_px"]: b["measured_resolution_a"] for b in e["boxes"]}
+    means = {v["box_px"]: v["mean_a"] for v in d["variants"]}
+    assert measured == pytest.approx(means)
+    assert {c["cause"].split(" (")[0] for c in e["causes"]} >= {"signal kept", "particles", "neighbours in the window"}
+    # the particles and the diameter go together
+    r = run("judge", "box48=J50", "box64=J80", "--particles", "J42_particles.cs", "--out", "E2", cwd=root, check=False)
+    assert r.returncode == 2 and "--diameter" in r.stderr

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import typer
 
-from cryobox.cli.common import handle_input_errors, print_json
+from cryobox.cli.common import console, handle_input_errors, print_json
 
 EPILOG = """Examples:
 
@@ -39,6 +39,13 @@ def judge_command(
         "--auto-mask/--no-mask",
         help="Without --mask: build one soft mask from the runs' average (default), or compare unmasked FSCs.",
     ),
+    particles: Optional[Path] = typer.Option(
+        None,
+        "--particles",
+        help="The particle file the runs were refined from (.cs / .star): with --diameter, explain why the boxes "
+        "differ (cryobox explain), in judge.json and after the table.",
+    ),
+    diameter: Optional[float] = typer.Option(None, "--diameter", help="Particle diameter (Å), with --particles."),
     unmasked_across_boxes: bool = typer.Option(
         False,
         "--unmasked-across-boxes",
@@ -69,14 +76,18 @@ def judge_command(
         resample=resample,
         seed=seed,
         unmasked_across_boxes=unmasked_across_boxes,
+        particles=particles,
+        diameter_a=diameter,
         log=_log(json_out),
     )
     if json_out:
         print_json(d)
         return
     print_sweep_table(d)
-    from cryobox.cli.common import console
-
+    if d.get("explain"):
+        console.print(
+            "why the boxes differ (cryobox explain):", d["explain"]["paragraph"], soft_wrap=False, markup=False
+        )
     console.print(
         f"written: {out / 'judge.json'}, {out / 'judge.png'}; `cryobox report ... --judge {out}` puts it in the report"
     )

@@ -159,9 +159,14 @@ def run_judge(
     log=None,
     plot: bool = True,
     unmasked_across_boxes: bool = False,
+    particles: Path | None = None,
+    diameter_a: float | None = None,
 ) -> dict:
     """Judge the variants' runs; writes judge.json (sweep.json schema), judge.png and the masks in
     ``out``, holding the folder's lock (a second run into it is refused, naming the holder).
+    With ``particles`` and ``diameter_a`` and runs in two or more boxes, judge.json carries
+    ``cryobox explain``'s explanation under ``explain`` (the runs as measured, the roomiest box's
+    mean FSC as the basis of the prediction).
     Unmasked FSCs (no ``mask``, no ``auto_mask``) of variants in different boxes are refused unless
     ``unmasked_across_boxes``; then every output carries the warning."""
     from cryobox.jobs.outputs import OutputFolder
@@ -169,6 +174,16 @@ def run_judge(
     settings = {"variants": variants, "mask": str(mask), "auto_mask": auto_mask, "resample": resample, "seed": seed}
     runs = [(label, find_half_maps(r)) for label, specs in variants for r in specs]
     inputs = [p for _, rm in runs for p in (rm.half1, rm.half2)] + ([mask] if mask is not None else [])
+    particle_inputs = None
+    if (particles is None) != (diameter_a is None):
+        raise InputError(
+            "give both `particles` and `diameter_a` (the explanation of the boxes needs both), or neither."
+        )
+    if particles is not None:  # read and checked before any work
+        from cryobox.jobs.advise import gather_inputs
+
+        particle_inputs = gather_inputs([particles])
+        inputs.append(particles)
     owns = ("judge.json", "judge.png", "masks")
     with OutputFolder(out, job="judge", settings=settings, inputs=inputs, owns=owns):
         return _run_judge(
@@ -182,6 +197,7 @@ def run_judge(
             log=log,
             plot=plot,
             unmasked_across_boxes=unmasked_across_boxes,
+            explain_with=None if particle_inputs is None else (particle_inputs, float(diameter_a)),
         )
 
 
@@ -197,6 +213,7 @@ def _run_judge(
     log=None,
     plot: bool = True,
     unmasked_across_boxes: bool = False,
+    explain_with: tuple | None = None,
 ) -> dict:
     """Judge the variants' runs; writes judge.json (sweep.json schema), judge.png and the masks in ``out``."""
     from cryobox.core.fourier import window
@@ -348,10 +365,41 @@ def _run_judge(
             + ("; limited by Nyquist" if rec.get("limited_by_nyquist") else "")
         )
     summary = summarise_judge(variants, results, pixel_size_a=psize, mask_text=mask_text, notes=notes)
+    if explain_with is not None and len({v["box_px"] for v in summary["variants"]}) >= 2:
+        summary["explain"] = _explain_runs(summary, *explain_with).to_dict()
     summary["timings"] = {"total_s": time.perf_counter() - t0}
     Path(out).mkdir(parents=True, exist_ok=True)
     write_sweep(out, summary, plot=plot, name="judge")
     return summary
+
+
+def _explain_runs(summary: dict, inputs, diameter_a: float):
+    """``cryobox explain`` on the judged boxes: each variant's mean resolution as measured, the
+    roomiest box's mean FSC curve as the basis of the prediction (predicting a tight box from a
+    roomy one is the direction the benchmarks check)."""
+    from cryobox.jobs.explain import ExplainSettings, MeasuredRun, explain_boxes
+
+    if abs(inputs.pixel_size_a - summary["pixel_size_a"]) > 0.01 * summary["pixel_size_a"]:
+        raise InputError(
+            f"the particles are at {inputs.pixel_size_a:g} Å/px, the runs at {summary['pixel_size_a']:g} Å/px; give "
+            "the particles the runs were refined from (`particles`)."
+        )
+    measured = []
+    for v in sorted(summary["variants"], key=lambda v: -v["box_px"]):
+        curves = [r["curve"] for r in v["runs"] if r.get("curve")]
+        if v["mean_a"] is None:
+            continue
+        k = np.asarray(curves[0]["frequency_inv_a"]) if curves else None
+        f = np.mean([c["fsc"] for c in curves], axis=0) if curves else None
+        measured.append(MeasuredRun(f"judge {v['variant']}", int(v["box_px"]), float(v["mean_a"]), k, f))
+    settings = ExplainSettings(
+        diameter_a=diameter_a,
+        boxes_px=tuple(sorted({v["box_px"] for v in summary["variants"]})),
+        pixel_size_a=inputs.pixel_size_a,
+        resolution_a=measured[0].resolution_a,
+        program=inputs.program or "cryosparc",
+    )
+    return explain_boxes(inputs, settings, measured=measured)
 
 
 def summarise_judge(
