@@ -286,3 +286,15 @@ def test_neighbour_counts_on_every_nth_micrograph_are_exact_within_them():
     counts = ((d <= 120.0) & (ms[:, None] == ms[None, :]) & ~np.eye(use.sum(), dtype=bool)).sum(axis=1)
     assert got["c"]["fraction"] == pytest.approx((counts > 0).mean())
     assert got["c"]["mean"] == pytest.approx(counts.mean())
+
+
+def test_the_issue_command_runs_as_written_without_a_resolution(her_file, tmp_path):
+    """`cryobox explain J42_particles.cs --diameter 220 --boxes 280,360,576`: the table and the
+    paragraph, weighed at 3.5 x the pixel size with a note saying so."""
+    import shutil
+
+    shutil.copy(her_file, tmp_path / "J42_particles.cs")
+    r = _run("explain", tmp_path / "J42_particles.cs", "--diameter", 220, "--boxes", "280,360,576")
+    assert r.exit_code == 0, r.output
+    assert "no target given" in r.stdout and "3.71 Å" in r.stdout and "causes at 3.71 Å" in r.stdout
+    assert "physics favours 576 px" in " ".join(r.stdout.split())

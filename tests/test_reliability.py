@@ -372,7 +372,7 @@ def test_judge_takes_the_folder_lock_too(tmp_path):
 
 # ------------------------------------------------------------------ reconstruct, simulate, diagnose
 
-SIM = ["simulate", "--stack", "--n", 2000, "--box", 128, "--pixel-size", 2.0]
+SIM = ["simulate", "--stack", "--n", 600, "--box", 96, "--pixel-size", 2.0]
 # (command whose run is killed, the same command with other settings run before it)
 KILLED = {
     "simulate": (SIM + ["--seed", 3, "--out", "o"], SIM + ["--seed", 4, "--out", "o"]),

@@ -12,6 +12,7 @@ from cryobox.cli.common import (
     check_output_flags,
     console,
     fail,
+    flag_words,
     fmt,
     handle_input_errors,
     parse_boxes,
@@ -47,7 +48,10 @@ def explain_command(
     diameter: float = typer.Option(..., "--diameter", help="Particle's longest dimension (Å)."),
     boxes: str = typer.Option(..., "--boxes", help="The boxes to compare (px), comma-separated, e.g. 280,576."),
     resolution: Optional[float] = typer.Option(
-        None, "--resolution", help="Resolution (Å) at which to weigh the causes (default: the first --fsc's)."
+        None,
+        "--resolution",
+        help="Resolution (Å) at which to weigh the causes (default: the first --fsc's, else the judged or swept "
+        "runs', else 3.5 x the pixel size, said in a note).",
     ),
     fsc: Optional[List[str]] = typer.Option(
         None,
@@ -125,6 +129,8 @@ def explain_command(
 def print_explanation(e) -> None:
     """The paragraph, the cause table and the box table, for the terminal."""
     s = e.settings
+    for n in e.notes:
+        console.print(f"note: {flag_words(n, FLAGS)}", soft_wrap=False, markup=False)
     console.print(e.paragraph, soft_wrap=False, markup=False)
     boxes = [r.box_px for r in e.boxes]
     t = Table(

@@ -29,6 +29,9 @@ __all__ = [
 ]
 
 DEFAULT_BFACTOR_A2 = 100.0
+#: without a target or a measurement the causes are weighed at this many pixel sizes (3.5 x 1.06 Å
+#: = 3.7 Å, her case)
+DEFAULT_RESOLUTION_PX = 3.5
 N_RESOLUTIONS = 40
 KEPT_FOR_COLLECTION = 0.9
 
@@ -527,10 +530,17 @@ def explain_files(
                 f"but the particles are at {inputs.pixel_size_a:g} Å/px; give the FSC of these particles "
                 "(or its @BOX:PIXELSIZE)."
             )
+    notes = []
     if resolution_a is None:
         resolution_a = next((m.resolution_a for m in measured if m.k_inv_a is not None), None)
     if resolution_a is None:
-        raise InputError("give the resolution aimed for (`resolution_a`) or a measured FSC (`fsc`).")
+        resolution_a = next((m.resolution_a for m in measured), None)
+    if resolution_a is None:  # no target and nothing measured: where a good map of these particles would be
+        resolution_a = round(DEFAULT_RESOLUTION_PX * inputs.pixel_size_a, 2)
+        notes.append(
+            f"no target given: the causes are weighed at {resolution_a:g} Å ({DEFAULT_RESOLUTION_PX:g} x the pixel "
+            "size); give `resolution_a` or a measured FSC (`fsc`) for yours."
+        )
     if not (math.isfinite(resolution_a) and resolution_a >= 2 * inputs.pixel_size_a):
         raise InputError(
             f"`resolution_a` {resolution_a:g} Å is finer than Nyquist ({2 * inputs.pixel_size_a:g} Å at "
@@ -547,4 +557,6 @@ def explain_files(
         mask_diameter_a=mask_diameter_a,
         bfactor_a2=bfactor_a2,
     )
-    return explain_boxes(inputs, settings, measured=measured)
+    e = explain_boxes(inputs, settings, measured=measured)
+    e.notes += notes
+    return e
