@@ -81,6 +81,11 @@ def advise_command(
         fail("--diameter (Å, the particle's longest dimension) is required.")
     if resolution is None:
         fail("--resolution (Å, the resolution you aim for) is required; cryobox has no default target.")
+    if (files or example) and (defocus_min is not None or defocus_max is not None):
+        fail(
+            "--defocus-min/--defocus-max describe particles when there is no file; with a particle file (or "
+            "--example) its own defoci are used: drop them, or drop the file."
+        )
     size = parse_size(micrograph_size, flag="--micrograph-size")
     user_boxes = parse_boxes(boxes, flag="--boxes")
     overrides = dict(

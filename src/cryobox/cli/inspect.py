@@ -84,7 +84,11 @@ def _print_result(r) -> None:
     head.add_row("CTF-premultiplied", fmt(r.ctf_premultiplied))
     head.add_row(
         "coordinates / micrograph shape / poses",
-        f"{fmt(r.has_coordinates)} / {fmt(r.has_micrograph_shape)} / {fmt(r.has_poses)}",
+        # a file with no rows has the fields but no values: say so rather than "yes"
+        "none (the file has no rows; its fields: "
+        + f"{fmt(r.has_coordinates)} / {fmt(r.has_micrograph_shape)} / {fmt(r.has_poses)})"
+        if r.n_particles == 0
+        else f"{fmt(r.has_coordinates)} / {fmt(r.has_micrograph_shape)} / {fmt(r.has_poses)}",
     )
     console.print(head)
     rows = [

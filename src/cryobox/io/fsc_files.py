@@ -31,7 +31,9 @@ from cryobox.errors import InputError
 
 __all__ = ["FscCurve", "RunSpec", "parse_run_spec", "load_curve", "resolution_text", "COMMON_RESOLUTIONS_A"]
 
-COMMON_RESOLUTIONS_A = (10.0, 8.0, 6.0, 5.0, 4.5, 4.0, 3.7, 3.5, 3.2, 3.0, 2.8, 2.5)
+COMMON_RESOLUTIONS_A = (
+    30.0, 20.0, 15.0, 12.0, 10.0, 8.0, 6.0, 5.0, 4.5, 4.0, 3.7, 3.5, 3.2, 3.0, 2.8, 2.5, 2.2, 2.0, 1.8, 1.5
+)  # fmt: skip
 _CRYOSPARC_ORDER = ("fsc_noisesub", "fsc_tightmask", "corrected", "fsc_loosemask", "fsc", "fsc_nomask")
 _BOX_SUFFIX = re.compile(r"@(\d*)(?::([0-9]*\.?[0-9]+))?$")
 

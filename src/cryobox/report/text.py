@@ -242,6 +242,17 @@ def advice_sentences(a, *, program: str | None = None) -> tuple[list[str], list[
         f"({a.rosenthal_henderson_box_a / p:.0f} px)."
     )
     warnings = []
+    from cryobox.core.boxsize import fft_friendly_sizes, is_fft_friendly
+
+    for c in a.candidates:
+        if c.user_box and not is_fft_friendly(c.box_px):
+            near = [b for b in fft_friendly_sizes(max(2, c.box_px - 16), c.box_px + 16) if b != c.box_px]
+            lo = max((b for b in near if b < c.box_px), default=None)
+            hi = min((b for b in near if b > c.box_px), default=None)
+            warnings.append(
+                f"your {c.box_px} px box is not FFT-friendly (not even, or a factor above 7): FFTs in it are slower; "
+                f"the nearest friendly boxes are {' and '.join(f'{b} px' for b in (lo, hi) if b)}."
+            )
     if by[extract_px].edge_loss_fraction:
         warnings.append(
             f"{100 * by[extract_px].edge_loss_fraction:.1f}% of particles lie partly outside their "
