@@ -328,3 +328,33 @@ def test_no_output_folder_writes_over_an_input(folder, case, how):
     argv = [a.replace("{IN}", given).replace("{STAR_OF_IN}", "via.star") if isinstance(a, str) else a for a in argv]
     r = run(["OUT" if a == "{OUT}" else a for a in argv])
     assert_refused(folder, before, r, Path(inside).name)
+
+
+def test_a_run_folder_is_removed_whole_only_when_cryobox_made_that_very_folder(tmp_path):
+    hers = tmp_path / "runs_box280_rep1"
+    hers.mkdir()
+    (hers / "notes.txt").write_text("hers")
+    with pytest.raises(InputError, match="did not make this folder"):
+        ledger.remove_written_folder(hers)
+    assert (hers / "notes.txt").read_text() == "hers"
+    ours = tmp_path / "run_ours"
+    ours.mkdir()
+    ledger.record_folder(ours)
+    (ours / "engine.log").write_text("written by the program cryobox ran")
+    ledger.remove_written_folder(ours)
+    assert not ours.exists()
+    # the same name made again by someone else (another inode) is not cryobox's folder
+    ours.mkdir()
+    with pytest.raises(InputError):
+        ledger.remove_written_folder(ours)
+    assert ours.is_dir()
+
+
+def test_compacting_the_ledger_keeps_only_what_is_there(tmp_path):
+    write_json(tmp_path / "a.json", {})
+    write_json(tmp_path / "b.json", {})
+    ledger.remove_written(tmp_path / "b.json")
+    ledger.compact(tmp_path)
+    lines = (tmp_path / ledger.LEDGER).read_text().splitlines()
+    assert len(lines) == 1 and '"a.json"' in lines[0] and ledger.written_by_cryobox(tmp_path / "a.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ledger.LEDGER, "a.json"]

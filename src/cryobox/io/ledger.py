@@ -315,6 +315,12 @@ def compact(folder: str | os.PathLike) -> None:
             continue
         if (e.get("folder") and _made_folder(p)) or (not e.get("folder") and written_by_cryobox(p)):
             keep.append(e)
-    tmp = _ledger(folder).with_name(LEDGER + ".new")
-    tmp.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in keep))
+    import tempfile
+
+    from cryobox.io.atomic import current_umask  # here: atomic imports this module
+
+    fd, tmp = tempfile.mkstemp(prefix=LEDGER + ".", suffix=".new", dir=folder)  # a name no one else has
+    with os.fdopen(fd, "w") as fh:
+        fh.write("".join(json.dumps(e, sort_keys=True) + "\n" for e in keep))
+    os.chmod(tmp, 0o666 & ~current_umask())
     os.replace(tmp, _ledger(folder))
