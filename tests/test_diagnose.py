@@ -300,3 +300,26 @@ def test_the_words_follow_the_numbers_and_name_a_cause_only_with_evidence():
     assert "preferred orientation" in _sentences(d, power, views, {}, 3.6, False)[0]
     flat = {**d, "worst_a": 3.6, "cfar": 0.9, "anisotropic": False, "mildly_anisotropic": False}
     assert "no sign of anisotropy" in _sentences(flat, power, None, {}, 3.6, False)[0]
+
+
+@pytest.mark.parametrize("crossing,expect", [(4, False), (15, True)])
+def test_a_direction_is_reported_only_with_enough_voxels_at_its_crossing(crossing, expect):
+    """A cone's FSC over fewer than MIN_CONE_VOXELS voxels is not read: half maps that decorrelate
+    at shell 4 (cones of 20° hold a handful of voxels there) report no direction of their own;
+    at shell 15 every direction is reported. The voxel counts behind the rule are the cones' own."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from mapgen import known_crossing_half_maps
+
+    from cryobox.core.diagnose import MIN_CONE_VOXELS, conical_resolution
+
+    n = 40
+    h1, h2 = known_crossing_half_maps(n, crossing, seed=2)
+    f1, f2 = sfft.rfftn(h1), sfft.rfftn(h2)
+    dr = conical_resolution(f1, f2, rfft_shell_index(h1.shape), n, 2.0, n_directions=30)
+    at = np.array([np.flatnonzero(c[1:] < 0.143)[0] + 1 for c in dr["curves"]])
+    counts = dr["voxels"][np.arange(30), at]
+    assert np.array_equal(dr["reported"], counts >= MIN_CONE_VOXELS)
+    assert bool(dr["reported"].all()) is expect and bool(dr["reported"].any()) is expect

@@ -295,8 +295,9 @@ def masked_fsc(
         Resolution (Å) from which phases are randomised; default: where the unmasked FSC first
         drops below 0.8 (RELION's rule).
     seed : int, optional
-        Extra seed of the phase randomisation, which is drawn from the maps' content: the same maps
-        give the same curve (another seed, another draw).
+        None (default): the phase-randomised masked FSC is its expectation over all phase draws,
+        computed exactly (no randomness). A number: one random draw, as relion_postprocess makes
+        it, seeded from the maps' content and this number.
 
     Returns
     -------
@@ -322,7 +323,7 @@ def masked_fsc(
         pixel_size_a=pixel_size_a,
         mask=None if mask is None else np.asarray(mask),
         randomise_at_a=randomise_at_a,
-        seed=seed or 0,
+        seed=seed,
     )
 
 

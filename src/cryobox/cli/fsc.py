@@ -79,8 +79,8 @@ def fsc_command(
         None,
         "--seed",
         min=0,
-        help="Extra seed for the phase randomisation, which is drawn from the maps' content (default 0: the same maps "
-        "always give the same numbers).",
+        help="Use one random phase draw, as relion_postprocess does, seeded from the maps' content and this number "
+        "(default: the phase-randomised FSC's expectation over all draws, computed exactly: no randomness).",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print resolutions and curves as JSON."),
     star: Optional[Path] = typer.Option(
@@ -143,7 +143,13 @@ def fsc_command(
     )
     if d["randomise_at_a"] is not None:
         console.print(
-            f"mask: {d['mask']}; phases randomised from {d['randomise_at_a']:.2f} Å (shell {d['randomise_at_shell']})"
+            f"mask: {d['mask']}; phases randomised from {d['randomise_at_a']:.2f} Å (shell {d['randomise_at_shell']}; "
+            f"{d['phase_randomisation']})"
+        )
+    if d.get("resolution_measurement_sd_a") is not None:
+        console.print(
+            f"measurement spread of the 0.143 crossing: ± {d['resolution_measurement_sd_a']:.2f} Å (SD; the FSC's own "
+            "sampling; refinements repeated with other seeds spread further)"
         )
     for n in d["notes"]:
         console.print(flag_words(n))

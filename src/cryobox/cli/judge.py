@@ -55,12 +55,12 @@ def judge_command(
     resample: bool = typer.Option(
         False, "--resample", help="Fourier-resample runs at other pixel sizes to the first run's (otherwise refused)."
     ),
-    seed: int = typer.Option(
-        0,
+    seed: Optional[int] = typer.Option(
+        None,
         "--seed",
         min=0,
-        help="Extra seed for the phase randomisation, which is drawn from each run's maps (the same maps give the same "
-        "numbers in any order).",
+        help="Use one random phase draw per run, as relion_postprocess does, seeded from the run's maps and this "
+        "number (default: the phase-randomised FSC's expectation over all draws, which has no randomness).",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print judge.json instead of the table."),
 ) -> None:

@@ -97,6 +97,10 @@ def print_sweep_table(d: dict) -> None:
             fmt(v["interpolated_resolutions_a"], ".2f"),
             "-" if v["mean_a"] is None else f"{v['mean_a']:.2f}" + (f" ± {sd:.2f}" if sd is not None else ""),
         )
+    for f in d.get("not_converged") or []:  # first: a run that did not align makes every number below doubtful
+        console.print(
+            f"[bold red]NOT CONVERGED: {f['variant']}, {f['run']}: {'; '.join(f['reasons'])}.[/]", soft_wrap=True
+        )
     console.print(t)
     for v in d["variants"]:  # every warning of every run, next to its run
         for r in v.get("runs") or []:

@@ -56,6 +56,7 @@ __all__ = [
     "viewing_directions",
     "sampling_compensation_factor",
     "SCF_MIN_VIEWS",
+    "MIN_CONE_VOXELS",
     "radial_power",
     "fsc_dips",
 ]
@@ -136,7 +137,7 @@ def conical_fsc(
     *,
     half_angle_deg: float = 20.0,
     fill: ArrayLike | None = None,
-    min_voxels: int = 10,
+    min_voxels: int | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """FSC in a double cone around each direction (see the module docstring).
 
@@ -144,9 +145,10 @@ def conical_fsc(
     ``bins``, ``centres``: from ``direction_bins``; ``directions``: (m, 3) unit axes. Returns the
     (m, n_shells) conical FSCs (shell 0 set to 1) and the (m, n_shells) number of Fourier voxels
     behind each value. A cone holds few voxels at the lowest shells (none, for a narrow one);
-    where it holds fewer than ``min_voxels`` its FSC is too noisy to read a crossing from, and
-    the value is ``fill`` (the global FSC, say) or NaN.
+    where it holds fewer than ``min_voxels`` (default ``MIN_CONE_VOXELS``) its FSC is too noisy to
+    read a crossing from, and the value is ``fill`` (the global FSC, say) or NaN.
     """
+    min_voxels = MIN_CONE_VOXELS if min_voxels is None else int(min_voxels)
     if not 0 < half_angle_deg < 90:
         raise ValueError(f"`half_angle_deg` must be between 0 and 90 degrees, got {half_angle_deg}")
     s = shells.reshape(-1)
@@ -220,7 +222,12 @@ def conical_resolution(
     )
     # resolution_interpolated reads Nyquist where a curve never falls below the threshold
     res = np.array([resolution_interpolated(c, threshold, box_px=box_px, pixel_size_a=pixel_size_a) for c in curves])
-    limited = np.array([first_shell_below(c, threshold) is None for c in curves], dtype=bool)
+    crossing = [first_shell_below(c, threshold) for c in curves]
+    limited = np.array([c is None for c in crossing], dtype=bool)
+    # a direction is its own only where its cone held enough voxels at its crossing (elsewhere the
+    # curve there is ``fill``, the global one)
+    at = np.array([n_shells - 1 if c is None else c for c in crossing], dtype=np.intp)
+    reported = voxels[np.arange(len(curves)), at] >= MIN_CONE_VOXELS
     freq = np.arange(n_shells) / (box_px * pixel_size_a)
     area = cfar(curves, freq)
     return {
@@ -229,6 +236,7 @@ def conical_resolution(
         "voxels": voxels,
         "resolution_a": res,
         "limited_by_nyquist": limited,
+        "reported": reported,
         "frequency_inv_a": freq,
         "cfar": area["cfar"],
         "cfar_min_over_mean": area["min_over_mean"],
@@ -292,6 +300,9 @@ def viewing_directions(rot_deg: ArrayLike, tilt_deg: ArrayLike) -> NDArray[np.fl
 
 #: the fewest views for which an SCF is computed: R = views / 100 must be at least one voxel
 SCF_MIN_VIEWS = 100
+# the fewest Fourier voxels a cone's shell must hold for its FSC to be read: over n voxels an FSC
+# near the 0.143 threshold scatters by about (1 - 0.143^2) / sqrt(2 n), 0.1 at n = 50
+MIN_CONE_VOXELS = 50
 
 
 def sampling_compensation_factor(

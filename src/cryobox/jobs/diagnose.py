@@ -140,20 +140,27 @@ def run_diagnose(
         dr = dg.conical_resolution(
             f1, f2, shells, box, px, n_directions=n_directions, half_angle_deg=half_angle_deg, fill=masked
         )
-        dirs, cones, dir_res, limited = dr["directions"], dr["curves"], dr["resolution_a"], dr["limited_by_nyquist"]
+        dirs, cones, all_res, limited = dr["directions"], dr["curves"], dr["resolution_a"], dr["limited_by_nyquist"]
+        reported = dr["reported"]
+        # only directions whose cone held enough voxels at their crossing speak for themselves
+        use = reported if reported.any() else np.ones_like(reported)
+        dir_res, dir_axes = all_res[use], dirs[use]
         t_cones = time.perf_counter() - t1
         g_res, g_lim = _resolution(res.final, box, px)
         directional = {
             "n_directions": int(n_directions),
             "half_angle_deg": half_angle_deg,
             "directions": dirs.round(5).tolist(),
-            "resolution_a": dir_res.round(4).tolist(),
+            "resolution_a": all_res.round(4).tolist(),
             "limited_by_nyquist": limited.tolist(),
+            "reported": reported.tolist(),
+            "n_reported": int(reported.sum()),
+            "min_cone_voxels": dg.MIN_CONE_VOXELS,
             "best_a": float(dir_res.min()),
             "worst_a": float(dir_res.max()),
             "median_a": float(np.median(dir_res)),
             "iqr_a": [float(np.percentile(dir_res, 25)), float(np.percentile(dir_res, 75))],
-            "worst_direction": dirs[int(np.argmax(dir_res))].round(4).tolist(),
+            "worst_direction": dir_axes[int(np.argmax(dir_res))].round(4).tolist(),
             "cfar": dr["cfar"],
             "cfar_min_over_mean": dr["cfar_min_over_mean"],
             "anisotropic": bool(
@@ -350,6 +357,13 @@ def _sentences(directional: dict, power: dict, views: dict | None, marks: dict, 
         f"{CFAR_MILD} or at {SPREAD_MILD}"
     )
     numbers = f"directional resolution {lo:.1f}-{hi:.1f} Å (ratio {hi / lo:.2f}), cFAR {c:.2f}"
+    n_rep, n_all = directional.get("n_reported"), directional.get("n_directions")
+    if n_rep is not None and n_rep < n_all:
+        numbers += (
+            f" ({n_rep} of {n_all} directions: the others' cones hold fewer than "
+            f"{directional['min_cone_voxels']} Fourier voxels at their crossing"
+            + ("; none does, so all are shown)" if n_rep == 0 else ")")
+        )
     views_show = bool(views is not None and views.get("scf_star") is not None and views.get("anisotropic"))
     if directional["anisotropic"] or directional.get("mildly_anisotropic"):
         how = "anisotropic" if directional["anisotropic"] else "mildly anisotropic"

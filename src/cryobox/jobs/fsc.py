@@ -28,6 +28,7 @@ class FscJob:
     mask: str | None = None
     mask_written: str | None = None
     notes: list[str] = field(default_factory=list)
+    seed: int | None = None  # None: the phase-randomised FSC's expectation; a number: one draw
 
 
 def run_fsc(
@@ -116,7 +117,7 @@ def run_fsc(
             pixel_size_a=p1,
             mask=m,
             randomise_at_a=randomise_at_a,
-            seed=seed or 0,
+            seed=seed,
             force_mask=force_mask,
         )
     except ValueError as exc:
@@ -128,6 +129,7 @@ def run_fsc(
         half2=str(half2),
         result=res,
         mask=str(mask) if mask else written,
+        seed=seed,
         mask_written=written,
         notes=notes,
     )
@@ -149,6 +151,12 @@ def fsc_to_dict(job: FscJob) -> dict:
         "pixel_size_a": r.pixel_size_a,
         "resolution_a": res["0.143"]["resolution_a"],
         "resolution_interpolated_a": res["0.143"]["interpolated_resolution_a"],
+        # the crossing's spread from the FSC's own sampling; the phase randomisation adds none
+        # (its expectation) unless a --seed asked for one draw
+        "resolution_measurement_sd_a": res["0.143"]["measurement_sd_a"],
+        "phase_randomisation": "expectation over all draws"
+        if job.seed is None
+        else f"one draw (seed {job.seed}, with the maps' content)",
         "resolution_rule": "last shell before the corrected FSC first drops below the threshold "
         "(relion_postprocess); interpolated crossing beside it",
         "resolutions": res,

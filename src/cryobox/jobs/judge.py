@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from cryobox.errors import InputError
+from cryobox.jobs.convergence import convergence_flags, mark_unconverged
 
 __all__ = ["RunMaps", "find_half_maps", "parse_variants", "run_judge"]
 
@@ -155,7 +156,7 @@ def run_judge(
     mask: Path | None = None,
     auto_mask: bool = True,
     resample: bool = False,
-    seed: int = 0,
+    seed: int | None = None,
     log=None,
     plot: bool = True,
     unmasked_across_boxes: bool = False,
@@ -209,7 +210,7 @@ def _run_judge(
     mask: Path | None = None,
     auto_mask: bool = True,
     resample: bool = False,
-    seed: int = 0,
+    seed: int | None = None,
     log=None,
     plot: bool = True,
     unmasked_across_boxes: bool = False,
@@ -365,6 +366,7 @@ def _run_judge(
             + ("; limited by Nyquist" if rec.get("limited_by_nyquist") else "")
         )
     summary = summarise_judge(variants, results, pixel_size_a=psize, mask_text=mask_text, notes=notes)
+    mark_unconverged(summary, convergence_flags(results))
     if explain_with is not None and len({v["box_px"] for v in summary["variants"]}) >= 2:
         summary["explain"] = _explain_runs(summary, *explain_with).to_dict()
     summary["timings"] = {"total_s": time.perf_counter() - t0}

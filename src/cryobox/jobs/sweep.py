@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cryobox.jobs.convergence import convergence_flags, mark_unconverged
+
 from cryobox.engines.base import HalfMaps, RefineEngine, RefineParams
 from cryobox.engines.launch import Launcher, LocalLauncher
 from cryobox.errors import InputError
@@ -386,7 +388,7 @@ def _reconstruct_halves(poses: Path | None, run_dir: Path, iteration: int | None
     return targets["half1"], targets["half2"]
 
 
-def _run_fsc(half1: Path, half2: Path, mask_path: Path, pixel_size_a: float, seed: int) -> dict:
+def _run_fsc(half1: Path, half2: Path, mask_path: Path, pixel_size_a: float, seed: int | None) -> dict:
     from cryobox.io.mrc import read_mrc
 
     h1, _ = read_mrc(half1)
@@ -395,10 +397,13 @@ def _run_fsc(half1: Path, half2: Path, mask_path: Path, pixel_size_a: float, see
     return run_fsc_record(h1, h2, m, pixel_size_a=pixel_size_a, seed=seed)
 
 
-def run_fsc_record(h1: np.ndarray, h2: np.ndarray, m: np.ndarray | None, *, pixel_size_a: float, seed: int) -> dict:
+def run_fsc_record(
+    h1: np.ndarray, h2: np.ndarray, m: np.ndarray | None, *, pixel_size_a: float, seed: int | None = None
+) -> dict:
     """One run's FSC as the sweep and judge record it: ``cryobox fsc --mask`` (masked,
     phase-randomisation-corrected), resolutions at 0.143 (RELION's rule and interpolated) and 0.5,
-    and the curve. Randomises from 2/3 Nyquist when the unmasked FSC never drops below 0.8."""
+    and the curve. Randomises from 2/3 Nyquist when the unmasked FSC never drops below 0.8. The
+    phase-randomised curve is its expectation over all draws (``seed`` None) or one seeded draw."""
     from cryobox.core.fsc import masked_fsc_analysis
 
     try:
@@ -420,6 +425,7 @@ def run_fsc_record(h1: np.ndarray, h2: np.ndarray, m: np.ndarray | None, *, pixe
         "resolution_0.5_a": r05["resolution_a"],
         "randomise_at_shell": res.randomise_at_shell,
         "limited_by_nyquist": r143["limited_by_nyquist"],
+        "measurement_sd_a": r143["measurement_sd_a"],
         "warnings": list(res.warnings),
         "mask_check_failed": any("too sharp or too tight" in w for w in res.warnings),
         "curve": {
@@ -701,7 +707,7 @@ def run_sweep(
         else:
             source = f"{engine.name} final half maps"
         t0 = time.perf_counter()
-        fsc = _run_fsc(halves.half1, halves.half2, masks[v.box_px], psize, 0)  # randomised by the maps' content
+        fsc = _run_fsc(halves.half1, halves.half2, masks[v.box_px], psize, None)  # expectation over phase draws
         alignment = _alignment(halves, spec, truth_poses, truth_grid, masks[v.box_px], psize)
         fsc_seconds = time.perf_counter() - t0
         timings["fsc_s"] += fsc_seconds
@@ -764,6 +770,7 @@ def run_sweep(
         notes=notes,
     )
     summary["alignment"] = alignment_summary(variants, runs, specs, pixel_size_a=psize)
+    mark_unconverged(summary, convergence_flags(runs, summary["alignment"].get("between_runs")))
     summary["failed_runs"] = queue.failed
     summary["scheduler"] = {
         **launcher.check(),
@@ -1098,6 +1105,7 @@ def compare_variants(rows: list[dict], *, pixel_size_a: float) -> list[dict]:
                 "--auto-iter-max so that all runs end the same way"
             )
         flagged = [r for r in runs if r.get("mask_check_failed")]
+        c["measurement_sd_a"] = _measurement_sd(va["runs"], vb["runs"])
         c["runs_used"] = len(runs)
         c["runs_mask_check_failed"] = len(flagged)
         if flagged:
@@ -1116,6 +1124,18 @@ def compare_variants(rows: list[dict], *, pixel_size_a: float) -> list[dict]:
         c["sentence"] = verdict_sentence(c, a, b) + (f" Caveat: {c['caveat']}." if c.get("caveat") else "")
         out.append(c)
     return out
+
+
+def _measurement_sd(runs_a: list[dict], runs_b: list[dict]) -> float | None:
+    """The measurement spread (Å) of the difference of the two variants' mean resolutions from the
+    FSCs' own sampling (each run's ``measurement_sd_a``), None when a run has none."""
+    total = 0.0
+    for runs in (runs_a, runs_b):
+        sds = [r.get("measurement_sd_a") for r in runs]
+        if not sds or any(v is None for v in sds):
+            return None
+        total += sum(v * v for v in sds) / len(sds) ** 2
+    return float(np.sqrt(total))
 
 
 def write_sweep(out: Path, summary: dict, *, plot: bool = True, name: str = "sweep") -> None:

@@ -298,6 +298,11 @@ def runs_section(res: dict, figs: Figures) -> tuple[str, str, str]:
         f"<td>{_fmt(v['mean_a'], '.2f')}</td><td>{_fmt(v['sd_a'], '.2f')}</td></tr>"
         for v in res["variants"]
     )
+    failed = "".join(  # first in the section: every number below rests on these runs
+        f"<p class='warning'><b>Not converged:</b> {esc(f['variant'])}, {esc(f['run'])}: "
+        f"{esc('; '.join(f['reasons']))}.</p>"
+        for f in res.get("not_converged") or []
+    )
     verdicts = "".join(f"<p class='verdict'>{esc(c['sentence'])}</p>" for c in res["comparisons"])
     if res.get("half_maps_from"):
         verdicts += "<p class='note'>Half maps: " + esc(half_maps_text(res["half_maps_from"])) + ".</p>"
@@ -326,7 +331,7 @@ def runs_section(res: dict, figs: Figures) -> tuple[str, str, str]:
         res.get("cryobox", "sweep"),
         heading,
         (
-            intro + "<table class='runs-table'><tr><th>variant</th><th>what</th><th>box (px)</th><th>runs, RELION rule "
+            failed + intro + "<table class='runs-table'><tr><th>variant</th><th>what</th><th>box (px)</th><th>runs, RELION rule "
             "(Å)</th>"
             "<th>runs, interpolated (Å)</th><th>mean (Å)</th><th>SD (Å)</th></tr>" + vrows + "</table>"
             f"<p><b>Verdicts</b> ({esc(res['test'])}):</p>{verdicts}"

@@ -75,9 +75,17 @@ def verdict_sentence(c: dict, a: str, b: str) -> str:
     if c["verdict"] in ("finer", "coarser"):
         return f"{a} is {c['verdict']} than {b}: {da:.2f} vs {db:.2f} Å, {apart:.2f} Å apart ({stats_text})."
     if c.get("n_a", 0) < 2 or c.get("n_b", 0) < 2:
+        m = c.get("measurement_sd_a")
+        noise = ""
+        if m:
+            within = "beyond" if apart > 2.0 * m else "within"
+            noise = (
+                f" The FSCs' own sampling spreads the difference by {m:.2f} Å (SD), so {apart:.2f} Å is {within} "
+                "measurement noise; run-to-run noise, which only repeats measure, comes on top."
+            )
         return (
             f"{a} vs {b}: {da:.2f} vs {db:.2f} Å, {apart:.2f} Å apart; undecided: one run per variant cannot separate "
-            f"a difference from run-to-run noise; {repeats_advice(c)}."
+            f"a difference from run-to-run noise; {repeats_advice(c)}.{noise}"
         )
     eq = c.get("equivalence") or {}
     if c["verdict"] == "equivalent":
@@ -137,6 +145,14 @@ def opening_paragraph(advice_result, runs: dict | None, *, resolution_a: float) 
         parts.append(f"Your {c.box_px} px box: {alias}" + (f"; {'; '.join(extra)}." if extra else "."))
     if runs:
         what = "sweep" if runs.get("cryobox") == "sweep" else "runs you made"
+        failed = runs.get("not_converged") or []
+        if failed:  # said before any verdict: the numbers below rest on runs that did not align
+            parts.append(
+                f"First: {len(failed)} of the {what}'s runs did not converge ("
+                + "; ".join(f"{f['variant']} {f['run']}: {f['reasons'][0]}" for f in failed[:4])
+                + (f"; and {len(failed) - 4} more" if len(failed) > 4 else "")
+                + "), so the resolutions below say more about the failed alignment than about the box."
+            )
         decided = [c for c in runs["comparisons"] if c.get("verdict") in ("finer", "coarser")]
         equivalent = [c for c in runs["comparisons"] if c.get("verdict") == "equivalent"]
         undecided = [c for c in runs["comparisons"] if c.get("verdict") not in ("finer", "coarser", "equivalent")]
