@@ -6,7 +6,12 @@ from cryobox.jobs.convergence import NOT_CONVERGED_ANGLE_DEG, convergence_flags,
 
 
 def _run(repeat, *, truth=None, converged=True, top=0.99, iteration=8):
-    r = {"repeat": repeat, "converged": converged, "iteration": iteration, "curve": {"fsc": [1.0, 0.9, 0.8, top, 0.3, 0.1]}}
+    r = {
+        "repeat": repeat,
+        "converged": converged,
+        "iteration": iteration,
+        "curve": {"fsc": [1.0, 0.9, 0.8, top, 0.3, 0.1]},
+    }
     if truth is not None:
         r["truth"] = {"median_angle_deg": truth}
     return r
@@ -59,10 +64,9 @@ def test_judge_says_first_that_a_run_did_not_converge(tmp_path):
     from typer.testing import CliRunner
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from mapgen import particle_half_maps
-
     from cryobox.cli.main import app
     from cryobox.io.mrc import write_mrc
+    from mapgen import particle_half_maps
 
     for k in (1, 2, 3, 4):
         h1, h2, _ = particle_half_maps(40, 2.0, signal_res_a=6.0, noise=0.5, seed=k)

@@ -311,9 +311,8 @@ def test_a_direction_is_reported_only_with_enough_voxels_at_its_crossing(crossin
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from mapgen import known_crossing_half_maps
-
     from cryobox.core.diagnose import MIN_CONE_VOXELS, conical_resolution
+    from mapgen import known_crossing_half_maps
 
     n = 40
     h1, h2 = known_crossing_half_maps(n, crossing, seed=2)

@@ -43,8 +43,7 @@ def convergence_flags(runs: dict[str, list[dict]], between_runs: list[dict] | No
                     )
             elif r.get("converged") is False:
                 why.append(
-                    f"the engine stopped at its iteration limit (iteration {r.get('iteration')}) before it "
-                    "converged"
+                    f"the engine stopped at its iteration limit (iteration {r.get('iteration')}) before it converged"
                 )
             top = _max_fsc(r)
             if top is not None and top < 0.5:

@@ -35,8 +35,6 @@ from pathlib import Path
 
 import numpy as np
 
-from cryobox.jobs.convergence import convergence_flags, mark_unconverged
-
 from cryobox.engines.base import HalfMaps, RefineEngine, RefineParams
 from cryobox.engines.launch import Launcher, LocalLauncher
 from cryobox.errors import InputError
@@ -45,6 +43,7 @@ from cryobox.io.jsonio import write_json
 from cryobox.io.particles import ParticleTable, read_particles, resolve_path, search_roots, write_star
 from cryobox.io.schema import CTF_REQUIRED
 from cryobox.jobs.boxmaps import reference_grids
+from cryobox.jobs.convergence import convergence_flags, mark_unconverged
 from cryobox.jobs.records import digest
 from cryobox.jobs.runqueue import RunSpec, run_queue
 from cryobox.jobs.runqueue import progress_line as _progress_line  # noqa: F401  (kept for callers)

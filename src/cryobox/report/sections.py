@@ -331,7 +331,9 @@ def runs_section(res: dict, figs: Figures) -> tuple[str, str, str]:
         res.get("cryobox", "sweep"),
         heading,
         (
-            failed + intro + "<table class='runs-table'><tr><th>variant</th><th>what</th><th>box (px)</th><th>runs, RELION rule "
+            failed
+            + intro
+            + "<table class='runs-table'><tr><th>variant</th><th>what</th><th>box (px)</th><th>runs, RELION rule "
             "(Å)</th>"
             "<th>runs, interpolated (Å)</th><th>mean (Å)</th><th>SD (Å)</th></tr>" + vrows + "</table>"
             f"<p><b>Verdicts</b> ({esc(res['test'])}):</p>{verdicts}"
