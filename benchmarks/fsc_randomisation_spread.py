@@ -2,12 +2,12 @@
 draw, and cryobox's default (the expectation over all draws), on one pair of half maps.
 
 Half maps at 1.06 Å/px (her pixel size) of a particle-like density (a random texture with a
-B-factor of 200 Å² inside a 150 Å soft ball) plus independent noise per half, so that the
-corrected FSC crosses 0.143 near 3.6 Å; one tight soft spherical mask. For seeds 0-9:
-``relion_postprocess --random_seed`` (when installed) and ``cryobox fsc --seed``; then
-``cryobox fsc`` without a seed. Each line gives the interpolated 0.143 crossing of the corrected
-curve (RELION's curve read from its STAR file), its range and SD over the seeds, and cryobox's ``measurement_sd_a`` (the crossing's spread from
-the FSC's own sampling, which no randomisation removes).
+B-factor of 200 Å² inside a 150 Å soft ball) plus independent noise per half, so that the corrected
+FSC crosses 0.143 near 3.6 Å; one tight soft spherical mask. For seeds 0-9: ``relion_postprocess
+--random_seed`` (when installed) and ``cryobox fsc --seed``; then ``cryobox fsc`` without a seed.
+Each line gives the interpolated 0.143 crossing of the corrected curve (RELION's curve read from
+its STAR file), its range and SD over the seeds, and cryobox's ``measurement_sd_a`` (the crossing's
+spread from the FSC's own sampling, which no randomisation removes).
 
     python benchmarks/fsc_randomisation_spread.py            # box 160 px (about 20 s)
     python benchmarks/fsc_randomisation_spread.py --box 96   # quicker
