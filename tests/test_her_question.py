@@ -383,7 +383,7 @@ def test_fourier_rescale_stack_returns_the_pixel_size():
 
 def test_sweep_progress_line_per_iteration(tmp_path):
     from cryobox.engines.relion import _run_logged
-    from cryobox.jobs.sweep import _progress_line
+    from cryobox.jobs.runqueue import progress_line as _progress_line
 
     lines = []
     report = _progress_line(lines.append, "[1/2] box280 repeat 1", 4)

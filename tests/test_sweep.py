@@ -146,7 +146,7 @@ def test_missing_relion_is_one_sentence_with_install_command(tmp_path, monkeypat
 
 @pytest.mark.parametrize("order", ["finer first", "coarser first"])
 def test_compare_variants_names_the_finer_variant(order):
-    from cryobox.jobs.sweep import compare_variants
+    from cryobox.jobs.verdicts import compare_variants
 
     fine = {"variant": "box280", "box_px": 280, "interpolated_resolutions_a": [3.70, 3.72, 3.68], "runs": []}
     coarse = {"variant": "box576", "box_px": 576, "interpolated_resolutions_a": [4.10, 4.12, 4.08], "runs": []}

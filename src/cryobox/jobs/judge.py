@@ -221,7 +221,7 @@ def _run_judge(
     from cryobox.core.fsc import auto_mask_from_map, auto_mask_scales_a
     from cryobox.io.mrc import read_mrc
     from cryobox.jobs.boxmaps import masks_for_boxes
-    from cryobox.jobs.sweep import run_fsc_record, write_sweep
+    from cryobox.jobs.verdicts import run_fsc_record, write_sweep
 
     t0 = time.perf_counter()
     say = log or (lambda s: None)
@@ -409,7 +409,7 @@ def summarise_judge(
 ) -> dict:
     """judge.json: the sweep.json schema for runs made elsewhere."""
     from cryobox.core.stats import mean_sd
-    from cryobox.jobs.sweep import TEST_TEXT, compare_variants, decided_best
+    from cryobox.jobs.verdicts import TEST_TEXT, compare_variants, decided_best
 
     rows = []
     for label, _ in variants:
