@@ -237,28 +237,19 @@ class LiveRuns:
             self._live.update(t)
 
 
-def plan_script(launcher, engine, plan: dict, settings, out: Path) -> str:
-    """The job script of the first run, as --dry-run shows it (paths are the ones a run would use)."""
-    from cryobox.engines.base import RefineParams
+def plan_script(launcher, engine, plan: dict, settings, out: Path, *, local: bool = False) -> str:
+    """The job script of the first run, as --dry-run shows it (paths are the ones a run would use;
+    the parameters are the sweep's own, ``jobs.sweep.refine_params``)."""
     from cryobox.engines.launch import Job
+    from cryobox.jobs.sweep import refine_params
+    from cryobox.jobs.sweep_plan import plan_variants
 
-    box = sorted(settings.boxes_px)[0]
-    params = RefineParams(
-        pixel_size_a=plan["pixel_size_a"],
-        box_px=box,
-        particle_diameter_a=settings.particle_diameter_a,
-        ini_high_a=settings.ini_high_a,
-        random_seed=settings.first_seed,
-        healpix_order=settings.healpix_order,
-        offset_range_a=settings.offset_range_a or 6 * plan["pixel_size_a"],
-        offset_step_a=settings.offset_step_a or 2 * plan["pixel_size_a"],
-        auto_iter_max=settings.auto_iter_max,
-        symmetry=settings.symmetry,
-    )
-    run_dir = out / "runs" / plan["variants"][0] / "rep1"
-    data = out / "data" / f"box{box}" / "refine.star"
-    cmd = engine.command(run_dir, data, out / "references" / f"ref_box{box}.mrc", params)
-    return launcher.script(Job(f"cryobox-{out.resolve().name}-{plan['variants'][0]}-rep1", run_dir, cmd))
+    first = plan_variants(settings, pixel_size_a=plan["pixel_size_a"])[0][0]
+    params = refine_params(settings, first, plan["pixel_size_a"], seed=settings.first_seed, local=local)
+    run_dir = out / "runs" / first.label / "rep1"
+    data = out / "data" / first.data_label / "refine.star"
+    cmd = engine.command(run_dir, data, out / "references" / f"ref_box{first.box_px}.mrc", params)
+    return launcher.script(Job(f"cryobox-{out.resolve().name}-{first.label}-rep1", run_dir, cmd))
 
 
 def _split_extra(text: str | None) -> tuple[str, ...]:
@@ -478,7 +469,11 @@ def sweep_command(
             console.print(f"  note: {flag_words(n)}")
         if scheduler == "slurm":
             console.print(f"  each run is one job; the first job's script ({launcher.kind}):")
-            console.print(plan_script(launcher, engine, plan, settings, out), soft_wrap=True, markup=False)
+            console.print(
+                plan_script(launcher, engine, plan, settings, out, local=consensus_table is not None),
+                soft_wrap=True,
+                markup=False,
+            )
         console.print("nothing was written (--dry-run).")
         return
     from cryobox.io.paths import stack_files

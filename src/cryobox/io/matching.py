@@ -51,13 +51,7 @@ def strip_poses(table: ParticleTable) -> ParticleTable:
     """Refinements start from the reference alone: poses, shifts and half-set labels go."""
     d = table.data
     drop = [c for c in d.columns if c in POSE_COLUMNS or c.startswith(POSE_PREFIXES)]
-    return ParticleTable(
-        d.drop(columns=drop).reset_index(drop=True),
-        kind="particles",
-        source_format=table.source_format,
-        path=None,
-        optics_passthrough=table.optics_passthrough,
-    )
+    return table.with_data(d.drop(columns=drop).reset_index(drop=True))
 
 
 def _match_keys(table: ParticleTable, how: str) -> list:

@@ -41,6 +41,18 @@ class ParticleTable:
     def __len__(self) -> int:
         return len(self.data)
 
+    def with_data(self, data: pd.DataFrame, *, path: Path | None = None) -> ParticleTable:
+        """The same kind of table (format, optics columns carried through) holding ``data``; a
+        new table belongs to no file until it is written (``path``)."""
+        return ParticleTable(
+            data,
+            kind=self.kind,
+            source_format=self.source_format,
+            path=path,
+            optics_passthrough=list(self.optics_passthrough),
+            source_fields=self.source_fields,
+        )
+
     def column(self, name: str) -> np.ndarray:
         """The column as a numpy array (float where numeric)."""
         return self.data[name].to_numpy()

@@ -29,7 +29,7 @@ removed and the run starts clean.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +48,7 @@ from cryobox.jobs.convergence import convergence_flags, mark_unconverged
 from cryobox.jobs.records import digest
 from cryobox.jobs.runqueue import RunSpec, run_queue
 from cryobox.jobs.sweep_data import contrast_note, has_micrographs, input_rows, make_arm_data, start_table
-from cryobox.jobs.sweep_plan import MASK_POLICIES, SweepSettings, Variant, arm_label, plan_variants, sweep_arms
+from cryobox.jobs.sweep_plan import MASK_POLICIES, Arm, SweepSettings, Variant, plan_variants, sweep_arms
 from cryobox.jobs.verdicts import (
     RESOLUTION_KEY,
     TEST_TEXT,
@@ -136,6 +136,22 @@ def plan_sweep(
     }
 
 
+@dataclass
+class SweepParticles:
+    """The particles every run of a sweep refines (stage 1): each arm's refine.star (the common
+    set, in one order, with or without consensus poses), their pixel size, and the keys that tie a
+    run to exactly these particles."""
+
+    refine_stars: dict[Arm, Path]
+    counts: dict[str, int]
+    n_common: int
+    pixel_size_a: float
+    order_digest: str
+    start_digest: str | None
+    truth_poses: np.ndarray | None
+    notes: list[str] = field(default_factory=list)
+
+
 def run_sweep(
     table: ParticleTable,
     settings: SweepSettings,
@@ -164,85 +180,124 @@ def run_sweep(
     half sets to start every run from (local searches, see ``SweepSettings.local_healpix_order``).
     ``truth`` (particles with their true poses) and ``truth_map`` (map, pixel size): each run's
     alignment and map are measured against them. ``status(rows)``: called every ``poll_s``
-    seconds with one row per run (state, job id, iteration, resolution)."""
+    seconds with one row per run (state, job id, iteration, resolution).
+
+    The stages: plan (every check before any work), particles for every arm, one reference and
+    FSC mask per box, one run spec per variant and repeat, the runs (launched, followed, each
+    finished into result.json), the summary."""
     s = settings
     t_start = time.perf_counter()
-    timings = {
-        "extraction_s": 0.0,
-        "references_s": 0.0,
-        "engine_s": 0.0,
-        "reconstruct_s": 0.0,
-        "fsc_s": 0.0,
-        "summary_s": 0.0,
-    }
+    timings = dict.fromkeys(("extraction_s", "references_s", "engine_s", "reconstruct_s", "fsc_s", "summary_s"), 0.0)
     out = Path(out)
     plan = plan_sweep(table, s, reference=reference, mask=mask, engine=engine, out=out)
-    mode, engine_info = plan["mode"], plan["engine"]
+    mode = plan["mode"]
     out.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
     log(
         f"sweep: {len(table)} particles, {mode} at {', '.join(map(str, sorted(s.boxes_px)))} px"
         + (f", premultiplied from {s.premultiply_from_px} px" if s.premultiply_from_px else "")
-        + f"; {s.repeats} repeat(s); engine {engine_info.get('engine')} {engine_info.get('version', '')}"
+        + f"; {s.repeats} repeat(s); engine {plan['engine'].get('engine')} {plan['engine'].get('version', '')}"
     )
-
-    # 1. particles for every (box, premultiply) arm
     t0 = time.perf_counter()
+    particles = prepare_particles(
+        table, s, mode=mode, out=out, log=log, workers=workers, consensus=consensus, truth=truth
+    )
+    timings["extraction_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    psize = particles.pixel_size_a
+    variants, vnotes = plan_variants(s, pixel_size_a=psize)
+    refs, masks, rnotes = reference_grids(
+        reference, reference_pixel_size_a, psize, sorted(s.boxes_px), s.ini_high_a, mask, out / "references"
+    )
+    for n in vnotes + rnotes:
+        log(f"  note: {n}")
+    timings["references_s"] = time.perf_counter() - t0
+    specs = run_specs(variants, s, particles, refs, engine=engine, mode=mode, out=out, local=consensus is not None)
+    finish = RunFinisher(
+        specs, variants, engine_name=engine.name, masks=masks, particles=particles, timings=timings, log=log,
+        truth_map=truth_map,
+    )  # fmt: skip
+    launcher = launcher or LocalLauncher(1)
+    queue = run_queue(
+        specs,
+        engine=engine,
+        launcher=launcher,
+        finish=finish,
+        log=log,
+        status=status,
+        retry_failed=retry_failed,
+        poll_s=poll_s,
+        iter_max=s.auto_iter_max,
+    )
+    timings["engine_s"] = queue.engine_seconds
+    runs: dict[str, list[dict]] = {v.label: [] for v in variants}
+    for spec in specs:
+        if spec.name in queue.results:
+            runs[spec.variant].append(queue.results[spec.name])
+    t0 = time.perf_counter()
+    summary = summarise_sweep(
+        variants,
+        runs,
+        settings=s,
+        pixel_size_a=psize,
+        mode=mode,
+        n_particles_in=len(table),
+        n_common=particles.n_common,
+        counts=particles.counts,
+        engine_info=plan["engine"],
+        notes=particles.notes + vnotes + rnotes,
+    )
+    _complete_summary(summary, variants, runs, specs, queue=queue, launcher=launcher, consensus=consensus, s=s)
+    timings["summary_s"] = time.perf_counter() - t0
+    timings["total_s"] = time.perf_counter() - t_start
+    # cryobox's own work: extraction, references, submitting and collecting, half maps, FSC,
+    # summary (the time spent waiting for the engine is not overhead, however many runs are out)
+    timings["engine_wall_s"] = queue.engine_wall_seconds
+    timings["overhead_s"] = max(0.0, timings["total_s"] - queue.engine_wall_seconds)
+    summary["timings"] = timings
+    write_sweep(out, summary, plot=plot)
+    return summary
+
+
+def prepare_particles(
+    table: ParticleTable,
+    s: SweepSettings,
+    *,
+    mode: str,
+    out: Path,
+    log,
+    workers: int | None,
+    consensus: ParticleTable | None,
+    truth: ParticleTable | None,
+) -> SweepParticles:
+    """Stage 1: the particles of every arm (extracted or restacked), the set present at every
+    box, each arm's refine.star (rewritten only when the set or the start changed), the start
+    poses from a consensus and the true poses, in the refined order."""
     arms = sweep_arms(s)
-    data_dirs, tables = {}, {}
-    for box, pm in arms:
-        folder = out / "data" / arm_label(box, pm)
-        star = make_arm_data(table, mode, box, pm, s, folder, log, workers)
-        data_dirs[(box, pm)] = folder
-        tables[(box, pm)] = read_particles(star)
+    tables = {
+        arm: read_particles(make_arm_data(table, mode, *arm, s, out / "data" / arm.label, log, workers)) for arm in arms
+    }
     key_sets = {a: particle_keys(t, mode) for a, t in tables.items()}
     common = set.intersection(*(set(k) for k in key_sets.values()))
-    counts = {arm_label(*a): len(k) for a, k in key_sets.items()}
+    counts = {a.label: len(k) for a, k in key_sets.items()}
     if not common:
         raise InputError("no particle is present at every box (the edge policy dropped them all); use `edge='keep'`.")
-    first = key_sets[arms[0]]
-    order = [k for k in first if k in common]
-    order_digest = digest(order)  # the refined particles, in order: part of every run's key
+    order = [k for k in key_sets[arms[0]] if k in common]
     rows_in = input_rows(table, mode, order)  # the input row of every refined particle
-    start_poses = start_halves = None
-    start_digest = None
-    if consensus is not None:  # every run starts from the consensus poses and half sets
-        c_rows = match_particles(table, consensus, what="`consensus`")[rows_in]
-        start_poses = pose_array(consensus, what="`consensus`")[c_rows]
-        from cryobox.jobs.reconstruct import _half_sets
-
-        try:
-            start_halves = _half_sets(consensus)[c_rows]
-        except InputError:
-            raise InputError(
-                f"{consensus.path}: no half-set labels (rlnRandomSubset / alignments3D/split); local refinement "
-                "from a consensus keeps its half sets, so give the data STAR of a gold-standard refinement (or a "
-                "cryoSPARC .cs with alignments3D/split)."
-            ) from None
-        start_digest = digest([start_poses.round(4).tolist(), start_halves.tolist()])
+    start_poses, start_halves = _consensus_start(table, consensus, rows_in)
+    start_digest = None if start_poses is None else digest([start_poses.round(4).tolist(), start_halves.tolist()])
     truth_poses = None
     if truth is not None:
-        t_rows = match_particles(table, truth, what="`truth`")[rows_in]
-        truth_poses = pose_array(truth, what="`truth`")[t_rows]
+        truth_poses = pose_array(truth, what="`truth`")[match_particles(table, truth, what="`truth`")[rows_in]]
+    order_digest = digest(order)  # the refined particles, in order: part of every run's key
+    wanted = order_digest if start_digest is None else digest([order_digest, start_digest])
     refine_stars = {}
     for a, t in tables.items():
         pos = {k: i for i, k in enumerate(key_sets[a])}
-        rows = np.array([pos[k] for k in order], dtype=np.int64)
-        sub = ParticleTable(
-            t.data.iloc[rows].reset_index(drop=True),
-            kind="particles",
-            source_format=t.source_format,
-            path=None,
-            optics_passthrough=t.optics_passthrough,
+        sub = t.with_data(t.data.iloc[[pos[k] for k in order]].reset_index(drop=True))
+        refine_stars[a] = _write_refine_star(
+            out / "data" / a.label, start_table(sub, start_poses, start_halves), wanted
         )
-        star, keyfile = data_dirs[a] / "refine.star", data_dirs[a] / "refine.key"
-        current = keyfile.read_text() if keyfile.exists() and star.exists() else None
-        wanted = order_digest if start_digest is None else digest([order_digest, start_digest])
-        if current != wanted:
-            write_star(star, start_table(sub, start_poses, start_halves))
-            with atomic_path(keyfile) as tmp:
-                tmp.write_text(wanted)
-        refine_stars[a] = star
+    notes = []
     if len(common) < len(table):
         notes.append(
             f"{len(common)} of {len(table)} particles are present at every box and are refined; per arm: "
@@ -258,49 +313,66 @@ def run_sweep(
     if note:
         notes.append(note)
         log(f"  note: {note}")
-    timings["extraction_s"] = time.perf_counter() - t0
+    return SweepParticles(refine_stars, counts, len(common), psize, order_digest, start_digest, truth_poses, notes)
 
-    # 2. one reference and one FSC mask, windowed to every box
-    t0 = time.perf_counter()
-    variants, vnotes = plan_variants(s, pixel_size_a=psize)
-    notes += vnotes
-    refs, masks, rnotes = reference_grids(
-        reference, reference_pixel_size_a, psize, sorted(s.boxes_px), s.ini_high_a, mask, out / "references"
-    )
-    notes += rnotes
-    for n in vnotes + rnotes:
-        log(f"  note: {n}")
-    timings["references_s"] = time.perf_counter() - t0
 
-    # 3. the runs: one spec each, handed to the launcher (this machine or SLURM) and followed
-    offset_range_a = s.offset_range_a if s.offset_range_a is not None else 6.0 * psize
-    offset_step_a = s.offset_step_a if s.offset_step_a is not None else 2.0 * psize
-    specs: list[RunSpec] = []
-    by_name: dict[str, Variant] = {}
+def _consensus_start(table: ParticleTable, consensus: ParticleTable | None, rows_in: np.ndarray):
+    """The consensus poses and half sets of the refined particles (None, None without one)."""
+    if consensus is None:
+        return None, None
+    from cryobox.jobs.reconstruct import _half_sets
+
+    c_rows = match_particles(table, consensus, what="`consensus`")[rows_in]
+    poses = pose_array(consensus, what="`consensus`")[c_rows]
+    try:
+        halves = _half_sets(consensus)[c_rows]
+    except InputError:
+        raise InputError(
+            f"{consensus.path}: no half-set labels (rlnRandomSubset / alignments3D/split); local refinement "
+            "from a consensus keeps its half sets, so give the data STAR of a gold-standard refinement (or a "
+            "cryoSPARC .cs with alignments3D/split)."
+        ) from None
+    return poses, halves
+
+
+def _write_refine_star(folder: Path, particles: ParticleTable, key: str) -> Path:
+    """``folder``/refine.star, rewritten only when ``key`` (the particles and their start)
+    differs from the one refine.key records."""
+    star, keyfile = folder / "refine.star", folder / "refine.key"
+    current = keyfile.read_text() if keyfile.exists() and star.exists() else None
+    if current != key:
+        write_star(star, particles)
+        with atomic_path(keyfile) as tmp:
+            tmp.write_text(key)
+    return star
+
+
+def run_specs(
+    variants: list[Variant],
+    s: SweepSettings,
+    particles: SweepParticles,
+    refs: dict[int, Path],
+    *,
+    engine: RefineEngine,
+    mode: str,
+    out: Path,
+    local: bool,
+) -> list[RunSpec]:
+    """Stage 3: one run per variant and repeat, with its refinement parameters and the key that
+    ties its result to exactly these settings and particles (a resumed sweep reuses a run whose
+    result.json carries the same key)."""
+    psize = particles.pixel_size_a
+    specs = []
     for v in variants:
+        star = particles.refine_stars[v.arm]
         for rep in range(s.repeats):
-            seed = s.first_seed + rep
-            params = RefineParams(
-                pixel_size_a=psize,
-                box_px=v.box_px,
-                particle_diameter_a=v.mask_diameter_a,
-                ini_high_a=s.ini_high_a,
-                random_seed=seed,
-                healpix_order=s.healpix_order,
-                offset_range_a=offset_range_a,
-                offset_step_a=offset_step_a,
-                auto_iter_max=s.auto_iter_max,
-                symmetry=s.symmetry,
-                local_healpix_order=s.local_healpix_order if consensus is not None else None,
-                sigma_ang_deg=s.sigma_ang_deg if consensus is not None else None,
-            )
-            star = refine_stars[(v.box_px, v.premultiply_from_px)]
+            params = refine_params(s, v, psize, seed=s.first_seed + rep, local=local)
             key = digest(
                 {
                     "params": asdict(params),
                     "engine": engine.name,
-                    "particles": order_digest,
-                    "start": start_digest,
+                    "particles": particles.order_digest,
+                    "start": particles.start_digest,
                     "data": str(star),
                     "invert": s.invert,
                     "edge": s.edge,
@@ -308,55 +380,86 @@ def run_sweep(
                     "halves": HALVES_VERSION,
                 }
             )
-            spec = RunSpec(
-                variant=v.label,
-                repeat=rep + 1,
-                seed=seed,
-                params=params,
-                run_dir=out / "runs" / v.label / f"rep{rep + 1}",
-                key=key,
-                particles_star=star,
-                reference=refs[v.box_px],
-                name=f"{v.label}/rep{rep + 1}",
-                description=v.description,
-                job_name=f"cryobox-{out.resolve().name}-{v.label}-rep{rep + 1}",
+            specs.append(
+                RunSpec(
+                    variant=v.label,
+                    repeat=rep + 1,
+                    seed=params.random_seed,
+                    params=params,
+                    run_dir=out / "runs" / v.label / f"rep{rep + 1}",
+                    key=key,
+                    particles_star=star,
+                    reference=refs[v.box_px],
+                    name=f"{v.label}/rep{rep + 1}",
+                    description=v.description,
+                    job_name=f"cryobox-{out.resolve().name}-{v.label}-rep{rep + 1}",
+                )
             )
-            specs.append(spec)
-            by_name[spec.name] = v
+    return specs
 
-    truth_grid = None
-    if truth_map is not None:
-        grids: dict[int, np.ndarray] = {}
 
-        def truth_grid(box: int) -> np.ndarray:
-            """The true map on one box's grid (Fourier-rescaled to the particles' pixel size)."""
-            if box not in grids:
-                from cryobox.core.fourier import fourier_rescale, window
+def refine_params(s: SweepSettings, v: Variant, pixel_size_a: float, *, seed: int, local: bool) -> RefineParams:
+    """The refinement parameters of one run of variant ``v``: the sweep's and the CLI's
+    ``--dry-run`` both build them here. Offsets default to RELION's 6 px range and 2 px step at
+    the particles' pixel size; ``local``: searches from consensus poses."""
+    return RefineParams(
+        pixel_size_a=pixel_size_a,
+        box_px=v.box_px,
+        particle_diameter_a=v.mask_diameter_a,
+        ini_high_a=s.ini_high_a,
+        random_seed=seed,
+        healpix_order=s.healpix_order,
+        offset_range_a=s.offset_range_a if s.offset_range_a is not None else 6.0 * pixel_size_a,
+        offset_step_a=s.offset_step_a if s.offset_step_a is not None else 2.0 * pixel_size_a,
+        auto_iter_max=s.auto_iter_max,
+        symmetry=s.symmetry,
+        local_healpix_order=s.local_healpix_order if local else None,
+        sigma_ang_deg=s.sigma_ang_deg if local else None,
+    )
 
-                vol, tpx = truth_map
-                if abs(tpx - psize) > 1e-4 * psize:
-                    vol, _ = fourier_rescale(vol, int(round(vol.shape[-1] * tpx / psize)), pixel_size_a=tpx)
-                grids[box] = window(np.asarray(vol, np.float32), box, ndim=3)
-            return grids[box]
 
-    def finish(spec: RunSpec, halves: HalfMaps, seconds: float) -> dict:
-        """Half maps (reconstructed when the run stopped early), FSC, alignment; result.json."""
-        v = by_name[spec.name]
+class RunFinisher:
+    """Stage 4's last step for each run: half maps (reconstructed from the last poses when the
+    run stopped early), the FSC, the alignment against the truth; result.json written last."""
+
+    def __init__(self, specs, variants, *, engine_name, masks, particles: SweepParticles, timings, log, truth_map):
+        self.specs, self.engine_name, self.masks, self.timings, self.log = specs, engine_name, masks, timings, log
+        self.by_name = {spec.name: next(v for v in variants if v.label == spec.variant) for spec in specs}
+        self.psize = particles.pixel_size_a
+        self.truth_poses = particles.truth_poses
+        self.truth_map = truth_map
+        self._grids: dict[int, np.ndarray] = {}
+
+    def truth_grid(self, box: int) -> np.ndarray:
+        """The true map on one box's grid (Fourier-rescaled to the particles' pixel size)."""
+        if box not in self._grids:
+            from cryobox.core.fourier import fourier_rescale, window
+
+            vol, tpx = self.truth_map
+            if abs(tpx - self.psize) > 1e-4 * self.psize:
+                vol, _ = fourier_rescale(vol, int(round(vol.shape[-1] * tpx / self.psize)), pixel_size_a=tpx)
+            self._grids[box] = window(np.asarray(vol, np.float32), box, ndim=3)
+        return self._grids[box]
+
+    def __call__(self, spec: RunSpec, halves: HalfMaps, seconds: float) -> dict:
+        v = self.by_name[spec.name]
         rec_seconds = 0.0
         if halves.half1 is None:
             t0 = time.perf_counter()
             h1, h2 = _reconstruct_halves(halves.poses, spec.run_dir, halves.iteration)
             halves = replace(halves, half1=h1, half2=h2)
             rec_seconds = time.perf_counter() - t0
-            timings["reconstruct_s"] += rec_seconds
+            self.timings["reconstruct_s"] += rec_seconds
             source = f"cryobox reconstruction from the poses of iteration {halves.iteration}"
         else:
-            source = f"{engine.name} final half maps"
+            source = f"{self.engine_name} final half maps"
         t0 = time.perf_counter()
-        fsc = fsc_of_files(halves.half1, halves.half2, masks[v.box_px], psize, None)  # expectation over phase draws
-        alignment = run_alignment(halves, spec, truth_poses, truth_grid, masks[v.box_px], psize)
+        mask = self.masks[v.box_px]
+        fsc = fsc_of_files(halves.half1, halves.half2, mask, self.psize, None)  # expectation over phase draws
+        grid = self.truth_grid if self.truth_map is not None else None
+        alignment = run_alignment(halves, spec, self.truth_poses, grid, mask, self.psize)
         fsc_seconds = time.perf_counter() - t0
-        timings["fsc_s"] += fsc_seconds
+        self.timings["fsc_s"] += fsc_seconds
         result = {
             "key": spec.key,
             "variant": v.label,
@@ -376,46 +479,18 @@ def run_sweep(
             **fsc,
         }
         write_json(spec.run_dir / "result.json", result)
-        log(
-            f"[{specs.index(spec) + 1}/{len(specs)}] {spec.label}: {format_resolution(result)}"
+        self.log(
+            f"[{self.specs.index(spec) + 1}/{len(self.specs)}] {spec.label}: {format_resolution(result)}"
             + (f", {format_alignment(result)}" if result.get("truth") else "")
             + f" after {halves.iteration} iterations in {seconds:.0f} s"
         )
         return result
 
-    launcher = launcher or LocalLauncher(1)
-    queue = run_queue(
-        specs,
-        engine=engine,
-        launcher=launcher,
-        finish=finish,
-        log=log,
-        status=status,
-        retry_failed=retry_failed,
-        poll_s=poll_s,
-        iter_max=s.auto_iter_max,
-    )
-    timings["engine_s"] = queue.engine_seconds
-    runs: dict[str, list[dict]] = {v.label: [] for v in variants}
-    for spec in specs:
-        if spec.name in queue.results:
-            runs[spec.variant].append(queue.results[spec.name])
 
-    # 4. summary
-    t0 = time.perf_counter()
-    summary = summarise_sweep(
-        variants,
-        runs,
-        settings=s,
-        pixel_size_a=psize,
-        mode=mode,
-        n_particles_in=len(table),
-        n_common=len(common),
-        counts=counts,
-        engine_info=engine_info,
-        notes=notes,
-    )
-    summary["alignment"] = alignment_summary(variants, runs, specs, pixel_size_a=psize)
+def _complete_summary(summary: dict, variants, runs, specs, *, queue, launcher, consensus, s: SweepSettings) -> None:
+    """What only a sweep knows, added to its summary: alignment statistics, the runs that did not
+    converge (said first in every output), failed runs, the scheduler, the consensus start."""
+    summary["alignment"] = alignment_summary(variants, runs, specs)
     mark_unconverged(summary, convergence_flags(runs, summary["alignment"].get("between_runs")))
     summary["failed_runs"] = queue.failed
     summary["scheduler"] = {
@@ -432,15 +507,6 @@ def run_sweep(
             "local_healpix_order": s.local_healpix_order,
             "sigma_ang_deg": s.sigma_ang_deg,
         }
-    timings["summary_s"] = time.perf_counter() - t0
-    timings["total_s"] = time.perf_counter() - t_start
-    # cryobox's own work: extraction, references, submitting and collecting, half maps, FSC,
-    # summary (the time spent waiting for the engine is not overhead, however many runs are out)
-    timings["engine_wall_s"] = queue.engine_wall_seconds
-    timings["overhead_s"] = max(0.0, timings["total_s"] - queue.engine_wall_seconds)
-    summary["timings"] = timings
-    write_sweep(out, summary, plot=plot)
-    return summary
 
 
 # ------------------------------------------------------------------------------ summary

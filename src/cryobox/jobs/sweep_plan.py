@@ -94,6 +94,10 @@ class Variant:
     mask_diameter_a: float
 
     @property
+    def arm(self) -> Arm:
+        return Arm(self.box_px, self.premultiply_from_px)
+
+    @property
     def data_label(self) -> str:
         return arm_label(self.box_px, self.premultiply_from_px)
 
@@ -116,12 +120,12 @@ def arm_label(box_px: int, premultiply_from_px: int | None) -> str:
     return f"box{box_px}" + (f"_pm{premultiply_from_px}" if premultiply_from_px else "")
 
 
-def sweep_arms(settings: SweepSettings) -> list[tuple[int, int | None]]:
+def sweep_arms(settings: SweepSettings) -> list[Arm]:
     """The (box, premultiply source) pairs whose particles are made: every box plain, then every
     box smaller than --premultiply-from premultiplied from it; smallest box first."""
     boxes = sorted(settings.boxes_px)
     pm = settings.premultiply_from_px
-    return [(b, None) for b in boxes] + ([(b, pm) for b in boxes if b < pm] if pm else [])
+    return [Arm(b, None) for b in boxes] + ([Arm(b, pm) for b in boxes if b < pm] if pm else [])
 
 
 def plan_variants(settings: SweepSettings, *, pixel_size_a: float) -> tuple[list[Variant], list[str]]:
