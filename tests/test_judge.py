@@ -316,3 +316,43 @@ def test_judge_explains_runs_of_two_boxes_with_the_particles(project):
     # the particles and the diameter go together
     r = run("judge", "box48=J50", "box64=J80", "--particles", "J42_particles.cs", "--out", "E2", cwd=root, check=False)
     assert r.returncode == 2 and "--diameter" in r.stderr
+
+
+def test_one_run_per_variant_weighs_the_difference_against_the_measurement_spread(tmp_path):
+    """With one run per variant the verdict stays undecided and says whether the difference
+    exceeds twice the two FSCs' combined measurement spread (each run's measurement_sd_a, kept in
+    judge.json)."""
+    import sys
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from mapgen import particle_half_maps
+
+    from cryobox.cli.main import app
+    from cryobox.io.mrc import write_mrc
+
+    for k, noise in ((1, 1.5), (2, 3.0)):  # both cross 0.143 before Nyquist (4 Å)
+        h1, h2, _ = particle_half_maps(48, 2.0, signal_res_a=7.0, noise=noise, seed=k)
+        write_mrc(tmp_path / f"r{k}_h1.mrc", h1, pixel_size_a=2.0)
+        write_mrc(tmp_path / f"r{k}_h2.mrc", h2, pixel_size_a=2.0)
+    r = CliRunner().invoke(
+        app,
+        [
+            "judge",
+            f"a={tmp_path}/r1_h1.mrc:{tmp_path}/r1_h2.mrc",
+            f"b={tmp_path}/r2_h1.mrc:{tmp_path}/r2_h2.mrc",
+            "--out",
+            str(tmp_path / "J"),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    d = json.loads((tmp_path / "J" / "judge.json").read_text())
+    sds = [v["runs"][0]["measurement_sd_a"] for v in d["variants"]]
+    assert all(x is not None and 0 < x < 1 for x in sds)
+    c = d["comparisons"][0]
+    assert c["measurement_sd_a"] == pytest.approx(np.hypot(*sds))
+    apart = abs(c["difference_a"])
+    word = "beyond" if apart > 2 * c["measurement_sd_a"] else "within"
+    assert "undecided" in c["sentence"] and f"is {word} measurement noise" in c["sentence"]

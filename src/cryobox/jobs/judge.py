@@ -408,8 +408,7 @@ def summarise_judge(
     variants, results: dict[str, list[dict]], *, pixel_size_a: float, mask_text: str, notes: list[str]
 ) -> dict:
     """judge.json: the sweep.json schema for runs made elsewhere."""
-    from cryobox.core.stats import mean_sd
-    from cryobox.jobs.verdicts import TEST_TEXT, compare_variants, decided_best
+    from cryobox.jobs.verdicts import TEST_TEXT, compare_variants, decided_best, variant_row
 
     rows = []
     for label, _ in variants:
@@ -419,51 +418,15 @@ def summarise_judge(
             notes.append(
                 f"{label}: its runs have different boxes ({', '.join(map(str, boxes))} px); the first is the variant's"
             )
-        vals = [r["interpolated_resolution_a"] for r in rs]
-        rel = [r["resolution_a"] for r in rs]
-        mean, sd = mean_sd(vals)
-        mean_rel, sd_rel = mean_sd(rel)
-        sources = sorted({r["half_maps_from"].split(":")[0] for r in rs})
         rows.append(
-            {
-                "variant": label,
-                "box_px": boxes[0],
-                "box_a": boxes[0] * pixel_size_a,
-                "premultiply_from_px": None,
-                "mask_policy": None,
-                "mask_diameter_a": None,
-                "description": f"{len(rs)} run(s) at {boxes[0]} px: " + ", ".join(r["run"] for r in rs),
-                "resolutions_a": rel,
-                "interpolated_resolutions_a": vals,
-                "mean_a": mean,
-                "sd_a": sd,
-                "mean_relion_rule_a": mean_rel,
-                "sd_relion_rule_a": sd_rel,
-                "sources": sources,
-                "runs": [
-                    {
-                        k: r.get(k)
-                        for k in (
-                            "repeat",
-                            "run",
-                            "seed",
-                            "resolution_a",
-                            "interpolated_resolution_a",
-                            "resolution_0.5_a",
-                            "limited_by_nyquist",
-                            "warnings",
-                            "mask_check_failed",
-                            "half_maps_from",
-                            "half_maps_kind",
-                            "half1",
-                            "half2",
-                            "box_px",
-                            "curve",
-                        )
-                    }
-                    for r in rs
-                ],
-            }
+            variant_row(
+                label,
+                rs,
+                box_px=boxes[0],
+                pixel_size_a=pixel_size_a,
+                description=f"{len(rs)} run(s) at {boxes[0]} px: " + ", ".join(r["run"] for r in rs),
+                sources=sorted({r["half_maps_from"].split(":")[0] for r in rs}),
+            )
         )
     comparisons = compare_variants(rows, pixel_size_a=pixel_size_a)
     best = decided_best(rows, comparisons)

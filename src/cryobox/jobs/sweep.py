@@ -50,12 +50,12 @@ from cryobox.jobs.runqueue import RunSpec, run_queue
 from cryobox.jobs.sweep_data import contrast_note, has_micrographs, input_rows, make_arm_data, start_table
 from cryobox.jobs.sweep_plan import MASK_POLICIES, Arm, SweepSettings, Variant, plan_variants, sweep_arms
 from cryobox.jobs.verdicts import (
-    RESOLUTION_KEY,
     TEST_TEXT,
     compare_variants,
     decided_best,
     format_resolution,
     fsc_of_files,
+    variant_row,
     write_sweep,
 )
 
@@ -526,56 +526,19 @@ def summarise_sweep(
     notes: list[str],
 ) -> dict:
     """sweep.json: per variant the repeats' resolutions, mean and SD; per pair the verdict."""
-    from cryobox.core.stats import mean_sd
-
-    table = []
-    for v in variants:
-        rs = runs.get(v.label, [])
-        vals = [r.get(RESOLUTION_KEY) for r in rs]
-        rel = [r.get("resolution_a") for r in rs]
-        mean, sd = mean_sd(vals)
-        mean_rel, sd_rel = mean_sd(rel)
-        table.append(
-            {
-                "variant": v.label,
-                "box_px": v.box_px,
-                "box_a": v.box_px * pixel_size_a,
-                "premultiply_from_px": v.premultiply_from_px,
-                "mask_policy": v.mask_policy,
-                "mask_diameter_a": v.mask_diameter_a,
-                "description": v.description,
-                "resolutions_a": rel,
-                "interpolated_resolutions_a": vals,
-                "mean_a": mean,
-                "sd_a": sd,
-                "mean_relion_rule_a": mean_rel,
-                "sd_relion_rule_a": sd_rel,
-                "runs": [
-                    {
-                        k: r.get(k)
-                        for k in (
-                            "repeat",
-                            "seed",
-                            "resolution_a",
-                            "interpolated_resolution_a",
-                            "resolution_0.5_a",
-                            "limited_by_nyquist",
-                            "warnings",
-                            "mask_check_failed",
-                            "iteration",
-                            "converged",
-                            "half_maps_from",
-                            "engine_seconds",
-                            "engine_resolution_a",
-                            "half1",
-                            "half2",
-                            "curve",
-                        )
-                    }
-                    for r in rs
-                ],
-            }
+    table = [
+        variant_row(
+            v.label,
+            runs.get(v.label, []),
+            box_px=v.box_px,
+            pixel_size_a=pixel_size_a,
+            description=v.description,
+            premultiply_from_px=v.premultiply_from_px,
+            mask_policy=v.mask_policy,
+            mask_diameter_a=v.mask_diameter_a,
         )
+        for v in variants
+    ]
     comparisons = compare_variants(table, pixel_size_a=pixel_size_a)
     best = decided_best(table, comparisons)
     half_maps: dict[str, int] = {}

@@ -23,6 +23,8 @@ __all__ = [
     "compare_variants",
     "decided_best",
     "write_sweep",
+    "RUN_KEYS",
+    "variant_row",
 ]
 
 
@@ -91,6 +93,60 @@ TEST_TEXT = (
     "the axis the FSC is sampled on; differences and 95% intervals also in Å; repeats for 80% power from the "
     "noncentral t distribution"
 )
+
+
+# what sweep.json and judge.json keep of each run (keys a run lacks are null)
+RUN_KEYS = (
+    "repeat",
+    "run",
+    "seed",
+    "resolution_a",
+    "interpolated_resolution_a",
+    "resolution_0.5_a",
+    "measurement_sd_a",
+    "limited_by_nyquist",
+    "warnings",
+    "mask_check_failed",
+    "iteration",
+    "converged",
+    "half_maps_from",
+    "half_maps_kind",
+    "engine_seconds",
+    "engine_resolution_a",
+    "half1",
+    "half2",
+    "box_px",
+    "curve",
+)
+
+
+def variant_row(label: str, runs: list[dict], *, box_px: int, pixel_size_a: float, description: str, **extra) -> dict:
+    """One variant of sweep.json / judge.json: its runs' resolutions (RELION's rule and
+    interpolated), their mean and SD, and what each run keeps (``RUN_KEYS``); ``extra``: the
+    variant's own fields (premultiply source, mask policy and diameter, sources)."""
+    from cryobox.core.stats import mean_sd
+
+    vals = [r.get(RESOLUTION_KEY) for r in runs]
+    rel = [r.get("resolution_a") for r in runs]
+    mean, sd = mean_sd(vals)
+    mean_rel, sd_rel = mean_sd(rel)
+    return {
+        "variant": label,
+        "box_px": box_px,
+        "box_a": box_px * pixel_size_a,
+        "premultiply_from_px": extra.pop("premultiply_from_px", None),
+        "mask_policy": extra.pop("mask_policy", None),
+        "mask_diameter_a": extra.pop("mask_diameter_a", None),
+        "description": description,
+        "resolutions_a": rel,
+        "interpolated_resolutions_a": vals,
+        "mean_a": mean,
+        "sd_a": sd,
+        "mean_relion_rule_a": mean_rel,
+        "sd_relion_rule_a": sd_rel,
+        **extra,
+        "runs": [{k: r.get(k) for k in RUN_KEYS} for r in runs],
+    }
 
 
 def compare_variants(rows: list[dict], *, pixel_size_a: float) -> list[dict]:
