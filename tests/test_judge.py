@@ -328,10 +328,9 @@ def test_one_run_per_variant_weighs_the_difference_against_the_measurement_sprea
     from typer.testing import CliRunner
 
     sys.path.insert(0, str(Path(__file__).parent))
-    from mapgen import particle_half_maps
-
     from cryobox.cli.main import app
     from cryobox.io.mrc import write_mrc
+    from mapgen import particle_half_maps
 
     for k, noise in ((1, 1.5), (2, 3.0)):  # both cross 0.143 before Nyquist (4 Å)
         h1, h2, _ = particle_half_maps(48, 2.0, signal_res_a=7.0, noise=noise, seed=k)
