@@ -88,20 +88,21 @@ def test_filter_with_mask_multiplies_after_filtering(halves):
 
 
 def test_an_interrupted_engine_run_stops_its_whole_process_group(tmp_path):
-    """The engine's runner stops the program and everything it started when interrupted."""
-    from cryobox.engines.relion import _run_logged
+    """The local launcher, asked to stop (the sweep interrupted), stops the program and everything
+    it started (RELION's mpirun and its ranks; here a shell and its sleep)."""
+    from cryobox.engines.launch import Job, LocalLauncher, RunCommand
 
     pid_file = tmp_path / "child.pid"
     script = f"sleep 60 & echo $! > {pid_file}; wait"
-    calls = {"n": 0}
-
-    def poll():
-        calls["n"] += 1
+    launcher = LocalLauncher(1)
+    job = Job("stop-me", tmp_path / "run", RunCommand((), ("bash", "-c", script)))
+    job.job_id = launcher.submit(job)
+    for _ in range(100):
         if pid_file.exists() and pid_file.read_text().strip():
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        _run_logged(["bash", "-c", script], tmp_path / "engine.log", poll=poll, poll_s=0.05)
+            break
+        time.sleep(0.05)
+    assert launcher.states([job])[job.job_id] == "running"
+    launcher.stop_all()
     child = int(pid_file.read_text())
     for _ in range(50):  # the grandchild (RELION's ranks, here a sleep) is gone too
         try:
@@ -112,7 +113,8 @@ def test_an_interrupted_engine_run_stops_its_whole_process_group(tmp_path):
     else:
         os.kill(child, signal.SIGKILL)
         pytest.fail("the interrupted run left a process running")
-    assert (tmp_path / "engine.log").read_text().startswith("# bash -c")
+    assert job.log_path.read_text().startswith("# bash -c")
+    assert launcher.submitted_text(job) == "started"
 
 
 @needs_relion

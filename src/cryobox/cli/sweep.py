@@ -315,6 +315,11 @@ def sweep_command(
         None, "--threads", help="Threads per rank (--j); default: the cores shared by the worker ranks."
     ),
     jobs: Optional[int] = typer.Option(None, "-j", "--jobs", help="Worker processes for extraction."),
+    engine_name: str = typer.Option(
+        "relion",
+        "--engine",
+        help="The refinement program that runs the sweep: relion (the only one today; see docs/engines.md).",
+    ),
     scheduler: str = typer.Option(
         "local", "--scheduler", help="local (this machine, --parallel-runs at once) or slurm (one sbatch job per run)."
     ),
@@ -361,8 +366,7 @@ def sweep_command(
 ) -> None:
     """Re-extract the same particles at several boxes, refine each several times on RELION, judge the differences."""
 
-    from cryobox.engines import get_engine
-    from cryobox.engines.launch import LocalLauncher, SlurmLauncher
+    from cryobox.engines import build
     from cryobox.io.mrc import read_map
     from cryobox.io.particles import read_particles
     from cryobox.jobs.sweep import SweepSettings, run_sweep
@@ -397,36 +401,21 @@ def sweep_command(
     )
     settings.check()
     cores = default_workers()
-    notes = []
-    if scheduler == "local":
-        k = parallel_runs
-        if threads is None and k and k > 1:  # share the cores between the runs
-            threads = max(1, (cores // k - 1) // max(1, ranks - 1))
-        engine = get_engine("relion", ranks=ranks, threads=threads)
-        per_run = engine.ranks * engine.threads
-        if k is None:
-            k = max(1, cores // per_run)
-        if k * per_run > cores:
-            notes.append(
-                f"{k} run(s) x {engine.ranks} ranks x {engine.threads} thread(s) = {k * per_run} processes on "
-                f"{cores} cores: oversubscribed (RELION's master rank mostly waits; each run is slower)."
-            )
-        launcher = LocalLauncher(k)
-    else:
-        from cryobox.engines import EngineMissing
-
-        engine = get_engine("relion", ranks=ranks, threads=threads)
-        try:  # OpenMPI refuses root without this flag; a login node may have no mpirun: then none
-            flags = tuple(f for f in engine.mpi_flags() if f == "--allow-run-as-root")
-        except EngineMissing:
-            flags = ()
-        launcher = SlurmLauncher(
-            template_path=submit_template,
-            queue=queue,
-            submit_extra=_split_extra(submit_extra),
-            submit_command=submit_command,
-            mpi_flags=flags,
-        )
+    engine, launcher, notes = build(
+        engine_name,
+        scheduler,
+        ranks=ranks,
+        threads=threads,
+        parallel_runs=parallel_runs,
+        cores=cores,
+        slurm={
+            "template_path": submit_template,
+            "queue": queue,
+            "submit_extra": _split_extra(submit_extra),
+            "submit_command": submit_command,
+        },
+    )
+    if scheduler == "slurm":
         launcher.check()  # before any work: no sbatch, or no controller, is one sentence
     if cancel:
         from cryobox.jobs.runqueue import cancel_jobs

@@ -27,7 +27,6 @@ import shlex
 import shutil
 import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,6 +113,14 @@ class Launcher(abc.ABC):
         """The run's exit status when known."""
         return None
 
+    def stop_all(self) -> None:
+        """Called when the sweep is interrupted: stop the runs that would not outlive it (none for
+        a detached launcher, whose jobs go on and are re-attached by the next call)."""
+
+    def submitted_text(self, job: Job) -> str:
+        """How the progress line says that ``job`` went out."""
+        return f"submitted as {self.kind} job {job.job_id}"
+
 
 # --------------------------------------------------------------------------------- local
 
@@ -198,6 +205,9 @@ class LocalLauncher(Launcher):
 
     def stop_all(self) -> None:
         self.cancel(list(self._procs))
+
+    def submitted_text(self, job: Job) -> str:
+        return "started"
 
 
 def stop_process_group(proc: subprocess.Popen) -> None:
@@ -440,10 +450,3 @@ class SlurmLauncher(Launcher):
         ids = [i for i in job_ids if i]
         if ids:
             subprocess.run(["scancel", *ids], capture_output=True, text=True, timeout=60)
-
-
-def wait_seconds(start: float, poll_s: float) -> None:
-    """Sleep until the next poll (interruptible)."""
-    left = poll_s - (time.monotonic() - start)
-    if left > 0:
-        time.sleep(left)

@@ -14,11 +14,10 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
-from cryobox.engines.base import EngineError, EngineMissing, HalfMaps, RefineEngine, RefineParams, last_error_line
-from cryobox.engines.launch import RunCommand, stop_process_group
+from cryobox.engines.base import EngineError, EngineMissing, HalfMaps, RefineEngine, RefineParams
+from cryobox.engines.launch import RunCommand
 from cryobox.parallel import default_workers
 
 __all__ = ["RelionEngine", "INSTALL_HINT"]
@@ -170,35 +169,6 @@ class RelionEngine(RefineEngine):
             cmd += ["--auto_iter_max", str(p.auto_iter_max)]
         return RunCommand(launcher, (*cmd, *self.extra_args), ranks=self.ranks, threads=self.threads)
 
-    # -------------------------------------------------------------------------------- run
-    reports_progress = True
-
-    def run(self, command, run_dir: Path, log_path: Path, *, progress=None) -> float:
-        """Run one refinement here and wait for it (the sweep uses a launcher instead);
-        ``progress(iteration, resolution_a, elapsed_s)`` is called once per new iteration that
-        RELION finishes (read from its run_itNNN_half1_model.star)."""
-        command = command.argv if isinstance(command, RunCommand) else list(command)
-        run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
-        env.setdefault("OMPI_MCA_mpi_yield_when_idle", "1")  # waiting ranks give their core away
-        t0 = time.perf_counter()
-        seen = {"it": 0}
-
-        def poll() -> None:
-            it = _last_iteration(run_dir)
-            if progress is not None and it is not None and it > seen["it"]:
-                seen["it"] = it
-                progress(it, _model_resolution(run_dir / f"run_it{it:03d}_half1_model.star"), time.perf_counter() - t0)
-
-        rc = _run_logged(command, log_path, env=env, poll=poll)
-        seconds = time.perf_counter() - t0
-        if rc != 0:
-            raise EngineError(
-                f"{self.refine} failed (exit status {rc}) in {run_dir}: {_last_error(log_path)} (full log: {log_path})."
-            )
-        return seconds
-
     def progress(self, run_dir: Path) -> tuple[int, float | None] | None:
         """The last iteration RELION finished in ``run_dir`` and its resolution (Å)."""
         return _progress(run_dir)
@@ -263,35 +233,6 @@ def _outcome(engine: RelionEngine, run_dir: Path, params: RefineParams, exit_sta
     return engine.collect(run_dir)
 
 
-def _run_logged(command: list[str], log_path: Path, *, env: dict | None = None, poll=None, poll_s: float = 2.0) -> int:
-    """Run ``command`` in its own process group, stdout and stderr into ``log_path`` (after a
-    ``# command`` line); on any interruption the whole group is stopped. ``poll()`` is called
-    every ``poll_s`` seconds while it runs. Returns the exit status."""
-    with open(log_path, "w") as log:
-        log.write("# " + " ".join(command) + "\n")
-        log.flush()
-        try:
-            proc = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
-            )
-        except OSError as exc:
-            raise EngineMissing(f"could not start {command[0]}: {exc}; {INSTALL_HINT}.") from None
-        try:
-            while True:
-                try:
-                    return proc.wait(timeout=poll_s if poll is not None else None)
-                except subprocess.TimeoutExpired:
-                    poll()
-        except BaseException:
-            _stop(proc)
-            raise
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Terminate the whole process group (mpirun and its ranks)."""
-    stop_process_group(proc)
-
-
 def _last_iteration(run_dir: Path) -> int | None:
     its = []
     for f in run_dir.glob("run_it*_half1_class001.mrc"):
@@ -309,7 +250,3 @@ def _model_resolution(model_star: Path) -> float | None:
         return None
     m = re.search(r"_rlnCurrentResolution\s+([0-9.eE+-]+)", text)
     return float(m.group(1)) if m else None
-
-
-def _last_error(log_path: Path) -> str:
-    return last_error_line([Path(log_path)])

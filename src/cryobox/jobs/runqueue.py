@@ -170,7 +170,7 @@ def run_queue(
             out.submitted += 1
             active[spec.name] = (spec, job)
             row(spec, state="queued", job_id=job.job_id)
-            how = "started" if launcher.kind == "local" else f"submitted as {launcher.kind} job {job.job_id}"
+            how = launcher.submitted_text(job)
             log(f"[{index[spec.name]}/{total}] {spec.label} (seed {spec.seed}): {spec.description}; {how}")
 
     try:
@@ -246,9 +246,7 @@ def run_queue(
                 "re-attach and collect them, or add --cancel to cancel this sweep's jobs."
             )
         else:
-            stop = getattr(launcher, "stop_all", None)
-            if stop is not None:
-                stop()
+            launcher.stop_all()
         raise
     out.engine_wall_seconds = max(0.0, out.engine_wall_seconds - finishing)
     out.wall_seconds = time.perf_counter() - t_start
