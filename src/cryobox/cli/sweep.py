@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from cryobox.cli.common import console, err_console, fail, flag_words, fmt, handle_input_errors, print_json
+from cryobox.cli.common import console, err_console, fail, flag_words, fmt, handle_input_errors, parse_boxes, print_json
 from cryobox.report.text import half_maps_text
 
 SWEEP_EPILOG = """Examples:
@@ -40,16 +40,6 @@ DEMO_EPILOG = """Examples:
 
   cryobox demo --quick --out demo_quick/
 """
-
-
-def _int_list(text: str, flag: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
-    except ValueError:
-        fail(f"{flag} takes whole pixel sizes separated by commas, like 280,360,576; got {text!r}.")
-    if not values:
-        fail(f"{flag} takes at least one box size (px), like 280,360,576.")
-    return values
 
 
 def _policies(text: str) -> tuple[str, ...]:
@@ -382,7 +372,7 @@ def sweep_command(
         fail("--submit-template, --queue and --submit-extra are for --scheduler slurm.")
 
     settings = SweepSettings(
-        boxes_px=_int_list(boxes, "--boxes"),
+        boxes_px=parse_boxes(boxes, flag="--boxes"),
         particle_diameter_a=particle_diameter,
         repeats=repeats,
         premultiply_from_px=premultiply_from,

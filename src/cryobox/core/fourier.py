@@ -246,3 +246,14 @@ def window(volume: NDArray, new_box_px: int, *, ndim: int | None = None, fill: f
     lead = (Ellipsis,)
     out[lead + tuple(dst)] = arr[lead + tuple(src)]
     return out
+
+
+def resample_to(volume: NDArray, from_a: float, to_a: float) -> tuple[NDArray[np.float32], float]:
+    """A cubic map (or square image) at ``from_a`` Å/px Fourier-resampled to about ``to_a`` Å/px:
+    the box becomes round(N from / to) px (at least 2), and the pixel size achieved, from * N / n,
+    is returned beside it. Unchanged (as float32) when the two agree to 1e-4."""
+    vol = np.asarray(volume)
+    if abs(from_a - to_a) <= 1e-4 * to_a:
+        return vol.astype(np.float32, copy=False), float(from_a)
+    new_n = max(2, int(round(vol.shape[-1] * from_a / to_a)))
+    return fourier_rescale(vol, new_n, pixel_size_a=from_a)

@@ -50,6 +50,20 @@ def _amplitude_contrast_phase(amplitude_contrast: float) -> float:
     return float(np.arctan(q0 / np.sqrt(1.0 - q0 * q0)))
 
 
+def ctf_phase_terms(
+    *, voltage_kv: float, cs_mm: float, amplitude_contrast: float, phase_shift_deg: float
+) -> tuple[float, float, float]:
+    """The CTF's phase chi(k) = a df k^2 - b k^4 + c, as its three terms: a = pi lambda,
+    b = pi Cs lambda^3 / 2 (Cs in Å) and c = the amplitude-contrast phase plus the phase shift
+    (radians); the one place the formula's constants are written (``ctf_1d`` and ``ctf_2d``)."""
+    lam = float(electron_wavelength_a(voltage_kv))
+    return (
+        float(np.pi * lam),
+        float(0.5 * np.pi * float(cs_mm) * 1e7 * lam**3),
+        _amplitude_contrast_phase(amplitude_contrast) + float(np.deg2rad(phase_shift_deg)),
+    )
+
+
 def _ctf_from_k2_defocus(
     k2: NDArray,
     defocus_a: NDArray | float,
@@ -61,14 +75,10 @@ def _ctf_from_k2_defocus(
     bfactor_a2: float,
     power: int,
 ) -> NDArray[np.float64]:
-    lam = electron_wavelength_a(voltage_kv)
-    cs_a = cs_mm * 1e7
-    chi = (
-        np.pi * lam * defocus_a * k2
-        - 0.5 * np.pi * cs_a * lam**3 * k2 * k2
-        + _amplitude_contrast_phase(amplitude_contrast)
-        + np.deg2rad(phase_shift_deg)
+    a, b, c = ctf_phase_terms(
+        voltage_kv=voltage_kv, cs_mm=cs_mm, amplitude_contrast=amplitude_contrast, phase_shift_deg=phase_shift_deg
     )
+    chi = a * defocus_a * k2 - b * k2 * k2 + c
     ctf = np.sin(chi)
     if bfactor_a2:
         ctf = ctf * np.exp(-0.25 * bfactor_a2 * k2)
@@ -163,9 +173,10 @@ def ctf_2d(
     a = float(np.deg2rad(defocus_angle_deg))
     mean = 0.5 * float(defocus_u_a + defocus_v_a)
     half = 0.5 * float(defocus_u_a - defocus_v_a)
-    lam = float(electron_wavelength_a(voltage_kv))
+    pl, b4, offset = ctf_phase_terms(
+        voltage_kv=voltage_kv, cs_mm=cs_mm, amplitude_contrast=amplitude_contrast, phase_shift_deg=phase_shift_deg
+    )
     c2, s2 = float(np.cos(2 * a)), float(np.sin(2 * a))
-    pl = np.pi * lam
     kx2, ky2 = kx * kx, ky * ky
     real = np.dtype(dtype).type
     chi = np.empty(np.broadcast_shapes(kx.shape, ky.shape), dtype=dtype)
@@ -174,10 +185,10 @@ def ctf_2d(
         chi += ((2.0 * pl * half * s2) * ky) * kx
     k4 = kx2 + ky2
     k4 *= k4
-    k4 *= real(0.5 * np.pi * float(cs_mm) * 1e7 * lam**3)
+    k4 *= real(b4)
     chi -= k4
     del k4
-    chi += real(_amplitude_contrast_phase(amplitude_contrast) + float(np.deg2rad(phase_shift_deg)))
+    chi += real(offset)
     ctf = np.sin(chi, out=chi)
     if bfactor_a2:
         ctf *= np.exp((-0.25 * float(bfactor_a2)) * ky2) * np.exp((-0.25 * float(bfactor_a2)) * kx2)

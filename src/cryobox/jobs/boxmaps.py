@@ -41,18 +41,17 @@ def reference_grids(
 ) -> tuple[dict, dict, list[str]]:
     """The sweep's reference (resampled to the particles' pixel size, windowed to each box and
     low-passed to ``ini_high_a`` Å) and FSC mask per box (``masks_for_boxes``), as files."""
-    from cryobox.core.fourier import filter_map, fourier_rescale, window
+    from cryobox.core.fourier import filter_map, resample_to, window
     from cryobox.core.fsc import auto_mask_from_map, auto_mask_scales_a
     from cryobox.io.mrc import write_mrc
 
     notes = []
     ref = np.asarray(reference, dtype=np.float32)
     if abs(reference_pixel_size_a - pixel_size_a) > 1e-4 * pixel_size_a:
-        new_n = max(2, int(round(ref.shape[-1] * reference_pixel_size_a / pixel_size_a)))
-        ref, achieved = fourier_rescale(ref, new_n, pixel_size_a=reference_pixel_size_a)
+        ref, achieved = resample_to(ref, reference_pixel_size_a, pixel_size_a)
         notes.append(
-            f"reference resampled from {reference_pixel_size_a:g} to {achieved:.4g} Å/px ({new_n} px) to match the "
-            "particles"
+            f"reference resampled from {reference_pixel_size_a:g} to {achieved:.4g} Å/px ({ref.shape[-1]} px) to "
+            "match the particles"
         )
     big = max(boxes)
     ref_big = window(ref, big, ndim=3)

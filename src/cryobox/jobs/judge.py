@@ -61,13 +61,11 @@ def _header(path: Path) -> tuple[int, float | None]:
 
 
 def _read_on_grid(path: Path, pixel_size_a: float, header_px: float) -> np.ndarray:
-    from cryobox.core.fourier import fourier_rescale
+    from cryobox.core.fourier import resample_to
     from cryobox.io.mrc import read_map
 
     vol, _ = read_map(path, what="half map", ndim=3, varying=True)
-    if abs(header_px - pixel_size_a) > 1e-4 * pixel_size_a:
-        vol, _ = fourier_rescale(vol, int(round(vol.shape[-1] * header_px / pixel_size_a)), pixel_size_a=header_px)
-    return vol
+    return resample_to(vol, header_px, pixel_size_a)[0]
 
 
 def run_judge(
@@ -195,9 +193,9 @@ def _run_judge(
                     f"{mask}: the mask is at {mpx:g} Å/px, the runs at {psize:g} Å/px; give `resample` or a mask on "
                     "their grid."
                 )
-            from cryobox.core.fourier import fourier_rescale
+            from cryobox.core.fourier import resample_to
 
-            m_big, _ = fourier_rescale(m_big, int(round(m_big.shape[-1] * mpx / psize)), pixel_size_a=mpx)
+            m_big, _ = resample_to(m_big, mpx, psize)
             m_big = np.clip(m_big, 0.0, 1.0)
         if m_big.min() < -1e-6 or m_big.max() > 1 + 1e-6:
             raise InputError(

@@ -72,7 +72,7 @@ def load_density(
 ) -> tuple[np.ndarray, str]:
     """The density to image: an MRC map (resampled to the pixel size), an atomic model (electron
     scattering potential via gemmi), or the built-in particle."""
-    from cryobox.core.fourier import fourier_rescale, window
+    from cryobox.core.fourier import resample_to, window
     from cryobox.core.simulate import default_particle_map
 
     if map_path is not None and model_path is not None:
@@ -88,7 +88,7 @@ def load_density(
 
         vol, px = read_map(map_path, what="map", ndim=3)
         if abs(px - pixel_size_a) > 1e-4 * px:
-            vol, _ = fourier_rescale(vol, int(round(vol.shape[-1] * px / pixel_size_a)), pixel_size_a=px)
+            vol, _ = resample_to(vol, px, pixel_size_a)
         if box_px is not None and vol.shape[-1] != box_px:
             vol = window(vol, box_px)
         return vol.astype(np.float32), f"map {map_path}"

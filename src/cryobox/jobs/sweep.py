@@ -433,12 +433,10 @@ class RunFinisher:
     def truth_grid(self, box: int) -> np.ndarray:
         """The true map on one box's grid (Fourier-rescaled to the particles' pixel size)."""
         if box not in self._grids:
-            from cryobox.core.fourier import fourier_rescale, window
+            from cryobox.core.fourier import resample_to, window
 
             vol, tpx = self.truth_map
-            if abs(tpx - self.psize) > 1e-4 * self.psize:
-                vol, _ = fourier_rescale(vol, int(round(vol.shape[-1] * tpx / self.psize)), pixel_size_a=tpx)
-            self._grids[box] = window(np.asarray(vol, np.float32), box, ndim=3)
+            self._grids[box] = window(resample_to(vol, tpx, self.psize)[0], box, ndim=3)
         return self._grids[box]
 
     def __call__(self, spec: RunSpec, halves: HalfMaps, seconds: float) -> dict:
