@@ -136,18 +136,43 @@ def _run_judge(
     explain_with: tuple | None = None,
 ) -> dict:
     """Judge the variants' runs; writes judge.json (sweep.json schema), judge.png and the masks in ``out``."""
-    from cryobox.core.fourier import window
-    from cryobox.core.fsc import auto_mask_from_map, auto_mask_scales_a
-    from cryobox.io.mrc import read_mrc
     from cryobox.jobs.boxmaps import masks_for_boxes
-    from cryobox.jobs.verdicts import run_fsc_record, write_sweep
+    from cryobox.jobs.verdicts import write_sweep
 
     t0 = time.perf_counter()
     say = log or (lambda s: None)
-    notes: list[str] = []
+    info, psize, grid_box, notes = _check_runs(runs, resample=resample)
+    boxes = sorted(set(grid_box.values()))
+    m_big, mask_text = _judge_mask(
+        runs, info, psize=psize, boxes=boxes, mask=mask, auto_mask=auto_mask, resample=resample,
+        unmasked_across_boxes=unmasked_across_boxes, notes=notes,
+    )  # fmt: skip
+    masks = {}
+    if m_big is not None:
+        written, mask_notes = masks_for_boxes(m_big, boxes, pixel_size_a=psize, folder=Path(out) / "masks")
+        masks = {b: arr for b, (_, arr) in written.items()}
+        notes += mask_notes
+    say(f"judge: {len(runs)} run(s) in {len(variants)} variant(s) at {psize:g} Å/px; mask: {mask_text}")
+
+    results = _judge_fscs(variants, runs, info, grid_box, masks, psize=psize, seed=seed, say=say)
+    summary = summarise_judge(variants, results, pixel_size_a=psize, mask_text=mask_text, notes=notes)
+    mark_unconverged(summary, convergence_flags(results))
+    if explain_with is not None and len({v["box_px"] for v in summary["variants"]}) >= 2:
+        summary["explain"] = _explain_runs(summary, *explain_with).to_dict()
+    summary["timings"] = {"total_s": time.perf_counter() - t0}
+    Path(out).mkdir(parents=True, exist_ok=True)
+    write_sweep(out, summary, plot=plot, name="judge")
+    return summary
+
+
+def _check_runs(runs: list[tuple[str, RunMaps]], *, resample: bool):
+    """Every check of the runs before any work: no run named twice, each pair one box and pixel
+    size, one pixel size for all (or ``resample``), two different maps. Returns each run's (box,
+    pixel size), the common pixel size, each run's box on the common grid, and notes."""
     from cryobox.io.ledger import same_file
     from cryobox.jobs.fsc import refuse_one_map
 
+    notes: list[str] = []
     for i, (_, rm) in enumerate(runs):
         for _, other in runs[:i]:
             if same_file(rm.half1, other.half1) or same_file(rm.half1, other.half2):
@@ -179,10 +204,29 @@ def _run_judge(
     for _, rm in runs:  # after the grid checks: their message is the more useful one
         refuse_one_map(rm.half1, rm.half2)
     grid_box = {spec: int(round(b * p / psize)) for spec, (b, p) in info.items()}  # each run's box on the common grid
-    boxes = sorted(set(grid_box.values()))
-    big = boxes[-1]
 
-    # one mask in Å at the largest box, windowed to every box
+    return info, psize, grid_box, notes
+
+
+def _judge_mask(
+    runs,
+    info,
+    *,
+    psize: float,
+    boxes: list[int],
+    mask,
+    auto_mask: bool,
+    resample: bool,
+    unmasked_across_boxes: bool,
+    notes: list[str],
+):
+    """The one mask in Å at the largest box (given, or built from the average of every run in one
+    fixed order), or none; and the sentence that says which."""
+    from cryobox.core.fourier import window
+    from cryobox.core.fsc import auto_mask_from_map, auto_mask_scales_a
+    from cryobox.io.mrc import read_mrc
+
+    big = boxes[-1]
     if mask is not None:
         m_big, mpx = read_mrc(mask)
         if m_big.ndim != 3 or len(set(m_big.shape)) != 1:
@@ -244,14 +288,13 @@ def _run_judge(
                 "UNMASKED FSCs OF DIFFERENT BOXES: each pays for the solvent in its box (a bigger box looks worse "
                 "for that alone); the verdict compares boxes, not just the maps."
             )
-    masks = {}
-    if m_big is not None:
-        written, mask_notes = masks_for_boxes(m_big, boxes, pixel_size_a=psize, folder=Path(out) / "masks")
-        masks = {b: arr for b, (_, arr) in written.items()}
-        notes += mask_notes
-    say(f"judge: {len(runs)} run(s) in {len(variants)} variant(s) at {psize:g} Å/px; mask: {mask_text}")
+    return m_big, mask_text
 
-    # every run's FSC
+
+def _judge_fscs(variants, runs, info, grid_box, masks, *, psize: float, seed: int | None, say) -> dict[str, list[dict]]:
+    """Every run's FSC record, read one pair of maps at a time."""
+    from cryobox.jobs.verdicts import run_fsc_record
+
     results: dict[str, list[dict]] = {label: [] for label, _ in variants}
     for k, (label, rm) in enumerate(runs):
         b = grid_box[rm.spec]
@@ -284,14 +327,7 @@ def _run_judge(
             f"(RELION rule {rec['resolution_a']:.2f} Å)"
             + ("; limited by Nyquist" if rec.get("limited_by_nyquist") else "")
         )
-    summary = summarise_judge(variants, results, pixel_size_a=psize, mask_text=mask_text, notes=notes)
-    mark_unconverged(summary, convergence_flags(results))
-    if explain_with is not None and len({v["box_px"] for v in summary["variants"]}) >= 2:
-        summary["explain"] = _explain_runs(summary, *explain_with).to_dict()
-    summary["timings"] = {"total_s": time.perf_counter() - t0}
-    Path(out).mkdir(parents=True, exist_ok=True)
-    write_sweep(out, summary, plot=plot, name="judge")
-    return summary
+    return results
 
 
 def _explain_runs(summary: dict, inputs, diameter_a: float):
