@@ -140,64 +140,12 @@ def run_diagnose(
         dr = dg.conical_resolution(
             f1, f2, shells, box, px, n_directions=n_directions, half_angle_deg=half_angle_deg, fill=masked
         )
-        dirs, cones, all_res, limited = dr["directions"], dr["curves"], dr["resolution_a"], dr["limited_by_nyquist"]
-        reported = dr["reported"]
-        # only directions whose cone held enough voxels at their crossing speak for themselves
-        use = reported if reported.any() else np.ones_like(reported)
-        dir_res, dir_axes = all_res[use], dirs[use]
         t_cones = time.perf_counter() - t1
         g_res, g_lim = _resolution(res.final, box, px)
-        directional = {
-            "n_directions": int(n_directions),
-            "half_angle_deg": half_angle_deg,
-            "directions": dirs.round(5).tolist(),
-            "resolution_a": all_res.round(4).tolist(),
-            "limited_by_nyquist": limited.tolist(),
-            "reported": reported.tolist(),
-            "n_reported": int(reported.sum()),
-            "min_cone_voxels": dg.MIN_CONE_VOXELS,
-            "best_a": float(dir_res.min()),
-            "worst_a": float(dir_res.max()),
-            "median_a": float(np.median(dir_res)),
-            "iqr_a": [float(np.percentile(dir_res, 25)), float(np.percentile(dir_res, 75))],
-            "worst_direction": dir_axes[int(np.argmax(dir_res))].round(4).tolist(),
-            "cfar": dr["cfar"],
-            "cfar_min_over_mean": dr["cfar_min_over_mean"],
-            "anisotropic": bool(
-                dr["cfar"] < CFAR_ANISOTROPIC or float(dir_res.max() / dir_res.min()) >= SPREAD_ANISOTROPIC
-            ),
-            "mildly_anisotropic": bool(dr["cfar"] < CFAR_MILD or float(dir_res.max() / dir_res.min()) >= SPREAD_MILD),
-            "spread": float(dir_res.max() / dir_res.min()),
-            "curves_mean": cones.mean(axis=0).round(5).tolist(),
-            "curves_min": cones.min(axis=0).round(5).tolist(),
-            "curves_max": cones.max(axis=0).round(5).tolist(),
-        }
+        directional = _directional(dr, n_directions=n_directions, half_angle_deg=half_angle_deg)
 
-        # 3. power spectra (the transform is linear: the average's and the difference's spectra
-        # come from the halves' without two more FFTs)
-        avg = 0.5 * (f1 + f2)
-        diff = 0.5 * (f1 - f2)
-        p_avg = dg.radial_power(avg, shells, n_shells)
-        p_noise = dg.radial_power(diff, shells, n_shells)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(p_noise > 0, p_avg / p_noise, np.nan)
-        # the dips that matter: the curve climbs back to the threshold region after them (a "hill")
-        dips = [d for d in dg.fsc_dips(res.final) if d["peak_fsc"] >= 0.143]
-        for d in dips:
-            d["dip_a"] = float(1.0 / freq[d["dip_shell"]])
-            d["peak_a"] = float(1.0 / freq[d["peak_shell"]])
-            d.update(_dip_cause(d["dip_shell"], p_avg, p_noise))
-        ice = _ice_rings(freq, p_avg, p_noise, res.final, px)
-        power = {
-            "frequency_inv_a": freq.round(6).tolist(),
-            "fsc": np.asarray(res.final).round(5).tolist(),
-            "map_power": p_avg.tolist(),
-            "noise_power": p_noise.tolist(),
-            "ratio": np.nan_to_num(ratio, nan=0.0).tolist(),
-            "ssnr": np.nan_to_num(np.clip(ratio - 1.0, 0.0, None), nan=0.0).tolist(),
-            "fsc_dips": dips,
-            "ice_rings": ice,
-        }
+        # 3. power spectra
+        power = _power(f1, f2, shells, n_shells, freq, res.final, px)
 
         # 2. and the box: views, aliasing, phase randomisation
         marks: dict = {}
@@ -210,36 +158,11 @@ def run_diagnose(
             marks["box_px"] = box_px
 
         summary = _sentences(directional, power, views, marks, g_res, g_lim)
-        result = {
-            "cryobox": "diagnose",
-            "version": 1,
-            "half1": str(half1),
-            "half2": str(half2),
-            "mask": job.mask or "none (unmasked)",
-            "box_px": box,
-            "pixel_size_a": px,
-            "global_resolution_a": g_res,
-            "global_limited_by_nyquist": g_lim,
-            "directional": directional,
-            "power": power,
-            "views": views,
-            "marks": marks,
-            "summary": summary,
-            "notes": job.notes,
-            "timings": {"fsc_s": t_fsc, "cones_s": t_cones, "total_s": time.perf_counter() - t0},
-            "definitions": {
-                "cfar": "area under each conical FSC (clipped to [0, 1], first shell to Nyquist, over 1/Å); the "
-                "smallest area over the largest (cryoSPARC's Orientation Diagnostics; < 0.5 anisotropic); "
-                "cfar_min_over_mean: the smallest over the mean",
-                "scf": "S(k): views whose central planes pass within half a voxel of direction k on the shell of "
-                "radius R voxels; SCF = 1 / (<S> <1/S>), <1/S> over sampled k; SCF* = SCF / (1 + (q/p) <S> SCF / 2), "
-                "q the unsampled fraction, p = 1 - q (Baldwin & Lyumkis, Prog. Biophys. Mol. Biol. 2020; as in the "
-                "authors' CommandLineSCF): 1 uniform, 8/π² = 0.81 side views only, ~0 top views only; cryoSPARC "
-                "calls SCF* < 0.81 anisotropic",
-                "ssnr": "map power / noise power - 1 per shell: the SNR of the averaged map (map: masked average of "
-                "the half maps; noise: masked half difference); the FSC it predicts is SSNR / (2 + SSNR)",
-            },
-        }
+        result = _result(
+            half1, half2, job, box=box, px=px, g_res=g_res, g_lim=g_lim, directional=directional, power=power,
+            views=views, marks=marks, summary=summary,
+            timings={"fsc_s": t_fsc, "cones_s": t_cones, "total_s": time.perf_counter() - t0},
+        )  # fmt: skip
         write_json(out / "diagnose.json", result, indent=1)
         if plot:
             from cryobox.report.plots import (
@@ -254,6 +177,109 @@ def run_diagnose(
             if views is not None:
                 save_figure(figure_views(views), out / "views.png")
     return result
+
+
+def _directional(dr: dict, *, n_directions: int, half_angle_deg: float) -> dict:
+    """diagnose.json's ``directional``: every cone's resolution, and the summary over the
+    directions reported (a cone that held too few voxels at its crossing is not), with the
+    anisotropy thresholds applied."""
+    from cryobox.core import diagnose as dg
+
+    dirs, cones, all_res, limited = dr["directions"], dr["curves"], dr["resolution_a"], dr["limited_by_nyquist"]
+    reported = dr["reported"]
+    # only directions whose cone held enough voxels at their crossing speak for themselves
+    use = reported if reported.any() else np.ones_like(reported)
+    dir_res, dir_axes = all_res[use], dirs[use]
+    return {
+        "n_directions": int(n_directions),
+        "half_angle_deg": half_angle_deg,
+        "directions": dirs.round(5).tolist(),
+        "resolution_a": all_res.round(4).tolist(),
+        "limited_by_nyquist": limited.tolist(),
+        "reported": reported.tolist(),
+        "n_reported": int(reported.sum()),
+        "min_cone_voxels": dg.MIN_CONE_VOXELS,
+        "best_a": float(dir_res.min()),
+        "worst_a": float(dir_res.max()),
+        "median_a": float(np.median(dir_res)),
+        "iqr_a": [float(np.percentile(dir_res, 25)), float(np.percentile(dir_res, 75))],
+        "worst_direction": dir_axes[int(np.argmax(dir_res))].round(4).tolist(),
+        "cfar": dr["cfar"],
+        "cfar_min_over_mean": dr["cfar_min_over_mean"],
+        "anisotropic": bool(
+            dr["cfar"] < CFAR_ANISOTROPIC or float(dir_res.max() / dir_res.min()) >= SPREAD_ANISOTROPIC
+        ),
+        "mildly_anisotropic": bool(dr["cfar"] < CFAR_MILD or float(dir_res.max() / dir_res.min()) >= SPREAD_MILD),
+        "spread": float(dir_res.max() / dir_res.min()),
+        "curves_mean": cones.mean(axis=0).round(5).tolist(),
+        "curves_min": cones.min(axis=0).round(5).tolist(),
+        "curves_max": cones.max(axis=0).round(5).tolist(),
+    }
+
+
+def _power(f1, f2, shells, n_shells: int, freq, final, px: float) -> dict:
+    """diagnose.json's ``power``: the map's and the noise's power per shell (the transform is
+    linear: the average's and the difference's spectra come from the halves' without two more
+    FFTs), their ratio and SSNR, the FSC's dips with their likely cause, and the ice rings."""
+    from cryobox.core import diagnose as dg
+
+    avg = 0.5 * (f1 + f2)
+    diff = 0.5 * (f1 - f2)
+    p_avg = dg.radial_power(avg, shells, n_shells)
+    p_noise = dg.radial_power(diff, shells, n_shells)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(p_noise > 0, p_avg / p_noise, np.nan)
+    # the dips that matter: the curve climbs back to the threshold region after them (a "hill")
+    dips = [d for d in dg.fsc_dips(final) if d["peak_fsc"] >= 0.143]
+    for d in dips:
+        d["dip_a"] = float(1.0 / freq[d["dip_shell"]])
+        d["peak_a"] = float(1.0 / freq[d["peak_shell"]])
+        d.update(_dip_cause(d["dip_shell"], p_avg, p_noise))
+    ice = _ice_rings(freq, p_avg, p_noise, final, px)
+    return {
+        "frequency_inv_a": freq.round(6).tolist(),
+        "fsc": np.asarray(final).round(5).tolist(),
+        "map_power": p_avg.tolist(),
+        "noise_power": p_noise.tolist(),
+        "ratio": np.nan_to_num(ratio, nan=0.0).tolist(),
+        "ssnr": np.nan_to_num(np.clip(ratio - 1.0, 0.0, None), nan=0.0).tolist(),
+        "fsc_dips": dips,
+        "ice_rings": ice,
+    }
+
+
+def _result(half1, half2, job, *, box, px, g_res, g_lim, directional, power, views, marks, summary, timings) -> dict:
+    """The diagnose.json dict, with the definitions of what it reports."""
+    return {
+        "cryobox": "diagnose",
+        "version": 1,
+        "half1": str(half1),
+        "half2": str(half2),
+        "mask": job.mask or "none (unmasked)",
+        "box_px": box,
+        "pixel_size_a": px,
+        "global_resolution_a": g_res,
+        "global_limited_by_nyquist": g_lim,
+        "directional": directional,
+        "power": power,
+        "views": views,
+        "marks": marks,
+        "summary": summary,
+        "notes": job.notes,
+        "timings": timings,
+        "definitions": {
+            "cfar": "area under each conical FSC (clipped to [0, 1], first shell to Nyquist, over 1/Å); the "
+            "smallest area over the largest (cryoSPARC's Orientation Diagnostics; < 0.5 anisotropic); "
+            "cfar_min_over_mean: the smallest over the mean",
+            "scf": "S(k): views whose central planes pass within half a voxel of direction k on the shell of "
+            "radius R voxels; SCF = 1 / (<S> <1/S>), <1/S> over sampled k; SCF* = SCF / (1 + (q/p) <S> SCF / 2), "
+            "q the unsampled fraction, p = 1 - q (Baldwin & Lyumkis, Prog. Biophys. Mol. Biol. 2020; as in the "
+            "authors' CommandLineSCF): 1 uniform, 8/π² = 0.81 side views only, ~0 top views only; cryoSPARC "
+            "calls SCF* < 0.81 anisotropic",
+            "ssnr": "map power / noise power - 1 per shell: the SNR of the averaged map (map: masked average of "
+            "the half maps; noise: masked half difference); the FSC it predicts is SSNR / (2 + SSNR)",
+        },
+    }
 
 
 def _dip_cause(shell: int, p_avg: np.ndarray, p_noise: np.ndarray, reach: int = 2) -> dict:
