@@ -89,22 +89,7 @@ def run_diagnose(
         "n_directions": n_directions,
         "half_angle_deg": half_angle_deg,
     }
-    table = views = None
-    if particles is not None:  # read and checked before any work
-        from cryobox.io.particles import read_particles
-
-        table = read_particles(particles)
-        views = _views(table)
-        from cryobox.io.mrc import read_mrc_pixel_size
-
-        map_px = read_mrc_pixel_size(half1)
-        if map_px and "pixel_size_a" in table.data and len(table):
-            part_px = float(np.median(table.data["pixel_size_a"]))
-            if abs(part_px - map_px) > 0.01 * map_px:
-                raise InputError(
-                    f"{particles}: the particles are at {part_px:g} Å/px but {half1} at {map_px:g} Å/px; give the "
-                    "particles of the refinement that made these maps (`particles`)."
-                )
+    table, views = _checked_particles(particles, half1)  # read and checked before any work
     with OutputFolder(
         out,
         job="diagnose",
@@ -177,6 +162,27 @@ def run_diagnose(
             if views is not None:
                 save_figure(figure_views(views), out / "views.png")
     return result
+
+
+def _checked_particles(particles: Path | None, half1: Path):
+    """The refinement's particles and their views, refused when their pixel size is not the
+    maps' (a false aliasing sentence would follow); (None, None) without particles."""
+    if particles is None:
+        return None, None
+    from cryobox.io.mrc import read_mrc_pixel_size
+    from cryobox.io.particles import read_particles
+
+    table = read_particles(particles)
+    views = _views(table)
+    map_px = read_mrc_pixel_size(half1)
+    if map_px and "pixel_size_a" in table.data and len(table):
+        part_px = float(np.median(table.data["pixel_size_a"]))
+        if abs(part_px - map_px) > 0.01 * map_px:
+            raise InputError(
+                f"{particles}: the particles are at {part_px:g} Å/px but {half1} at {map_px:g} Å/px; give the "
+                "particles of the refinement that made these maps (`particles`)."
+            )
+    return table, views
 
 
 def _directional(dr: dict, *, n_directions: int, half_angle_deg: float) -> dict:
