@@ -84,71 +84,85 @@ class Progress:
             self.bar.stop()
 
 
+# the options of `extract`, one constant each (the command reads as its flags)
+_EXTRACT_SOURCE = typer.Argument(
+    ...,
+    help="RELION micrographs STAR (with CTF) plus coordinate files, or a particle STAR / .cs naming micrographs "
+    "and coordinates.",
+    show_default=False,
+)
+_EXTRACT_COORDS_SUFFIX = typer.Option(
+    None, "--coords-suffix", help="Coordinate files: <micrograph stem><suffix> (e.g. _pick.star, .box)."
+)
+_EXTRACT_COORDS_DIR = typer.Option(
+    None, "--coords-dir", help="Folder of the coordinate files (default: beside the micrographs)."
+)
+_EXTRACT_RECENTER = typer.Option(
+    False,
+    "--recenter",
+    help="Re-extraction: move each coordinate by the particle's shift (as relion_preprocess --recenter).",
+)
+_EXTRACT_BG_RADIUS = typer.Option(
+    None, "--bg-radius", help="Background radius (px of the final box); default int(0.375 N)."
+)
+_EXTRACT_BG_DIAMETER = typer.Option(None, "--bg-diameter", help="Background diameter (Å) instead of --bg-radius.")
+_EXTRACT_PREMULTIPLY_BOX = typer.Option(
+    None,
+    "--premultiply-box",
+    help="Extract at M px, multiply by the CTF, crop to --box (writes rlnCtfDataAreCtfPremultiplied 1).",
+)
+_EXTRACT_PREMULTIPLY_MICROGRAPH = typer.Option(
+    False,
+    "--premultiply-micrograph",
+    help="Multiply the whole micrograph by its CTF, then window (needs one CTF per micrograph).",
+)
+_EXTRACT_PHASE_FLIP = typer.Option(
+    False, "--phase-flip", help="Flip CTF phases before windowing (per particle, as RELION)."
+)
+_EXTRACT_RESCALE = typer.Option(
+    None, "--rescale", help="Fourier crop/pad the particles to this size (px); pixel size updated."
+)
+_EXTRACT_EDGE = typer.Option(
+    "keep",
+    "--edge",
+    help="keep: RELION (edge pixels repeated); drop: cryoSPARC (particles whose box leaves the micrograph are "
+    "dropped).",
+)
+_EXTRACT_FLOAT16 = typer.Option(
+    False, "--float16", help="Write float16 stacks (MRC mode 12: RELION 4.0+ reads them, RELION 3.1 does not)."
+)
+_EXTRACT_OVERWRITE = typer.Option(False, "--overwrite", help="Redo micrographs already extracted with these settings.")
+_EXTRACT_KEEP_GOING = typer.Option(
+    False, "--keep-going", help="Skip micrographs that fail (reported) instead of stopping."
+)
+_EXTRACT_SCHEDULER = typer.Option(
+    None, "--scheduler", help="Address of a Dask distributed scheduler to run on instead."
+)
+
+
 @handle_input_errors
 def extract_command(
-    source: Path = typer.Argument(
-        ...,
-        help="RELION micrographs STAR (with CTF) plus coordinate files, or a particle STAR / .cs naming micrographs "
-        "and coordinates.",
-        show_default=False,
-    ),
+    source: Path = _EXTRACT_SOURCE,
     box: int = typer.Option(..., "--box", help="Box size (px) of the extracted particles."),
     out: Path = typer.Option(..., "--out", help="Output folder: Particles/*.mrcs, particles.star, particles.cs."),
-    coords_suffix: Optional[str] = typer.Option(
-        None, "--coords-suffix", help="Coordinate files: <micrograph stem><suffix> (e.g. _pick.star, .box)."
-    ),
-    coords_dir: Optional[Path] = typer.Option(
-        None, "--coords-dir", help="Folder of the coordinate files (default: beside the micrographs)."
-    ),
-    recenter: bool = typer.Option(
-        False,
-        "--recenter",
-        help="Re-extraction: move each coordinate by the particle's shift (as relion_preprocess --recenter).",
-    ),
+    coords_suffix: Optional[str] = _EXTRACT_COORDS_SUFFIX,
+    coords_dir: Optional[Path] = _EXTRACT_COORDS_DIR,
+    recenter: bool = _EXTRACT_RECENTER,
     norm: bool = typer.Option(True, "--norm/--no-norm", help="Background normalisation as relion_preprocess --norm."),
-    bg_radius: Optional[float] = typer.Option(
-        None, "--bg-radius", help="Background radius (px of the final box); default int(0.375 N)."
-    ),
-    bg_diameter: Optional[float] = typer.Option(
-        None, "--bg-diameter", help="Background diameter (Å) instead of --bg-radius."
-    ),
+    bg_radius: Optional[float] = _EXTRACT_BG_RADIUS,
+    bg_diameter: Optional[float] = _EXTRACT_BG_DIAMETER,
     no_ramp: bool = typer.Option(False, "--no-ramp", help="Subtract the background mean instead of a fitted plane."),
     invert: bool = typer.Option(False, "--invert", help="Invert contrast (black particles become white)."),
-    premultiply_box: Optional[int] = typer.Option(
-        None,
-        "--premultiply-box",
-        help="Extract at M px, multiply by the CTF, crop to --box (writes rlnCtfDataAreCtfPremultiplied 1).",
-    ),
-    premultiply_micrograph: bool = typer.Option(
-        False,
-        "--premultiply-micrograph",
-        help="Multiply the whole micrograph by its CTF, then window (needs one CTF per micrograph).",
-    ),
-    phase_flip: bool = typer.Option(
-        False, "--phase-flip", help="Flip CTF phases before windowing (per particle, as RELION)."
-    ),
-    rescale: Optional[int] = typer.Option(
-        None, "--rescale", help="Fourier crop/pad the particles to this size (px); pixel size updated."
-    ),
-    edge: str = typer.Option(
-        "keep",
-        "--edge",
-        help="keep: RELION (edge pixels repeated); drop: cryoSPARC (particles whose box leaves the micrograph are "
-        "dropped).",
-    ),
-    float16: bool = typer.Option(
-        False, "--float16", help="Write float16 stacks (MRC mode 12: RELION 4.0+ reads them, RELION 3.1 does not)."
-    ),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Redo micrographs already extracted with these settings."
-    ),
-    keep_going: bool = typer.Option(
-        False, "--keep-going", help="Skip micrographs that fail (reported) instead of stopping."
-    ),
+    premultiply_box: Optional[int] = _EXTRACT_PREMULTIPLY_BOX,
+    premultiply_micrograph: bool = _EXTRACT_PREMULTIPLY_MICROGRAPH,
+    phase_flip: bool = _EXTRACT_PHASE_FLIP,
+    rescale: Optional[int] = _EXTRACT_RESCALE,
+    edge: str = _EXTRACT_EDGE,
+    float16: bool = _EXTRACT_FLOAT16,
+    overwrite: bool = _EXTRACT_OVERWRITE,
+    keep_going: bool = _EXTRACT_KEEP_GOING,
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default: all cores)."),
-    scheduler: Optional[str] = typer.Option(
-        None, "--scheduler", help="Address of a Dask distributed scheduler to run on instead."
-    ),
+    scheduler: Optional[str] = _EXTRACT_SCHEDULER,
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Extract (or re-extract) particles, RELION-exact, with edge losses reported and premultiply + crop."""
