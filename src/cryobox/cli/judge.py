@@ -65,7 +65,7 @@ def judge_command(
     json_out: bool = typer.Option(False, "--json", help="Print judge.json instead of the table."),
 ) -> None:
     """Judge the box-size experiment from runs made anywhere: one mask in Å, one FSC per run, honest statistics."""
-    from cryobox.cli.sweep import _log, print_sweep_table
+    from cryobox.cli.runs_table import progress_log, print_sweep_table
     from cryobox.jobs.judge import parse_variants, run_judge
 
     d = run_judge(
@@ -78,7 +78,7 @@ def judge_command(
         unmasked_across_boxes=unmasked_across_boxes,
         particles=particles,
         diameter_a=diameter,
-        log=_log(json_out),
+        log=progress_log(json_out),
     )
     if json_out:
         print_json(d)

@@ -11,6 +11,7 @@ import cryobox._threads  # noqa: F401  (before numpy loads: thread limits under 
 from cryobox.cli import (
     advise,
     ctf,
+    demo,
     diagnose,
     example,
     explain,
@@ -19,6 +20,7 @@ from cryobox.cli import (
     inspect,
     judge,
     reconstruct,
+    report,
     simulate,
     sweep,
 )
@@ -65,8 +67,8 @@ app.command("reconstruct", epilog=reconstruct.EPILOG)(reconstruct.reconstruct_co
 app.command("sweep", epilog=sweep.SWEEP_EPILOG)(sweep.sweep_command)
 app.command("judge", epilog=judge.EPILOG)(judge.judge_command)
 app.command("diagnose", epilog=diagnose.EPILOG)(diagnose.diagnose_command)
-app.command("report", epilog=sweep.REPORT_EPILOG)(sweep.report_command)
-app.command("demo", epilog=sweep.DEMO_EPILOG)(sweep.demo_command)
+app.command("report", epilog=report.REPORT_EPILOG)(report.report_command)
+app.command("demo", epilog=demo.DEMO_EPILOG)(demo.demo_command)
 
 
 def _terminate(signum, frame) -> None:
