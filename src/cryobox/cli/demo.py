@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from cryobox.cli.common import console, handle_input_errors, print_json
-from cryobox.cli.runs_table import progress_log, print_sweep_table
+from cryobox.cli.runs_table import print_sweep_table, progress_log
 
 DEMO_EPILOG = """Examples:
 

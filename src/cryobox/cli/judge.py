@@ -65,7 +65,7 @@ def judge_command(
     json_out: bool = typer.Option(False, "--json", help="Print judge.json instead of the table."),
 ) -> None:
     """Judge the box-size experiment from runs made anywhere: one mask in Å, one FSC per run, honest statistics."""
-    from cryobox.cli.runs_table import progress_log, print_sweep_table
+    from cryobox.cli.runs_table import print_sweep_table, progress_log
     from cryobox.jobs.judge import parse_variants, run_judge
 
     d = run_judge(

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from cryobox.cli.common import console, err_console, fail, flag_words, handle_input_errors, parse_boxes, print_json
-from cryobox.cli.runs_table import LiveRuns, progress_log, print_sweep_table
+from cryobox.cli.runs_table import LiveRuns, print_sweep_table, progress_log
 
 SWEEP_EPILOG = """Examples:
 
