@@ -166,14 +166,9 @@ def extract_command(
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Extract (or re-extract) particles, RELION-exact, with edge losses reported and premultiply + crop."""
+    from cryobox.io.coords import particles_from_micrographs
     from cryobox.io.particles import read_particles
-    from cryobox.jobs.extract import (
-        ExtractOptions,
-        background_radius_px,
-        particles_from_micrographs,
-        plan_extraction,
-        run_extract,
-    )
+    from cryobox.jobs.extract import ExtractOptions, background_radius_px, plan_extraction, run_extract
 
     def log(message: str) -> None:  # stderr, so --json output on stdout stays clean
         err_console.print(message)

@@ -22,11 +22,9 @@ import pandas as pd
 from cryobox.core.boxsize import box_origins, edge_clipped
 from cryobox.core.extract import CTF_KEYS
 from cryobox.errors import InputError
-from cryobox.io.coords import read_coordinates
 from cryobox.io.particles import (
     ParticleTable,
     check_star_text,
-    read_particles,
     resolve_path,
     search_roots,
     write_cs,
@@ -113,72 +111,6 @@ def _mic_shape(path: Path) -> tuple[int, int]:
     if shape is None:
         raise InputError(f"{path}: not a readable MRC file; check the file.")
     return shape
-
-
-def particles_from_micrographs(
-    micrographs_star: Path, *, coords_dir: Path | None, coords_suffix: str, keep_going: bool = False
-) -> tuple[ParticleTable, list[str]]:
-    """A particle table from a micrographs STAR (with CTF) plus one coordinate file per micrograph
-    (``<coords_dir>/<micrograph stem><coords_suffix>``, the layout relion_preprocess takes)."""
-    mics = read_particles(micrographs_star)
-    if mics.kind != "micrographs" or "micrograph_name" not in mics.data:
-        raise InputError(
-            f"{micrographs_star}: not a RELION micrographs STAR file (no data_micrographs with rlnMicrographName)."
-        )
-    names = mics.data["micrograph_name"].astype(str)
-    twice = names[names.duplicated()]
-    if len(twice):
-        raise InputError(
-            f"{micrographs_star}: rlnMicrographName {twice.iloc[0]} is listed twice (rows "
-            f"{', '.join(str(i + 1) for i in names.index[names == twice.iloc[0]][:3])}); its particles would be "
-            "extracted twice: remove the repeated row."
-        )
-    base = micrographs_star.parent
-    cdir = coords_dir if coords_dir is not None else None
-    notes: list[str] = []
-    known_stems = set()
-    which, xs, ys = [], [], []  # per micrograph with particles: its row, coordinates
-    for i, name in enumerate(mics.data["micrograph_name"].astype(str)):
-        stem = Path(name).stem
-        known_stems.add(stem)
-        candidates = [(cdir / (stem + coords_suffix)) if cdir else (base / Path(name).parent / (stem + coords_suffix))]
-        if cdir is None:
-            candidates.append(Path(name).parent / (stem + coords_suffix))
-        cfile = next((c for c in candidates if c.exists()), None)
-        if cfile is None:
-            notes.append(f"no coordinate file for {name} (looked for {candidates[0]}); no particles from it.")
-            continue
-        x, y = read_coordinates(cfile)
-        if x.size == 0:
-            continue
-        which.append(i)
-        xs.append(x)
-        ys.append(y)
-    if cdir is not None and cdir.is_dir():
-        for f in sorted(cdir.glob("*" + coords_suffix)):
-            stem = f.name[: -len(coords_suffix)]
-            if stem not in known_stems:
-                msg = f"{f}: coordinate file for micrograph '{stem}', which {micrographs_star} does not list"
-                if not keep_going:
-                    raise InputError(msg + "; add the micrograph or remove the file (or `keep_going`).")
-                notes.append(msg + "; ignored.")
-    if not which:
-        raise InputError(
-            f"{micrographs_star}: no particles found (coordinate suffix '{coords_suffix}'); check `coords_dir` and "
-            "`coords_suffix`."
-        )
-    # every particle carries its micrograph's row (name, CTF, optics group), in one take
-    data = mics.data.iloc[np.repeat(which, [x.size for x in xs])].reset_index(drop=True)
-    data.insert(0, "coord_y_px", np.concatenate(ys))
-    data.insert(0, "coord_x_px", np.concatenate(xs))
-    table = ParticleTable(
-        data,
-        kind="particles",
-        source_format=mics.source_format,
-        path=micrographs_star,
-        optics_passthrough=[c for c in mics.optics_passthrough if c != "rlnMicrographPixelSize"],
-    )
-    return table, notes
 
 
 # ------------------------------------------------------------------------------------------ plan
