@@ -150,11 +150,11 @@ def run_diagnose(
         )  # fmt: skip
         write_json(out / "diagnose.json", result, indent=1)
         if plot:
-            from cryobox.report.plots import (
+            from cryobox.report.plots import save_figure
+            from cryobox.report.plots_diagnose import (
                 figure_diagnose_directional,
                 figure_diagnose_power,
                 figure_views,
-                save_figure,
             )
 
             save_figure(figure_diagnose_directional(result), out / "directional.png")

@@ -30,9 +30,6 @@ __all__ = [
     "plot_sweep_fsc",
     "plot_sweep_resolutions",
     "figure_sweep",
-    "figure_diagnose_directional",
-    "figure_diagnose_power",
-    "figure_views",
     "plot_signal_kept",
     "plot_neighbours",
     "figure_explain",
@@ -57,7 +54,7 @@ def _spaced(positions, min_gap: float) -> list:
     return out
 
 
-def _resolution_axis(ax) -> None:
+def resolution_axis(ax) -> None:
     """Label the top of a 1/Å x axis with resolutions in Å (ticks at round values, never closer
     than 5% of the axis, so labels do not overlap)."""
     lo, hi = ax.get_xlim()
@@ -290,7 +287,7 @@ def plot_ctf_profile(ax, picture) -> None:
     ax.set_xlim(0, 0.5 / p.pixel_size_a)
     ax.set_xlabel("spatial frequency (1/Å)")
     ax.set_ylabel(what)
-    _resolution_axis(ax)
+    resolution_axis(ax)
     ax.legend(loc="lower left", fontsize=8, framealpha=0.8)
     ax.set_title(f"defocus {max(p.defocus_u_a, p.defocus_v_a) / 1e4:.2f} µm (max of U, V)", fontsize=10)
 
@@ -312,7 +309,7 @@ def _fsc_axes_common(ax, max_freq: float) -> None:
     ax.set_xlabel("spatial frequency (1/Å)")
     ax.set_ylabel("Fourier shell correlation")
     ax.grid(alpha=0.25)
-    _resolution_axis(ax)
+    resolution_axis(ax)
 
 
 def plot_fsc(ax, fsc_dict: dict) -> None:
@@ -465,111 +462,6 @@ def figure_sweep(sweep: dict) -> Figure:
     return fig
 
 
-def figure_diagnose_directional(d: dict) -> Figure:
-    """Directional resolution: a histogram over the cone axes, and a map of resolution over the
-    axes (azimuth against cos(polar angle), so equal areas of the hemisphere look equal)."""
-    dd = d["directional"]
-    res = np.asarray(dd["resolution_a"])
-    dirs = np.asarray(dd["directions"])
-    fig = Figure(figsize=(12, 4.8))
-    ax = fig.add_subplot(121)
-    ax.hist(res, bins=30, color="#4477aa")
-    ax.axvline(d["global_resolution_a"], color="k", ls="--", lw=1, label=f"global {d['global_resolution_a']:.2f} Å")
-    ax.set_xlabel("resolution at FSC 0.143 (Å) in each cone")
-    ax.set_ylabel("cone axes")
-    ax.set_title(
-        f"{dd['n_directions']} cones of {dd['half_angle_deg']:g}°: {dd['best_a']:.2f}-{dd['worst_a']:.2f} Å, "
-        f"cFAR {dd['cfar']:.2f}"
-    )
-    ax.legend(fontsize=8)
-    ax2 = fig.add_subplot(122)
-    phi = np.degrees(np.arctan2(dirs[:, 1], dirs[:, 0]))
-    sc = ax2.scatter(phi, dirs[:, 2], c=res, cmap="viridis_r", s=18)
-    fig.colorbar(sc, ax=ax2, label="resolution (Å)")
-    ax2.set_xlabel("azimuth of the cone axis (°)")
-    ax2.set_ylabel("cos(polar angle) of the axis (1 = map z)")
-    ax2.set_xlim(-180, 180)
-    ax2.set_ylim(0, 1)
-    ax2.set_title("resolution over the directions (equal-area)")
-    return fig
-
-
-def figure_diagnose_power(d: dict) -> Figure:
-    """Power of the masked average map and of the half-map difference (noise), their ratio, and
-    the FSC, against 1/Å, with the FSC's dips, ice rings, aliasing onset and phase randomisation."""
-    p = d["power"]
-    k = np.asarray(p["frequency_inv_a"])
-    fig = Figure(figsize=(10, 7.5))
-    ax = fig.add_subplot(211)
-    ax.semilogy(k[1:], np.asarray(p["map_power"])[1:], lw=1.6, label="map (masked average of the halves)")
-    ax.semilogy(k[1:], np.asarray(p["noise_power"])[1:], lw=1.6, label="noise (masked half difference)")
-    ax.set_ylabel("power per shell")
-    ax.legend(fontsize=8, loc="upper right")
-    ax2 = fig.add_subplot(212, sharex=ax)
-    ax2.plot(k[1:], np.asarray(p["fsc"])[1:], lw=1.6, color="k", label="FSC (as cryobox fsc)")
-    ax2.plot(
-        k[1:],
-        # the SSNR is that of the averaged map: the half-map FSC it predicts is SSNR / (2 + SSNR)
-        np.clip(np.asarray(p["ssnr"])[1:], 0, None) / (2 + np.clip(np.asarray(p["ssnr"])[1:], 0, None)),
-        lw=1.0,
-        ls=":",
-        color="#aa3377",
-        label="SSNR / (2 + SSNR) from the spectra (the FSC they predict)",
-    )
-    ax2.axhline(0.143, color="grey", lw=0.8)
-    for a in (ax, ax2):
-        for r in p["ice_rings"]:
-            a.axvspan(1 / r["spacing_a"] - k[1], 1 / r["spacing_a"] + k[1], color="#88ccee", alpha=0.35, lw=0)
-        for dip in p["fsc_dips"]:
-            a.axvline(k[dip["dip_shell"]], color="#cc6677", ls="--", lw=1)
-        m = d.get("marks") or {}
-        if "ctf_aliasing_onset_a" in m:
-            a.axvline(1 / m["ctf_aliasing_onset_a"], color="#999933", lw=1.2)
-        if "phase_randomisation_a" in m:
-            a.axvline(1 / m["phase_randomisation_a"], color="#882255", ls=":", lw=1.2)
-    handles = [
-        ax2.lines[0],
-        ax2.lines[1],
-    ]
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
-    if p["ice_rings"]:
-        handles += [Patch(color="#88ccee", alpha=0.35, label="ice rings (hexagonal, cubic)")]
-    if p["fsc_dips"]:
-        handles.append(Line2D([], [], color="#cc6677", ls="--", label="FSC dips"))
-    m = d.get("marks") or {}
-    if "ctf_aliasing_onset_a" in m:
-        handles.append(Line2D([], [], color="#999933", label=f"CTF aliasing onset ({m['ctf_aliasing_onset_a']:.2f} Å)"))
-    if "phase_randomisation_a" in m:
-        handles.append(
-            Line2D([], [], color="#882255", ls=":", label=f"phase randomisation ({m['phase_randomisation_a']:.2f} Å)")
-        )
-    ax2.legend(handles=handles, fontsize=8, loc="lower left")
-    ax2.set_ylim(-0.05, 1.02)
-    ax2.set_xlabel("spatial frequency (1/Å)")
-    ax2.set_ylabel("FSC")
-    ax2.set_xlim(0, float(k[-1]))
-    _resolution_axis(ax)
-    return fig
-
-
-def figure_views(v: dict) -> Figure:
-    """Viewing directions, equal-area: azimuth against cos(tilt), a view and its opposite as one."""
-    h = np.asarray(v["histogram_phi_cos_tilt"], dtype=float)
-    fig = Figure(figsize=(8, 4))
-    ax = fig.add_subplot(111)
-    im = ax.imshow(h.T, origin="lower", aspect="auto", extent=(-180, 180, 0, 1), cmap="magma")
-    fig.colorbar(im, ax=ax, label="particles")
-    ax.set_xlabel("rot (azimuth of the view, °)")
-    ax.set_ylabel("|cos(tilt)| (1 = top view)")
-    scf = "too few for an SCF"
-    if v.get("scf_star") is not None:
-        scf = f"SCF* {v['scf_star']:.2f} (1 uniform, 0.81 side views only)"
-    ax.set_title(f"{v['n_particles']:,} particles; {scf}")
-    return fig
-
-
 def plot_signal_kept(ax, explanation) -> None:
     """Signal kept (median over particles, the 10th percentile dashed) in the window as refined,
     against spatial frequency, one colour per box; the resolution weighed marked."""
@@ -586,7 +478,7 @@ def plot_signal_kept(ax, explanation) -> None:
     window = {"cryosparc": "cryoSPARC's window", "relion": "RELION's particle mask"}.get(s.program, "the box")
     ax.set_title(f"delocalised signal kept in {window} (dashed: 10th percentile)", fontsize=10)
     ax.legend(loc="lower left", fontsize=8, frameon=False)
-    _resolution_axis(ax)
+    resolution_axis(ax)
 
 
 def plot_neighbours(ax, explanation) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cryobox.report import plots
+from cryobox.report import plots, plots_diagnose
 from cryobox.report.html import esc, figure_to_data_uri, rgb_to_data_uri
 from cryobox.report.text import fmt, half_maps_text, opening_paragraph
 
@@ -412,8 +412,8 @@ def diagnose_section(d: dict, figs: Figures) -> tuple[str, str, str]:
         + sentences
         + _kv_table(rows)
         + "".join(f"<p class='note'>{esc(k)}: {esc(v)}</p>" for k, v in d.get("definitions", {}).items())
-        + figs.img(plots.figure_diagnose_directional(d), "diagnose-directional")
-        + figs.img(plots.figure_diagnose_power(d), "diagnose-power")
-        + (figs.img(plots.figure_views(d["views"]), "diagnose-views") if d.get("views") else "")
+        + figs.img(plots_diagnose.figure_diagnose_directional(d), "diagnose-directional")
+        + figs.img(plots_diagnose.figure_diagnose_power(d), "diagnose-power")
+        + (figs.img(plots_diagnose.figure_views(d["views"]), "diagnose-views") if d.get("views") else "")
     )
     return "diagnose", "Why the FSC looks the way it does (cryobox diagnose)", body
