@@ -6,12 +6,19 @@ import re
 
 import cryobox
 import cryobox.api
+import cryobox.api_maps
+
+TYPES = {"ParticleTable", "BoxAdvice", "FscResult"}
 
 
 def test_public_names_and_numpy_docstrings():
     assert set(cryobox.__all__) == {"__version__", *cryobox.api.__all__}
-    assert 8 <= len(cryobox.api.__all__) <= 12
-    for name in cryobox.api.__all__:
+    functions = [n for n in cryobox.api.__all__ if n not in TYPES]
+    assert 8 <= len(functions) <= 12
+    for name in TYPES:  # the types the functions return are promised and documented too
+        assert name in cryobox.api.__all__ and inspect.isclass(getattr(cryobox, name))
+        assert len(inspect.getdoc(getattr(cryobox, name))) > 40
+    for name in functions:
         fn = getattr(cryobox, name)
         assert fn is getattr(cryobox.api, name)
         doc = inspect.getdoc(fn)
@@ -34,8 +41,12 @@ def test_public_names_and_numpy_docstrings():
 
 
 def test_api_examples_run():
-    result = doctest.testmod(cryobox.api, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted >= 10 and result.failed == 0
+    attempted = 0
+    for module in (cryobox.api, cryobox.api_maps):
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0, module
+        attempted += result.attempted
+    assert attempted >= 10
 
 
 def test_docs_schema_table_is_the_schema():

@@ -4,7 +4,8 @@ gives the better map.
 The public API (``cryobox.api``, documented with units for every parameter) is available here:
 ``cryobox.read_particles``, ``write_particles``, ``advise_box``, ``ctf_on_box``, ``masked_fsc``,
 ``fourier_rescale``, ``window``, ``reconstruct``, ``extract_particles``, ``compare_resolutions``,
-``directional_resolution``, ``sampling_compensation``.
+``directional_resolution``, ``sampling_compensation``; and the types they return:
+``ParticleTable``, ``BoxAdvice``, ``FscResult``.
 """
 
 _API = (
@@ -20,6 +21,9 @@ _API = (
     "compare_resolutions",
     "directional_resolution",
     "sampling_compensation",
+    "ParticleTable",
+    "BoxAdvice",
+    "FscResult",
 )
 __all__ = ["__version__", *_API]
 
