@@ -129,15 +129,15 @@ def _read_inputs(reference, mask, particles, from_consensus, truth, truth_map):
     from cryobox.io.mrc import read_map
     from cryobox.io.particles import read_particles
 
-    ref, ref_px = read_map(reference, what="reference", ndim=3)
+    ref, ref_pixel_a = read_map(reference, what="reference", ndim=3)
     m = None
     if mask is not None:
-        m, _ = read_map(mask, pixel_size_a=ref_px, what="mask", ndim=3)
+        m, _ = read_map(mask, pixel_size_a=ref_pixel_a, what="mask", ndim=3)
     table = read_particles(particles)
     consensus_table = read_particles(from_consensus) if from_consensus is not None else None
     truth_table = read_particles(truth) if truth is not None else None
     truth_vol = read_map(truth_map, what="true map", ndim=3) if truth_map is not None else None
-    return ref, ref_px, m, table, consensus_table, truth_table, truth_vol
+    return ref, ref_pixel_a, m, table, consensus_table, truth_table, truth_vol
 
 
 def _split_extra(text: str | None) -> tuple[str, ...]:
@@ -313,7 +313,7 @@ def sweep_command(
         )
         return
     engine.check()  # before any work: a missing RELION is one sentence with the install command
-    ref, ref_px, m, table, consensus_table, truth_table, truth_vol = _read_inputs(
+    ref, ref_pixel_a, m, table, consensus_table, truth_table, truth_vol = _read_inputs(
         reference, mask, particles, from_consensus, truth, truth_map
     )
     log = progress_log(json_out)
@@ -337,7 +337,7 @@ def sweep_command(
             table,
             settings,
             reference=ref,
-            reference_pixel_size_a=ref_px,
+            reference_pixel_size_a=ref_pixel_a,
             out=out,
             engine=engine,
             mask=m,

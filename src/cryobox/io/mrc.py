@@ -345,7 +345,7 @@ def read_map(
 ) -> tuple[np.ndarray, float]:
     """A map and its pixel size (header, or the override); InputError when neither is known, when it
     is not cubic, holds NaN or inf, is not ``ndim``-dimensional, or (``varying``) is constant."""
-    data, header_px = read_mrc(path)
+    data, header_pixel_a = read_mrc(path)
     if data.ndim not in (2, 3):
         raise InputError(f"{path}: the {what} has {data.ndim} dimensions; give a 3D map (or a 2D image).")
     if ndim is not None and data.ndim != ndim:
@@ -354,7 +354,7 @@ def read_map(
         )
     if pixel_size_a is not None and not (np.isfinite(pixel_size_a) and pixel_size_a > 0):
         raise InputError(f"`pixel_size_a` must be a positive number of Å/px, got {pixel_size_a}.")
-    px = pixel_size_a if pixel_size_a is not None else header_px
+    px = pixel_size_a if pixel_size_a is not None else header_pixel_a
     if px is None or not px > 0:
         raise InputError(f"{path}: no pixel size in the MRC header; give `pixel_size_a`.")
     if any(s != data.shape[-1] for s in data.shape):

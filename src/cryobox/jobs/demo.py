@@ -155,7 +155,7 @@ def run_demo(
         f"3/4 sweep on RELION: {refine} px, {extract} px, and {extract} px premultiplied + cropped to {refine} px; "
         f"{ds.repeats} repeats, at most {ds.auto_iter_max} iterations each"
     )
-    ref, ref_px = read_mrc(sim / "true_map.mrc")
+    ref, ref_pixel_a = read_mrc(sim / "true_map.mrc")
     sw = run_sweep(
         table,
         SweepSettings(
@@ -171,13 +171,13 @@ def run_demo(
             invert=True,
         ),  # simulated micrographs, like real ones, have dark particles
         reference=ref,
-        reference_pixel_size_a=ref_px or ds.pixel_size_a,
+        reference_pixel_size_a=ref_pixel_a or ds.pixel_size_a,
         out=out / "sweep",
         engine=engine,
         log=log,
         launcher=launcher,
         truth=table,  # the simulation knows every particle's pose: how accurately did each box align them?
-        truth_map=(ref, ref_px or ds.pixel_size_a),
+        truth_map=(ref, ref_pixel_a or ds.pixel_size_a),
     )
 
     # 4. the report

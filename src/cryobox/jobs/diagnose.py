@@ -137,8 +137,8 @@ def run_diagnose(
         if res.randomise_at_shell:
             marks["phase_randomisation_a"] = float(1.0 / freq[res.randomise_at_shell])
         if table is not None:
-            tpx = float(table.data["pixel_size_a"].iloc[0]) if "pixel_size_a" in table.data else px
-            marks.update(_aliasing(table, box_px or _table_box(table), tpx))
+            true_pixel_a = float(table.data["pixel_size_a"].iloc[0]) if "pixel_size_a" in table.data else px
+            marks.update(_aliasing(table, box_px or _table_box(table), true_pixel_a))
         elif box_px is not None:
             marks["box_px"] = box_px
 

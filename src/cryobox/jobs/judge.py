@@ -60,12 +60,12 @@ def _header(path: Path) -> tuple[int, float | None]:
     return int(shape[0]), read_mrc_pixel_size(path)
 
 
-def _read_on_grid(path: Path, pixel_size_a: float, header_px: float) -> np.ndarray:
+def _read_on_grid(path: Path, pixel_size_a: float, header_pixel_a: float) -> np.ndarray:
     from cryobox.core.fourier import resample_to
     from cryobox.io.mrc import read_map
 
     vol, _ = read_map(path, what="half map", ndim=3, varying=True)
-    return resample_to(vol, header_px, pixel_size_a)[0]
+    return resample_to(vol, header_pixel_a, pixel_size_a)[0]
 
 
 def run_judge(
@@ -228,18 +228,18 @@ def _judge_mask(
 
     big = boxes[-1]
     if mask is not None:
-        m_big, mpx = read_mrc(mask)
+        m_big, mask_pixel_a = read_mrc(mask)
         if m_big.ndim != 3 or len(set(m_big.shape)) != 1:
             raise InputError(f"{mask}: the mask is {m_big.shape}, not a cubic 3D map.")
-        if mpx is not None and abs(mpx - psize) > 1e-3 * psize:
+        if mask_pixel_a is not None and abs(mask_pixel_a - psize) > 1e-3 * psize:
             if not resample:
                 raise InputError(
-                    f"{mask}: the mask is at {mpx:g} Å/px, the runs at {psize:g} Å/px; give `resample` or a mask on "
-                    "their grid."
+                    f"{mask}: the mask is at {mask_pixel_a:g} Å/px, the runs at {psize:g} Å/px; give `resample` or a "
+                    "mask on their grid."
                 )
             from cryobox.core.fourier import resample_to
 
-            m_big, _ = resample_to(m_big, mpx, psize)
+            m_big, _ = resample_to(m_big, mask_pixel_a, psize)
             m_big = np.clip(m_big, 0.0, 1.0)
         if m_big.min() < -1e-6 or m_big.max() > 1 + 1e-6:
             raise InputError(

@@ -435,8 +435,8 @@ class RunFinisher:
         if box not in self._grids:
             from cryobox.core.fourier import resample_to, window
 
-            vol, tpx = self.truth_map
-            self._grids[box] = window(resample_to(vol, tpx, self.psize)[0], box, ndim=3)
+            vol, true_pixel_a = self.truth_map
+            self._grids[box] = window(resample_to(vol, true_pixel_a, self.psize)[0], box, ndim=3)
         return self._grids[box]
 
     def __call__(self, spec: RunSpec, halves: HalfMaps, seconds: float) -> dict:
