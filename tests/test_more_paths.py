@@ -149,3 +149,28 @@ def test_demo_end_to_end_and_resume(tmp_path):
     assert [v["interpolated_resolutions_a"] for v in again["sweep"]["variants"]] == [
         v["interpolated_resolutions_a"] for v in sw["variants"]
     ]
+
+
+@needs_relion
+def test_the_readme_demo_command_as_written(tmp_path):
+    """`cryobox demo --quick --out demo`, as the README shows it: the four steps, the report, and
+    every run's convergence said before the table (the README shows the runs not converging; if
+    they do one day, no run is flagged and the verdicts carry no convergence caveat)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "cryobox", "demo", "--quick", "--out", "demo"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    for step in ("1/4 simulating", "2/4 advise", "3/4 sweep on RELION", "4/4 report: demo/report.html"):
+        assert step in out, step
+    assert (tmp_path / "demo" / "report.html").stat().st_size > 100_000
+    d = json.loads((tmp_path / "demo" / "sweep" / "sweep.json").read_text())
+    table = out.index("Box-size sweep:")
+    flagged = out[:table].count("NOT CONVERGED:")
+    assert flagged == len(d["not_converged"])
+    for c in d["comparisons"]:
+        assert ("did not converge" in c["sentence"]) == bool(c.get("runs_not_converged"))
