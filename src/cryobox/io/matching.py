@@ -14,7 +14,16 @@ import numpy as np
 from cryobox.errors import InputError
 from cryobox.io.particles import ParticleTable
 
-__all__ = ["POSE_COLUMNS", "POSE_PREFIXES", "particle_keys", "strip_poses", "match_particles", "pose_array"]
+__all__ = [
+    "HALF_SET_COLUMNS",
+    "half_sets",
+    "POSE_COLUMNS",
+    "POSE_PREFIXES",
+    "particle_keys",
+    "strip_poses",
+    "match_particles",
+    "pose_array",
+]
 
 
 POSE_COLUMNS = ("angle_rot_deg", "angle_tilt_deg", "angle_psi_deg", "shift_x_a", "shift_y_a")
@@ -112,3 +121,28 @@ def pose_array(table: ParticleTable, *, what: str) -> np.ndarray:
         )
     cols = [d[c].to_numpy(np.float64) if c in d else np.zeros(len(d)) for c in POSE_COLUMNS]
     return np.stack(cols, axis=1)
+
+
+# the half-set columns, RELION's and cryoSPARC's, in the order they are looked for
+HALF_SET_COLUMNS = ("rlnRandomSubset", "alignments3D/split")
+
+
+def half_sets(table: ParticleTable) -> np.ndarray:
+    """Each particle's half set, 1 or 2, from the canonical half-set column: RELION's
+    rlnRandomSubset (1/2) or cryoSPARC's alignments3D/split (0/1); InputError when absent or bad."""
+    d = table.data
+    for col in HALF_SET_COLUMNS:
+        if col in d:
+            v = d[col].to_numpy()
+            v = v.astype(int) + (1 if col == "alignments3D/split" else 0)  # cryoSPARC: 0/1, RELION: 1/2
+            bad = ~np.isin(v, (1, 2))
+            if bad.any():
+                raise InputError(
+                    f"{table.path}: {col} must be 1 or 2 for every particle ({int(bad.sum())} are not); "
+                    f"give the data STAR of a refinement with --split_random_halves."
+                )
+            return v
+    raise InputError(
+        f"{table.path}: no half-set labels (rlnRandomSubset / alignments3D/split); "
+        "give the data STAR of a gold-standard refinement, or use `halves=False` for one map."
+    )

@@ -16,36 +16,17 @@ import numpy as np
 import pandas as pd
 
 from cryobox.errors import InputError
+from cryobox.io.matching import half_sets
 from cryobox.io.particles import ParticleTable, find_stack, search_roots
 from cryobox.io.paths import stack_files
 from cryobox.io.schema import CTF_REQUIRED
 
-__all__ = ["reconstruct_particles", "write_reconstructions", "reconstruct_into", "HALF_SET_COLUMNS"]
+__all__ = ["reconstruct_particles", "write_reconstructions", "reconstruct_into"]
 
 CHUNK = 128
 _SHARED_COUNT = None  # a multiprocessing.Value while forked workers fill the half sets
-HALF_SET_COLUMNS = ("rlnRandomSubset", "alignments3D/split")
 POSE = ("angle_rot_deg", "angle_tilt_deg", "angle_psi_deg")
 CTF = CTF_REQUIRED
-
-
-def _half_sets(table: ParticleTable) -> np.ndarray:
-    d = table.data
-    for col in HALF_SET_COLUMNS:
-        if col in d:
-            v = d[col].to_numpy()
-            v = v.astype(int) + (1 if col == "alignments3D/split" else 0)  # cryoSPARC: 0/1, RELION: 1/2
-            bad = ~np.isin(v, (1, 2))
-            if bad.any():
-                raise InputError(
-                    f"{table.path}: {col} must be 1 or 2 for every particle ({int(bad.sum())} are not); "
-                    f"give the data STAR of a refinement with --split_random_halves."
-                )
-            return v
-    raise InputError(
-        f"{table.path}: no half-set labels (rlnRandomSubset / alignments3D/split); "
-        "give the data STAR of a gold-standard refinement, or use `halves=False` for one map."
-    )
 
 
 def reconstruct_particles(
@@ -92,7 +73,7 @@ def reconstruct_particles(
             f"{table.path}: the images are CTF-premultiplied but the CTF parameters are missing; "
             "they are needed to weight the reconstruction."
         )
-    sets = _half_sets(table) if halves else np.ones(len(d), dtype=int)
+    sets = half_sets(table) if halves else np.ones(len(d), dtype=int)
     if halves:
         for h in (1, 2):
             if not (sets == h).any():

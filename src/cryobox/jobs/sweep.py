@@ -39,7 +39,7 @@ from cryobox.engines.launch import Launcher, LocalLauncher
 from cryobox.errors import InputError
 from cryobox.io.atomic import atomic_path
 from cryobox.io.jsonio import write_json
-from cryobox.io.matching import match_particles, particle_keys, pose_array
+from cryobox.io.matching import half_sets, match_particles, particle_keys, pose_array
 from cryobox.io.particles import ParticleTable, read_particles, write_star
 from cryobox.io.schema import CTF_REQUIRED
 from cryobox.jobs.alignment import alignment_summary, format_alignment, run_alignment
@@ -320,12 +320,10 @@ def _consensus_start(table: ParticleTable, consensus: ParticleTable | None, rows
     """The consensus poses and half sets of the refined particles (None, None without one)."""
     if consensus is None:
         return None, None
-    from cryobox.jobs.reconstruct import _half_sets
-
     c_rows = match_particles(table, consensus, what="`consensus`")[rows_in]
     poses = pose_array(consensus, what="`consensus`")[c_rows]
     try:
-        halves = _half_sets(consensus)[c_rows]
+        halves = half_sets(consensus)[c_rows]
     except InputError:
         raise InputError(
             f"{consensus.path}: no half-set labels (rlnRandomSubset / alignments3D/split); local refinement "
