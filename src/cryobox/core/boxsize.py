@@ -303,25 +303,10 @@ def advise_box(
     that would give every box the window in Å of the reference box: the smaller of the smallest
     user box and the refine box (``window_reference_box_px``).
     """
-    diameter_a = float(_check_positive("`diameter_a`", diameter_a))
-    resolution_a = float(_check_positive("`resolution_a`", resolution_a))
-    pixel_size_a = float(_check_positive("`pixel_size_a`", pixel_size_a))
-    if resolution_a < 2.0 * pixel_size_a:
-        raise ValueError(
-            f"target resolution {resolution_a} Å is finer than Nyquist ({2 * pixel_size_a:.3f} Å at "
-            f"{pixel_size_a} Å/px)"
-        )
-    du = np.abs(np.asarray(defocus_u_a, dtype=np.float64))
-    dv = np.abs(np.asarray(defocus_v_a, dtype=np.float64))
-    per_particle = [du, dv, voltage_kv, cs_mm] + [
-        v for v in (coord_x_px, coord_y_px, micrograph_width_px, micrograph_height_px) if v is not None
-    ]
-    n = int(np.broadcast(*[np.asarray(v) for v in per_particle]).size)
-    if n == 0:
-        raise ValueError("no particles to advise on")
-    df_max = np.broadcast_to(np.maximum(du, dv), (n,))
-    kv = np.broadcast_to(np.asarray(voltage_kv, dtype=np.float64), (n,))
-    cs = np.broadcast_to(np.asarray(cs_mm, dtype=np.float64), (n,))
+    diameter_a, resolution_a, pixel_size_a = _checked_targets(diameter_a, resolution_a, pixel_size_a)
+    n, df_max, kv, cs = _per_particle(
+        defocus_u_a, defocus_v_a, voltage_kv, cs_mm, coord_x_px, coord_y_px, micrograph_width_px, micrograph_height_px
+    )
     k_target = 1.0 / resolution_a
 
     def uniform_or_array(a):  # one optics setting (the usual case) -> a scalar: less work per particle
@@ -340,21 +325,12 @@ def advise_box(
     rh_box = float(diameter_a + 2.0 * osc[i_max])
     alias_box = float(2.0 * osc[i_max])
     alias2_box = float(4.0 * osc[i_max])
-    p95 = float(np.percentile(df_max, 95))
-    kv95 = float(np.median(kv))
-    cs95 = float(np.median(cs))
+    p95, kv95, cs95 = float(np.percentile(df_max, 95)), float(np.median(kv)), float(np.median(cs))
 
     # Edge clipping needs per-particle positions; sorted "smallest box that clips" makes each
     # candidate one searchsorted too.
-    clip_box = None
-    if coord_x_px is not None and micrograph_width_px is not None:
-        x = np.broadcast_to(np.asarray(coord_x_px, dtype=np.float64), (n,))
-        y = np.broadcast_to(np.asarray(coord_y_px, dtype=np.float64), (n,))
-        w = np.broadcast_to(np.asarray(micrograph_width_px, dtype=np.float64), (n,))
-        h = np.broadcast_to(np.asarray(micrograph_height_px, dtype=np.float64), (n,))
-        known = np.isfinite(x) & np.isfinite(y) & np.isfinite(w) & np.isfinite(h) & (w > 0) & (h > 0)
-        if known.all():
-            clip_box = np.sort(_smallest_clipping_even_box(x, y, w, h))
+    pos = _edge_positions(n, coord_x_px, coord_y_px, micrograph_width_px, micrograph_height_px)
+    clip_box = np.sort(_smallest_clipping_even_box(*pos)) if pos is not None else None
 
     friendly_lo = next_fft_friendly_size(1.2 * diameter_a / pixel_size_a)
     refine_floor = next_fft_friendly_size(min_refine_factor * diameter_a / pixel_size_a)
@@ -376,16 +352,91 @@ def advise_box(
     if user and user[0] < 2:
         raise ValueError(f"user boxes must be at least 2 px, got {user[0]}")
     sizes = sorted(set(_thin(fft_friendly_sizes(friendly_lo, top_px), keep, min_candidate_step)) | set(user))
-    base = float(sizes[0])
     window_ref = min(user + [refine_px])  # the smallest box shown: its window fits in every larger one
     ref_inner_a, ref_outer_a = cryosparc_window_diameters_a(window_ref, pixel_size_a)
 
-    res_p95 = aliasing_limited_resolution_a(
-        np.asarray(sizes, dtype=np.float64), pixel_size_a, defocus_a=p95, voltage_kv=kv95, cs_mm=cs95
+    res_p95, res2_p95 = (
+        aliasing_limited_resolution_a(
+            np.asarray(sizes, dtype=np.float64), pixel_size_a, defocus_a=p95, voltage_kv=kv95, cs_mm=cs95, ctf_power=k
+        )
+        for k in (1, 2)
     )
-    res2_p95 = aliasing_limited_resolution_a(
-        np.asarray(sizes, dtype=np.float64), pixel_size_a, defocus_a=p95, voltage_kv=kv95, cs_mm=cs95, ctf_power=2
+    candidates = _candidates(
+        sizes, user, pixel_size_a, (need_ctf, need_ctf2, need_deloc), clip_box, pos, (res_p95, res2_p95),
+        (ref_inner_a, ref_outer_a),
+    )  # fmt: skip
+
+    return BoxAdvice(
+        diameter_a=diameter_a,
+        resolution_a=resolution_a,
+        pixel_size_a=pixel_size_a,
+        n_particles=n,
+        wavelength_a=float(electron_wavelength_a(kv95)),
+        defocus_max_a=float(df_max[i_max]),
+        defocus_p95_a=p95,
+        rosenthal_henderson_box_a=rh_box,
+        aliasing_free_box_a=alias_box,
+        ctf2_aliasing_free_box_a=alias2_box,
+        recommended_refine_box_px=int(refine_px),
+        recommended_extract_box_px=int(extract_px),
+        premultiply=bool(premultiply),
+        candidates=candidates,
+        window_reference_box_px=int(window_ref),
+        min_refine_factor=float(min_refine_factor),
+        required_fraction=float(required_fraction),
     )
+
+
+def _checked_targets(diameter_a, resolution_a, pixel_size_a) -> tuple[float, float, float]:
+    """The particle diameter, target resolution and pixel size (Å), positive, the target no finer
+    than Nyquist (ValueError naming the parameter otherwise)."""
+    diameter_a = float(_check_positive("`diameter_a`", diameter_a))
+    resolution_a = float(_check_positive("`resolution_a`", resolution_a))
+    pixel_size_a = float(_check_positive("`pixel_size_a`", pixel_size_a))
+    if resolution_a < 2.0 * pixel_size_a:
+        raise ValueError(
+            f"target resolution {resolution_a} Å is finer than Nyquist ({2 * pixel_size_a:.3f} Å at "
+            f"{pixel_size_a} Å/px)"
+        )
+    return diameter_a, resolution_a, pixel_size_a
+
+
+def _per_particle(defocus_u_a, defocus_v_a, voltage_kv, cs_mm, *positions):
+    """The number of particles (all arrays broadcast to one length; ValueError for none), and
+    each particle's larger defocus (Å), voltage (kV) and Cs (mm) as arrays of that length."""
+    du = np.abs(np.asarray(defocus_u_a, dtype=np.float64))
+    dv = np.abs(np.asarray(defocus_v_a, dtype=np.float64))
+    per_particle = [du, dv, voltage_kv, cs_mm] + [v for v in positions if v is not None]
+    n = int(np.broadcast(*[np.asarray(v) for v in per_particle]).size)
+    if n == 0:
+        raise ValueError("no particles to advise on")
+    df_max = np.broadcast_to(np.maximum(du, dv), (n,))
+    kv = np.broadcast_to(np.asarray(voltage_kv, dtype=np.float64), (n,))
+    cs = np.broadcast_to(np.asarray(cs_mm, dtype=np.float64), (n,))
+    return n, df_max, kv, cs
+
+
+def _edge_positions(n: int, coord_x_px, coord_y_px, micrograph_width_px, micrograph_height_px):
+    """Every particle's (x, y) and its micrograph's (width, height) in px, broadcast to ``n``;
+    None unless all are known (then edge losses are counted)."""
+    if coord_x_px is None or micrograph_width_px is None:
+        return None
+    x, y, w, h = (
+        np.broadcast_to(np.asarray(v, dtype=np.float64), (n,))
+        for v in (coord_x_px, coord_y_px, micrograph_width_px, micrograph_height_px)
+    )
+    known = np.isfinite(x) & np.isfinite(y) & np.isfinite(w) & np.isfinite(h) & (w > 0) & (h > 0)
+    return (x, y, w, h) if known.all() else None
+
+
+def _candidates(sizes, user, pixel_size_a, needs, clip_box, pos, res_p95s, ref_window_a) -> list:
+    """One ``BoxCandidate`` per size: the fractions of particles whose needs (sorted, in Å: CTF,
+    CTF^2, delocalisation) the box meets, edge losses, the 95th-percentile aliasing limits, costs,
+    and cryoSPARC's window at the box and the fractions that keep the reference box's window."""
+    need_ctf, need_ctf2, need_deloc = needs
+    res_p95, res2_p95 = res_p95s
+    ref_inner_a, ref_outer_a = ref_window_a
+    base = float(sizes[0])
     candidates = []
     for i, b in enumerate(sizes):
         box_a = b * pixel_size_a
@@ -394,6 +445,7 @@ def advise_box(
             # Particles clip when the box reaches their limit: count those with limit <= b.
             edge = _fraction_at_most(clip_box, b)
         elif clip_box is not None:  # an odd user box: count directly
+            x, y, w, h = pos
             edge = float(edge_clipped(x, y, micrograph_width_px=w, micrograph_height_px=h, box_px=b).mean())
         inner_a, outer_a = cryosparc_window_diameters_a(b, pixel_size_a)
         candidates.append(
@@ -416,25 +468,7 @@ def advise_box(
             )
         )
 
-    return BoxAdvice(
-        diameter_a=diameter_a,
-        resolution_a=resolution_a,
-        pixel_size_a=pixel_size_a,
-        n_particles=n,
-        wavelength_a=float(electron_wavelength_a(kv95)),
-        defocus_max_a=float(df_max[i_max]),
-        defocus_p95_a=p95,
-        rosenthal_henderson_box_a=rh_box,
-        aliasing_free_box_a=alias_box,
-        ctf2_aliasing_free_box_a=alias2_box,
-        recommended_refine_box_px=int(refine_px),
-        recommended_extract_box_px=int(extract_px),
-        premultiply=bool(premultiply),
-        candidates=candidates,
-        window_reference_box_px=int(window_ref),
-        min_refine_factor=float(min_refine_factor),
-        required_fraction=float(required_fraction),
-    )
+    return candidates
 
 
 def _smallest_clipping_even_box(x, y, w, h) -> NDArray[np.float64]:
