@@ -75,34 +75,11 @@ def _json_or_none(path: Path):
         return None
 
 
-def run_demo(
-    out: Path,
-    *,
-    quick: bool = False,
-    seed: int = 0,
-    log=print,
-    settings: DemoSettings | None = None,
-    launcher=None,
-) -> dict:
-    """Run the demo into ``out`` (resumable: finished sweep runs are reused); returns its summary."""
-    from cryobox.engines import get_engine
-    from cryobox.io.mrc import read_mrc
-    from cryobox.io.particles import read_particles
-    from cryobox.jobs.advise import advise_files
-    from cryobox.jobs.outputs import refuse_star_unsafe_path
-    from cryobox.jobs.report import build_report
+def _demo_data(out: Path, ds: DemoSettings, seed: int, log) -> tuple[Path, float]:
+    """Step 1: the simulated micrographs and particles (reused when ``demo.json`` names the same
+    settings); returns the particles' STAR and the seconds spent."""
     from cryobox.jobs.simulate import SimulationSettings, load_density, simulate_micrographs
-    from cryobox.jobs.sweep import SweepSettings, run_sweep
 
-    t0 = time.perf_counter()
-    ds = settings or (QUICK if quick else DEMO)
-    out = Path(out)
-    refuse_star_unsafe_path(out, what="output folder")
-    out.mkdir(parents=True, exist_ok=True)
-    engine = get_engine("relion")
-    engine.check()  # fail before simulating when RELION is missing
-
-    # 1. data
     sim = out / "simulated"
     star = sim / "particles.star"
     t_sim = time.perf_counter()
@@ -135,6 +112,37 @@ def run_demo(
     else:
         log("1/4 simulated data already there: reused")
     t_sim = time.perf_counter() - t_sim
+    return star, t_sim
+
+
+def run_demo(
+    out: Path,
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    log=print,
+    settings: DemoSettings | None = None,
+    launcher=None,
+) -> dict:
+    """Run the demo into ``out`` (resumable: finished sweep runs are reused); returns its summary."""
+    from cryobox.engines import get_engine
+    from cryobox.io.mrc import read_mrc
+    from cryobox.io.particles import read_particles
+    from cryobox.jobs.advise import advise_files
+    from cryobox.jobs.outputs import refuse_star_unsafe_path
+    from cryobox.jobs.report import build_report
+    from cryobox.jobs.sweep import SweepSettings, run_sweep
+
+    t0 = time.perf_counter()
+    ds = settings or (QUICK if quick else DEMO)
+    out = Path(out)
+    refuse_star_unsafe_path(out, what="output folder")
+    out.mkdir(parents=True, exist_ok=True)
+    engine = get_engine("relion")
+    engine.check()  # fail before simulating when RELION is missing
+
+    # 1. data
+    star, t_sim = _demo_data(out, ds, seed, log)
 
     # 2. advice
     table = read_particles(star)
@@ -155,7 +163,7 @@ def run_demo(
         f"3/4 sweep on RELION: {refine} px, {extract} px, and {extract} px premultiplied + cropped to {refine} px; "
         f"{ds.repeats} repeats, at most {ds.auto_iter_max} iterations each"
     )
-    ref, ref_pixel_a = read_mrc(sim / "true_map.mrc")
+    ref, ref_pixel_a = read_mrc(star.parent / "true_map.mrc")
     sw = run_sweep(
         table,
         SweepSettings(
