@@ -29,6 +29,59 @@ POSE = ("angle_rot_deg", "angle_tilt_deg", "angle_psi_deg")
 CTF = CTF_REQUIRED
 
 
+def _checked_stacks(table: ParticleTable, n: int) -> dict[str, str]:
+    """Every stack the particles name, found and checked (box, image numbers) before any work:
+    image path as written -> the file to read."""
+    from cryobox.io.mrc import StackReader
+
+    d = table.data
+    roots = search_roots(table)
+    stacks = {}
+    for path, rows in d.groupby(d["image_path"].astype(str), sort=False).indices.items():
+        src = find_stack(path, roots, where=table.path)
+        reader = StackReader(src)
+        if (reader.nx, reader.ny) != (n, n):
+            raise InputError(f"{src}: images are {reader.nx} x {reader.ny} px but rlnImageSize says {n}.")
+        idx = d["image_index"].to_numpy()[rows]
+        if idx.size and (idx.min() < 0 or idx.max() >= reader.nz):
+            raise InputError(f"{src}: holds {reader.nz} images but the particles name image {int(idx.max()) + 1}.")
+        stacks[path] = str(src)
+    return stacks
+
+
+def _fill_in_processes(tasks, workers: int, maps: dict, counts: dict, *, progress, total: int) -> None:
+    """The half sets in forked processes (one each); they add to a shared counter that a thread
+    here reports to ``progress`` while they run."""
+    global _SHARED_COUNT
+    import multiprocessing as mp
+    import threading
+
+    from cryobox.parallel import run_tasks
+
+    _SHARED_COUNT = mp.get_context("fork").Value("q", 0) if "fork" in mp.get_all_start_methods() else None
+    finished = threading.Event()
+
+    def report() -> None:
+        while not finished.wait(1.0):
+            if progress is not None and _SHARED_COUNT is not None:
+                progress(min(int(_SHARED_COUNT.value), total - 1), total)
+
+    watcher = threading.Thread(target=report, daemon=True)
+    watcher.start()
+    try:
+        for _, result in run_tasks(_fill, tasks, workers=workers):
+            if isinstance(result, Exception):
+                raise result
+            name, vol, count = result
+            maps[name], counts[name] = vol, count
+    finally:
+        finished.set()
+        watcher.join()
+        _SHARED_COUNT = None
+    if progress is not None:
+        progress(total, total)
+
+
 def reconstruct_particles(
     table: ParticleTable,
     *,
@@ -45,8 +98,7 @@ def reconstruct_particles(
     ``progress(done, total)`` is called after every chunk.
     """
     from cryobox.core.extract import CTF_KEYS
-    from cryobox.io.mrc import StackReader
-    from cryobox.parallel import default_workers, run_tasks
+    from cryobox.parallel import default_workers
 
     t0 = time.perf_counter()
     d = table.data
@@ -90,19 +142,8 @@ def reconstruct_particles(
         )
     pad = int(padding) if padding else (2 if n <= 320 else 1)
     names = ("half1", "half2") if halves else ("map",)
-    roots = search_roots(table)
     keep = [c for c in ("image_path", "image_index", *POSE, "shift_x_a", "shift_y_a", *CTF_KEYS) if c in d]
-    # check every stack before any work, so a bad one fails at once with one sentence
-    stacks = {}
-    for path, rows in d.groupby(d["image_path"].astype(str), sort=False).indices.items():
-        src = find_stack(path, roots, where=table.path)
-        reader = StackReader(src)
-        if (reader.nx, reader.ny) != (n, n):
-            raise InputError(f"{src}: images are {reader.nx} x {reader.ny} px but rlnImageSize says {n}.")
-        idx = d["image_index"].to_numpy()[rows]
-        if idx.size and (idx.min() < 0 or idx.max() >= reader.nz):
-            raise InputError(f"{src}: holds {reader.nz} images but the particles name image {int(idx.max()) + 1}.")
-        stacks[path] = str(src)
+    stacks = _checked_stacks(table, n)  # every stack before any work: a bad one fails at once
     tasks = [
         _Half(
             name,
@@ -129,33 +170,7 @@ def reconstruct_particles(
             maps[name], counts[name] = vol, count
             done += count
     else:
-        global _SHARED_COUNT
-        import multiprocessing as mp
-        import threading
-
-        # the forked workers add to a shared counter; a thread here reports it while they run
-        _SHARED_COUNT = mp.get_context("fork").Value("q", 0) if "fork" in mp.get_all_start_methods() else None
-        finished = threading.Event()
-
-        def report() -> None:
-            while not finished.wait(1.0):
-                if progress is not None and _SHARED_COUNT is not None:
-                    progress(min(int(_SHARED_COUNT.value), len(d) - 1), len(d))
-
-        watcher = threading.Thread(target=report, daemon=True)
-        watcher.start()
-        try:
-            for t, result in run_tasks(_fill, tasks, workers=workers):
-                if isinstance(result, Exception):
-                    raise result
-                name, vol, count = result
-                maps[name], counts[name] = vol, count
-        finally:
-            finished.set()
-            watcher.join()
-            _SHARED_COUNT = None
-        if progress is not None:
-            progress(len(d), len(d))
+        _fill_in_processes(tasks, workers, maps, counts, progress=progress, total=len(d))
     maps = {k: maps[k] for k in names}
     summary = {
         "box_px": n,
