@@ -118,42 +118,9 @@ def test_an_interrupted_engine_run_stops_its_whole_process_group(tmp_path):
 
 
 @needs_relion
-def test_demo_end_to_end_and_resume(tmp_path):
-    """A tiny demo on RELION: simulate, advise, sweep, report; a second run reads every run back."""
-    from cryobox.jobs.demo import DemoSettings, run_demo
-
-    tiny = DemoSettings(
-        pixel_size_a=8.0,
-        micrographs=2,
-        size_px=(512, 512),
-        per_micrograph=30,
-        defocus_min_a=30000.0,
-        defocus_max_a=40000.0,
-        snr=0.5,
-        resolution_a=20.0,
-        mask_diameter_a=250.0,
-        ini_high_a=40.0,
-        auto_iter_max=2,
-        repeats=2,
-    )
-    lines: list[str] = []
-    d = run_demo(tmp_path / "demo", settings=tiny, log=lines.append)
-    sw = d["sweep"]
-    assert [v["variant"] for v in sw["variants"]][:2] == [f"box{d['refine_box_px']}", f"box{d['extract_box_px']}"]
-    assert all(len(v["interpolated_resolutions_a"]) == 2 for v in sw["variants"])
-    assert all(c["verdict"] in ("finer", "coarser", "undecided") for c in sw["comparisons"])
-    assert (tmp_path / "demo" / "report.html").stat().st_size > 100_000
-    assert any("iteration 1" in ln for ln in lines)  # RELION's progress, a line per iteration
-    again = run_demo(tmp_path / "demo", settings=tiny, log=lambda s: None)
-    assert again["sweep"]["timings"]["engine_s"] == 0.0
-    assert [v["interpolated_resolutions_a"] for v in again["sweep"]["variants"]] == [
-        v["interpolated_resolutions_a"] for v in sw["variants"]
-    ]
-
-
-@needs_relion
 def test_the_readme_demo_command_as_written(tmp_path):
-    """`cryobox demo --quick --out demo`, as the README shows it: the four steps, the report, and
+    """`cryobox demo --quick --out demo`, as the README shows it (simulate, advise, sweep on
+    RELION, report; run twice, the second reads every run back): the four steps, the report, and
     every run's convergence said before the table (the README shows the runs not converging; if
     they do one day, no run is flagged and the verdicts carry no convergence caveat)."""
     proc = subprocess.run(
@@ -174,3 +141,19 @@ def test_the_readme_demo_command_as_written(tmp_path):
     assert flagged == len(d["not_converged"])
     for c in d["comparisons"]:
         assert ("did not converge" in c["sentence"]) == bool(c.get("runs_not_converged"))
+    assert all(len(v["interpolated_resolutions_a"]) == 2 for v in d["variants"])
+    assert "iteration 1" in out  # RELION's progress, a line per iteration
+    # run again: every run is read back, nothing is refined twice, the same numbers
+    again = subprocess.run(
+        [sys.executable, "-m", "cryobox", "demo", "--quick", "--out", "demo"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    d2 = json.loads((tmp_path / "demo" / "sweep" / "sweep.json").read_text())
+    assert d2["timings"]["engine_s"] == 0.0 and "already there: reused" in again.stdout
+    assert [v["interpolated_resolutions_a"] for v in d2["variants"]] == [
+        v["interpolated_resolutions_a"] for v in d["variants"]
+    ]
