@@ -123,14 +123,19 @@ def test_the_readme_demo_command_as_written(tmp_path):
     RELION, report; run twice, the second reads every run back): the four steps, the report, and
     every run's convergence said before the table (the README shows the runs not converging; if
     they do one day, no run is flagged and the verdicts carry no convergence caveat)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "cryobox", "demo", "--quick", "--out", "demo"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    def demo():  # the README's command, as written, in a fresh folder
+        done = subprocess.run(
+            [sys.executable, "-m", "cryobox", "demo", "--quick", "--out", "demo"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    proc = demo()
     out = proc.stdout
     for step in ("1/4 simulating", "2/4 advise", "3/4 sweep on RELION", "4/4 report: demo/report.html"):
         assert step in out, step
@@ -144,14 +149,7 @@ def test_the_readme_demo_command_as_written(tmp_path):
     assert all(len(v["interpolated_resolutions_a"]) == 2 for v in d["variants"])
     assert "iteration 1" in out  # RELION's progress, a line per iteration
     # run again: every run is read back, nothing is refined twice, the same numbers
-    again = subprocess.run(
-        [sys.executable, "-m", "cryobox", "demo", "--quick", "--out", "demo"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert again.returncode == 0, again.stderr[-3000:]
+    again = demo()
     d2 = json.loads((tmp_path / "demo" / "sweep" / "sweep.json").read_text())
     assert d2["timings"]["engine_s"] == 0.0 and "already there: reused" in again.stdout
     assert [v["interpolated_resolutions_a"] for v in d2["variants"]] == [

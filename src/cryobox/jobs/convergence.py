@@ -11,7 +11,7 @@ from __future__ import annotations
 __all__ = ["NOT_CONVERGED_ANGLE_DEG", "convergence_flags", "mark_unconverged"]
 
 # a run whose poses are further than this from the truth (median over particles), or from a
-# repeat's, did not find the structure's orientations: converged runs of the demo lie at 2-8°
+# repeat's, did not find the structure's orientations (the issue asks a converged demo for under 10°)
 NOT_CONVERGED_ANGLE_DEG = 20.0
 
 
