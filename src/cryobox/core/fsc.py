@@ -17,6 +17,15 @@ Step 3 is one random draw in RELION; its FSC_random, and so the resolution, move
 draw. By default cryobox uses the expectation of that curve over all phase draws instead, computed
 exactly (``expected_random_masked_fsc``): the same maps give the same numbers, with no
 randomisation noise at all. One seeded draw, as RELION makes it, remains available (``seed``).
+
+Memory and transforms (``masked_fsc_analysis``): each half map is transformed in a buffer that
+holds its spectrum (``core.fourier.rfftn_in_place``; with ``overwrite_input`` and maps read into
+``padded_volume`` arrays, in the maps' own memory), and two more buffers serve the masked and
+randomised maps, so the peak is the mask plus four map-sized buffers (five 576³ float32 volumes,
+3.8 GB); shell sums run slab by slab (``core.shells.ShellGrid``). 3D transforms per call: 2
+unmasked; with a mask, 4 more for the masked maps (back to real space, mask, forward), and 10 for
+the expected randomised curve (the masked low-pass parts 4, the mask's autocorrelation 2, the
+randomised power of each map 4), or 4 for one seeded draw: 16 in all by default, 10 with a seed.
 Resolution (RELION's rule): N p / s for the last shell s before the FSC first drops below the
 threshold; the linearly interpolated crossing is reported beside it.
 """
@@ -30,7 +39,15 @@ import numpy as np
 import scipy.fft as sfft
 from numpy.typing import NDArray
 
-from cryobox.core.fourier import fft_workers, rfft_radius2_fourier_px, rfft_radius_fourier_px, rfft_shell_index
+from cryobox.core.fourier import (
+    fft_workers,
+    irfftn_in_place,
+    padded_volume,
+    rfft_radius_fourier_px,
+    rfftn_in_place,
+    spectrum_buffer,
+)
+from cryobox.core.shells import ShellGrid, thread_pool
 
 __all__ = [
     "fsc_curve",
@@ -44,6 +61,8 @@ __all__ = [
     "auto_mask",
     "auto_mask_from_map",
     "auto_mask_scales_a",
+    "AutoMaskSettings",
+    "AutoMaskError",
     "FscResult",
     "masked_fsc_analysis",
     "expected_random_masked_fsc",
@@ -121,17 +140,7 @@ def fsc_from_rfft(
     return _fsc_from_sums(shell_sums_rfft(ft1, ft2, shells, n_shells, work=work))
 
 
-_POOL = None
-
-
-def _pool():
-    """Two worker threads for the two half maps (created on first use, not at import)."""
-    global _POOL
-    if _POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cryobox-fsc")
-    return _POOL
+_pool = thread_pool
 
 
 def fsc_curve(map1: NDArray, map2: NDArray) -> NDArray[np.float64]:
@@ -139,9 +148,54 @@ def fsc_curve(map1: NDArray, map2: NDArray) -> NDArray[np.float64]:
     a = np.asarray(map1, dtype=np.float32)
     b = np.asarray(map2, dtype=np.float32)
     _check_pair(a, b)
-    n = a.shape[-1]
-    w = fft_workers()
-    return fsc_from_rfft(sfft.rfftn(a, workers=w), sfft.rfftn(b, workers=w), rfft_shell_index(a.shape), n // 2 + 1)
+    grid = ShellGrid(a.shape)
+    return _fsc_from_sums(grid.cross_sums(_spectrum_of(a, False), _spectrum_of(b, False)))
+
+
+def _spectrum_of(volume: NDArray, overwrite: bool) -> NDArray[np.complex64]:
+    """The rfftn of ``volume`` in a buffer of its own: the volume's own memory when it is a
+    ``padded_volume`` and ``overwrite`` allows it, else a new buffer (the volume left alone)."""
+    buffer = spectrum_buffer(volume) if overwrite else None
+    if buffer is None:
+        copy = padded_volume(volume.shape)
+        copy[...] = volume
+        buffer = spectrum_buffer(copy)
+    return rfftn_in_place(buffer, volume.shape[-1])
+
+
+def _empty_spectrum(shape: tuple[int, ...]) -> NDArray[np.complex64]:
+    return spectrum_buffer(padded_volume(shape))
+
+
+def _mask_in_place(buffer: NDArray, mask: NDArray, grid: ShellGrid) -> NDArray[np.complex64]:
+    """The spectrum of ``mask`` times the map whose spectrum ``buffer`` holds, written over it."""
+    n = grid.shape[-1]
+    real = irfftn_in_place(buffer, n)
+    grid.each_slab(lambda i, j: np.multiply(real[i:j], mask[i:j], out=real[i:j]))
+    return rfftn_in_place(buffer, n)
+
+
+def _copy_low(src: NDArray, dst: NDArray, cut2: int, grid: ShellGrid) -> None:
+    """``dst`` = ``src`` with every component at |k|² >= ``cut2`` set to zero."""
+
+    def one(i, j):
+        np.copyto(dst[i:j], src[i:j])
+        np.copyto(dst[i:j], np.complex64(0), where=grid.radius2(i, j) >= cut2)
+
+    grid.each_slab(one)
+
+
+def _copy_power_beyond(src: NDArray, dst: NDArray, cut2: int, grid: ShellGrid) -> None:
+    """``dst`` = |src|² where |k|² >= ``cut2``, 0 elsewhere (a real, even spectrum)."""
+
+    def one(i, j):
+        x = src[i:j]
+        a2 = x.real * x.real + x.imag * x.imag
+        a2[grid.radius2(i, j) < cut2] = 0
+        dst[i:j].real = a2
+        dst[i:j].imag = 0
+
+    grid.each_slab(one)
 
 
 _PHASE_TABLE_BITS = 16
@@ -169,16 +223,12 @@ def randomise_phases_beyond(volume: NDArray, shell: int, *, rng: np.random.Gener
 
 
 def expected_random_masked_fsc(
-    ft1: NDArray,
-    ft2: NDArray,
-    mask: NDArray,
-    beyond: NDArray,
-    shells: NDArray,
-    n_shells: int,
-    *,
-    work: dict | None = None,
+    ft1: NDArray, ft2: NDArray, mask: NDArray, randomise_at_shell: int
 ) -> NDArray[np.float64]:
     """The phase-randomised masked FSC averaged over all phase draws, computed exactly.
+
+    ``ft1``, ``ft2``: the rfftn spectra of the two half maps (left alone); the phases are
+    randomised at |k| >= ``randomise_at_shell`` (RELION's randomizePhasesBeyond).
 
     Randomising the phases of half map i beyond shell r splits it into its low part L_i (kept)
     and a part R_i whose components keep their amplitudes A_i(q) and get independent uniform
@@ -192,37 +242,57 @@ def expected_random_masked_fsc(
     of components or more where it matters). Ten 3D transforms, against four for one draw.
     """
     m = np.asarray(mask, dtype=np.float32)
-    shape = m.shape
-    pool = _pool()
-    s = shells.reshape(-1)
+    grid = ShellGrid(m.shape)
+    a = np.ascontiguousarray(ft1, dtype=np.complex64)
+    b = np.ascontiguousarray(ft2, dtype=np.complex64)
+    work = (_empty_spectrum(m.shape), _empty_spectrum(m.shape))
+    return _fsc_from_sums(_expected_random_sums(a, b, m, int(randomise_at_shell), grid, work))
 
-    def masked_low(ft):
-        low = np.where(beyond, np.complex64(0), ft)
-        v = sfft.irfftn(low, s=shape, workers=1, overwrite_x=True)
-        v *= m
-        return sfft.rfftn(v, workers=1, overwrite_x=True)
 
-    fl1, fl2 = pool.map(masked_low, (ft1, ft2))
-    sums = shell_sums_rfft(fl1, fl2, shells, n_shells, work=work)
-    del fl1, fl2
-    fm = sfft.rfftn(m, workers=fft_workers())
-    power = fm.real**2 + fm.imag**2
-    del fm
-    c_m = sfft.irfftn(power, s=shape, workers=fft_workers(), overwrite_x=True).astype(np.float32, copy=False)
-    del power
+def _expected_random_sums(
+    s1: NDArray, s2: NDArray, m: NDArray, r: int, grid: ShellGrid, work: tuple[NDArray, NDArray]
+) -> NDArray[np.float64]:
+    """(3, n_shells) expected FSC sums of the phase-randomised masked maps (see
+    ``expected_random_masked_fsc``); ``s1``, ``s2`` are read, the two ``work`` buffers overwritten."""
+    t1, t2 = work
+    n = grid.shape[-1]
+    cut2 = r * r
+    _copy_low(s1, t1, cut2, grid)
+    _copy_low(s2, t2, cut2, grid)
+    sums = grid.cross_sums(_mask_in_place(t1, m, grid), _mask_in_place(t2, m, grid))
+    # the mask's autocorrelation c_m = F^-1 |M|^2, in t1
+    real = t1.view(np.float32)[..., :n]
+    grid.each_slab(lambda i, j: np.copyto(real[i:j], m[i:j]))
+    rfftn_in_place(t1, n)
+    _copy_power_beyond(t1, t1, 0, grid)
+    c_m = irfftn_in_place(t1, n)
+    for row, src in ((1, s1), (2, s2)):
+        _copy_power_beyond(src, t2, cut2, grid)
+        c = irfftn_in_place(t2, n)
+        grid.each_slab(lambda i, j, c=c: np.multiply(c[i:j], c_m[i:j], out=c[i:j]))
+        spectrum = rfftn_in_place(t2, n)
+        sums[row] += grid.sum_per_shell(lambda i, j, x=spectrum: x[i:j].real) / float(np.prod(grid.shape))
+    return sums
 
-    def random_power(ft):
-        a2 = ft.real**2 + ft.imag**2
-        a2[~beyond] = 0
-        c = sfft.irfftn(a2, s=shape, workers=1, overwrite_x=True).astype(np.float32, copy=False)
-        c *= c_m
-        p = sfft.rfftn(c, workers=1, overwrite_x=True).real.astype(np.float64).reshape(-1)
-        return np.bincount(s, weights=p, minlength=n_shells)[:n_shells] / float(np.prod(shape))
 
-    p1, p2 = pool.map(random_power, (ft1, ft2))
-    sums[1] += p1
-    sums[2] += p2
-    return _fsc_from_sums(sums)
+def _one_draw_sums(
+    s1: NDArray, s2: NDArray, m: NDArray, r: int, grid: ShellGrid, work: tuple[NDArray, NDArray], streams: list
+) -> NDArray[np.float64]:
+    """(3, n_shells) FSC sums of the masked maps with their phases randomised at |k| >= r, one
+    draw from ``streams`` (one generator per map, drawn slab after slab in order)."""
+    cut2 = r * r
+    table = np.exp(1j * 2 * np.pi * np.arange(2**_PHASE_TABLE_BITS) / 2**_PHASE_TABLE_BITS).astype(np.complex64)
+
+    def randomise(job):
+        src, dst, stream = job
+        for i, j in grid.slabs:
+            z = np.take(table, stream.integers(0, 2**_PHASE_TABLE_BITS, size=src[i:j].shape, dtype=np.uint16))
+            z *= np.abs(src[i:j])
+            np.copyto(z, src[i:j], where=grid.radius2(i, j) < cut2)
+            dst[i:j] = z
+
+    list(thread_pool().map(randomise, ((s1, work[0], streams[0]), (s2, work[1], streams[1]))))
+    return grid.cross_sums(_mask_in_place(work[0], m, grid), _mask_in_place(work[1], m, grid))
 
 
 def corrected_fsc(fsc_masked: NDArray, fsc_random_masked: NDArray, randomise_at: int) -> NDArray[np.float64]:
@@ -294,20 +364,121 @@ def auto_mask(
 ) -> NDArray[np.float32]:
     """A solvent mask like relion_mask_create: voxels >= ``threshold`` are 1, the mask is then
     extended by ``extend_px`` (binary dilation by distance) and given a raised-cosine soft edge of
-    ``soft_edge_px``. Distances are Euclidean in pixels."""
-    from scipy.ndimage import distance_transform_edt
+    ``soft_edge_px``. Distances are Euclidean in pixels.
 
-    vol = np.asarray(volume, dtype=np.float32)
-    core = vol >= threshold
-    if not core.any():
+    Only the bounding box of the voxels above the threshold, widened by the extension and the
+    edge, can be non-zero: the distances are computed there, in slabs (``_bounded_distance``), so a
+    576³ map with a 220 Å particle costs a small fraction of a whole-box distance transform (which
+    takes 20 bytes a voxel)."""
+    vol = np.asarray(volume)
+    # which planes, rows and columns hold a voxel above the threshold, a slab at a time
+    planes = np.zeros(vol.shape[0], dtype=bool)
+    across = np.zeros(vol.shape[1:], dtype=bool)  # any plane, per position in a plane
+    for i in range(0, vol.shape[0], 16):
+        above = vol[i : i + 16] >= threshold
+        planes[i : i + 16] = above.reshape(above.shape[0], -1).any(axis=1)
+        across |= above.any(axis=0)
+    seen = [planes] + [across.any(axis=tuple(a for a in range(across.ndim) if a != k)) for k in range(across.ndim)]
+    if not planes.any():
         raise ValueError(f"no voxel reaches the mask threshold {threshold} (map max {float(vol.max()):.4g})")
+    reach = max(0.0, float(extend_px)) + max(0.0, float(soft_edge_px))
+    margin = int(np.ceil(reach)) + 2
+    box = []
+    for axis, hit in enumerate(seen):
+        idx = np.flatnonzero(hit)
+        box.append(slice(max(0, int(idx[0]) - margin), min(vol.shape[axis], int(idx[-1]) + 1 + margin)))
+    box = tuple(box)
+    part = vol[box] >= threshold
     if extend_px > 0:
-        core = distance_transform_edt(~core) <= extend_px
+        part = _bounded_distance(part, extend_px) <= extend_px
+    out = np.zeros(vol.shape, dtype=np.float32)
     if soft_edge_px <= 0:
-        return core.astype(np.float32)
-    d = distance_transform_edt(~core)
-    t = np.clip(d / soft_edge_px, 0.0, 1.0)
-    return np.where(core, 1.0, 0.5 + 0.5 * np.cos(np.pi * t)).astype(np.float32)
+        out[box] = part
+        return out
+    d = _bounded_distance(part, soft_edge_px)
+    edge = d < soft_edge_px
+    edge &= ~part
+    inner = part.astype(np.float32)
+    inner[edge] = 0.5 + 0.5 * np.cos(np.pi * (d[edge] / np.float32(soft_edge_px)))
+    out[box] = inner
+    return out
+
+
+def _bounded_distance(core: NDArray[np.bool_], limit: float) -> NDArray[np.float32]:
+    """Euclidean distance (px) of each voxel to the nearest True voxel of ``core``: exact up to
+    ``limit``, and more than ``limit`` wherever it is more.
+
+    The squared distance is separable (the minimum over one axis' offsets of the offset² plus the
+    previous axes' result), and a distance of at most ``limit`` uses offsets of at most
+    L = floor(limit) on every axis: three passes of 2L shifted minima on small integers (uint16,
+    capped above limit²) give the exact squared distances up to L² and more than L² elsewhere. In slabs
+    along the first axis with L planes of context on either side, on two threads; a few times
+    faster than a whole Euclidean distance transform for the few pixels a mask's edge needs."""
+    reach = int(np.floor(limit))
+    cap = np.uint16(int(np.floor(limit * limit)) + 1)  # every squared distance up to limit² is below it
+    n0 = core.shape[0]
+    step = max(8, (1 << 22) // max(1, core[0].size))
+    out = np.empty(core.shape, dtype=np.float32)
+
+    def one(i):
+        j = min(n0, i + step)
+        a, b = max(0, i - reach), min(n0, j + reach)
+        g = np.where(core[a:b], np.uint16(0), cap)
+        for axis in range(g.ndim):
+            src = g.copy()
+            for k in range(1, reach + 1):
+                lo = [slice(None)] * g.ndim
+                hi = [slice(None)] * g.ndim
+                lo[axis], hi[axis] = slice(None, -k), slice(k, None)
+                lo, hi = tuple(lo), tuple(hi)
+                np.minimum(g[hi], src[lo] + np.uint16(k * k), out=g[hi])
+                np.minimum(g[lo], src[hi] + np.uint16(k * k), out=g[lo])
+            np.minimum(g, cap, out=g)
+        d = np.sqrt(g[i - a : j - a], dtype=np.float32)
+        d[g[i - a : j - a] >= cap] = np.inf
+        out[i:j] = d
+
+    list(thread_pool().map(one, range(0, n0, step)))  # numpy releases the GIL in these loops
+    return out
+
+
+class AutoMaskError(ValueError):
+    """No voxel of the low-passed average reaches the auto mask's threshold."""
+
+
+@dataclass(frozen=True)
+class AutoMaskSettings:
+    """How an FSC mask is built from the half maps' average (``auto_mask_from_map``): low-pass
+    (Å, 0: none), threshold (None: mean + 3 sd of the low-passed map), extension and soft edge (Å)."""
+
+    lowpass_a: float = 15.0
+    threshold: float | None = None
+    extend_a: float = 3.0
+    soft_edge_a: float = 6.0
+
+
+def _mask_from_smooth(smooth: NDArray, pixel_size_a: float, settings: AutoMaskSettings) -> tuple[NDArray, float]:
+    """``auto_mask`` of an already low-passed map, its threshold from ``settings`` or its statistics."""
+    if settings.threshold is None:
+        total = squares = 0.0
+        for i in range(0, smooth.shape[0], 16):
+            part = smooth[i : i + 16].astype(np.float64).reshape(-1)
+            total += float(part.sum())
+            squares += float(np.dot(part, part))
+        mean = total / smooth.size
+        thr = mean + 3.0 * float(np.sqrt(max(0.0, squares / smooth.size - mean * mean)))
+    else:
+        thr = float(settings.threshold)
+    try:
+        mask = auto_mask(
+            smooth,
+            threshold=thr,
+            extend_px=settings.extend_a / pixel_size_a,
+            soft_edge_px=settings.soft_edge_a / pixel_size_a,
+        )
+    except ValueError as exc:
+        raise AutoMaskError(str(exc)) from None
+    return mask, thr
 
 
 def auto_mask_scales_a(pixel_size_a: float) -> tuple[float, float, float]:
@@ -325,21 +496,42 @@ def auto_mask_from_map(
     threshold: float | None = None,
     extend_a: float = 3.0,
     soft_edge_a: float = 6.0,
+    overwrite_input: bool = False,
 ) -> tuple[NDArray[np.float32], float]:
     """``auto_mask`` of ``volume`` low-passed to ``lowpass_a`` Å (0: not filtered), thresholded at
     ``threshold`` (default: mean + 3 sd of the low-passed map), extended and soft-edged in Å.
-    Returns the mask and the threshold used."""
-    from cryobox.core.fourier import filter_map
+    Returns the mask and the threshold used (AutoMaskError, a ValueError, when no voxel reaches
+    it). ``overwrite_input``: a ``padded_volume`` may be low-passed where it is."""
+    from cryobox.core.fourier import lowpass_in_place
 
-    smooth = (
-        filter_map(volume, pixel_size_a=pixel_size_a, lowpass_a=lowpass_a)
-        if lowpass_a > 0
-        else np.asarray(volume, np.float32)
-    )
-    thr = float(threshold) if threshold is not None else float(smooth.mean() + 3.0 * smooth.std())
-    return auto_mask(
-        smooth, threshold=thr, extend_px=extend_a / pixel_size_a, soft_edge_px=soft_edge_a / pixel_size_a
-    ), thr
+    settings = AutoMaskSettings(lowpass_a, threshold, extend_a, soft_edge_a)
+    vol = np.asarray(volume, dtype=np.float32)
+    if lowpass_a > 0:
+        smooth = vol if overwrite_input and spectrum_buffer(vol) is not None else None
+        if smooth is None:
+            smooth = padded_volume(vol.shape)
+            smooth[...] = vol
+        smooth = lowpass_in_place(smooth, pixel_size_a=pixel_size_a, resolution_a=lowpass_a)
+    else:
+        smooth = vol
+    return _mask_from_smooth(smooth, pixel_size_a, settings)
+
+
+def _auto_mask_from_spectra(
+    s1: NDArray, s2: NDArray, grid: ShellGrid, pixel_size_a: float, settings: AutoMaskSettings, work: NDArray
+) -> tuple[NDArray, float]:
+    """``auto_mask_from_map`` of the half maps' average, from their spectra (the transform is
+    linear: one inverse transform, in ``work``, instead of two)."""
+    from cryobox.core.fourier import lowpass_spectrum_in_place
+
+    grid.each_slab(lambda i, j: np.add(s1[i:j], s2[i:j], out=work[i:j]))
+    if settings.lowpass_a > 0:
+        lowpass_spectrum_in_place(
+            work, grid.shape, pixel_size_a=pixel_size_a, resolution_a=settings.lowpass_a, scale=0.5
+        )
+    else:
+        work *= np.float32(0.5)
+    return _mask_from_smooth(irfftn_in_place(work, grid.shape[-1]), pixel_size_a, settings)
 
 
 @dataclass
@@ -358,6 +550,9 @@ class FscResult:
     # (``mask_effective_fraction``); 1 without a mask
     mask_fraction: float = 1.0
     ndim: int = 3
+    # the mask built from the half maps (``masked_fsc_analysis(auto_mask=...)``) and its threshold
+    auto_mask: NDArray | None = field(default=None, repr=False)
+    auto_mask_threshold: float | None = None
 
     @property
     def final(self) -> NDArray:
@@ -470,7 +665,10 @@ def content_streams(half1: NDArray, half2: NDArray, mask: NDArray | None, *, see
     """Two random generators for the phase randomisation of ``half1`` and ``half2``, derived from
     the maps' content (and the mask's, and ``seed``) alone: the same maps give the same draws in
     any command, in any order of runs, and with the halves swapped."""
-    d1, d2 = content_digest(half1), content_digest(half2)
+    return _streams(content_digest(half1), content_digest(half2), mask, seed)
+
+
+def _streams(d1: bytes, d2: bytes, mask: NDArray | None, seed: int) -> list:
     pair = sorted((d1, d2))
     key = hashlib.blake2b(pair[0] + pair[1] + content_digest(mask) + str(int(seed)).encode(), digest_size=16)
     streams = np.random.default_rng(int.from_bytes(key.digest(), "little")).spawn(2)
@@ -488,6 +686,9 @@ def masked_fsc_analysis(
     rng: np.random.Generator | None = None,
     force_mask: bool = False,
     seed: int | None = None,
+    overwrite_input: bool = False,
+    fallback_randomise_at_a: float | None = None,
+    auto_mask: AutoMaskSettings | None = None,
 ) -> FscResult:
     """Unmasked, masked, phase-randomised-masked and corrected FSC, as relion_postprocess.
 
@@ -501,67 +702,72 @@ def masked_fsc_analysis(
     randomisation resolution (RELION's --randomize_at_A: shell int(N p / d)); otherwise the first
     shell where the unmasked FSC drops below ``randomise_fsc_at``. Like RELION, when the unmasked
     FSC reaches further than the corrected one the unmasked curve is used (with a warning)
-    unless ``force_mask``.
+    unless ``force_mask``. ``fallback_randomise_at_a``: the randomisation resolution to use when
+    the unmasked FSC never drops below ``randomise_fsc_at`` (without it, a ValueError).
+
+    ``auto_mask``: build the mask from the half maps' average (``auto_mask_from_map`` with these
+    settings, from the spectra already in hand) instead of giving one; the result holds it
+    (``auto_mask``, ``auto_mask_threshold``). AutoMaskError when no voxel reaches its threshold.
+
+    ``overwrite_input``: the half maps may be overwritten (they are then garbage); half maps held
+    in ``core.fourier.padded_volume`` arrays are then transformed where they are, which saves two
+    map-sized buffers (the module docstring gives the memory and the transforms).
     """
     h1 = np.asarray(half1, dtype=np.float32)
     h2 = np.asarray(half2, dtype=np.float32)
     _check_pair(h1, h2)
-    n = h1.shape[-1]
-    n_shells = n // 2 + 1
-    # One thread per half map, each FFT on one core: the numpy work between FFTs (masking,
-    # phase randomisation) then runs on both cores too.
-    pool = _pool()
-    r2 = rfft_radius2_fourier_px(h1.shape)
-    lut = np.floor(np.sqrt(np.arange(int(r2.max()) + 1, dtype=np.float64)) + 0.5).astype(np.intp)
-    shells = np.take(lut, r2)
-    ft1, ft2 = pool.map(lambda v: sfft.rfftn(v, workers=1), (h1, h2))
-    work: dict = {}
-    unmasked = fsc_from_rfft(ft1, ft2, shells, n_shells, work=work)
-    result = FscResult(box_px=n, pixel_size_a=float(pixel_size_a), fsc_unmasked=unmasked, ndim=h1.ndim)
-    if mask is None:
-        return result
-    m = np.asarray(mask, dtype=np.float32)
-    result.mask_fraction = mask_effective_fraction(m)
-    if m.shape != h1.shape:
-        raise ValueError(f"mask shape {m.shape} differs from the half maps' {h1.shape}")
-    if m.min() < -1e-6 or m.max() > 1 + 1e-6:
-        raise ValueError(f"mask values must lie in [0, 1], got {float(m.min()):.3g}..{float(m.max()):.3g}")
-    fm1, fm2 = pool.map(lambda v: sfft.rfftn(v * m, workers=1, overwrite_x=True), (h1, h2))
-    masked = fsc_from_rfft(fm1, fm2, shells, n_shells, work=work)
-    del fm1, fm2
-    if randomise_at_a is not None:
-        if not (np.isfinite(randomise_at_a) and randomise_at_a >= 2.0 * pixel_size_a):
+    if mask is not None and auto_mask is not None:
+        raise ValueError("give a mask or auto mask settings, not both")
+    masked_run = mask is not None or auto_mask is not None
+    m = None
+    if mask is not None:
+        m = np.asarray(mask, dtype=np.float32)
+        if m.shape != h1.shape:
+            raise ValueError(f"mask shape {m.shape} differs from the half maps' {h1.shape}")
+        if m.min() < -1e-6 or m.max() > 1 + 1e-6:
+            raise ValueError(f"mask values must lie in [0, 1], got {float(m.min()):.3g}..{float(m.max()):.3g}")
+    for name, value in (("randomise_at_a", randomise_at_a), ("fallback_randomise_at_a", fallback_randomise_at_a)):
+        if masked_run and value is not None and not (np.isfinite(value) and value >= 2.0 * pixel_size_a):
             raise ValueError(
-                f"`randomise_at_a` must be a resolution at or below Nyquist ({2.0 * pixel_size_a:g} Å), got "
-                f"{randomise_at_a}"
+                f"`{name}` must be a resolution at or below Nyquist ({2.0 * pixel_size_a:g} Å), got {value}"
             )
+    # one stream per half map, from the maps' content (read before they may be overwritten)
+    one_draw = masked_run and (rng is not None or seed is not None)
+    digests = (content_digest(h1), content_digest(h2)) if one_draw and rng is None else None
+    n = h1.shape[-1]
+    grid = ShellGrid(h1.shape)
+    s1 = _spectrum_of(h1, overwrite_input)
+    s2 = _spectrum_of(h2, overwrite_input)
+    unmasked = _fsc_from_sums(grid.cross_sums(s1, s2))
+    result = FscResult(box_px=n, pixel_size_a=float(pixel_size_a), fsc_unmasked=unmasked, ndim=h1.ndim)
+    if not masked_run:
+        return result
+    work = (_empty_spectrum(h1.shape), None)
+    if auto_mask is not None:
+        m, result.auto_mask_threshold = _auto_mask_from_spectra(s1, s2, grid, pixel_size_a, auto_mask, work[0])
+        result.auto_mask = m
+    result.mask_fraction = mask_effective_fraction(m)
+    if randomise_at_a is not None:
         r = int(n * pixel_size_a / randomise_at_a)
     else:
         r = first_shell_below(unmasked, randomise_fsc_at, start=1)
+        if r is None and fallback_randomise_at_a is not None:
+            r = int(n * pixel_size_a / fallback_randomise_at_a)
         if r is None:
             raise ValueError(
                 f"the unmasked FSC never drops below {randomise_fsc_at}: give the phase-randomisation resolution "
                 "explicitly"
             )
-    # |k| >= r, as RELION's randomizePhasesBeyond (r2 >= r^2); randomise the spectra already in hand
-    beyond = r2 >= r * r
-    del r2
-    if rng is None and seed is None:
-        random_masked = expected_random_masked_fsc(ft1, ft2, m, beyond, shells, n_shells, work=work)
-        del ft1, ft2
+    # |k| >= r, as RELION's randomizePhasesBeyond (r2 >= r^2), on the spectra already in hand
+    work = (work[0], _empty_spectrum(h1.shape))
+    if not one_draw:
+        random_sums = _expected_random_sums(s1, s2, m, r, grid, work)
     else:
-        # one stream per half map: threads give the same result for the same maps
-        streams = rng.spawn(2) if rng is not None else content_streams(h1, h2, m, seed=seed)
-
-        def randomised_masked_spectrum(job):
-            ft, stream = job
-            p = sfft.irfftn(_randomise_phases_rfft(ft, beyond, stream), s=h1.shape, workers=1)
-            p *= m
-            return sfft.rfftn(p, workers=1, overwrite_x=True)
-
-        rm1, rm2 = pool.map(randomised_masked_spectrum, ((ft1, streams[0]), (ft2, streams[1])))
-        del ft1, ft2
-        random_masked = fsc_from_rfft(rm1, rm2, shells, n_shells, work=work)
+        streams = rng.spawn(2) if rng is not None else _streams(*digests, m, seed)
+        random_sums = _one_draw_sums(s1, s2, m, r, grid, work, streams)
+    del work
+    random_masked = _fsc_from_sums(random_sums)
+    masked = _fsc_from_sums(grid.cross_sums(_mask_in_place(s1, m, grid), _mask_in_place(s2, m, grid)))
     corrected = corrected_fsc(masked, random_masked, r)
     result.fsc_masked, result.fsc_random_masked, result.fsc_corrected, result.randomise_at_shell = (
         masked,

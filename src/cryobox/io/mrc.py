@@ -16,6 +16,8 @@ __all__ = [
     "write_mrc",
     "read_mrc",
     "read_map",
+    "read_map_header",
+    "read_map_into",
     "read_mrc_header_shape",
     "check_mrc_file",
     "read_mrc_pixel_size",
@@ -39,12 +41,41 @@ def write_mrc(path: str | os.PathLike, data: np.ndarray, *, pixel_size_a: float,
     arr = np.asarray(data)
     if arr.dtype not in (np.float16, np.float32):
         arr = arr.astype(np.float32)
+    if arr.ndim == 3 and arr.dtype == np.float32 and arr.nbytes > _BIG_VOLUME_BYTES and path.suffix.lower() != ".mrcs":
+        return _write_big_volume(path, arr, pixel_size_a)
     with atomic_path(path) as tmp:
         with mrcfile.new(tmp, overwrite=True) as mrc:
             mrc.set_data(np.ascontiguousarray(arr))
             mrc.voxel_size = float(pixel_size_a)
             if arr.ndim == 3 and path.suffix.lower() == ".mrcs":
                 mrc.set_image_stack()
+            stamp_header(mrc)
+    return path
+
+
+_BIG_VOLUME_BYTES = 256 * 2**20
+
+
+def _write_big_volume(path: Path, arr: np.ndarray, pixel_size_a: float) -> Path:
+    """``write_mrc`` of a big float32 volume, a slab of sections at a time: no contiguous copy of
+    it, and the header's statistics (min, max, mean, rms, as mrcfile sets them) summed in float64
+    as the slabs go, instead of mrcfile's four passes over the whole map."""
+    import mrcfile
+
+    lo, hi, total, squares = np.inf, -np.inf, 0.0, 0.0
+    with atomic_path(path) as tmp:
+        with mrcfile.new_mmap(tmp, shape=arr.shape, mrc_mode=2, overwrite=True) as mrc:
+            for i in range(0, arr.shape[0], 16):
+                part = arr[i : i + 16]
+                mrc.data[i : i + 16] = part
+                wide = part.astype(np.float64).reshape(-1)
+                lo, hi = min(lo, float(wide.min())), max(hi, float(wide.max()))
+                total += float(wide.sum())
+                squares += float(np.dot(wide, wide))
+            mean = total / arr.size
+            mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = lo, hi, mean
+            mrc.header.rms = float(np.sqrt(max(0.0, squares / arr.size - mean * mean)))
+            mrc.voxel_size = float(pixel_size_a)
             stamp_header(mrc)
     return path
 
@@ -340,30 +371,96 @@ def check_mask(mask: np.ndarray, path) -> None:
         raise InputError(f"{path}: the mask is zero everywhere; it would hide the whole map: give the right mask file.")
 
 
+def _check_map_shape(path, shape: tuple[int, ...], what: str, ndim: int | None) -> None:
+    if len(shape) not in (2, 3):
+        raise InputError(f"{path}: the {what} has {len(shape)} dimensions; give a 3D map (or a 2D image).")
+    if ndim is not None and len(shape) != ndim:
+        raise InputError(f"{path}: the {what} is a {len(shape)}D image {shape}; give a {ndim}D map (an MRC volume).")
+    if any(s != shape[-1] for s in shape):
+        raise InputError(f"{path}: the {what} is {shape}, not a cubic box; cryobox compares cubic maps.")
+
+
+def _map_pixel_size(path, header_pixel_a: float | None, pixel_size_a: float | None) -> float:
+    if pixel_size_a is not None and not (np.isfinite(pixel_size_a) and pixel_size_a > 0):
+        raise InputError(f"`pixel_size_a` must be a positive number of Å/px, got {pixel_size_a}.")
+    px = pixel_size_a if pixel_size_a is not None else header_pixel_a
+    if px is None or not px > 0:
+        raise InputError(f"{path}: no pixel size in the MRC header; give `pixel_size_a`.")
+    return float(px)
+
+
+def _check_values(path, lo: float, hi: float, finite: bool, what: str, varying: bool) -> None:
+    if not finite:
+        raise InputError(f"{path}: the {what} holds NaN or infinite values; check how it was made.")
+    if varying and lo == hi:
+        raise InputError(
+            f"{path}: the {what} is constant ({hi:g} everywhere); there is nothing to correlate: "
+            "check that it is the right file."
+        )
+
+
 def read_map(
     path: Path, *, pixel_size_a: float | None = None, what: str = "map", ndim: int | None = None, varying: bool = False
 ) -> tuple[np.ndarray, float]:
     """A map and its pixel size (header, or the override); InputError when neither is known, when it
     is not cubic, holds NaN or inf, is not ``ndim``-dimensional, or (``varying``) is constant."""
     data, header_pixel_a = read_mrc(path)
-    if data.ndim not in (2, 3):
-        raise InputError(f"{path}: the {what} has {data.ndim} dimensions; give a 3D map (or a 2D image).")
-    if ndim is not None and data.ndim != ndim:
-        raise InputError(
-            f"{path}: the {what} is a {data.ndim}D image {data.shape}; give a {ndim}D map (an MRC volume)."
-        )
-    if pixel_size_a is not None and not (np.isfinite(pixel_size_a) and pixel_size_a > 0):
-        raise InputError(f"`pixel_size_a` must be a positive number of Å/px, got {pixel_size_a}.")
-    px = pixel_size_a if pixel_size_a is not None else header_pixel_a
-    if px is None or not px > 0:
-        raise InputError(f"{path}: no pixel size in the MRC header; give `pixel_size_a`.")
-    if any(s != data.shape[-1] for s in data.shape):
-        raise InputError(f"{path}: the {what} is {data.shape}, not a cubic box; cryobox compares cubic maps.")
-    if not np.isfinite(data).all():
-        raise InputError(f"{path}: the {what} holds NaN or infinite values; check how it was made.")
-    if varying and float(data.max()) == float(data.min()):
-        raise InputError(
-            f"{path}: the {what} is constant ({float(data.max()):g} everywhere); there is nothing to correlate: "
-            "check that it is the right file."
-        )
-    return data.astype(np.float32, copy=False), float(px)
+    _check_map_shape(path, data.shape, what, ndim)
+    px = _map_pixel_size(path, header_pixel_a, pixel_size_a)
+    _check_values(path, float(data.min()), float(data.max()), bool(np.isfinite(data).all()), what, varying)
+    return data.astype(np.float32, copy=False), px
+
+
+def read_map_header(
+    path: Path, *, pixel_size_a: float | None = None, what: str = "map", ndim: int | None = None
+) -> tuple[tuple[int, ...], float]:
+    """The (z, y, x) shape and pixel size of a map, from its header alone (no voxel is read), with
+    ``read_map``'s checks of the shape and the pixel size."""
+    data, header_pixel_a = read_mrc(path, mmap=True)
+    shape = tuple(int(n) for n in data.shape)
+    del data
+    _check_map_shape(path, shape, what, ndim)
+    return shape, _map_pixel_size(path, header_pixel_a, pixel_size_a)
+
+
+def read_map_into(path: Path, out: np.ndarray, *, what: str = "map", varying: bool = False) -> None:
+    """Read a map's voxels into ``out`` (float32, its shape from ``read_map_header``; a
+    ``core.fourier.padded_volume`` for an in-place transform), a slab of sections at a time: the
+    process holds no second copy of the map. Values are checked as ``read_map`` checks them."""
+    import mrcfile
+
+    with mrcfile.open(path, header_only=True, permissive=True) as mrc:
+        h = mrc.header
+        standard = (int(h.mapc), int(h.mapr), int(h.maps)) in ((1, 2, 3), (0, 0, 0))
+        dtype = mrcfile.utils.data_dtype_from_header(h)
+        offset = 1024 + int(h.nsymbt)
+    lo, hi, finite = np.inf, -np.inf, True
+    if not standard or out.ndim != 3:  # another axis order (rare): through the memory map
+        data, _ = read_mrc(path, mmap=True)
+        if data.shape != out.shape:
+            raise InputError(f"{path}: the {what} is {data.shape}, expected {out.shape}.")
+        sections = ((i, data[i : i + 16]) for i in range(0, out.shape[0], 16))
+    else:
+        plane = out.shape[1] * out.shape[2]
+        fh = open(path, "rb")  # noqa: SIM115 - closed below, after the generator is used up
+        fh.seek(offset)
+
+        def reader():
+            for i in range(0, out.shape[0], 16):
+                k = min(16, out.shape[0] - i)
+                block = np.fromfile(fh, dtype=dtype, count=k * plane)
+                if block.size != k * plane:
+                    raise InputError(f"{path}: the file ends inside the {what}'s data; copy it again.")
+                yield i, block.reshape(k, out.shape[1], out.shape[2])
+
+        sections = reader()
+    try:
+        for i, block in sections:
+            part = out[i : i + block.shape[0]]
+            part[...] = block
+            finite = finite and bool(np.isfinite(part).all())
+            lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
+    finally:
+        if standard and out.ndim == 3:
+            fh.close()
+    _check_values(path, lo, hi, finite, what, varying)

@@ -7,15 +7,71 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
-from cryobox.core.fourier import filter_map, fourier_rescale, window
-from cryobox.core.fsc import FscResult, auto_mask_from_map, masked_fsc_analysis
+from cryobox.core.fourier import filter_map, fourier_rescale, padded_volume, window
+from cryobox.core.fsc import AutoMaskError, AutoMaskSettings, FscResult, masked_fsc_analysis
 from cryobox.errors import InputError
-from cryobox.io.mrc import check_mask, read_map, read_mrc, write_mrc
+from cryobox.io.mrc import check_mask, read_map, read_map_header, read_map_into, read_mrc, write_mrc
 from cryobox.jobs.outputs import check_outputs
 from cryobox.jobs.records import check_memory
 
-__all__ = ["FscJob", "run_fsc", "fsc_star_blocks", "fsc_to_dict", "run_filter", "run_resample"]
+__all__ = [
+    "FscJob",
+    "run_fsc",
+    "fsc_star_blocks",
+    "fsc_to_dict",
+    "run_filter",
+    "run_resample",
+    "read_half_maps",
+    "fsc_memory_bytes",
+]
+
+
+def fsc_memory_bytes(shape: tuple[int, ...], *, masked: bool, auto_mask: bool = False) -> float:
+    """Peak memory (bytes) of ``run_fsc`` on half maps of ``shape``: the two half maps in their
+    spectrum buffers, and with a mask the mask and two work buffers (``core.fsc``'s docstring);
+    the auto mask's filtering buffer and threshold map come before the work buffers, so they add
+    nothing to that peak. 0.2 GB for the interpreter and the slabs' temporaries."""
+    n = shape[-1]
+    volume = 4.0 * float(np.prod(shape[:-1])) * 2 * (n // 2 + 1)
+    return (5 if masked or auto_mask else 2) * volume + 0.2 * 2**30
+
+
+def read_half_maps(
+    half1: Path, half2: Path, *, pixel_size_a: float | None = None, masked: bool = True, auto_mask: bool = False
+) -> tuple[NDArray, NDArray, float]:
+    """Both half maps, checked as `cryobox fsc` checks them, each read into a
+    ``core.fourier.padded_volume`` (so ``masked_fsc_analysis(..., overwrite_input=True)``
+    transforms them where they are), and their pixel size. Refuses, before reading a voxel, maps
+    whose analysis would not fit in the free memory."""
+    shape1, p1 = read_map_header(half1, pixel_size_a=pixel_size_a, what="half map", ndim=3)
+    shape2, p2 = read_map_header(half2, pixel_size_a=pixel_size_a, what="half map", ndim=3)
+    if shape1 != shape2:
+        raise InputError(
+            f"{half1} is {shape1} but {half2} is {shape2}: half maps must share one box; resample one (cryobox "
+            "resample)."
+        )
+    if abs(p1 - p2) > 1e-3 * p1:
+        raise InputError(
+            f"{half1} has {p1:g} Å/px but {half2} has {p2:g} Å/px: give `pixel_size_a` if the headers are wrong, or "
+            "resample."
+        )
+    refuse_one_map(half1, half2)  # after the maps' own checks: a bad flag or header says so first
+    check_memory(
+        fsc_memory_bytes(shape1, masked=masked, auto_mask=auto_mask),
+        what=f"the FSC of two {' x '.join(map(str, shape1))} half maps ({half1})",
+    )
+    h1 = padded_volume(shape1)
+    read_map_into(half1, h1, what="half map", varying=True)
+    h2 = padded_volume(shape2)
+    read_map_into(half2, h2, what="half map", varying=True)
+    if all(np.array_equal(h1[i : i + 16], h2[i : i + 16]) for i in range(0, h1.shape[0], 16)):
+        raise InputError(
+            f"{half1} and {half2} hold the same values: an FSC of a map with itself is 1 everywhere; give the two "
+            "half maps of a gold-standard refinement."
+        )
+    return h1, h2, p1
 
 
 @dataclass
@@ -62,29 +118,12 @@ def run_fsc(
         )
     if auto:
         check_outputs([mask_out or Path("automask.mrc")], [half1, half2, mask], names=["mask_out"])
-    h1, p1 = read_map(half1, pixel_size_a=pixel_size_a, what="half map", ndim=3, varying=True)
-    h2, p2 = read_map(half2, pixel_size_a=pixel_size_a, what="half map", ndim=3, varying=True)
-    if h1.shape != h2.shape:
-        raise InputError(
-            f"{half1} is {h1.shape} but {half2} is {h2.shape}: half maps must share one box; resample one (cryobox "
-            "resample)."
-        )
-    if abs(p1 - p2) > 1e-3 * p1:
-        raise InputError(
-            f"{half1} has {p1:g} Å/px but {half2} has {p2:g} Å/px: give `pixel_size_a` if the headers are wrong, or "
-            "resample."
-        )
-    refuse_one_map(half1, half2)  # after the maps' own checks: a bad flag or header says so first
-    if np.array_equal(h1, h2):
-        raise InputError(
-            f"{half1} and {half2} hold the same values: an FSC of a map with itself is 1 everywhere; give the two "
-            "half maps of a gold-standard refinement."
-        )
+    if mask is not None and auto:
+        raise InputError("give either `mask` or `auto_mask`, not both.")
+    h1, h2, p1 = read_half_maps(half1, half2, pixel_size_a=pixel_size_a, masked=mask is not None, auto_mask=auto)
     notes = []
     m = None
     written = None
-    if mask is not None and auto:
-        raise InputError("give either `mask` or `auto_mask`, not both.")
     if mask is not None:
         m, pm = read_mrc(mask)
         if m.shape != h1.shape:
@@ -92,38 +131,36 @@ def run_fsc(
         check_mask(m, mask)
         if pm is not None and abs(pm - p1) > 1e-3 * p1:
             notes.append(f"the mask header says {pm:g} Å/px, the half maps {p1:g} Å/px; the mask was used as it is.")
-    elif auto:
-        try:
-            m, thr = auto_mask_from_map(
-                0.5 * (h1 + h2),
-                pixel_size_a=p1,
-                lowpass_a=mask_lowpass_a,
-                threshold=mask_threshold,
-                extend_a=mask_extend_a,
-                soft_edge_a=mask_soft_edge_a,
-            )
-        except ValueError as exc:
-            raise InputError(f"`auto_mask`: {exc}; lower `mask_threshold`.") from None
+    settings = None
+    if auto:  # built by the analysis from the half maps' spectra (one transform instead of three)
+        settings = AutoMaskSettings(mask_lowpass_a, mask_threshold, mask_extend_a, mask_soft_edge_a)
         written_path = mask_out or Path("automask.mrc")
         written = str(written_path)  # written once the analysis has succeeded
-        notes.append(
-            f"auto mask: average of the half maps low-passed to {mask_lowpass_a:g} Å, threshold {thr:.4g}, "
-            f"extended {mask_extend_a:g} Å, soft edge {mask_soft_edge_a:g} Å; written to {written_path}."
-        )
     try:
         res = masked_fsc_analysis(
             h1,
             h2,
             pixel_size_a=p1,
             mask=m,
+            auto_mask=settings,
             randomise_at_a=randomise_at_a,
             seed=seed,
             force_mask=force_mask,
+            overwrite_input=True,
         )
+    except AutoMaskError as exc:
+        raise InputError(f"`auto_mask`: {exc}; lower `mask_threshold`.") from None
     except ValueError as exc:
         raise InputError(f"{half1}, {half2}: {exc}.") from None
+    del h1, h2  # transform buffers now: free before the mask is written
     if written is not None:
-        write_mrc(written_path, m, pixel_size_a=p1)
+        notes.append(
+            f"auto mask: average of the half maps low-passed to {mask_lowpass_a:g} Å, threshold "
+            f"{res.auto_mask_threshold:.4g}, extended {mask_extend_a:g} Å, soft edge {mask_soft_edge_a:g} Å; written "
+            f"to {written_path}."
+        )
+        write_mrc(written_path, res.auto_mask, pixel_size_a=p1)
+        res.auto_mask = None  # written: the result need not hold a map-sized array
     return FscJob(
         half1=str(half1),
         half2=str(half2),

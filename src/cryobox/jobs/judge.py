@@ -61,11 +61,39 @@ def _header(path: Path) -> tuple[int, float | None]:
 
 
 def _read_on_grid(path: Path, pixel_size_a: float, header_pixel_a: float) -> np.ndarray:
-    from cryobox.core.fourier import resample_to
-    from cryobox.io.mrc import read_map
+    """A half map on the common grid, in a ``padded_volume`` (its FSC transforms it in place)."""
+    from cryobox.core.fourier import padded_volume, resample_to
+    from cryobox.io.mrc import read_map, read_map_header, read_map_into
 
+    if abs(header_pixel_a - pixel_size_a) <= 1e-6 * pixel_size_a:
+        shape, _ = read_map_header(path, what="half map", ndim=3)
+        vol = padded_volume(shape)
+        read_map_into(path, vol, what="half map", varying=True)
+        return vol
     vol, _ = read_map(path, what="half map", ndim=3, varying=True)
-    return resample_to(vol, header_pixel_a, pixel_size_a)[0]
+    vol = resample_to(vol, header_pixel_a, pixel_size_a)[0]
+    out = padded_volume(vol.shape)
+    out[...] = vol
+    return out
+
+
+def _add_centred(acc: np.ndarray, vol: np.ndarray, weight: float) -> None:
+    """acc += weight * vol, ``vol`` placed as ``window`` places it (its centre N//2 on acc's n//2;
+    cropped where it is larger), a slab at a time."""
+    n, b = acc.shape[0], vol.shape[0]
+    off = n // 2 - b // 2
+    src, dst = [], []
+    for _ in range(3):
+        s0, d0 = max(0, -off), max(0, off)
+        length = min(b - s0, n - d0)
+        src.append((s0, s0 + length))
+        dst.append((d0, d0 + length))
+    (s0, s1), (d0, _) = src[0], dst[0]
+    rows = (slice(*dst[1]), slice(*dst[2]))
+    cols = (slice(*src[1]), slice(*src[2]))
+    for i in range(s0, s1, 16):
+        k = min(16, s1 - i)
+        acc[(slice(d0 + i - s0, d0 + i - s0 + k),) + rows] += weight * vol[(slice(i, i + k),) + cols]
 
 
 def run_judge(
@@ -152,6 +180,7 @@ def _run_judge(
         written, mask_notes = masks_for_boxes(m_big, boxes, pixel_size_a=psize, folder=Path(out) / "masks")
         masks = {b: arr for b, (_, arr) in written.items()}
         notes += mask_notes
+    del m_big  # each box's windowed copy is in masks: one mask per box in memory, no more
     say(f"judge: {len(runs)} run(s) in {len(variants)} variant(s) at {psize:g} Å/px; mask: {mask_text}")
 
     results = _judge_fscs(variants, runs, info, grid_box, masks, psize=psize, seed=seed, say=say)
@@ -222,7 +251,7 @@ def _judge_mask(
 ):
     """The one mask in Å at the largest box (given, or built from the average of every run in one
     fixed order), or none; and the sentence that says which."""
-    from cryobox.core.fourier import window
+    from cryobox.core.fourier import padded_volume, window
     from cryobox.core.fsc import auto_mask_from_map, auto_mask_scales_a
     from cryobox.io.mrc import read_mrc
 
@@ -251,17 +280,19 @@ def _judge_mask(
     elif auto_mask:
         # the average of every run, summed in one fixed order (by path) in float64: the same mask
         # whatever the order in which the runs and variants are given
-        acc = np.zeros((big,) * 3, np.float64)
-        used = 0
-        for rm in sorted((r for _, r in runs), key=lambda r: (str(r.half1.resolve()), str(r.half2.resolve()))):
-            h1 = _read_on_grid(rm.half1, psize, info[rm.spec][1])
-            h2 = _read_on_grid(rm.half2, psize, info[rm.spec][1])
-            acc += window(0.5 * (h1 + h2), big, ndim=3)
-            used += 1
+        # (float32, in a transform buffer, one map in memory at a time)
+        acc = padded_volume((big,) * 3)
+        acc[...] = 0.0
+        ordered = sorted((r for _, r in runs), key=lambda r: (str(r.half1.resolve()), str(r.half2.resolve())))
+        for rm in ordered:
+            for half in (rm.half1, rm.half2):
+                _add_centred(acc, _read_on_grid(half, psize, info[rm.spec][1]), 0.5 / len(ordered))
+        used = len(ordered)
         lowpass, extend, soft = auto_mask_scales_a(psize)
         try:
             m_big, thr = auto_mask_from_map(
-                (acc / used).astype(np.float32),
+                acc,
+                overwrite_input=True,
                 pixel_size_a=psize,
                 lowpass_a=lowpass,
                 extend_a=extend,
@@ -300,14 +331,15 @@ def _judge_fscs(variants, runs, info, grid_box, masks, *, psize: float, seed: in
         b = grid_box[rm.spec]
         h1 = _read_on_grid(rm.half1, psize, info[rm.spec][1])
         h2 = _read_on_grid(rm.half2, psize, info[rm.spec][1])
-        if np.array_equal(h1, h2):
+        if all(np.array_equal(h1[i : i + 16], h2[i : i + 16]) for i in range(0, h1.shape[0], 16)):
             raise InputError(
                 f"{rm.half1} and {rm.half2} ({rm.spec}) hold the same values: a run's FSC with itself is 1 everywhere; "
                 "give the two half maps of each run."
             )
         t_run = time.perf_counter()
         # the randomisation is a function of the maps (and --seed), never of the run's position
-        rec = run_fsc_record(h1, h2, masks.get(b), pixel_size_a=psize, seed=seed)
+        rec = run_fsc_record(h1, h2, masks.get(b), pixel_size_a=psize, seed=seed, overwrite_input=True)
+        del h1, h2
         rec.update(
             {
                 "repeat": len(results[label]) + 1,

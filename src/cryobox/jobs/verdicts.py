@@ -41,34 +41,44 @@ def format_resolution(r: dict) -> str:
 
 
 def fsc_of_files(half1: Path, half2: Path, mask_path: Path, pixel_size_a: float, seed: int | None) -> dict:
-    from cryobox.io.mrc import read_mrc
+    """``run_fsc_record`` of two half-map files (read into their transform buffers) and a mask file."""
+    from cryobox.core.fourier import padded_volume
+    from cryobox.io.mrc import read_map_header, read_map_into, read_mrc
 
-    h1, _ = read_mrc(half1)
-    h2, _ = read_mrc(half2)
+    maps = []
+    for path in (half1, half2):
+        shape, _ = read_map_header(path, pixel_size_a=pixel_size_a, what="half map", ndim=3)
+        maps.append(padded_volume(shape))
+        read_map_into(path, maps[-1], what="half map", varying=True)
     m, _ = read_mrc(mask_path)
-    return run_fsc_record(h1, h2, m, pixel_size_a=pixel_size_a, seed=seed)
+    return run_fsc_record(*maps, m, pixel_size_a=pixel_size_a, seed=seed, overwrite_input=True)
 
 
 def run_fsc_record(
-    h1: np.ndarray, h2: np.ndarray, m: np.ndarray | None, *, pixel_size_a: float, seed: int | None = None
+    h1: np.ndarray,
+    h2: np.ndarray,
+    m: np.ndarray | None,
+    *,
+    pixel_size_a: float,
+    seed: int | None = None,
+    overwrite_input: bool = False,
 ) -> dict:
     """One run's FSC as the sweep and judge record it: ``cryobox fsc --mask`` (masked,
     phase-randomisation-corrected), resolutions at 0.143 (RELION's rule and interpolated) and 0.5,
     and the curve. Randomises from 2/3 Nyquist when the unmasked FSC never drops below 0.8. The
-    phase-randomised curve is its expectation over all draws (``seed`` None) or one seeded draw."""
+    phase-randomised curve is its expectation over all draws (``seed`` None) or one seeded draw.
+    ``overwrite_input``: the half maps may be used as the transforms' buffers (then garbage)."""
     from cryobox.core.fsc import masked_fsc_analysis
 
-    try:
-        res = masked_fsc_analysis(h1, h2, pixel_size_a=pixel_size_a, mask=m, seed=seed)
-    except ValueError:  # the unmasked FSC never drops below 0.8: randomise from 2/3 Nyquist
-        res = masked_fsc_analysis(
-            h1,
-            h2,
-            pixel_size_a=pixel_size_a,
-            mask=m,
-            seed=seed,
-            randomise_at_a=3.0 * pixel_size_a,
-        )
+    res = masked_fsc_analysis(
+        h1,
+        h2,
+        pixel_size_a=pixel_size_a,
+        mask=m,
+        seed=seed,
+        fallback_randomise_at_a=3.0 * pixel_size_a,
+        overwrite_input=overwrite_input,
+    )
     r143 = res.resolution(0.143)
     r05 = res.resolution(0.5)
     return {
