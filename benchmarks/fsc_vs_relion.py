@@ -100,10 +100,11 @@ def main() -> None:
             target = 0.25 if n <= 256 else 0.2
             print(f"{n:>5} {'relion_postprocess':<24} {rel:>8.2f} {rel_mem:>9.0f}")
             for name, t, mem in (("--mask", ours, ours_mem), ("--auto-mask", auto, auto_mem)):
+                # the memory target is her full-size maps' (576³); smaller maps print the ratio alone
+                mem_target = f" (target <= 0.5: {'met' if mem <= 0.5 * rel_mem else 'MISSED'})" if n >= 512 else ""
                 print(
                     f"{n:>5}   cryobox {name:<12} / RELION: time {t / rel:.3f} (target <= {target:g}: "
-                    f"{'met' if t <= target * rel else 'MISSED'}), memory {mem / rel_mem:.3f} (target <= 0.5: "
-                    f"{'met' if mem <= 0.5 * rel_mem else 'MISSED'})"
+                    f"{'met' if t <= target * rel else 'MISSED'}), memory {mem / rel_mem:.3f}{mem_target}"
                 )
         shutil.rmtree(work, ignore_errors=True)
 

@@ -105,25 +105,26 @@ def direction_bins(shape: tuple[int, int, int], ring_deg: float = 2.0) -> tuple[
     """For an rfftn spectrum of a cubic map of ``shape`` (z, y, x): each voxel's direction bin
     (its wave vector folded onto z >= 0), and the bins' unit-vector centres (x, y, z)."""
     n = shape[-1]
-    kz = np.fft.fftfreq(n) * n
-    ky = np.fft.fftfreq(n) * n
-    kx = np.fft.rfftfreq(n) * n
-    z = kz[:, None, None]
-    y = ky[None, :, None]
-    x = kx[None, None, :]
-    r = np.sqrt(x * x + y * y + z * z).astype(np.float32)
-    r[0, 0, 0] = 1.0
-    sign = np.where(z < 0, -1.0, 1.0)  # fold onto the upper hemisphere (a cone is its opposite too)
-    uz = np.broadcast_to(np.abs(z) / r, r.shape)
-    ux = np.broadcast_to((x * sign) / r, r.shape)
-    uy = np.broadcast_to((y * sign) / r, r.shape)
     counts, first, centres = _ring_layout(ring_deg)
-    theta = np.arccos(np.clip(uz, -1.0, 1.0))
-    ring = np.minimum((theta / np.deg2rad(ring_deg)).astype(np.intp), counts.size - 1)
-    phi = np.arctan2(uy, ux) + np.pi
-    nb = counts[ring]
-    k = np.minimum((phi / (2 * np.pi) * nb).astype(np.intp), nb - 1)
-    return (first[ring] + k).astype(np.intp), centres
+    kz = (np.fft.fftfreq(n) * n).astype(np.float32)
+    ky = (np.fft.fftfreq(n) * n).astype(np.float32)
+    kx = (np.fft.rfftfreq(n) * n).astype(np.float32)
+    y, x = ky[:, None], kx[None, :]
+    rho2 = x * x + y * y
+    out = np.empty((n, n, kx.size), dtype=np.intp)
+    step = np.float32(np.deg2rad(ring_deg))
+    for i, z in enumerate(kz):  # plane by plane in float32: no map-sized float64 temporaries
+        r = np.sqrt(rho2 + z * z)
+        if i == 0:
+            r[0, 0] = 1.0
+        sign = np.float32(-1.0 if z < 0 else 1.0)  # fold onto the upper hemisphere (a cone is its opposite too)
+        theta = np.arccos(np.clip(np.abs(z) / r, 0.0, 1.0))
+        ring = np.minimum((theta / step).astype(np.intp), counts.size - 1)
+        phi = np.arctan2(y * sign, x * sign) + np.float32(np.pi)
+        nb = counts[ring]
+        k = np.minimum((phi / np.float32(2 * np.pi) * nb).astype(np.intp), nb - 1)
+        out[i] = first[ring] + k
+    return out, centres
 
 
 def conical_fsc(

@@ -23,9 +23,11 @@ holds its spectrum (``core.fourier.rfftn_in_place``; with ``overwrite_input`` an
 ``padded_volume`` arrays, in the maps' own memory), and two more buffers serve the masked and
 randomised maps, so the peak is the mask plus four map-sized buffers (five 576³ float32 volumes,
 3.8 GB); shell sums run slab by slab (``core.shells.ShellGrid``). 3D transforms per call: 2
-unmasked; with a mask, 4 more for the masked maps (back to real space, mask, forward), and 10 for
-the expected randomised curve (the masked low-pass parts 4, the mask's autocorrelation 2, the
-randomised power of each map 4), or 4 for one seeded draw: 16 in all by default, 10 with a seed.
+unmasked; with a mask, 2 more for the masked maps (masked, then transformed), and 10 for the
+expected randomised curve (the masked low-pass parts 4, the mask's autocorrelation 2, the
+randomised power of each map 4), or 4 for one seeded draw: 14 in all by default, 8 with a seed.
+The auto mask adds 2 (the low-pass of the half maps' average); ``keep_spectra`` adds 2 (the
+masked spectra are then made from the unmasked ones at the end: back to real space, mask, forward).
 Resolution (RELION's rule): N p / s for the last shell s before the FSC first drops below the
 threshold; the linearly interpolated crossing is reported beside it.
 """
@@ -76,9 +78,10 @@ def _check_pair(a: NDArray, b: NDArray) -> None:
     if a.shape != b.shape:
         raise ValueError(f"half maps differ in shape: {a.shape} and {b.shape}")
     for name, m in (("first", a), ("second", b)):
-        if not np.isfinite(m).all():
+        lo, hi = float(m.min()), float(m.max())  # NaN propagates into both, inf shows in one
+        if not (np.isfinite(lo) and np.isfinite(hi)):
             raise ValueError(f"the {name} half map holds NaN or infinite values")
-        if float(m.max()) == float(m.min()):
+        if hi == lo:
             raise ValueError(f"the {name} half map is constant ({float(m.max()):g}): there is nothing to correlate")
     n = a.shape[-1]
     if any(s != n for s in a.shape):
@@ -179,8 +182,9 @@ def _copy_low(src: NDArray, dst: NDArray, cut2: int, grid: ShellGrid) -> None:
     """``dst`` = ``src`` with every component at |k|² >= ``cut2`` set to zero."""
 
     def one(i, j):
-        np.copyto(dst[i:j], src[i:j])
-        np.copyto(dst[i:j], np.complex64(0), where=grid.radius2(i, j) >= cut2)
+        dst[i:j] = 0
+        if grid.min_radius2(i, j) < cut2:  # else the whole slab lies beyond
+            np.copyto(dst[i:j], src[i:j], where=grid.radius2(i, j) < cut2)
 
     grid.each_slab(one)
 
@@ -462,9 +466,9 @@ def _mask_from_smooth(smooth: NDArray, pixel_size_a: float, settings: AutoMaskSe
     if settings.threshold is None:
         total = squares = 0.0
         for i in range(0, smooth.shape[0], 16):
-            part = smooth[i : i + 16].astype(np.float64).reshape(-1)
-            total += float(part.sum())
-            squares += float(np.dot(part, part))
+            part = smooth[i : i + 16]
+            total += float(part.sum(dtype=np.float64))
+            squares += float(np.square(part, dtype=np.float64).sum())
         mean = total / smooth.size
         thr = mean + 3.0 * float(np.sqrt(max(0.0, squares / smooth.size - mean * mean)))
     else:
@@ -517,21 +521,25 @@ def auto_mask_from_map(
     return _mask_from_smooth(smooth, pixel_size_a, settings)
 
 
-def _auto_mask_from_spectra(
-    s1: NDArray, s2: NDArray, grid: ShellGrid, pixel_size_a: float, settings: AutoMaskSettings, work: NDArray
+def _auto_mask_from_maps(
+    h1: NDArray, h2: NDArray, grid: ShellGrid, pixel_size_a: float, settings: AutoMaskSettings, work: NDArray
 ) -> tuple[NDArray, float]:
-    """``auto_mask_from_map`` of the half maps' average, from their spectra (the transform is
-    linear: one inverse transform, in ``work``, instead of two)."""
+    """``auto_mask_from_map`` of the half maps' average, low-passed in the spectrum buffer ``work``
+    (overwritten; the maps are left alone)."""
     from cryobox.core.fourier import lowpass_spectrum_in_place
 
-    grid.each_slab(lambda i, j: np.add(s1[i:j], s2[i:j], out=work[i:j]))
+    n = grid.shape[-1]
+    real = work.view(np.float32)[..., :n]
+    grid.each_slab(lambda i, j: np.add(h1[i:j], h2[i:j], out=real[i:j]))
     if settings.lowpass_a > 0:
+        rfftn_in_place(work, n)
         lowpass_spectrum_in_place(
             work, grid.shape, pixel_size_a=pixel_size_a, resolution_a=settings.lowpass_a, scale=0.5
         )
+        real = irfftn_in_place(work, n)
     else:
-        work *= np.float32(0.5)
-    return _mask_from_smooth(irfftn_in_place(work, grid.shape[-1]), pixel_size_a, settings)
+        real *= np.float32(0.5)
+    return _mask_from_smooth(real, pixel_size_a, settings)
 
 
 @dataclass
@@ -553,6 +561,8 @@ class FscResult:
     # the mask built from the half maps (``masked_fsc_analysis(auto_mask=...)``) and its threshold
     auto_mask: NDArray | None = field(default=None, repr=False)
     auto_mask_threshold: float | None = None
+    # the masked half maps' rfftn spectra (``masked_fsc_analysis(keep_spectra=True)``)
+    spectra: tuple | None = field(default=None, repr=False)
 
     @property
     def final(self) -> NDArray:
@@ -689,6 +699,7 @@ def masked_fsc_analysis(
     overwrite_input: bool = False,
     fallback_randomise_at_a: float | None = None,
     auto_mask: AutoMaskSettings | None = None,
+    keep_spectra: bool = False,
 ) -> FscResult:
     """Unmasked, masked, phase-randomised-masked and corrected FSC, as relion_postprocess.
 
@@ -708,6 +719,9 @@ def masked_fsc_analysis(
     ``auto_mask``: build the mask from the half maps' average (``auto_mask_from_map`` with these
     settings, from the spectra already in hand) instead of giving one; the result holds it
     (``auto_mask``, ``auto_mask_threshold``). AutoMaskError when no voxel reaches its threshold.
+
+    ``keep_spectra``: the result holds the rfftn spectra of the masked half maps (of the half maps
+    without a mask) in ``spectra``, for callers that analyse them further (``cryobox diagnose``).
 
     ``overwrite_input``: the half maps may be overwritten (they are then garbage); half maps held
     in ``core.fourier.padded_volume`` arrays are then transformed where they are, which saves two
@@ -736,16 +750,29 @@ def masked_fsc_analysis(
     digests = (content_digest(h1), content_digest(h2)) if one_draw and rng is None else None
     n = h1.shape[-1]
     grid = ShellGrid(h1.shape)
+    masked = None
+    work = (_empty_spectrum(h1.shape), _empty_spectrum(h1.shape)) if masked_run else (None, None)
+    if auto_mask is not None:
+        m, thr = _auto_mask_from_maps(h1, h2, grid, pixel_size_a, auto_mask, work[0])
+        result_mask = (m, thr)
+    if m is not None and not keep_spectra:
+        # the masked maps' spectra straight from the maps (two transforms, where masking the
+        # spectra later takes four); the buffers serve the randomised maps afterwards
+        for h, buffer in zip((h1, h2), work):
+            real = buffer.view(np.float32)[..., :n]
+            grid.each_slab(lambda i, j, h=h, real=real: np.multiply(h[i:j], m[i:j], out=real[i:j]))
+            rfftn_in_place(buffer, n)
+        masked = _fsc_from_sums(grid.cross_sums(*work))
     s1 = _spectrum_of(h1, overwrite_input)
     s2 = _spectrum_of(h2, overwrite_input)
     unmasked = _fsc_from_sums(grid.cross_sums(s1, s2))
     result = FscResult(box_px=n, pixel_size_a=float(pixel_size_a), fsc_unmasked=unmasked, ndim=h1.ndim)
     if not masked_run:
+        if keep_spectra:
+            result.spectra = (s1, s2)
         return result
-    work = (_empty_spectrum(h1.shape), None)
     if auto_mask is not None:
-        m, result.auto_mask_threshold = _auto_mask_from_spectra(s1, s2, grid, pixel_size_a, auto_mask, work[0])
-        result.auto_mask = m
+        result.auto_mask, result.auto_mask_threshold = result_mask
     result.mask_fraction = mask_effective_fraction(m)
     if randomise_at_a is not None:
         r = int(n * pixel_size_a / randomise_at_a)
@@ -759,7 +786,6 @@ def masked_fsc_analysis(
                 "explicitly"
             )
     # |k| >= r, as RELION's randomizePhasesBeyond (r2 >= r^2), on the spectra already in hand
-    work = (work[0], _empty_spectrum(h1.shape))
     if not one_draw:
         random_sums = _expected_random_sums(s1, s2, m, r, grid, work)
     else:
@@ -767,7 +793,10 @@ def masked_fsc_analysis(
         random_sums = _one_draw_sums(s1, s2, m, r, grid, work, streams)
     del work
     random_masked = _fsc_from_sums(random_sums)
-    masked = _fsc_from_sums(grid.cross_sums(_mask_in_place(s1, m, grid), _mask_in_place(s2, m, grid)))
+    if masked is None:  # the masked spectra are to be kept: mask the maps' spectra now
+        masked = _fsc_from_sums(grid.cross_sums(_mask_in_place(s1, m, grid), _mask_in_place(s2, m, grid)))
+        if keep_spectra:
+            result.spectra = (s1, s2)
     corrected = corrected_fsc(masked, random_masked, r)
     result.fsc_masked, result.fsc_random_masked, result.fsc_corrected, result.randomise_at_shell = (
         masked,

@@ -52,6 +52,10 @@ class ShellGrid:
         k0 = self._k0_squared[i:j].reshape((-1,) + (1,) * self._rest.ndim)
         return k0 + self._rest
 
+    def min_radius2(self, i: int, j: int) -> int:
+        """The smallest |k|² in planes i..j."""
+        return int(self._k0_squared[i:j].min()) + int(self._rest.min())
+
     def shells(self, i: int, j: int) -> NDArray[np.intp]:
         """Shell index (round |k|) of planes i..j."""
         return np.take(self._lut, self.radius2(i, j))

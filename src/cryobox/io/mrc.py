@@ -68,10 +68,9 @@ def _write_big_volume(path: Path, arr: np.ndarray, pixel_size_a: float) -> Path:
             for i in range(0, arr.shape[0], 16):
                 part = arr[i : i + 16]
                 mrc.data[i : i + 16] = part
-                wide = part.astype(np.float64).reshape(-1)
-                lo, hi = min(lo, float(wide.min())), max(hi, float(wide.max()))
-                total += float(wide.sum())
-                squares += float(np.dot(wide, wide))
+                lo, hi = min(lo, float(part.min())), max(hi, float(part.max()))
+                total += float(part.sum(dtype=np.float64))
+                squares += float(np.square(part, dtype=np.float64).sum())
             mean = total / arr.size
             mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = lo, hi, mean
             mrc.header.rms = float(np.sqrt(max(0.0, squares / arr.size - mean * mean)))

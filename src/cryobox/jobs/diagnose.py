@@ -62,11 +62,9 @@ def run_diagnose(
     log=None,
 ) -> dict:
     """Run the diagnosis (see the module docstring); returns the diagnose.json dict."""
-    import scipy.fft as sfft
 
     from cryobox.core import diagnose as dg
-    from cryobox.core.fourier import fft_workers, rfft_shell_index
-    from cryobox.io.mrc import read_mrc
+    from cryobox.core.fourier import rfft_shell_index
     from cryobox.jobs.fsc import run_fsc
     from cryobox.jobs.outputs import OutputFolder
 
@@ -90,6 +88,7 @@ def run_diagnose(
         "half_angle_deg": half_angle_deg,
     }
     table, views = _checked_particles(particles, half1)  # read and checked before any work
+    figures = _import_in_background("cryobox.report.plots_diagnose") if plot else None
     with OutputFolder(
         out,
         job="diagnose",
@@ -105,16 +104,13 @@ def run_diagnose(
             auto=auto_mask and mask is None,
             mask_out=out / "mask.mrc",
             pixel_size_a=pixel_size_a,
+            keep_spectra=True,
         )
         res = job.result
         box, px = res.box_px, res.pixel_size_a
-        h1, _ = read_mrc(half1)
-        h2, _ = read_mrc(half2)
-        m = read_mrc(job.mask)[0].astype(np.float32) if job.mask else np.ones_like(h1, dtype=np.float32)
-        w = fft_workers()
-        f1 = sfft.rfftn(h1 * m, workers=w)
-        f2 = sfft.rfftn(h2 * m, workers=w)
-        shells = rfft_shell_index(h1.shape)
+        f1, f2 = res.spectra  # the masked half maps' spectra, as the FSC computed them
+        res.spectra = None
+        shells = rfft_shell_index((box,) * 3)
         n_shells = box // 2 + 1
         freq = np.arange(n_shells) / (box * px)
         t_fsc = time.perf_counter() - t0
@@ -150,6 +146,7 @@ def run_diagnose(
         )  # fmt: skip
         write_json(out / "diagnose.json", result, indent=1)
         if plot:
+            figures.join()
             from cryobox.report.plots import save_figure
             from cryobox.report.plots_diagnose import (
                 figure_diagnose_directional,
@@ -162,6 +159,23 @@ def run_diagnose(
             if views is not None:
                 save_figure(figure_views(views), out / "views.png")
     return result
+
+
+def _import_in_background(module: str):
+    """Import ``module`` (matplotlib's, 0.2-0.4 s) on a thread while the FSC is computed (numpy
+    and the transforms release the interpreter); the caller joins the thread before using it."""
+    import importlib
+    import threading
+
+    def run():
+        try:
+            importlib.import_module(module)
+        except Exception:  # noqa: BLE001 - imported again, and any error raised, where it is used
+            pass
+
+    thread = threading.Thread(target=run, name="cryobox-import", daemon=True)
+    thread.start()
+    return thread
 
 
 def _checked_particles(particles: Path | None, half1: Path):

@@ -102,8 +102,10 @@ def run_fsc(
     randomise_at_a: float | None = None,
     seed: int | None = None,
     force_mask: bool = False,
+    keep_spectra: bool = False,
 ) -> FscJob:
-    """Read half maps (and a mask, or build one), run the masked FSC analysis, write the auto mask."""
+    """Read half maps (and a mask, or build one), run the masked FSC analysis, write the auto mask.
+    ``keep_spectra``: the result keeps the masked half maps' spectra (``FscResult.spectra``)."""
     for name, value, low in (("mask_lowpass_a", mask_lowpass_a, 0.0), ("mask_extend_a", mask_extend_a, None)):
         if auto and not (math.isfinite(value) and (value > low if low is not None else value >= 0)):
             raise InputError(
@@ -147,6 +149,7 @@ def run_fsc(
             seed=seed,
             force_mask=force_mask,
             overwrite_input=True,
+            keep_spectra=keep_spectra,
         )
     except AutoMaskError as exc:
         raise InputError(f"`auto_mask`: {exc}; lower `mask_threshold`.") from None
