@@ -219,3 +219,88 @@ def test_fsc_refuses_maps_that_do_not_fit_in_memory(tmp_path, monkeypatch):
     with pytest.raises(InputError, match=r"FSC of two 24 x 24 x 24 half maps .* would need about .* GiB"):
         run_fsc(tmp_path / "h1.mrc", tmp_path / "h2.mrc", auto=True, mask_out=tmp_path / "m.mrc")
     assert not (tmp_path / "m.mrc").exists()
+
+
+@pytest.mark.parametrize("n", [40, 41])
+@pytest.mark.parametrize("resolution", [2.2, 6.0, 15.0])
+def test_lowpass_slabs_equal_filter_map_and_know_their_statistics(n, resolution):
+    from cryobox.core.fourier import LowpassSlabs
+
+    x = (np.random.default_rng(n).normal(size=(n, n, n)) + 0.3).astype(np.float32)
+    ref = filter_map(x, pixel_size_a=1.06, lowpass_a=resolution)
+    lp = LowpassSlabs(lambda i, j: x[i:j], x.shape, pixel_size_a=1.06, resolution_a=resolution)
+    got = np.concatenate([lp(i, min(n, i + 7)) for i in range(0, n, 7)])
+    np.testing.assert_allclose(got, ref, atol=1e-6 * float(np.abs(ref).max()))
+    assert lp.mean == pytest.approx(float(ref.astype(np.float64).mean()), abs=1e-6)
+    assert lp.mean_square == pytest.approx(float((ref.astype(np.float64) ** 2).mean()), rel=1e-5)
+
+
+def test_auto_mask_of_half_maps_equals_the_mask_of_their_average():
+    from cryobox.core.fsc import SlabMap, auto_mask_from_half_maps
+
+    h1, h2 = _pair(41)
+    ref, thr_ref = auto_mask_from_map(0.5 * (h1 + h2), pixel_size_a=1.2, lowpass_a=6.0, extend_a=1.2, soft_edge_a=3.6)
+    got, thr = auto_mask_from_half_maps(
+        h1, h2, pixel_size_a=1.2, settings=AutoMaskSettings(lowpass_a=6.0, extend_a=1.2, soft_edge_a=3.6)
+    )
+    assert thr == pytest.approx(thr_ref, rel=1e-5)
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    # the mask from the whole low-passed map (the way it was built before), for the same threshold
+    smooth = filter_map(0.5 * (h1 + h2), pixel_size_a=1.2, lowpass_a=6.0)
+    whole = _whole_box_mask(smooth, thr, 1.2 / 1.2, 3.6 / 1.2)
+    assert np.mean(np.abs(got - whole) > 1e-4) < 1e-3  # only voxels at the threshold itself may differ
+    view = SlabMap(lambda i, j: h1[i:j], h1.shape)
+    np.testing.assert_array_equal(view[3:9, 2:5], h1[3:9, 2:5])
+    assert view.max() == pytest.approx(float(h1.max()))
+
+
+def test_fsc_auto_mask_written_only_when_the_fsc_succeeds(tmp_path):
+    from cryobox.jobs.fsc import run_fsc
+
+    h1, h2 = _pair(40)
+    for name, data in (("h1.mrc", h1), ("h2.mrc", h2)):
+        _write(tmp_path / name, data, voxel=1.2)
+    job = run_fsc(tmp_path / "h1.mrc", tmp_path / "h2.mrc", auto=True, mask_out=tmp_path / "m.mrc")
+    ref, _ = auto_mask_from_map(0.5 * (h1 + h2), pixel_size_a=1.2)
+    np.testing.assert_allclose(read_map(tmp_path / "m.mrc")[0], ref, atol=1e-5)
+    assert job.mask == str(tmp_path / "m.mrc") and job.result.fsc_corrected is not None
+    # nearly noiseless halves: the unmasked FSC never drops below 0.8, the analysis fails: no mask
+    rng = np.random.default_rng(5)
+    for name in ("q1.mrc", "q2.mrc"):
+        _write(tmp_path / name, (h1 + 1e-4 * rng.normal(size=h1.shape)).astype(np.float32), voxel=1.2)
+    with pytest.raises(InputError, match="never drops below 0.8"):
+        run_fsc(tmp_path / "q1.mrc", tmp_path / "q2.mrc", auto=True, mask_out=tmp_path / "q.mrc")
+    assert not (tmp_path / "q.mrc").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]  # no temporary left behind
+
+
+@pytest.mark.parametrize("kind, expected", [("unmasked", 2), ("masked", 14), ("seed", 8), ("keep", 16)])
+def test_transforms_per_analysis_are_as_documented(monkeypatch, kind, expected):
+    """docs/commands/fsc.md and core/fsc.py state the 3D transforms per run: 2 unmasked, 14 with a
+    mask (8 with one seeded draw), 2 more when the masked spectra are kept (diagnose)."""
+    import cryobox.core.fsc as fsc_module
+
+    calls = []
+    for name in ("rfftn_in_place", "irfftn_in_place"):
+        real = getattr(fsc_module, name)
+        monkeypatch.setattr(fsc_module, name, lambda *a, _f=real, **k: (calls.append(1), _f(*a, **k))[1])
+    h1, h2 = _pair(32)
+    mask = None if kind == "unmasked" else soft_spherical_mask(32, radius_px=12, soft_edge_px=3)
+    masked_fsc_analysis(
+        h1, h2, pixel_size_a=1.2, mask=mask, seed=0 if kind == "seed" else None, keep_spectra=kind == "keep"
+    )
+    assert len(calls) == expected
+
+
+def test_judge_refuses_maps_that_do_not_fit_in_memory(tmp_path, monkeypatch):
+    import cryobox.jobs.records as records
+    from cryobox.jobs.judge import run_judge
+
+    h1, h2 = _pair(24)
+    for name, data in (("a1.mrc", h1), ("a2.mrc", h2), ("b1.mrc", h2), ("b2.mrc", h1 + 0.1)):
+        _write(tmp_path / name, data, voxel=1.2)
+    monkeypatch.setattr(records.os, "sysconf", lambda key: 4096 if key == "SC_PAGE_SIZE" else 10)
+    variants = [("a", [f"{tmp_path}/a1.mrc:{tmp_path}/a2.mrc"]), ("b", [f"{tmp_path}/b1.mrc:{tmp_path}/b2.mrc"])]
+    with pytest.raises(InputError, match=r"judging runs of up to 24 px .* would need about .* GiB"):
+        run_judge(variants, out=tmp_path / "J")
+    assert not (tmp_path / "J" / "judge.json").exists()

@@ -26,7 +26,8 @@ randomised maps, so the peak is the mask plus four map-sized buffers (five 576³
 unmasked; with a mask, 2 more for the masked maps (masked, then transformed), and 10 for the
 expected randomised curve (the masked low-pass parts 4, the mask's autocorrelation 2, the
 randomised power of each map 4), or 4 for one seeded draw: 14 in all by default, 8 with a seed.
-The auto mask adds 2 (the low-pass of the half maps' average); ``keep_spectra`` adds 2 (the
+The auto mask adds under one (the low-pass of the half maps' average, made on the few frequencies
+it keeps: ``core.fourier.LowpassSlabs``); ``keep_spectra`` adds 2 (the
 masked spectra are then made from the unmasked ones at the end: back to real space, mask, forward).
 Resolution (RELION's rule): N p / s for the last shell s before the FSC first drops below the
 threshold; the linearly interpolated crossing is reported beside it.
@@ -64,6 +65,8 @@ __all__ = [
     "auto_mask_from_map",
     "auto_mask_scales_a",
     "AutoMaskSettings",
+    "auto_mask_from_half_maps",
+    "SlabMap",
     "AutoMaskError",
     "FscResult",
     "masked_fsc_analysis",
@@ -363,6 +366,29 @@ def soft_spherical_mask(size: int, *, radius_px: float, soft_edge_px: float, ndi
     return (0.5 + 0.5 * np.cos(np.pi * t)).astype(np.float32)
 
 
+class SlabMap:
+    """A map that is read a slab of planes at a time, ``source(i, j)`` giving planes i..j as
+    float32 (a low-passed map that is never held whole: ``core.fourier.LowpassSlabs``). Indexing
+    with a slice of planes, optionally followed by slices of the other axes, reads those planes."""
+
+    def __init__(self, source, shape: tuple[int, ...]):
+        self.source = source
+        self.shape = tuple(int(n) for n in shape)
+        self.ndim = len(self.shape)
+        self.size = int(np.prod(self.shape))
+
+    def __getitem__(self, key):
+        first, rest = (key[0], tuple(key[1:])) if isinstance(key, tuple) else (key, ())
+        i, j, step = first.indices(self.shape[0])
+        if step != 1:
+            raise ValueError("SlabMap reads contiguous slabs of planes")
+        planes = self.source(i, j)
+        return planes[(slice(None),) + rest] if rest else planes
+
+    def max(self) -> float:
+        return max(float(self.source(i, min(i + 16, self.shape[0])).max()) for i in range(0, self.shape[0], 16))
+
+
 def auto_mask(
     volume: NDArray, *, threshold: float, extend_px: float = 0.0, soft_edge_px: float = 0.0
 ) -> NDArray[np.float32]:
@@ -370,11 +396,11 @@ def auto_mask(
     extended by ``extend_px`` (binary dilation by distance) and given a raised-cosine soft edge of
     ``soft_edge_px``. Distances are Euclidean in pixels.
 
-    Only the bounding box of the voxels above the threshold, widened by the extension and the
-    edge, can be non-zero: the distances are computed there, in slabs (``_bounded_distance``), so a
-    576³ map with a 220 Å particle costs a small fraction of a whole-box distance transform (which
-    takes 20 bytes a voxel)."""
-    vol = np.asarray(volume)
+    ``volume``: an array or a ``SlabMap`` (read twice, a slab at a time). Only the bounding box of
+    the voxels above the threshold, widened by the extension and the edge, can be non-zero: the
+    distances are computed there, in slabs (``_bounded_distance``), so a 576³ map with a 220 Å
+    particle costs a small fraction of a whole-box distance transform (20 bytes a voxel)."""
+    vol = volume if isinstance(volume, SlabMap) else np.asarray(volume)
     # which planes, rows and columns hold a voxel above the threshold, a slab at a time
     planes = np.zeros(vol.shape[0], dtype=bool)
     across = np.zeros(vol.shape[1:], dtype=bool)  # any plane, per position in a plane
@@ -392,7 +418,8 @@ def auto_mask(
         idx = np.flatnonzero(hit)
         box.append(slice(max(0, int(idx[0]) - margin), min(vol.shape[axis], int(idx[-1]) + 1 + margin)))
     box = tuple(box)
-    part = vol[box] >= threshold
+    lo, hi = box[0].start, box[0].stop
+    part = np.concatenate([vol[(slice(i, min(i + 16, hi)),) + box[1:]] >= threshold for i in range(lo, hi, 16)])
     if extend_px > 0:
         part = _bounded_distance(part, extend_px) <= extend_px
     out = np.zeros(vol.shape, dtype=np.float32)
@@ -461,9 +488,15 @@ class AutoMaskSettings:
     soft_edge_a: float = 6.0
 
 
-def _mask_from_smooth(smooth: NDArray, pixel_size_a: float, settings: AutoMaskSettings) -> tuple[NDArray, float]:
-    """``auto_mask`` of an already low-passed map, its threshold from ``settings`` or its statistics."""
-    if settings.threshold is None:
+def _mask_from_smooth(
+    smooth: NDArray, pixel_size_a: float, settings: AutoMaskSettings, stats: tuple[float, float] | None = None
+) -> tuple[NDArray, float]:
+    """``auto_mask`` of an already low-passed map, its threshold from ``settings`` or its statistics
+    (``stats``: its mean and mean square, when known)."""
+    if settings.threshold is None and stats is not None:
+        mean, mean_square = stats
+        thr = mean + 3.0 * float(np.sqrt(max(0.0, mean_square - mean * mean)))
+    elif settings.threshold is None:
         total = squares = 0.0
         for i in range(0, smooth.shape[0], 16):
             part = smooth[i : i + 16]
@@ -500,46 +533,45 @@ def auto_mask_from_map(
     threshold: float | None = None,
     extend_a: float = 3.0,
     soft_edge_a: float = 6.0,
-    overwrite_input: bool = False,
 ) -> tuple[NDArray[np.float32], float]:
     """``auto_mask`` of ``volume`` low-passed to ``lowpass_a`` Å (0: not filtered), thresholded at
     ``threshold`` (default: mean + 3 sd of the low-passed map), extended and soft-edged in Å.
     Returns the mask and the threshold used (AutoMaskError, a ValueError, when no voxel reaches
-    it). ``overwrite_input``: a ``padded_volume`` may be low-passed where it is."""
-    from cryobox.core.fourier import lowpass_in_place
-
-    settings = AutoMaskSettings(lowpass_a, threshold, extend_a, soft_edge_a)
+    it). The low-passed map is never held whole (``core.fourier.LowpassSlabs``): the mask is the
+    only map-sized array made."""
     vol = np.asarray(volume, dtype=np.float32)
-    if lowpass_a > 0:
-        smooth = vol if overwrite_input and spectrum_buffer(vol) is not None else None
-        if smooth is None:
-            smooth = padded_volume(vol.shape)
-            smooth[...] = vol
-        smooth = lowpass_in_place(smooth, pixel_size_a=pixel_size_a, resolution_a=lowpass_a)
-    else:
-        smooth = vol
-    return _mask_from_smooth(smooth, pixel_size_a, settings)
+    settings = AutoMaskSettings(lowpass_a, threshold, extend_a, soft_edge_a)
+    return _mask_of_source(lambda i, j: vol[i:j], vol.shape, pixel_size_a, settings)
 
 
-def _auto_mask_from_maps(
-    h1: NDArray, h2: NDArray, grid: ShellGrid, pixel_size_a: float, settings: AutoMaskSettings, work: NDArray
-) -> tuple[NDArray, float]:
-    """``auto_mask_from_map`` of the half maps' average, low-passed in the spectrum buffer ``work``
-    (overwritten; the maps are left alone)."""
-    from cryobox.core.fourier import lowpass_spectrum_in_place
+def auto_mask_from_half_maps(
+    half1: NDArray, half2: NDArray, *, pixel_size_a: float, settings: AutoMaskSettings | None = None
+) -> tuple[NDArray[np.float32], float]:
+    """``auto_mask_from_map`` of the half maps' average, which is never formed whole (each slab of
+    it is made as the low-pass reads it)."""
+    a = np.asarray(half1, dtype=np.float32)
+    b = np.asarray(half2, dtype=np.float32)
 
-    n = grid.shape[-1]
-    real = work.view(np.float32)[..., :n]
-    grid.each_slab(lambda i, j: np.add(h1[i:j], h2[i:j], out=real[i:j]))
-    if settings.lowpass_a > 0:
-        rfftn_in_place(work, n)
-        lowpass_spectrum_in_place(
-            work, grid.shape, pixel_size_a=pixel_size_a, resolution_a=settings.lowpass_a, scale=0.5
-        )
-        real = irfftn_in_place(work, n)
-    else:
-        real *= np.float32(0.5)
-    return _mask_from_smooth(real, pixel_size_a, settings)
+    def average(i, j):
+        out = a[i:j] + b[i:j]
+        out *= np.float32(0.5)
+        return out
+
+    return _mask_of_source(average, a.shape, pixel_size_a, settings or AutoMaskSettings())
+
+
+def _mask_of_source(source, shape, pixel_size_a: float, settings: AutoMaskSettings) -> tuple[NDArray, float]:
+    from cryobox.core.fourier import LowpassSlabs
+
+    if settings.lowpass_a > 0 and len(shape) == 3:
+        smooth = LowpassSlabs(source, shape, pixel_size_a=pixel_size_a, resolution_a=settings.lowpass_a)
+        return _mask_from_smooth(SlabMap(smooth, shape), pixel_size_a, settings, (smooth.mean, smooth.mean_square))
+    if settings.lowpass_a > 0:  # a 2D image: small, filtered whole
+        from cryobox.core.fourier import filter_map
+
+        image = filter_map(source(0, shape[0]), pixel_size_a=pixel_size_a, lowpass_a=settings.lowpass_a)
+        source = lambda i, j: image[i:j]  # noqa: E731
+    return _mask_from_smooth(SlabMap(source, shape), pixel_size_a, settings)
 
 
 @dataclass
@@ -753,7 +785,7 @@ def masked_fsc_analysis(
     masked = None
     work = (_empty_spectrum(h1.shape), _empty_spectrum(h1.shape)) if masked_run else (None, None)
     if auto_mask is not None:
-        m, thr = _auto_mask_from_maps(h1, h2, grid, pixel_size_a, auto_mask, work[0])
+        m, thr = auto_mask_from_half_maps(h1, h2, pixel_size_a=pixel_size_a, settings=auto_mask)
         result_mask = (m, thr)
     if m is not None and not keep_spectra:
         # the masked maps' spectra straight from the maps (two transforms, where masking the

@@ -10,9 +10,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cryobox.core.fourier import filter_map, fourier_rescale, padded_volume, window
-from cryobox.core.fsc import AutoMaskError, AutoMaskSettings, FscResult, masked_fsc_analysis
+from cryobox.core.fsc import (
+    AutoMaskError,
+    AutoMaskSettings,
+    FscResult,
+    auto_mask_from_half_maps,
+    masked_fsc_analysis,
+)
 from cryobox.errors import InputError
-from cryobox.io.mrc import check_mask, read_map, read_map_header, read_map_into, read_mrc, write_mrc
+from cryobox.io.atomic import atomic_path
+from cryobox.io.mrc import check_mask, read_map, read_map_header, read_map_into, read_mrc, write_mrc, write_mrc_data
 from cryobox.jobs.outputs import check_outputs
 from cryobox.jobs.records import check_memory
 
@@ -36,6 +43,31 @@ def fsc_memory_bytes(shape: tuple[int, ...], *, masked: bool, auto_mask: bool = 
     n = shape[-1]
     volume = 4.0 * float(np.prod(shape[:-1])) * 2 * (n // 2 + 1)
     return (5 if masked or auto_mask else 2) * volume + 0.2 * 2**30
+
+
+def _while_writing(tmp: Path, volume: NDArray, pixel_size_a: float, work):
+    """``work()``, with ``volume`` written to ``tmp`` on a thread meanwhile (the write is mostly
+    the kernel's copying, which the transforms need not wait for); the writer's error, if any,
+    is raised after ``work``'s."""
+    import threading
+
+    failed: list[BaseException] = []
+
+    def write():
+        try:
+            write_mrc_data(tmp, volume, pixel_size_a=pixel_size_a)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            failed.append(exc)
+
+    writer = threading.Thread(target=write, name="cryobox-write-mask", daemon=True)
+    writer.start()
+    try:
+        result = work()
+    finally:
+        writer.join()
+    if failed:
+        raise failed[0]
+    return result
 
 
 def read_half_maps(
@@ -123,6 +155,11 @@ def run_fsc(
     if mask is not None and auto:
         raise InputError("give either `mask` or `auto_mask`, not both.")
     h1, h2, p1 = read_half_maps(half1, half2, pixel_size_a=pixel_size_a, masked=mask is not None, auto_mask=auto)
+    if randomise_at_a is not None and not (math.isfinite(randomise_at_a) and randomise_at_a >= 2.0 * p1):
+        raise InputError(
+            f"`randomise_at_a` must be a resolution at or below Nyquist ({2.0 * p1:g} Å at {p1:g} Å/px), got "
+            f"{randomise_at_a:g}."
+        )
     notes = []
     m = None
     written = None
@@ -133,37 +170,40 @@ def run_fsc(
         check_mask(m, mask)
         if pm is not None and abs(pm - p1) > 1e-3 * p1:
             notes.append(f"the mask header says {pm:g} Å/px, the half maps {p1:g} Å/px; the mask was used as it is.")
-    settings = None
-    if auto:  # built by the analysis from the half maps' spectra (one transform instead of three)
+    if auto:
         settings = AutoMaskSettings(mask_lowpass_a, mask_threshold, mask_extend_a, mask_soft_edge_a)
+        try:
+            m, thr = auto_mask_from_half_maps(h1, h2, pixel_size_a=p1, settings=settings)
+        except AutoMaskError as exc:
+            raise InputError(f"`auto_mask`: {exc}; lower `mask_threshold`.") from None
         written_path = mask_out or Path("automask.mrc")
-        written = str(written_path)  # written once the analysis has succeeded
-    try:
-        res = masked_fsc_analysis(
-            h1,
-            h2,
-            pixel_size_a=p1,
-            mask=m,
-            auto_mask=settings,
-            randomise_at_a=randomise_at_a,
-            seed=seed,
-            force_mask=force_mask,
-            overwrite_input=True,
-            keep_spectra=keep_spectra,
-        )
-    except AutoMaskError as exc:
-        raise InputError(f"`auto_mask`: {exc}; lower `mask_threshold`.") from None
-    except ValueError as exc:
-        raise InputError(f"{half1}, {half2}: {exc}.") from None
-    del h1, h2  # transform buffers now: free before the mask is written
-    if written is not None:
+        written = str(written_path)
         notes.append(
-            f"auto mask: average of the half maps low-passed to {mask_lowpass_a:g} Å, threshold "
-            f"{res.auto_mask_threshold:.4g}, extended {mask_extend_a:g} Å, soft edge {mask_soft_edge_a:g} Å; written "
-            f"to {written_path}."
+            f"auto mask: average of the half maps low-passed to {mask_lowpass_a:g} Å, threshold {thr:.4g}, "
+            f"extended {mask_extend_a:g} Å, soft edge {mask_soft_edge_a:g} Å; written to {written_path}."
         )
-        write_mrc(written_path, res.auto_mask, pixel_size_a=p1)
-        res.auto_mask = None  # written: the result need not hold a map-sized array
+
+    def analyse():
+        try:
+            return masked_fsc_analysis(
+                h1,
+                h2,
+                pixel_size_a=p1,
+                mask=m,
+                randomise_at_a=randomise_at_a,
+                seed=seed,
+                force_mask=force_mask,
+                overwrite_input=True,
+                keep_spectra=keep_spectra,
+            )
+        except ValueError as exc:
+            raise InputError(f"{half1}, {half2}: {exc}.") from None
+
+    if written is None:
+        res = analyse()
+    else:  # the mask is written while the FSC is computed, and kept only if the FSC succeeds
+        with atomic_path(written_path) as tmp:
+            res = _while_writing(tmp, m, p1, analyse)
     return FscJob(
         half1=str(half1),
         half2=str(half2),

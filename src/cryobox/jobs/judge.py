@@ -171,6 +171,7 @@ def _run_judge(
     say = log or (lambda s: None)
     info, psize, grid_box, notes = _check_runs(runs, resample=resample)
     boxes = sorted(set(grid_box.values()))
+    _check_judge_memory(boxes, masked=mask is not None or auto_mask)
     m_big, mask_text = _judge_mask(
         runs, info, psize=psize, boxes=boxes, mask=mask, auto_mask=auto_mask, resample=resample,
         unmasked_across_boxes=unmasked_across_boxes, notes=notes,
@@ -192,6 +193,20 @@ def _run_judge(
     Path(out).mkdir(parents=True, exist_ok=True)
     write_sweep(out, summary, plot=plot, name="judge")
     return summary
+
+
+def _check_judge_memory(boxes: list[int], *, masked: bool) -> None:
+    """One sentence before any work when the judge would not fit in the free memory: one FSC of
+    the largest box at a time (``jobs.fsc.fsc_memory_bytes``) and one mask per box."""
+    from cryobox.jobs.fsc import fsc_memory_bytes
+    from cryobox.jobs.records import check_memory
+
+    big = boxes[-1]
+    other_masks = sum(4.0 * b**3 for b in boxes[:-1]) if masked else 0.0  # the largest one is in the FSC's
+    check_memory(
+        fsc_memory_bytes((big,) * 3, masked=masked) + other_masks,
+        what=f"judging runs of up to {big} px ({big}³ half maps, {len(boxes)} box size(s))",
+    )
 
 
 def _check_runs(runs: list[tuple[str, RunMaps]], *, resample: bool):
@@ -251,7 +266,7 @@ def _judge_mask(
 ):
     """The one mask in Å at the largest box (given, or built from the average of every run in one
     fixed order), or none; and the sentence that says which."""
-    from cryobox.core.fourier import padded_volume, window
+    from cryobox.core.fourier import window
     from cryobox.core.fsc import auto_mask_from_map, auto_mask_scales_a
     from cryobox.io.mrc import read_mrc
 
@@ -280,9 +295,8 @@ def _judge_mask(
     elif auto_mask:
         # the average of every run, summed in one fixed order (by path) in float64: the same mask
         # whatever the order in which the runs and variants are given
-        # (float32, in a transform buffer, one map in memory at a time)
-        acc = padded_volume((big,) * 3)
-        acc[...] = 0.0
+        # (float32, one map in memory at a time)
+        acc = np.zeros((big,) * 3, np.float32)
         ordered = sorted((r for _, r in runs), key=lambda r: (str(r.half1.resolve()), str(r.half2.resolve())))
         for rm in ordered:
             for half in (rm.half1, rm.half2):
@@ -292,7 +306,6 @@ def _judge_mask(
         try:
             m_big, thr = auto_mask_from_map(
                 acc,
-                overwrite_input=True,
                 pixel_size_a=psize,
                 lowpass_a=lowpass,
                 extend_a=extend,
