@@ -1,5 +1,6 @@
 """Benchmark: `cryobox diagnose` (500 cones of 20°) against `cryobox fsc` on the same 256³ half
-maps, both with the auto mask (issue 16: diagnose in under 3x the time of fsc).
+maps, both with the auto mask (issue 27: diagnose, whole process, within 2x the time of fsc at 96³
+and at 256³; issue 16 asked for 3x).
 
 Generates a pair of 256³ half maps (a textured blob plus noise, 1.0 Å/px), runs each command in a
 fresh process (best of ``--repeats``), and prints both times, the ratio and peak memory.
@@ -51,7 +52,8 @@ def main() -> None:
     print(f"{n}³ half maps at 1.0 Å/px, auto mask, best of {a.repeats}")
     print(f"  cryobox fsc --auto-mask         {t_fsc:7.2f} s   peak {m_fsc:7.0f} MiB")
     print(f"  cryobox diagnose (500 cones)    {t_diag:7.2f} s   peak {m_diag:7.0f} MiB")
-    print(f"  ratio diagnose / fsc            {t_diag / t_fsc:7.2f}   (target: under 3)")
+    ratio = t_diag / t_fsc
+    print(f"  ratio diagnose / fsc            {ratio:7.2f}   (target <= 2: {'met' if ratio <= 2 else 'MISSED'})")
 
 
 if __name__ == "__main__":
