@@ -563,6 +563,10 @@ def test_restack_premultiply_then_crop_equals_extraction(dataset):
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     assert s["n_restacked"] == 3 * len(COORDS) and s["box_px"] == 64 and s["premultiplied"]
+    # no .cs for premultiplied particles: cryoSPARC would apply the CTF again (issue 25); said why
+    assert s["cs"] is None and not (dataset / "o_restack" / "particles.cs").exists()
+    assert "cryoSPARC would apply the CTF to them a second time" in s["notes"][0]
+    assert (dataset / "o_big" / "particles.cs").exists()  # plain particles get one
     assert (
         cryobox(
             "extract",
@@ -582,6 +586,11 @@ def test_restack_premultiply_then_crop_equals_extraction(dataset):
         ).returncode
         == 0
     )
+    assert not (dataset / "o_pm_ref" / "particles.cs").exists()
+    flipped = cryobox("restack", "o_big/particles.star", "--phase-flip", "--out", "o_flip", cwd=dataset)
+    assert flipped.returncode == 0, flipped.stderr
+    assert "phase-flipped and a .cs cannot say so" in " ".join(flipped.stderr.split())
+    assert not (dataset / "o_flip" / "particles.cs").exists() and (dataset / "o_flip" / "particles.star").exists()
     a = read_particles(dataset / "o_restack" / "particles.star")
     b = read_particles(dataset / "o_pm_ref" / "particles.star")
     assert bool(a.data["ctf_premultiplied"].iloc[0]) and a.data["box_px"].iloc[0] == 64

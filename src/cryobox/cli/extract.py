@@ -254,8 +254,10 @@ def extract_command(
     if summary.failed:
         t.add_row("failed", f"{len(summary.failed)} micrographs (see above)")
     t.add_row("time", f"{summary.wall_s:.1f} s ({summary.n_written / max(summary.wall_s, 1e-9):.0f} particles/s)")
-    t.add_row("outputs", f"{summary.star}, {summary.cs}")
+    t.add_row("outputs", ", ".join(p for p in (summary.star, summary.cs) if p))
     console.print(t)
+    for note in summary.notes:
+        err_console.print(f"note: {note}")
 
 
 RESTACK_EPILOG = """Examples:
@@ -334,5 +336,7 @@ def restack_command(
         f"restacked {summary['n_restacked']:,} particles ({summary['n_stacks_skipped']} stacks already done) to "
         f"{summary['box_px']} px at "
         f"{summary['pixel_size_a']:.4g} Å/px in {summary['wall_s']:.1f} s ({summary['particles_per_s'] or 0:.0f} "
-        f"particles/s): {summary['star']}"
+        f"particles/s): {', '.join(p for p in (summary['star'], summary['cs']) if p)}"
     )
+    for note in summary["notes"]:
+        err_console.print(f"note: {note}")

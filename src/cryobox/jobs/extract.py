@@ -84,6 +84,7 @@ class ExtractSummary:
     n_partly_outside: int = 0
     n_skipped_done: int = 0
     failed: list = field(default_factory=list)
+    notes: list = field(default_factory=list)  # sentences for the user (why no particles.cs, ...)
     star: str = ""
     cs: str = ""
     wall_s: float = 0.0
@@ -434,7 +435,7 @@ def run_extract(
         job="extract",
         settings={"options": asdict(options), "recenter": recenter, "from_star": from_star},
         inputs=[p for p in (table.path, *inputs) if p is not None],
-        outputs=[out / "particles.star", out / "particles.cs"],
+        outputs=[out / "particles.star"] + ([] if options.no_cryosparc_file else [out / "particles.cs"]),
         owns=("Particles", "particles.star", "particles.cs"),
     )
     with folder:
@@ -562,6 +563,10 @@ def _write_outputs(table, tasks, records, o: ExtractOptions, out: Path, summary:
         ],
     )
     summary.star = str(write_star(out / "particles.star", result))
-    summary.cs = str(write_cs(out / "particles.cs", result))
+    if o.no_cryosparc_file:
+        summary.cs = ""
+        summary.notes.append(o.no_cryosparc_file)
+    else:
+        summary.cs = str(write_cs(out / "particles.cs", result))
     summary.pixel_size_a = float(data["pixel_size_a"].iloc[0])
     summary.box_px = o.final_box_px

@@ -78,6 +78,20 @@ class ParticleOps:
         """True when the output carries the CTF once (rlnCtfDataAreCtfPremultiplied 1)."""
         return bool(self.premultiply or self.premultiply_box_px or self.premultiply_micrograph)
 
+    @property
+    def no_cryosparc_file(self) -> str | None:
+        """Why no particles.cs is written for these settings (None: one is). A .cs has no field
+        that says its images carry the CTF already (RELION's rlnCtfDataAreCtfPremultiplied and
+        rlnCtfDataArePhaseFlipped have no cryoSPARC counterpart), so cryoSPARC would apply it again."""
+        if not (self.premultiplied or self.phase_flip):
+            return None
+        what = "CTF-premultiplied" if self.premultiplied else "phase-flipped"
+        return (
+            f"particles.cs not written: these particles are {what} and a .cs cannot say so, so cryoSPARC would "
+            "apply the CTF to them a second time; for cryoSPARC, crop without premultiplying (`--box N` alone) "
+            "and see `cryobox explain` for the signal a tight box leaves out."
+        )
+
     def check(self) -> None:
         """One sentence (``InputError``) for settings no particle can have."""
         from cryobox.errors import InputError

@@ -103,7 +103,8 @@ def run_restack(
     scheduler: str | None = None,
     log=None,
 ) -> dict:
-    """Restack every particle of ``table`` into ``out``; writes particles.star and particles.cs.
+    """Restack every particle of ``table`` into ``out``; writes particles.star and particles.cs
+    (no .cs for premultiplied or phase-flipped particles: ``ParticleOps.no_cryosparc_file``).
 
     ``out`` is locked and holds one set of settings (``jobs.outputs.OutputFolder``): another
     run's stacks and STAR files there are removed before any work; ``overwrite`` also redoes
@@ -174,7 +175,9 @@ def run_restack(
         job="restack",
         settings={"options": asdict(o)},
         inputs=[p for p in (table.path,) if p is not None] + [u.stack_in for u in units],
-        outputs=[out / "particles.star", out / "particles.cs"] + [u.stack_out for u in units],
+        outputs=[out / "particles.star"]
+        + ([] if o.no_cryosparc_file else [out / "particles.cs"])
+        + [u.stack_out for u in units],
         owns=("Particles", "particles.star", "particles.cs"),
     )
     with folder:
@@ -224,7 +227,7 @@ def run_restack(
             optics_passthrough=table.optics_passthrough,
         )
         star = write_star(out / "particles.star", result)
-        cs = write_cs(out / "particles.cs", result)
+        cs = None if o.no_cryosparc_file else write_cs(out / "particles.cs", result)
     wall = time.perf_counter() - t0
     return {
         "n_particles": len(new),
@@ -234,7 +237,8 @@ def run_restack(
         "pixel_size_a": psize * n_win / n_out,
         "premultiplied": bool(o.premultiply),
         "star": str(star),
-        "cs": str(cs),
+        "cs": None if cs is None else str(cs),
+        "notes": [o.no_cryosparc_file] if o.no_cryosparc_file else [],
         "wall_s": wall,
         "particles_per_s": done_particles / wall if wall > 0 else None,
     }
