@@ -638,3 +638,25 @@ def test_irfft2_inplace_matches_scipy(shape, float_dtype):
     got = irfft2_inplace(ft.copy(), shape[-2:])
     assert got.dtype == np.float32 and got.shape == x.shape
     np.testing.assert_allclose(got, expect, atol=1e-5)
+
+
+def test_restack_a_cs_exported_elsewhere_with_its_project_folder(dataset, tmp_path):
+    """cryoSPARC's blob/path is relative to the project folder: a .cs moved away finds its stacks
+    again with --project-dir (issue 25), and without it the error names the option."""
+    extract_plain_64(dataset, "o_proj")
+    away = tmp_path / "downloads"
+    away.mkdir()
+    shutil.copy(dataset / "o_proj" / "particles.cs", away / "particles.cs")
+    elsewhere = tmp_path / "work"
+    elsewhere.mkdir()
+    r = cryobox("restack", away / "particles.cs", "--box", 48, "--out", "R", cwd=elsewhere)
+    assert r.returncode == 2 and "--project-dir" in " ".join(r.stderr.split())
+    r = cryobox(
+        "restack", away / "particles.cs", "--box", 48, "--out", "R", "--project-dir", dataset, "--json", cwd=elsewhere
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["n_restacked"] == 3 * len(COORDS)
+    r = cryobox(
+        "restack", away / "particles.cs", "--box", 48, "--out", "R2", "--project-dir", tmp_path / "nope", cwd=elsewhere
+    )
+    assert r.returncode == 2 and "no such folder" in r.stderr

@@ -301,12 +301,25 @@ def restack_command(
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Worker processes (default: all cores)."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Address of a Dask distributed scheduler."),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    project_dir: Optional[Path] = typer.Option(
+        None,
+        "--project-dir",
+        help="The folder the file's stack paths are relative to: a cryoSPARC project folder (P3/) for a .cs "
+        "exported elsewhere (blob/path is relative to it); looked in first.",
+    ),
 ) -> None:
     """Window, rescale, premultiply-then-crop, phase flip, normalise or invert already-extracted particles."""
     from cryobox.io.particles import read_particles
     from cryobox.jobs.restack import RestackOptions, run_restack
 
+    if project_dir is not None and not project_dir.is_dir():
+        from cryobox.errors import InputError
+
+        raise InputError(
+            f"--project-dir {project_dir}: no such folder; give the project folder (the one holding J42/)."
+        )
     table = read_particles(particles)
+    table.project_dir = project_dir
     options = RestackOptions(
         box_px=box,
         rescale_px=rescale,

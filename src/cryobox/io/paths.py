@@ -49,8 +49,9 @@ def search_roots(table: ParticleTable) -> list[Path]:
     """Where the relative file names in a particle or micrograph file are looked up: the working
     folder first (RELION's project folder, which its paths are relative to), then the file's own,
     then the folders above it up to two levels (the project folder of a RELION job's
-    ``Extract/job012/particles.star``, read from elsewhere)."""
-    roots = [Path.cwd()]
+    ``Extract/job012/particles.star``, read from elsewhere). A project folder the user named
+    (``table.project_dir``: cryoSPARC's ``blob/path`` is relative to its project) comes first."""
+    roots = ([Path(table.project_dir)] if getattr(table, "project_dir", None) else []) + [Path.cwd()]
     if table.path is not None:
         here = Path(table.path).parent
         roots += [here, *list(here.resolve().parents)[:2]]
@@ -85,7 +86,7 @@ def find_stack(path_text: str, roots: list[Path], *, where: str | Path | None = 
     if not src.exists():
         raise InputError(
             f"{path_text}: particle stack not found (looked beside {', '.join(map(str, roots))}); "
-            "check rlnImageName / blob/path."
+            "check rlnImageName / blob/path (for a cryoSPARC .cs, give its project folder: --project-dir)."
         )
     return src
 

@@ -28,7 +28,9 @@ class ParticleTable:
 
     ``kind`` is ``"particles"`` or ``"micrographs"``; ``source_format`` names what was read
     (``relion3.0``, ``relion3.1``, ``cryosparc``); ``optics_passthrough`` lists carried-through
-    RELION labels that belong in the optics table.
+    RELION labels that belong in the optics table; ``project_dir``: the folder its relative file
+    names are relative to, when the user names it (a cryoSPARC project folder for a .cs exported
+    elsewhere: ``io.paths.search_roots`` looks there first).
     """
 
     data: pd.DataFrame
@@ -37,6 +39,7 @@ class ParticleTable:
     path: Path | None = None
     optics_passthrough: list[str] = field(default_factory=list)
     source_fields: tuple[str, ...] = ()
+    project_dir: Path | None = None
 
     def __len__(self) -> int:
         return len(self.data)
@@ -51,6 +54,7 @@ class ParticleTable:
             path=path,
             optics_passthrough=list(self.optics_passthrough),
             source_fields=self.source_fields,
+            project_dir=self.project_dir,
         )
 
     def column(self, name: str) -> np.ndarray:
