@@ -215,7 +215,7 @@ def test_fsc_refuses_maps_that_do_not_fit_in_memory(tmp_path, monkeypatch):
         _write(tmp_path / name, data, voxel=1.2)
     need = fsc_memory_bytes((576,) * 3, masked=True)
     assert 3.7 * 2**30 < need < 4.5 * 2**30  # five 576³ buffers and the interpreter: under half of RELION's 8.8 GB
-    monkeypatch.setattr(records.os, "sysconf", lambda key: 4096 if key == "SC_PAGE_SIZE" else 10)
+    monkeypatch.setattr(records, "available_memory_bytes", lambda: (40960.0, "this machine"))
     with pytest.raises(InputError, match=r"FSC of two 24 x 24 x 24 half maps .* would need about .* GiB"):
         run_fsc(tmp_path / "h1.mrc", tmp_path / "h2.mrc", auto=True, mask_out=tmp_path / "m.mrc")
     assert not (tmp_path / "m.mrc").exists()
@@ -299,8 +299,35 @@ def test_judge_refuses_maps_that_do_not_fit_in_memory(tmp_path, monkeypatch):
     h1, h2 = _pair(24)
     for name, data in (("a1.mrc", h1), ("a2.mrc", h2), ("b1.mrc", h2), ("b2.mrc", h1 + 0.1)):
         _write(tmp_path / name, data, voxel=1.2)
-    monkeypatch.setattr(records.os, "sysconf", lambda key: 4096 if key == "SC_PAGE_SIZE" else 10)
+    monkeypatch.setattr(records, "available_memory_bytes", lambda: (40960.0, "this machine"))
     variants = [("a", [f"{tmp_path}/a1.mrc:{tmp_path}/a2.mrc"]), ("b", [f"{tmp_path}/b1.mrc:{tmp_path}/b2.mrc"])]
     with pytest.raises(InputError, match=r"judging runs of up to 24 px .* would need about .* GiB"):
         run_judge(variants, out=tmp_path / "J")
     assert not (tmp_path / "J" / "judge.json").exists()
+
+
+def test_available_memory_reads_meminfo_and_the_control_group(tmp_path):
+    """MemAvailable (free memory plus droppable cache), and a control group's limit (a SLURM job's
+    --mem) less its usage beyond droppable cache, whichever is lower; v2 and v1 layouts."""
+    from cryobox.jobs.records import _cgroup_available, available_memory_bytes
+
+    got, where = available_memory_bytes()
+    assert got is None or (got > 0 and where)
+    v2 = tmp_path / "v2"
+    (v2 / "slurm" / "job_1").mkdir(parents=True)
+    (v2 / "slurm" / "job_1" / "memory.max").write_text("8589934592\n")
+    (v2 / "slurm" / "job_1" / "memory.current").write_text("3221225472\n")
+    (v2 / "slurm" / "job_1" / "memory.stat").write_text("anon 1\ninactive_file 1073741824\nactive_file 5\n")
+    member = tmp_path / "cgroup2"
+    member.write_text("0::/slurm/job_1\n")
+    assert _cgroup_available(v2, member) == pytest.approx((8 - 3 + 1) * 2**30)
+    (v2 / "slurm" / "job_1" / "memory.max").write_text("max\n")
+    assert _cgroup_available(v2, member) is None  # no limit: the machine's memory bounds it
+    v1 = tmp_path / "v1"
+    (v1 / "memory" / "job").mkdir(parents=True)
+    (v1 / "memory" / "job" / "memory.limit_in_bytes").write_text(str(4 * 2**30))
+    (v1 / "memory" / "job" / "memory.usage_in_bytes").write_text(str(2**30))
+    member1 = tmp_path / "cgroup1"
+    member1.write_text("4:memory:/job\n1:cpu:/\n")
+    assert _cgroup_available(v1, member1) == pytest.approx(3 * 2**30)
+    assert _cgroup_available(tmp_path / "none", member1) is None
