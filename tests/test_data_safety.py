@@ -358,3 +358,19 @@ def test_compacting_the_ledger_keeps_only_what_is_there(tmp_path):
     lines = (tmp_path / ledger.LEDGER).read_text().splitlines()
     assert len(lines) == 1 and '"a.json"' in lines[0] and ledger.written_by_cryobox(tmp_path / "a.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == [ledger.LEDGER, "a.json"]
+
+
+def test_a_killed_runs_half_written_folder_record_is_removed_and_nothing_else(tmp_path):
+    """A run killed while writing its folder record (``.cryobox-run.json``, through a temporary
+    ``..cryobox-run.json.<hex>.json.part`` that no ledger lists) leaves that temporary behind; the
+    next run in the folder removes it, and no file of another name."""
+    from cryobox.io.ledger import remove_leftovers
+
+    stale = tmp_path / "..cryobox-run.json.8ce69ad5.json.part"
+    stale.write_text("{")
+    theirs = [tmp_path / "..cryobox-run.json.notours.json.part", tmp_path / "notes.json.part"]
+    for p in theirs:
+        p.write_text("keep")
+    remove_leftovers(tmp_path, recursive=False)
+    assert not stale.exists()
+    assert all(p.read_text() == "keep" for p in theirs)
