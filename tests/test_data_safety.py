@@ -362,13 +362,14 @@ def test_compacting_the_ledger_keeps_only_what_is_there(tmp_path):
 
 def test_a_killed_runs_half_written_folder_record_is_removed_and_nothing_else(tmp_path):
     """A run killed while writing its folder record (``.cryobox-run.json``, through a temporary
-    ``..cryobox-run.json.<hex>.json.part`` that no ledger lists) leaves that temporary behind; the
-    next run in the folder removes it, and no file of another name."""
+    that the ledger lists as pending before it exists) leaves that temporary behind; the next run
+    in the folder removes it, and no file the ledger does not list, whatever its name."""
+    from cryobox.io.atomic import _new_temporary
     from cryobox.io.ledger import remove_leftovers
 
-    stale = tmp_path / "..cryobox-run.json.8ce69ad5.json.part"
+    stale = _new_temporary(tmp_path / ".cryobox-run.json", ".json")  # as the killed run left it
     stale.write_text("{")
-    theirs = [tmp_path / "..cryobox-run.json.notours.json.part", tmp_path / "notes.json.part"]
+    theirs = [tmp_path / "..cryobox-run.json.8ce69ad5.json.part", tmp_path / "notes.json.part"]
     for p in theirs:
         p.write_text("keep")
     remove_leftovers(tmp_path, recursive=False)

@@ -36,7 +36,8 @@ def atomic_path(target: str | os.PathLike, *, suffix: str | None = None, state: 
     cryobox wrote it and it is as cryobox left it (``io.ledger``), and never when it is an input of
     the running job: anything else is refused before the temporary file is made. The written file is
     added to its folder's ledger. ``state``: cryobox's own record of a folder (``.cryobox-run.json``),
-    a hidden name that is always cryobox's and is kept out of the ledger. ``suffix`` defaults to the target's
+    a hidden name that is always cryobox's and is kept out of the ledger (its temporary file is
+    listed as pending, as every other, so a killed run's is removed by the next). ``suffix`` defaults to the target's
     own suffix, for writers that choose a format by extension.
 
     The file gets the mode a plain ``open()`` would give it (0666 less the user's umask, so
@@ -50,7 +51,9 @@ def atomic_path(target: str | os.PathLike, *, suffix: str | None = None, state: 
         check_replaceable(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp_path = _new_temporary(target, target.suffix if suffix is None else suffix, listed=not state)
+        # every temporary is listed as pending before it exists, the folder record's too: a run
+        # killed while writing it leaves a file the next run knows to be cryobox's
+        tmp_path = _new_temporary(target, target.suffix if suffix is None else suffix)
     except OSError as exc:
         raise _cannot_write(target, exc) from None
     try:
@@ -75,7 +78,7 @@ def atomic_path(target: str | os.PathLike, *, suffix: str | None = None, state: 
         raise
 
 
-def _new_temporary(target: Path, suffix: str, *, listed: bool) -> Path:
+def _new_temporary(target: Path, suffix: str) -> Path:
     """An empty file ``.<name>.<random><suffix>.part`` beside ``target``, named in the folder's
     ledger *before* it exists, so that a run killed at any moment leaves no temporary file the
     next run cannot recognise as cryobox's."""
@@ -84,8 +87,7 @@ def _new_temporary(target: Path, suffix: str, *, listed: bool) -> Path:
     stem = target.name if len(target.name) + len(suffix) + 16 <= 255 else target.name[: 255 - len(suffix) - 16]
     for _ in range(100):
         tmp = target.parent / f".{stem}.{secrets.token_hex(4)}{suffix}.part"
-        if listed:
-            record_pending(tmp)
+        record_pending(tmp)
         try:
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         except FileExistsError:

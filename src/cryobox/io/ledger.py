@@ -287,25 +287,9 @@ def remove_tree_written(folder: str | os.PathLike) -> list[Path]:
     return kept
 
 
-def _state_temporary(p: Path) -> bool:
-    """A temporary file of cryobox's own folder record (``..cryobox-run.json.<8 hex>.json.part``):
-    a name that is always cryobox's, as the record's own is, and never in a ledger (the record is
-    written before the ledger may be)."""
-    import re
-
-    return bool(re.fullmatch(r"\.\.cryobox-run\.json\.[0-9a-f]{8}\.json\.part", p.name)) and (
-        p.is_file() and not p.is_symlink()
-    )
-
-
 def remove_leftovers(folder: str | os.PathLike, *, recursive: bool = True) -> None:
-    """Remove the temporary files of a killed run that the ledgers under ``folder`` list as pending,
-    and a killed run's half-written folder record (``_state_temporary``)."""
+    """Remove the temporary files of a killed run that the ledgers under ``folder`` list as pending."""
     folder = Path(folder)
-    if folder.is_dir():
-        for p in folder.glob("..cryobox-run.json.*.json.part"):
-            if _state_temporary(p):
-                p.unlink()
     ledgers = folder.rglob(LEDGER) if recursive else [_ledger(folder)]
     for ledger in ledgers:
         if not ledger.is_file():
