@@ -14,7 +14,6 @@ import cryobox.io.mrc as mrc_io
 from cryobox.core.fourier import (
     filter_map,
     irfftn_in_place,
-    lowpass_in_place,
     padded_volume,
     rfft_shell_index,
     rfftn_in_place,
@@ -103,13 +102,13 @@ def test_bounded_distance_exact_up_to_its_limit(limit):
     assert np.all(d[~near] > limit)
 
 
-@pytest.mark.parametrize("shape", [(40, 40, 40), (41, 41, 41), (36, 36)])
-def test_lowpass_in_place_equals_filter_map(shape):
+@pytest.mark.parametrize("shape", [(40, 40, 40), (41, 41, 41)])
+def test_lowpass_slabs_equal_filter_map_at_every_resolution(shape):
+    from cryobox.core.fourier import LowpassSlabs
+
     x = np.random.default_rng(2).normal(size=shape).astype(np.float32)
     for resolution in (2.5, 6.0, 40.0):
-        v = padded_volume(shape)
-        v[...] = x
-        got = lowpass_in_place(v, pixel_size_a=1.1, resolution_a=resolution)
+        got = LowpassSlabs(lambda i, j: x[i:j], shape, pixel_size_a=1.1, resolution_a=resolution)(0, shape[0])
         ref = filter_map(x, pixel_size_a=1.1, lowpass_a=resolution)
         np.testing.assert_allclose(got, ref, atol=1e-6 * float(np.abs(ref).max()) + 1e-7)
 

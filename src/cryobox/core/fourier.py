@@ -42,8 +42,6 @@ __all__ = [
     "rfftn_in_place",
     "irfftn_in_place",
     "slab_ranges",
-    "lowpass_in_place",
-    "lowpass_spectrum_in_place",
     "LowpassSlabs",
 ]
 
@@ -216,60 +214,18 @@ def lowpass_rfft(
     )
 
 
-def lowpass_in_place(
-    volume: NDArray[np.float32], *, pixel_size_a: float, resolution_a: float, edge_width_shells: int = 2
-) -> NDArray[np.float32]:
-    """``filter_map(volume, lowpass_a=resolution_a)`` written over a ``padded_volume`` (returned):
-    no full-size temporary. The same numbers as ``filter_map`` to float32 rounding."""
-    buffer = spectrum_buffer(volume)
-    if buffer is None:
-        raise ValueError("lowpass_in_place needs a padded_volume (core.fourier.padded_volume)")
-    n = volume.shape[-1]
-    rfftn_in_place(buffer, n)
-    lowpass_spectrum_in_place(
-        buffer, volume.shape, pixel_size_a=pixel_size_a, resolution_a=resolution_a, edge_width_shells=edge_width_shells
-    )
-    return irfftn_in_place(buffer, n)
-
-
-def lowpass_spectrum_in_place(
-    buffer: NDArray,
-    shape: tuple[int, ...],
-    *,
-    pixel_size_a: float,
-    resolution_a: float,
-    edge_width_shells: int = 2,
-    scale: float = 1.0,
-) -> NDArray:
-    """``lowpass_rfft`` (times ``scale``) of the rfftn ``buffer`` of a real array of ``shape``,
-    written over it a slab of planes at a time; slabs wholly beyond the filter's edge are zeroed
-    without computing their weights."""
-    n = shape[-1]
-    shell = float(np.floor(n * pixel_size_a / resolution_a + 0.5))
-    rest = rfft_radius2_fourier_px(shape[1:]).astype(np.float32)
-    k0 = (np.rint(np.fft.fftfreq(shape[0]) * shape[0]).astype(np.float32) ** 2).reshape((-1,) + (1,) * rest.ndim)
-    top = float(np.sqrt(k0.max() + rest.max()))
-    beyond = min(top / n + 1.0, (shell + edge_width_shells // 2) / n) * n  # the weight is 0 from here on
-    for i, j in slab_ranges(shape[0], rest.size):
-        if float(np.sqrt(k0[i:j].min())) >= beyond:  # the whole slab is filtered out
-            buffer[i:j] = 0
-            continue
-        w = _raised_cosine_weights(np.sqrt(k0[i:j] + rest), n, shell, edge_width_shells, high=False, radius_max=top)
-        buffer[i:j] *= w * np.float32(scale) if scale != 1.0 else w
-    return buffer
-
-
 class LowpassSlabs:
     """A map low-passed with RELION's raised cosine (``filter_map(..., lowpass_a=...)``), read a
     slab of planes at a time and never held whole.
 
     A low-pass at d Å keeps only the frequencies below about N p / d on every axis: the spectrum
-    is kept as that small block (``band`` = the filter's last non-zero shell + 1 per axis; 43³
-    complex values for 15 Å in a 576 px box at 1.06 Å/px), made by transforming the map's last
-    axis slab by slab and the other axes only on the kept columns and rows; each slab of the
-    filtered map is then the inverse of the block on the last axis' lines of that slab. So a 576³
-    low-pass costs under one 3D transform's time and about 0.1 GB instead of two transforms and a
-    map-sized buffer. ``source(i, j)``: planes i..j of the map (float32). The same numbers as
+    is kept as that small block (|k| < ``band`` on every axis, ``band`` the filter's last non-zero
+    shell + 1: 85 x 85 x 43 complex values for 15 Å in a 576 px box at 1.06 Å/px), made by
+    transforming the map's last axis slab by slab and the other axes only on the kept columns and
+    rows; each slab of the filtered map is then the inverse of the block on the last axis' lines of
+    that slab. The largest arrays are two of N x N x ``band`` complex values (0.11 GB each for that
+    576³ case), against a map-sized buffer and two full transforms before.
+    ``source(i, j)``: planes i..j of the map (float32). The same numbers as
     ``filter_map`` to float32 rounding."""
 
     def __init__(self, source, shape, *, pixel_size_a: float, resolution_a: float, edge_width_shells: int = 2):

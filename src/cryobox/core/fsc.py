@@ -784,9 +784,9 @@ def masked_fsc_analysis(
     grid = ShellGrid(h1.shape)
     masked = None
     work = (_empty_spectrum(h1.shape), _empty_spectrum(h1.shape)) if masked_run else (None, None)
+    threshold = None
     if auto_mask is not None:
-        m, thr = auto_mask_from_half_maps(h1, h2, pixel_size_a=pixel_size_a, settings=auto_mask)
-        result_mask = (m, thr)
+        m, threshold = auto_mask_from_half_maps(h1, h2, pixel_size_a=pixel_size_a, settings=auto_mask)
     if m is not None and not keep_spectra:
         # the masked maps' spectra straight from the maps (two transforms, where masking the
         # spectra later takes four); the buffers serve the randomised maps afterwards
@@ -804,7 +804,7 @@ def masked_fsc_analysis(
             result.spectra = (s1, s2)
         return result
     if auto_mask is not None:
-        result.auto_mask, result.auto_mask_threshold = result_mask
+        result.auto_mask, result.auto_mask_threshold = m, threshold
     result.mask_fraction = mask_effective_fraction(m)
     if randomise_at_a is not None:
         r = int(n * pixel_size_a / randomise_at_a)

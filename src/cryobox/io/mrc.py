@@ -19,6 +19,7 @@ __all__ = [
     "read_map",
     "read_map_header",
     "read_map_into",
+    "read_map_padded",
     "read_mrc_header_shape",
     "check_mrc_file",
     "read_mrc_pixel_size",
@@ -429,6 +430,19 @@ def read_map_header(
     del data
     _check_map_shape(path, shape, what, ndim)
     return shape, _map_pixel_size(path, header_pixel_a, pixel_size_a)
+
+
+def read_map_padded(
+    path: Path, *, pixel_size_a: float | None = None, what: str = "map", ndim: int | None = None, varying: bool = False
+) -> tuple[np.ndarray, float]:
+    """``read_map``, the map read (``read_map_into``) into a ``core.fourier.padded_volume``: the
+    buffer of its own Fourier transform, which the FSC then transforms in place."""
+    from cryobox.core.fourier import padded_volume
+
+    shape, px = read_map_header(path, pixel_size_a=pixel_size_a, what=what, ndim=ndim)
+    volume = padded_volume(shape)
+    read_map_into(path, volume, what=what, varying=varying)
+    return volume, px
 
 
 def read_map_into(path: Path, out: np.ndarray, *, what: str = "map", varying: bool = False) -> None:

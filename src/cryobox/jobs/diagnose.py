@@ -88,7 +88,6 @@ def run_diagnose(
         "half_angle_deg": half_angle_deg,
     }
     table, views = _checked_particles(particles, half1)  # read and checked before any work
-    figures = _import_in_background("cryobox.report.plots_diagnose") if plot else None
     with OutputFolder(
         out,
         job="diagnose",
@@ -146,7 +145,6 @@ def run_diagnose(
         )  # fmt: skip
         write_json(out / "diagnose.json", result, indent=1)
         if plot:
-            figures.join()
             from cryobox.report.plots import save_figure
             from cryobox.report.plots_diagnose import (
                 figure_diagnose_directional,
@@ -159,23 +157,6 @@ def run_diagnose(
             if views is not None:
                 save_figure(figure_views(views), out / "views.png")
     return result
-
-
-def _import_in_background(module: str):
-    """Import ``module`` (matplotlib's, 0.2-0.4 s) on a thread while the FSC is computed (numpy
-    and the transforms release the interpreter); the caller joins the thread before using it."""
-    import importlib
-    import threading
-
-    def run():
-        try:
-            importlib.import_module(module)
-        except Exception:  # noqa: BLE001 - imported again, and any error raised, where it is used
-            pass
-
-    thread = threading.Thread(target=run, name="cryobox-import", daemon=True)
-    thread.start()
-    return thread
 
 
 def _checked_particles(particles: Path | None, half1: Path):

@@ -63,13 +63,10 @@ def _header(path: Path) -> tuple[int, float | None]:
 def _read_on_grid(path: Path, pixel_size_a: float, header_pixel_a: float) -> np.ndarray:
     """A half map on the common grid, in a ``padded_volume`` (its FSC transforms it in place)."""
     from cryobox.core.fourier import padded_volume, resample_to
-    from cryobox.io.mrc import read_map, read_map_header, read_map_into
+    from cryobox.io.mrc import read_map, read_map_padded
 
     if abs(header_pixel_a - pixel_size_a) <= 1e-6 * pixel_size_a:
-        shape, _ = read_map_header(path, what="half map", ndim=3)
-        vol = padded_volume(shape)
-        read_map_into(path, vol, what="half map", varying=True)
-        return vol
+        return read_map_padded(path, what="half map", ndim=3, varying=True)[0]
     vol, _ = read_map(path, what="half map", ndim=3, varying=True)
     vol = resample_to(vol, header_pixel_a, pixel_size_a)[0]
     out = padded_volume(vol.shape)

@@ -42,14 +42,12 @@ def format_resolution(r: dict) -> str:
 
 def fsc_of_files(half1: Path, half2: Path, mask_path: Path, pixel_size_a: float, seed: int | None) -> dict:
     """``run_fsc_record`` of two half-map files (read into their transform buffers) and a mask file."""
-    from cryobox.core.fourier import padded_volume
-    from cryobox.io.mrc import read_map_header, read_map_into, read_mrc
+    from cryobox.io.mrc import read_map_padded, read_mrc
 
-    maps = []
-    for path in (half1, half2):
-        shape, _ = read_map_header(path, pixel_size_a=pixel_size_a, what="half map", ndim=3)
-        maps.append(padded_volume(shape))
-        read_map_into(path, maps[-1], what="half map", varying=True)
+    maps = [
+        read_map_padded(path, pixel_size_a=pixel_size_a, what="half map", ndim=3, varying=True)[0]
+        for path in (half1, half2)
+    ]
     m, _ = read_mrc(mask_path)
     return run_fsc_record(*maps, m, pixel_size_a=pixel_size_a, seed=seed, overwrite_input=True)
 
