@@ -13,7 +13,7 @@ import itertools
 import os
 from typing import Any, Callable, Iterable, Iterator
 
-__all__ = ["default_workers", "run_tasks", "tune_for_batch_work"]
+__all__ = ["default_workers", "die_with_parent", "run_tasks", "tune_for_batch_work"]
 
 
 def default_workers() -> int:
@@ -56,11 +56,11 @@ def _init_worker() -> None:
     import signal
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a worker told to stop just stops (no traceback)
-    _die_with_parent()
+    die_with_parent()
     tune_for_batch_work(single_threaded=True)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: the kernel sends this worker SIGTERM when its parent dies, even by SIGKILL, so no
     worker goes on writing for a job that is gone."""
     try:

@@ -17,12 +17,14 @@ Writes diagnose.json and the figures into ``out``.
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 
 from cryobox.errors import InputError
 from cryobox.io.jsonio import write_json
+from cryobox.report.drawing import ForkedFigures, render_png, save_png
 
 __all__ = ["run_diagnose", "CFAR_ANISOTROPIC", "SCF_ANISOTROPIC"]
 
@@ -63,11 +65,6 @@ def run_diagnose(
 ) -> dict:
     """Run the diagnosis (see the module docstring); returns the diagnose.json dict."""
 
-    from cryobox.core import diagnose as dg
-    from cryobox.core.fourier import rfft_shell_index
-    from cryobox.jobs.fsc import run_fsc
-    from cryobox.jobs.outputs import OutputFolder
-
     if not 10 <= n_directions <= 20000:
         raise InputError(
             f"`n_directions` must be between 10 and 20,000, got {n_directions}: cones of at least 5° overlap well "
@@ -87,6 +84,21 @@ def run_diagnose(
         "n_directions": n_directions,
         "half_angle_deg": half_angle_deg,
     }
+    # the figures' process starts now: it imports matplotlib while this one computes
+    drawer = ForkedFigures("cryobox.report.plots_diagnose", "diagnose_figures") if plot else nullcontext()
+    with drawer:
+        return _diagnose(half1, half2, out=out, mask=mask, auto_mask=auto_mask, particles=particles, box_px=box_px,
+                         n_directions=n_directions, half_angle_deg=half_angle_deg, pixel_size_a=pixel_size_a,
+                         drawer=drawer if plot else None, settings=settings, t0=t0)  # fmt: skip
+
+
+def _diagnose(half1, half2, *, out, mask, auto_mask, particles, box_px, n_directions, half_angle_deg, pixel_size_a,
+              drawer, settings, t0) -> dict:  # fmt: skip
+    from cryobox.core import diagnose as dg
+    from cryobox.core.fourier import rfft_shell_index
+    from cryobox.jobs.fsc import run_fsc
+    from cryobox.jobs.outputs import OutputFolder
+
     table, views = _checked_particles(particles, half1)  # read and checked before any work
     with OutputFolder(
         out,
@@ -144,18 +156,14 @@ def run_diagnose(
             timings={"fsc_s": t_fsc, "cones_s": t_cones, "total_s": time.perf_counter() - t0},
         )  # fmt: skip
         write_json(out / "diagnose.json", result, indent=1)
-        if plot:
-            from cryobox.report.plots import save_figure
-            from cryobox.report.plots_diagnose import (
-                figure_diagnose_directional,
-                figure_diagnose_power,
-                figure_views,
-            )
+        if drawer is not None:
+            pngs = drawer.draw(result)
+            if pngs is None:  # no child to draw them: here, the same figures
+                from cryobox.report.plots_diagnose import diagnose_figures
 
-            save_figure(figure_diagnose_directional(result), out / "directional.png")
-            save_figure(figure_diagnose_power(result), out / "power.png")
-            if views is not None:
-                save_figure(figure_views(views), out / "views.png")
+                pngs = render_png(diagnose_figures(result))
+            for name, data in pngs.items():
+                save_png(data, out / name)
     return result
 
 

@@ -36,11 +36,14 @@ __all__ = [
 ]
 
 
-def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 120) -> Path:
-    """Save a figure atomically; the format follows the file's extension (png, pdf, svg)."""
+def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 120, tight: bool = True) -> Path:
+    """Save a figure atomically; the format follows the file's extension (png, pdf, svg).
+
+    ``tight`` crops the page to what is drawn, which costs a second drawing pass; a figure laid
+    out with fixed margins (``fig.subplots_adjust``) passes ``tight=False`` and is drawn once."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=path.suffix.lstrip(".") or "png")
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight" if tight else None, format=path.suffix.lstrip(".") or "png")
     return path
 
 

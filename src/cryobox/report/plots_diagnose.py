@@ -1,13 +1,27 @@
-"""The figures of `cryobox diagnose`: directional resolution, power spectra, the views."""
+"""The figures of `cryobox diagnose`: directional resolution, power spectra, the views.
+
+They are laid out with fixed margins and drawn once (``save_figure(..., tight=False)``), and their
+log axis is labelled without mathtext: drawing is most of diagnose's time on small maps."""
 
 from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import LogFormatter, NullFormatter
 
 from cryobox.report.plots import resolution_axis
 
-__all__ = ["figure_diagnose_directional", "figure_diagnose_power", "figure_views"]
+__all__ = ["diagnose_figures", "figure_diagnose_directional", "figure_diagnose_power", "figure_views"]
+
+
+def diagnose_figures(d: dict) -> dict[str, Figure]:
+    """The figures of one diagnose.json dict, by file name (the views only when it has them)."""
+    figures = {"directional.png": figure_diagnose_directional(d), "power.png": figure_diagnose_power(d)}
+    if d.get("views") is not None:
+        figures["views.png"] = figure_views(d["views"])
+    return figures
 
 
 def figure_diagnose_directional(d: dict) -> Figure:
@@ -17,6 +31,7 @@ def figure_diagnose_directional(d: dict) -> Figure:
     res = np.asarray(dd["resolution_a"])
     dirs = np.asarray(dd["directions"])
     fig = Figure(figsize=(12, 4.8))
+    fig.subplots_adjust(left=0.06, right=0.97, bottom=0.12, top=0.91, wspace=0.22)
     ax = fig.add_subplot(121)
     ax.hist(res, bins=30, color="#4477aa")
     ax.axvline(d["global_resolution_a"], color="k", ls="--", lw=1, label=f"global {d['global_resolution_a']:.2f} Å")
@@ -45,10 +60,14 @@ def figure_diagnose_power(d: dict) -> Figure:
     p = d["power"]
     k = np.asarray(p["frequency_inv_a"])
     fig = Figure(figsize=(10, 7.5))
+    fig.subplots_adjust(left=0.09, right=0.97, bottom=0.08, top=0.91, hspace=0.08)
     ax = fig.add_subplot(211)
     ax.semilogy(k[1:], np.asarray(p["map_power"])[1:], lw=1.6, label="map (masked average of the halves)")
     ax.semilogy(k[1:], np.asarray(p["noise_power"])[1:], lw=1.6, label="noise (masked half difference)")
     ax.set_ylabel("power per shell")
+    ax.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=True))  # "1e-05": no mathtext to parse
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.tick_params(labelbottom=False)  # the panel below carries the frequency labels
     ax.legend(fontsize=8, loc="upper right")
     ax2 = fig.add_subplot(212, sharex=ax)
     ax2.plot(k[1:], np.asarray(p["fsc"])[1:], lw=1.6, color="k", label="FSC (as cryobox fsc)")
@@ -76,9 +95,6 @@ def figure_diagnose_power(d: dict) -> Figure:
         ax2.lines[0],
         ax2.lines[1],
     ]
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
     if p["ice_rings"]:
         handles += [Patch(color="#88ccee", alpha=0.35, label="ice rings (hexagonal, cubic)")]
     if p["fsc_dips"]:
@@ -103,6 +119,7 @@ def figure_views(v: dict) -> Figure:
     """Viewing directions, equal-area: azimuth against cos(tilt), a view and its opposite as one."""
     h = np.asarray(v["histogram_phi_cos_tilt"], dtype=float)
     fig = Figure(figsize=(8, 4))
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.13, top=0.9)
     ax = fig.add_subplot(111)
     im = ax.imshow(h.T, origin="lower", aspect="auto", extent=(-180, 180, 0, 1), cmap="magma")
     fig.colorbar(im, ax=ax, label="particles")
