@@ -95,6 +95,21 @@ def test_a_child_never_asked_to_draw_is_reaped_on_leaving():
         os.waitpid(pid, os.WNOHANG)
 
 
+def test_no_child_in_a_process_with_threads():
+    """A fork beside other threads can hang the child on a lock one of them held: no child then."""
+    import threading
+
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        with ForkedFigures("cryobox.report.plots_diagnose", "diagnose_figures") as drawer:
+            assert drawer._pid is None and drawer.draw(_result()) is None
+    finally:
+        stop.set()
+        t.join()
+
+
 def test_diagnose_falls_back_to_drawing_itself_when_the_child_fails(tmp_path, monkeypatch):
     """The figures are written even when the child cannot draw (here: it is told a function
     that does not exist)."""

@@ -1,7 +1,8 @@
 """Figures drawn in a child process that starts before the work, so that importing matplotlib
 and drawing overlap the computation instead of following it.
 
-``ForkedFigures(module, function)`` forks at once (Linux and macOS; elsewhere it does nothing). The
+``ForkedFigures(module, function)`` forks at once (Linux and macOS, in a process with no other
+thread; otherwise it does nothing). The
 child imports matplotlib and ``module`` while the parent computes, then waits for the parent's
 result, calls ``function(result)`` (a dict of file name to ``Figure``) and sends back each figure as
 PNG bytes. The parent writes the files itself (``save_png``), through ``atomic_path``: the child
@@ -16,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import threading
 from pathlib import Path
 
 __all__ = ["ForkedFigures", "render_png", "save_png"]
@@ -62,7 +64,9 @@ class ForkedFigures:
 
     def __init__(self, module: str, function: str, *, dpi: int = 120):
         self._pid = None
-        if not hasattr(os, "fork"):  # pragma: no cover - Windows
+        if not hasattr(os, "fork") or threading.active_count() > 1:
+            # Windows; or a program with threads (a notebook, a GUI), where a forked child can hang
+            # on a lock another thread held at the fork: the caller draws in-process
             return
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
