@@ -16,6 +16,7 @@ from cryobox.io.atomic import atomic_path
 
 __all__ = [
     "save_figure",
+    "save_pdf_of_images",
     "plot_defocus_histogram",
     "figure_defocus_histogram",
     "plot_advice",
@@ -44,6 +45,25 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 120, tight: 
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight" if tight else None, format=path.suffix.lstrip(".") or "png")
+    return path
+
+
+def save_pdf_of_images(images: list, path: str | os.PathLike) -> Path:
+    """Gather PNG files into one PDF, a page each at their own size (a RELION job's logfile.pdf)."""
+    from matplotlib.backends.backend_pdf import PdfPages
+    from matplotlib.image import imread
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with PdfPages(tmp) as pdf:
+            for image in images:
+                a = imread(image)
+                h, w = a.shape[:2]
+                fig = Figure(figsize=(w / 100, h / 100), dpi=100)
+                ax = fig.add_axes((0, 0, 1, 1))
+                ax.imshow(a)
+                ax.set_axis_off()
+                pdf.savefig(fig)
     return path
 
 

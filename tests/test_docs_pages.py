@@ -1,0 +1,43 @@
+"""The shell examples of the docs pages, run as written (on the real files of ../shared/data/real)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def _last_bash_block(page: str) -> str:
+    return re.findall(r"```bash\n(.*?)```", (ROOT / "docs" / page).read_text(), re.S)[-1]
+
+
+def _in_a_copy_of_the_layout(tmp_path: Path) -> Path:
+    """A repository root with ../shared beside it, as the docs assume."""
+    if not (SHARED / "data" / "real").exists():
+        if os.environ.get("CI") == "true":
+            raise AssertionError("../shared/data/real is missing under CI")
+        pytest.skip("../shared/data/real is not here")
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "shared").symlink_to(SHARED)
+    return tmp_path / "repo"
+
+
+@pytest.mark.skipif(shutil.which("relion_pipeliner") is None, reason="RELION is not installed (relion_pipeliner)")
+def test_the_relion_page_runs_as_written(tmp_path):
+    repo = _in_a_copy_of_the_layout(tmp_path)
+    r = subprocess.run(["bash", "-e", "-c", _last_bash_block("relion.md")], cwd=repo, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "cryobox-relion restack: cryobox restack relion31.star --out External/job001/ --box 128 --premultiply" in out
+    assert "External/job001/particles.star 3" in out
+    assert out.strip().splitlines()[-1].split() == ["128", "2.806", "1"]  # what the page says it prints
+    pipeline = (repo / "relion-project" / "default_pipeline.star").read_text()
+    assert re.search(r"External/job001/\s+None\s+99\s+2", pipeline)  # finished
+    assert re.search(r"External/job001/particles.star\s+3", pipeline)
