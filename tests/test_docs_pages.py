@@ -41,3 +41,28 @@ def test_the_relion_page_runs_as_written(tmp_path):
     pipeline = (repo / "relion-project" / "default_pipeline.star").read_text()
     assert re.search(r"External/job001/\s+None\s+99\s+2", pipeline)  # finished
     assert re.search(r"External/job001/particles.star\s+3", pipeline)
+
+
+def test_the_cryosparc_page_runs_as_written(tmp_path):
+    import yaml
+
+    repo = _in_a_copy_of_the_layout(tmp_path)
+    r = subprocess.run(["bash", "-e", "-c", _last_bash_block("cryosparc.md")], cwd=repo, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = " ".join(r.stdout.split())
+    # what the page says each command shows
+    assert "2,019" in out and "2.95" in out and "180" in out
+    assert "128 px keeps 89%, 180 px keeps 100%" in out
+    assert "refine 180 px with window inner 0.604 and outer 0.704" in out
+    csg = yaml.safe_load((repo / "P3/imports/restack128/particles.csg").read_text())
+    assert sorted(csg["results"]) == ["alignments3D", "blob", "ctf", "location"]
+    assert {v["num_items"] for v in csg["results"].values()} == {5}
+    assert sorted(p.name for p in (repo / "P3/imports/restack128_pm").iterdir() if not p.name.startswith(".")) == [
+        "Particles",
+        "particles.star",
+    ]
+    assert "particles.cs not written" in " ".join(r.stderr.split())
+    import numpy as np
+
+    paths = np.load(repo / "P3/imports/restack128/particles.cs")["blob/path"]
+    assert all(p.decode().startswith("imports/restack128/Particles/") for p in paths)  # relative to the project

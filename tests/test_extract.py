@@ -3,6 +3,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import mrcfile
 import numpy as np
@@ -565,6 +566,7 @@ def test_restack_premultiply_then_crop_equals_extraction(dataset):
     assert s["n_restacked"] == 3 * len(COORDS) and s["box_px"] == 64 and s["premultiplied"]
     # no .cs for premultiplied particles: cryoSPARC would apply the CTF again (issue 25); said why
     assert s["cs"] is None and not (dataset / "o_restack" / "particles.cs").exists()
+    assert not (dataset / "o_restack" / "particles.csg").exists()
     assert "cryoSPARC would apply the CTF to them a second time" in s["notes"][0]
     assert (dataset / "o_big" / "particles.cs").exists()  # plain particles get one
     assert (
@@ -660,3 +662,38 @@ def test_restack_a_cs_exported_elsewhere_with_its_project_folder(dataset, tmp_pa
         "restack", away / "particles.cs", "--box", 48, "--out", "R2", "--project-dir", tmp_path / "nope", cwd=elsewhere
     )
     assert r.returncode == 2 and "no such folder" in r.stderr
+
+
+def test_the_csg_beside_a_restacked_cs_is_what_cryosparc_exports(tmp_path):
+    """Import Result Group reads a .csg (YAML: group, one result per field prefix, each naming its
+    .cs with `>` for "beside this file"). Checked against the layout of cryoSPARC's exported .csg
+    files and the real cryoSPARC .cs of ../shared/data/real: every field cryobox writes that the real
+    file also has carries the same dtype and shape, and cryosparc-tools loads the .cs."""
+    import yaml
+    from cryosparc.dataset import Dataset
+
+    real = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+    if not (real / "relion31.star").exists():
+        pytest.skip("../shared/data/real is not here")
+    for name in ("relion31.star", "relion31.mrcs"):
+        shutil.copy(real / name, tmp_path / name)
+    r = cryobox("restack", "relion31.star", "--box", 64, "--out", "R", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "particles.csg" not in r.stdout and "its .csg, for cryoSPARC's Import Result Group" in r.stdout
+    csg = yaml.safe_load((tmp_path / "R" / "particles.csg").read_text())
+    ours = np.load(tmp_path / "R" / "particles.cs")
+    assert csg["group"]["type"] == "particle" and csg["group"]["name"] == "particles"
+    assert str(csg["version"]).startswith("v4")
+    prefixes = {f.split("/")[0] for f in ours.dtype.names if "/" in f}
+    assert set(csg["results"]) == prefixes & {"blob", "ctf", "alignments2D", "alignments3D", "location", "pick_stats"}
+    assert {"blob", "ctf"} <= set(csg["results"])
+    for name, result in csg["results"].items():
+        assert result == {"metafile": ">particles.cs", "num_items": 5, "type": f"particle.{name}"}
+    theirs = np.load(real / "cryosparc_P12_J24_001_particles.cs")
+    common = set(ours.dtype.names) & set(theirs.dtype.names)
+    assert {"uid", "blob/path", "blob/idx", "blob/shape", "ctf/df1_A", "alignments3D/pose"} <= common
+    for f in common:
+        assert ours.dtype[f].kind == theirs.dtype[f].kind and ours.dtype[f].shape == theirs.dtype[f].shape, f
+        if ours.dtype[f].kind != "S":  # byte strings: as long as each file needs
+            assert ours.dtype[f] == theirs.dtype[f], f
+    assert len(Dataset.load(tmp_path / "R" / "particles.cs")) == 5

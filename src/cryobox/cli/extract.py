@@ -144,7 +144,9 @@ _EXTRACT_SCHEDULER = typer.Option(
 def extract_command(
     source: Path = _EXTRACT_SOURCE,
     box: int = typer.Option(..., "--box", help="Box size (px) of the extracted particles."),
-    out: Path = typer.Option(..., "--out", help="Output folder: Particles/*.mrcs, particles.star, particles.cs."),
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder: Particles/*.mrcs, particles.star, particles.cs and .csg."
+    ),
     coords_suffix: Optional[str] = _EXTRACT_COORDS_SUFFIX,
     coords_dir: Optional[Path] = _EXTRACT_COORDS_DIR,
     recenter: bool = _EXTRACT_RECENTER,
@@ -254,7 +256,7 @@ def extract_command(
     if summary.failed:
         t.add_row("failed", f"{len(summary.failed)} micrographs (see above)")
     t.add_row("time", f"{summary.wall_s:.1f} s ({summary.n_written / max(summary.wall_s, 1e-9):.0f} particles/s)")
-    t.add_row("outputs", ", ".join(p for p in (summary.star, summary.cs) if p))
+    t.add_row("outputs", ", ".join(p for p in (summary.star, summary.cs, summary.cs and summary.cs[:-3] + ".csg") if p))
     console.print(t)
     for note in summary.notes:
         err_console.print(f"note: {note}")
@@ -273,7 +275,9 @@ def restack_command(
     particles: Path = typer.Argument(
         ..., help="Particle STAR or .cs whose images are in MRC stacks.", show_default=False
     ),
-    out: Path = typer.Option(..., "--out", help="Output folder: Particles/*.mrcs, particles.star, particles.cs."),
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder: Particles/*.mrcs, particles.star, particles.cs and .csg."
+    ),
     box: Optional[int] = typer.Option(None, "--box", help="Window (centred crop or pad) to this box (px)."),
     rescale: Optional[int] = typer.Option(
         None, "--rescale", help="Fourier crop/pad to this size (px) after windowing; pixel size updated."
@@ -350,6 +354,7 @@ def restack_command(
         f"{summary['box_px']} px at "
         f"{summary['pixel_size_a']:.4g} Å/px in {summary['wall_s']:.1f} s ({summary['particles_per_s'] or 0:.0f} "
         f"particles/s): {', '.join(p for p in (summary['star'], summary['cs']) if p)}"
+        + (" (and its .csg, for cryoSPARC's Import Result Group)" if summary["cs"] else "")
     )
     for note in summary["notes"]:
         err_console.print(f"note: {note}")

@@ -15,7 +15,13 @@ import numpy as np
 from cryobox.errors import InputError
 from cryobox.io.atomic import atomic_path
 
-__all__ = ["read_cs_array", "write_cs_array"]
+__all__ = ["CSG_RESULTS", "csg_text", "read_cs_array", "write_cs_array", "write_csg"]
+
+#: the particle results a .csg can name, each stored under its own field prefix in the .cs (the
+#: result ``blob`` holds ``blob/path``, ``blob/idx``...); other prefixes stay in the .cs unnamed
+CSG_RESULTS = ("blob", "ctf", "alignments2D", "alignments3D", "location", "pick_stats")
+#: the cryoSPARC version whose exported .csg files this layout was checked against
+CSG_VERSION = "v4.4.1"
 
 _NUMPY_MAGIC = b"\x93NUMPY"
 _CSDAT_MAGIC = b"\x95CSDAT"
@@ -59,6 +65,49 @@ def read_cs_array(path: str | os.PathLike) -> np.ndarray:
     if arr.dtype.names is None:
         raise InputError(f"{path}: a numpy file, but not a cryoSPARC dataset (no named fields).")
     return arr
+
+
+def csg_text(records: np.ndarray, cs_name: str, *, name: str = "particles", title: str = "Particles",
+             created: str | None = None) -> str:  # fmt: skip
+    """The ``.csg`` (results group) that lets cryoSPARC's Import Result Group job read ``cs_name``.
+
+    YAML, as cryoSPARC's own exports write it: ``created``, ``group`` (name, title, type),
+    ``results`` (one entry per result: ``metafile`` with ``>`` meaning "beside this .csg",
+    ``num_items``, ``type: particle.RESULT``) and ``version``. A result is listed when the .cs has
+    fields under its prefix (``CSG_RESULTS``)."""
+    import datetime
+
+    prefixes = {f.split("/", 1)[0] for f in records.dtype.names or () if "/" in f}
+    if created is None:
+        created = datetime.datetime.now().isoformat(sep=" ")
+    lines = [
+        f"created: {created}",
+        "group:",
+        f"  description: {title}, written by cryobox",
+        f"  name: {name}",
+        f"  title: {title}",
+        "  type: particle",
+        "results:",
+    ]
+    for result in sorted(r for r in CSG_RESULTS if r in prefixes):
+        lines += [
+            f"  {result}:",
+            f"    metafile: '>{cs_name}'",
+            f"    num_items: {len(records)}",
+            f"    type: particle.{result}",
+        ]
+    lines.append(f"version: {CSG_VERSION}")
+    return "\n".join(lines) + "\n"
+
+
+def write_csg(path: str | os.PathLike, records: np.ndarray, cs_path: str | os.PathLike) -> Path:
+    """Write the ``.csg`` of the ``.cs`` at ``cs_path`` (which must sit beside it), atomically."""
+    path = Path(path)
+    if Path(cs_path).parent.resolve() != path.parent.resolve():
+        raise ValueError("a .csg names its .cs files relative to its own folder: write them side by side")
+    with atomic_path(path) as tmp:
+        tmp.write_text(csg_text(records, Path(cs_path).name))
+    return path
 
 
 def write_cs_array(path: str | os.PathLike, records: np.ndarray) -> Path:

@@ -20,7 +20,7 @@ import numpy as np
 
 from cryobox.errors import InputError
 from cryobox.io.cryosparc import particles_from_cs, particles_to_cs
-from cryobox.io.cs import read_cs_array, write_cs_array
+from cryobox.io.cs import read_cs_array, write_cs_array, write_csg
 from cryobox.io.paths import fill_box_from_stacks, find_stack, resolve_path, search_roots
 from cryobox.io.relion import particles_from_star_blocks, particles_to_star_blocks
 from cryobox.io.star import read_star_blocks, write_star_blocks
@@ -99,6 +99,11 @@ def write_star(path: str | os.PathLike, table: ParticleTable) -> Path:
     return write_star_blocks(path, particles_to_star_blocks(table))
 
 
-def write_cs(path: str | os.PathLike, table: ParticleTable, *, seed: int | None = None) -> Path:
-    """Write a cryoSPARC ``.cs`` file, atomically."""
-    return write_cs_array(path, particles_to_cs(table, seed=seed))
+def write_cs(path: str | os.PathLike, table: ParticleTable, *, seed: int | None = None, group: bool = False) -> Path:
+    """Write a cryoSPARC ``.cs`` file, atomically; with ``group`` also its ``.csg`` beside it (same
+    name), which cryoSPARC's Import Result Group job reads."""
+    records = particles_to_cs(table, seed=seed)
+    path = write_cs_array(path, records)
+    if group:
+        write_csg(Path(path).with_suffix(".csg"), records, path)
+    return path

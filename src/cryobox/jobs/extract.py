@@ -435,8 +435,9 @@ def run_extract(
         job="extract",
         settings={"options": asdict(options), "recenter": recenter, "from_star": from_star},
         inputs=[p for p in (table.path, *inputs) if p is not None],
-        outputs=[out / "particles.star"] + ([] if options.no_cryosparc_file else [out / "particles.cs"]),
-        owns=("Particles", "particles.star", "particles.cs"),
+        outputs=[out / "particles.star"]
+        + ([] if options.no_cryosparc_file else [out / "particles.cs", out / "particles.csg"]),
+        owns=("Particles", "particles.star", "particles.cs", "particles.csg"),
     )
     with folder:
         return _run_extract(
@@ -567,6 +568,6 @@ def _write_outputs(table, tasks, records, o: ExtractOptions, out: Path, summary:
         summary.cs = ""
         summary.notes.append(o.no_cryosparc_file)
     else:
-        summary.cs = str(write_cs(out / "particles.cs", result))
+        summary.cs = str(write_cs(out / "particles.cs", result, group=True))
     summary.pixel_size_a = float(data["pixel_size_a"].iloc[0])
     summary.box_px = o.final_box_px

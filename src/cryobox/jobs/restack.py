@@ -176,9 +176,9 @@ def run_restack(
         settings={"options": asdict(o)},
         inputs=[p for p in (table.path,) if p is not None] + [u.stack_in for u in units],
         outputs=[out / "particles.star"]
-        + ([] if o.no_cryosparc_file else [out / "particles.cs"])
+        + ([] if o.no_cryosparc_file else [out / "particles.cs", out / "particles.csg"])
         + [u.stack_out for u in units],
-        owns=("Particles", "particles.star", "particles.cs"),
+        owns=("Particles", "particles.star", "particles.cs", "particles.csg"),
     )
     with folder:
         todo, skipped = [], 0
@@ -227,7 +227,7 @@ def run_restack(
             optics_passthrough=table.optics_passthrough,
         )
         star = write_star(out / "particles.star", result)
-        cs = None if o.no_cryosparc_file else write_cs(out / "particles.cs", result)
+        cs = None if o.no_cryosparc_file else write_cs(out / "particles.cs", result, group=True)
     wall = time.perf_counter() - t0
     return {
         "n_particles": len(new),
