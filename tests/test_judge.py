@@ -224,14 +224,15 @@ def test_the_cryosparc_users_report(project):
     driver = chromium()  # Chromium's default window size
     try:
         driver.get((root / "report.html").as_uri())
-        text = driver.find_element(By.CSS_SELECTOR, "#answer p.answer").text
-        assert " ".join(text.split()) == " ".join(want.split())
+        text = driver.find_element(By.CSS_SELECTOR, "#answer-full p.answer").get_attribute("textContent")
+        assert " ".join(text.split()) == " ".join(want.split())  # the answer in full, a click away
         # the user's boxes are marked in the advice table
         marked = driver.execute_script(
             "return [...document.querySelectorAll('#advice-table tr.yours')].map(r => +r.dataset.box)"
         )
         assert {48, 64} <= set(marked)
         # the 2D CTF panels: at least one screen pixel per Fourier pixel at Chromium's default window size
+        driver.execute_script("location.hash = 'ctf'")  # as a click on its link: the section opens
         sizes = driver.execute_script(
             "return [...document.querySelectorAll('img.ctf2d')].map(i => [i.naturalWidth, i.clientWidth])"
         )

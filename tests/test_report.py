@@ -120,7 +120,7 @@ def test_report_in_headless_chromium(report):
     data = info["data"]
     driver = chromium(window_size="1300,1800")
     try:
-        driver.get((root / "report.html").as_uri())
+        driver.get((root / "report.html").as_uri() + "#explore")  # the link opens its section
         assert driver.execute_script("return document.body.dataset.ready") == "1"
         # every figure decoded and rendered
         widths = driver.execute_script("return [...document.images].map(i => i.complete ? i.naturalWidth : 0)")
@@ -167,3 +167,109 @@ def test_report_in_headless_chromium(report):
         assert driver.save_screenshot(str(ARTIFACTS / "report_explore.png"))
     finally:
         driver.quit()
+
+
+# ------------------------------------------------------------------ the first screen (issue 25, item 3)
+
+
+@needs_browser
+@pytest.mark.parametrize("size", ["1366,768", "1920,1080"])
+def test_the_answer_fits_the_first_screen(report, size):
+    """At a laptop's and a desktop's window the answer (at most three lines and the verdict line)
+    is visible without scrolling, the causes table follows, everything else opens on demand from a
+    table of contents. Screenshots are kept as test artefacts."""
+    from selenium.webdriver.common.by import By
+
+    root, _, _ = report
+    driver = chromium(window_size=size)
+    try:
+        driver.get((root / "report.html").as_uri())
+        box = driver.execute_script(
+            "const r = document.getElementById('answer').getBoundingClientRect(); return [r.top, r.bottom]"
+        )
+        assert 0 <= box[0] and box[1] <= driver.execute_script("return window.innerHeight"), (size, box)
+        lines = driver.find_elements(By.CSS_SELECTOR, "#answer p.answer-line")
+        assert 1 <= len(lines) <= 3
+        assert driver.find_element(By.CSS_SELECTOR, "#answer p.verdict-line").text.startswith("Verdict (sweep, 3 runs")
+        ids = driver.execute_script("return [...document.querySelectorAll('main > section')].map(s => s.id)")
+        assert ids == ["answer", "causes"]  # the causes table comes second, on the page itself
+        closed = driver.execute_script("return [...document.querySelectorAll('details.more')].map(d => [d.id, d.open])")
+        assert closed and not any(is_open for _, is_open in closed)
+        links = driver.find_elements(By.CSS_SELECTOR, "nav.toc a")
+        assert [a.get_attribute("href").split("#")[1] for a in links] == [i for i, _ in closed]
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        assert driver.save_screenshot(str(ARTIFACTS / f"report_first_screen_{size.replace(',', 'x')}.png"))
+        # a link of the table of contents opens its section
+        links[1].click()
+        assert driver.execute_script(f"return document.getElementById('{closed[1][0]}').open")
+    finally:
+        driver.quit()
+
+
+def _small_advice(boxes=(280, 576)):
+    from cryobox.jobs.advise import advise_files
+
+    table = example_particles(n_particles=3000, n_micrographs=30)
+    return advise_files([], tables=[table], diameter_a=220.0, resolution_a=3.7, boxes_px=boxes)
+
+
+def test_answer_lines_without_runs_reconcile_the_advice_and_her_boxes():
+    from cryobox.report.text import answer_lines
+
+    adv = _small_advice()
+    lines = answer_lines(adv, None, resolution_a=3.7)
+    rec = adv.advice.recommended_refine_box_px
+    assert len(lines) == 3 and lines[0].startswith(f"Refine in {rec} px")
+    assert lines[1].startswith("Your boxes: 280 px:") and "576 px:" in lines[1]
+    assert "cryobox judge" in lines[2]
+
+
+def test_answer_lines_with_runs_say_what_to_use_drop_or_decide():
+    from cryobox.report.text import answer_lines, verdict_line
+
+    adv = _small_advice()
+    sweep = _fake_sweep()  # box280 and box280_pm576 both beat box576, undecided between them
+    lines = answer_lines(adv, sweep, resolution_a=3.7)
+    assert len(lines) <= 3
+    assert lines[0].startswith("Drop box576: ") and "Between box280 and box280_pm576: " in lines[0]
+    assert "undecided" in lines[0] and "repeats per variant would decide" in lines[0]
+    assert "Physics alone recommends" in lines[1] and "your runs tested 280 px and 576 px" in lines[1]
+    assert verdict_line(sweep).count(";") == len(sweep["comparisons"]) - 1
+    decided = dict(sweep, best="box280")
+    assert answer_lines(adv, decided, resolution_a=3.7)[0].startswith("Use box280 (280 px): finer than box576 by 0.37")
+    failed = dict(sweep, not_converged=[{"variant": "box576", "run": "run_r1", "reasons": ["median pose error 80°"]}])
+    assert answer_lines(adv, failed, resolution_a=3.7)[0].startswith("No answer yet: 1 of the runs did not converge")
+
+
+def test_a_pixel_size_mismatch_is_a_warning_at_the_top(tmp_path, report):
+    _, cs, _ = report
+    other = dict(_fake_sweep(), pixel_size_a=1.5)
+    build_report(cs, out=tmp_path / "r.html", diameter_a=220.0, resolution_a=3.7, sweep=other)
+    html = (tmp_path / "r.html").read_text()
+    top = html.split('<section id="answer">')[1].split("</section>")[0]
+    assert "<p class='warning'>Pixel size: the sweep runs are at 1.5 Å/px, the particles at 1.06 Å/px" in top
+
+
+def test_figures_a_single_defocus_is_one_bar_and_the_ctf_legend_leaves_the_curve_alone():
+    from matplotlib.figure import Figure
+
+    from cryobox.jobs.ctf import CtfParameters, compute_ctf_picture
+    from cryobox.report.plots import plot_ctf_profile, plot_defocus_histogram
+
+    ax = Figure().add_subplot(111)
+    plot_defocus_histogram(ax, np.full(200, 20000.0), np.full(200, 20000.0))
+    assert len(ax.patches) == 1 and ax.get_xlim()[1] - ax.get_xlim()[0] == pytest.approx(1.0)
+    ax = Figure().add_subplot(111)
+    u, v = np.linspace(15000, 30000, 200), np.linspace(15500, 30500, 200)
+    plot_defocus_histogram(ax, u, v)
+    assert len(ax.patches) > 3  # a real spread: the histogram and the U, V outlines
+    fig = Figure(figsize=(8, 5))
+    ax = fig.add_subplot(111)
+    picture = compute_ctf_picture(CtfParameters(280, 1.06, 29600.0, 29600.0, 0.0, 300.0, 2.7, 0.1), resolution_a=3.7)
+    plot_ctf_profile(ax, picture)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    legend = ax.get_legend().get_window_extent(renderer)
+    axes = ax.get_window_extent(renderer)
+    assert legend.y1 < axes.y0  # below the axes: the first CTF zero, at low frequency, stays visible

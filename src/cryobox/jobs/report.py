@@ -78,6 +78,7 @@ def build_report(
     from cryobox.report.sections import (
         Figures,
         advice_section,
+        answer_full_section,
         answer_section,
         causes_section,
         ctf_section,
@@ -158,27 +159,36 @@ def build_report(
         (b, compute_ctf_picture(parameters_from_table(table, percentile=95, box_px=int(b)), resolution_a=resolution_a))
         for b in list(dict.fromkeys(want))[:candidate_ctf_boxes]
     ]
-    sections = [
-        answer_section(adv, sw or jd, resolution_a=resolution_a),
-        *([causes_section(adv.explanation, figs)] if adv.explanation is not None else []),
-        dataset_section(ins, d["defocus_u_a"].to_numpy(float), d["defocus_v_a"].to_numpy(float), figs),
-        advice_section(adv, diameter_a=diameter_a, resolution_a=resolution_a, notes=run_notes, figs=figs),
-        explore_section(data, sample_size=sample.size, n_particles=adv.n_particles),
-        ctf_section(pictures, pixel_size_a=a.pixel_size_a, resolution_a=resolution_a, figs=figs),
-    ]
+    runs = sw or jd
+    warnings = [f"Pixel size: {n}." for n in run_notes]
+    if runs and runs.get("not_converged"):
+        warnings.append(
+            f"{len(runs['not_converged'])} run(s) did not converge: every verdict below rests on them (see the runs)."
+        )
+    top = [answer_section(adv, runs, resolution_a=resolution_a, warnings=warnings)]
+    if adv.explanation is not None:
+        top.append(causes_section(adv.explanation, figs))
+    more = [answer_full_section(adv, runs, resolution_a=resolution_a)]
+    more += [runs_section(res, figs) for res in (sw, jd) if res]
     if curves:
-        sections.append(fsc_section(curves, figs))
-    sections += [runs_section(res, figs) for res in (sw, jd) if res]
+        more.append(fsc_section(curves, figs))
     if dg:
         from cryobox.report.sections import diagnose_section
 
-        sections.append(diagnose_section(dg, figs))
+        more.append(diagnose_section(dg, figs))
+    more += [
+        advice_section(adv, diameter_a=diameter_a, resolution_a=resolution_a, notes=run_notes, figs=figs),
+        explore_section(data, sample_size=sample.size, n_particles=adv.n_particles),
+        ctf_section(pictures, pixel_size_a=a.pixel_size_a, resolution_a=resolution_a, figs=figs),
+        dataset_section(ins, d["defocus_u_a"].to_numpy(float), d["defocus_v_a"].to_numpy(float), figs),
+    ]
     page = render_report(
         title=title or f"cryobox report: {Path(particles).name}",
         subtitle=f"{adv.n_particles:,} particles · {a.pixel_size_a:g} Å/px · D = {diameter_a:g} Å · target "
         f"{resolution_a:g} Å · "
         f"made {time.strftime('%Y-%m-%d %H:%M')}",
-        sections=sections,
+        top=top,
+        more=more,
         data=data,
     )
     out = Path(out)

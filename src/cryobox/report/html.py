@@ -53,6 +53,14 @@ img.ctf2d{max-width:none;image-rendering:pixelated;image-rendering:crisp-edges;b
 .numbers{display:grid;grid-template-columns:repeat(3,1fr);gap:10px;margin:10px 0}
 .numbers div{background:#f3f5f7;border-radius:6px;padding:8px 12px}.numbers b{font-size:20px;display:block}
 canvas{border:1px solid #e1e4e8;background:#fff;max-width:100%}
+header{padding:12px 28px}header h1{font-size:20px}
+p.answer-line{font-size:15px;line-height:1.45;margin:6px 0}p.answer-line:first-of-type{font-weight:600}
+p.verdict-line{font-size:14px;margin:8px 0 2px;padding:6px 10px;background:#eef6ee;border-radius:6px}
+p.warning{margin:4px 0 8px;padding:6px 10px;background:#fdecea;border-left:4px solid #c62828;font-size:14px}
+nav.toc{margin:18px 0 6px;font-size:14px;line-height:1.8}nav.toc a{color:#1f5fbf}
+details.more{background:#fff;border:1px solid #e1e4e8;border-radius:8px;margin:10px 0;padding:10px 20px}
+details.more>summary{font-size:17px;font-weight:600;cursor:pointer}
+details.inner>summary{cursor:pointer;color:#1f5fbf;font-size:13px;margin:6px 0}
 """
 
 _JS = r"""
@@ -127,16 +135,32 @@ function draw(){
   document.body.dataset.ready='1';
 }
 box.addEventListener('input', draw); pct.addEventListener('input', draw);
+function openTarget(){ const t=document.getElementById(location.hash.slice(1)); if (t && t.tagName==='DETAILS') t.open=true; }
+window.addEventListener('hashchange', openTarget); openTarget();
 draw();
 })();
 """
 
 
-def render_report(*, title: str, subtitle: str, sections: list[tuple[str, str, str]], data: dict) -> str:
-    """The page. ``sections``: (id, heading, inner HTML); ``data``: the interactive part's JSON."""
-    body = "\n".join(
-        f'<section id="{esc(sid)}"><h2>{esc(head)}</h2>\n{inner}\n</section>' for sid, head, inner in sections
-    )
+def render_report(
+    *,
+    title: str,
+    subtitle: str,
+    top: list[tuple[str, str, str]],
+    more: list[tuple[str, str, str]] = (),
+    data: dict,
+) -> str:
+    """The page. ``top``: the sections always shown, first (id, heading, inner HTML); ``more``:
+    sections that open on demand, listed in a table of contents; ``data``: the interactive part's
+    JSON."""
+    body = "\n".join(f'<section id="{esc(sid)}"><h2>{esc(head)}</h2>\n{inner}\n</section>' for sid, head, inner in top)
+    if more:
+        toc = " · ".join(f'<a href="#{esc(sid)}">{esc(head)}</a>' for sid, head, _ in more)
+        body += f'\n<nav class="toc"><b>More</b> (each opens on a click): {toc}</nav>\n'
+        body += "\n".join(
+            f'<details class="more" id="{esc(sid)}"><summary>{esc(head)}</summary>\n{inner}\n</details>'
+            for sid, head, inner in more
+        )
     payload = json.dumps(data).replace("</", "<\\/")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">

@@ -92,19 +92,29 @@ def resolution_axis(ax) -> None:
 
 
 def plot_defocus_histogram(ax, defocus_u_a: np.ndarray, defocus_v_a: np.ndarray, *, title: str = "") -> None:
-    """Histograms of defocus U, V and their mean, in µm."""
+    """Histograms of defocus U, V and their mean, in µm. A defocus that varies by less than
+    0.05 µm over the whole set is one bar (a simulation, or one value for all) on a 1 µm wide axis;
+    U and V are drawn only where they differ from their mean (astigmatism)."""
     du = np.asarray(defocus_u_a, dtype=float) / 1e4
     dv = np.asarray(defocus_v_a, dtype=float) / 1e4
     mean = 0.5 * (du + dv)
     lo, hi = np.nanmin(np.minimum(du, dv)), np.nanmax(np.maximum(du, dv))
-    bins = np.linspace(lo, hi if hi > lo else lo + 0.01, 60)
-    ax.hist(mean, bins=bins, color="0.3", alpha=0.9, label="(U + V) / 2")
-    ax.hist(du, bins=bins, histtype="step", color="tab:blue", label="defocus U")
-    ax.hist(dv, bins=bins, histtype="step", color="tab:orange", label="defocus V")
-    for q, style, label in ((5, ":", "5th / 95th percentile"), (50, "--", "median"), (95, ":", None)):
-        ax.axvline(np.percentile(mean, q), color="k", ls=style, lw=0.8, label=label)
     ax.set_xlabel("defocus (µm, underfocus positive)")
     ax.set_ylabel("particles")
+    if hi - lo < 0.05:
+        centre = float(np.nanmedian(mean))
+        ax.bar([centre], [du.size], width=0.04, color="0.3", label="(U + V) / 2")
+        ax.set_xlim(centre - 0.5, centre + 0.5)
+        ax.set_title(title or f"{du.size:,} particles, all at {centre:.2f} µm defocus (within 0.05 µm)")
+        ax.legend(frameon=False)
+        return
+    bins = np.linspace(lo, hi, 60)
+    ax.hist(mean, bins=bins, color="0.3", alpha=0.9, label="(U + V) / 2")
+    if np.nanmax(np.abs(du - dv)) > 0:
+        ax.hist(du, bins=bins, histtype="step", color="tab:blue", label="defocus U")
+        ax.hist(dv, bins=bins, histtype="step", color="tab:orange", label="defocus V")
+    for q, style, label in ((5, ":", "5th / 95th percentile"), (50, "--", "median"), (95, ":", None)):
+        ax.axvline(np.percentile(mean, q), color="k", ls=style, lw=0.8, label=label)
     ax.set_title(title or f"{du.size:,} particles: defocus (5th, median, 95th percentile of mean marked)")
     ax.legend(frameon=False)
 
@@ -311,7 +321,8 @@ def plot_ctf_profile(ax, picture) -> None:
     ax.set_xlabel("spatial frequency (1/Å)")
     ax.set_ylabel(what)
     resolution_axis(ax)
-    ax.legend(loc="lower left", fontsize=8, framealpha=0.8)
+    # below the axes: a legend inside would cover the low frequencies, where the first zero is
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=8, frameon=False)
     ax.set_title(f"defocus {max(p.defocus_u_a, p.defocus_v_a) / 1e4:.2f} µm (max of U, V)", fontsize=10)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from cryobox.report import plots, plots_diagnose
 from cryobox.report.html import esc, figure_to_data_uri, rgb_to_data_uri
-from cryobox.report.text import fmt, half_maps_text, opening_paragraph
+from cryobox.report.text import answer_lines, fmt, half_maps_text, opening_paragraph, verdict_line
 
 __all__ = [
     "Figures",
@@ -48,11 +48,24 @@ def _kv_table(rows: list[tuple[str, str]]) -> str:
     return '<table class="kv">' + "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows) + "</table>"
 
 
-def answer_section(adv, runs: dict | None, *, resolution_a: float) -> tuple[str, str, str]:
-    """The page's opening paragraph (``report.text.opening_paragraph``)."""
+def answer_section(adv, runs: dict | None, *, resolution_a: float, warnings: list[str] = ()) -> tuple[str, str, str]:
+    """The first screen: warnings, the answer in at most three lines (``report.text.answer_lines``)
+    and, with runs, the verdict line."""
+    inner = "".join(f"<p class='warning'>{esc(w)}</p>" for w in warnings)
+    inner += "".join(
+        f"<p class='answer-line'>{esc(line)}</p>" for line in answer_lines(adv, runs, resolution_a=resolution_a)
+    )
+    if runs:
+        inner += f"<p class='verdict-line'>{esc(verdict_line(runs))}</p>"
+    return "answer", "The answer", inner
+
+
+def answer_full_section(adv, runs: dict | None, *, resolution_a: float) -> tuple[str, str, str]:
+    """The answer in full: every box of hers and every comparison in words
+    (``report.text.opening_paragraph``)."""
     return (
-        "answer",
-        "The answer",
+        "answer-full",
+        "The answer in full",
         "<p class='answer'>" + esc(opening_paragraph(adv, runs, resolution_a=resolution_a)) + "</p>",
     )
 
@@ -234,15 +247,20 @@ def causes_section(e, figs: Figures) -> tuple[str, str, str]:
     box they favour and their basis, and the signal-kept and neighbours figure."""
     boxes = [r.box_px for r in e.boxes]
     head = "".join(f"<th>{b} px</th>" for b in boxes)
+
+    def cost(c, b) -> str:
+        if not c.effect_by_box_a:
+            return "–"
+        v = c.effect_by_box_a[b]
+        return "no crossing" if not np.isfinite(v) else "+" + _fmt(v, ".2f") + " Å"
+
     rows = "".join(
         f"<tr><td>{esc(c.cause)}</td>"
-        + "".join(
-            f"<td>{'+' + _fmt(c.effect_by_box_a[b], '.2f') + ' Å' if c.effect_by_box_a else '–'}</td>" for b in boxes
-        )
-        + f"<td>{esc(str(c.favours_box_px) + ' px' if c.favours_box_px else '–')}</td><td>{esc(c.basis)}</td>"
-        + f"<td class='note'>{esc(c.detail)}</td></tr>"
+        + "".join(f"<td>{cost(c, b)}</td>" for b in boxes)
+        + f"<td>{esc(str(c.favours_box_px) + ' px' if c.favours_box_px else '–')}</td><td>{esc(c.basis)}</td></tr>"
         for c in e.causes
     )
+    how = "".join(f"<tr><td>{esc(c.cause)}</td><td class='note'>{esc(c.detail)}</td></tr>" for c in e.causes)
     pred = "".join(
         f"<tr><td>{r.box_px} px</td><td>{100 * r.signal_kept_at_resolution:.0f}%</td><td>{r.particles_kept:,}</td>"
         f"<td>{'–' if r.neighbours_fraction is None else f'{100 * r.neighbours_fraction:.0f}%'}</td>"
@@ -252,18 +270,18 @@ def causes_section(e, figs: Figures) -> tuple[str, str, str]:
     s = e.settings
     return (
         "causes",
-        "Why the boxes differ",
-        "<p>"
-        + esc(e.paragraph)
-        + "</p>"
-        + f"<table id='causes-table'><tr><th>cause (cost at {s.resolution_a:.2f} Å)</th>{head}<th>favours</th>"
-        "<th>basis</th><th>how</th></tr>" + rows + "</table>"
+        "Why the boxes differ (cryobox explain)",
+        f"<table id='causes-table'><tr><th>cause (cost at {s.resolution_a:.2f} Å; + is worse)</th>{head}"
+        "<th>favours</th><th>basis</th></tr>" + rows + "</table>"
+        "<details class='inner'><summary>In words, how each cause is computed, per box, and the figure</summary>"
+        "<p>" + esc(e.paragraph) + "</p>"
+        "<table id='causes-how'><tr><th>cause</th><th>how</th></tr>" + how + "</table>"
         "<table id='explain-boxes'><tr><th>box</th><th>signal kept</th><th>particles kept</th>"
         "<th>with a neighbour in the window</th><th>predicted (Å)</th><th>measured (Å)</th></tr>"
         + pred
         + "</table>"
         + figs.img(plots.figure_explain(e), "signal kept and neighbours against box")
-        + f"<p class='note'>{esc(e.model)} B = {e.bfactor_a2:.0f} Å² ({esc(e.bfactor_source)}).</p>",
+        + f"<p class='note'>{esc(e.model)} B = {e.bfactor_a2:.0f} Å² ({esc(e.bfactor_source)}).</p></details>",
     )
 
 

@@ -100,6 +100,171 @@ def verdict_sentence(c: dict, a: str, b: str) -> str:
     )
 
 
+def _box_of(runs: dict, variant: str) -> int | None:
+    return next((v.get("box_px") for v in runs.get("variants", []) if v["variant"] == variant), None)
+
+
+def _short(c: dict) -> str:
+    """Two variants not told apart, in a few words."""
+    if c.get("verdict") == "equivalent":
+        return "equivalent within one Fourier shell: take the cheaper box"
+    apart = f"{abs(c['difference_a']):.2f} Å apart, " if c.get("difference_a") is not None else ""
+    need = c.get("repeats_needed")
+    return f"{apart}undecided" + (f" (about {need} repeats per variant would decide)" if need else "")
+
+
+def _comparison_text(c: dict) -> str:
+    """A comparison in a few words, for the verdict line."""
+    if c.get("verdict") in ("finer", "coarser"):
+        other = c["b"] if c["finer"] == c["a"] else c["a"]
+        return f"{c['finer']} finer than {other} by {abs(c['difference_a']):.2f} Å (p = {c['p']:.2g})"
+    if c.get("verdict") == "equivalent":
+        return f"{c['a']} = {c['b']} within one Fourier shell"
+    apart = f", {abs(c['difference_a']):.2f} Å apart" if c.get("difference_a") is not None else ""
+    need = c.get("repeats_needed")
+    return f"{c['a']} vs {c['b']} undecided{apart}" + (f" (~{need} repeats per variant would decide)" if need else "")
+
+
+def verdict_line(runs: dict) -> str:
+    """Every comparison of a sweep or judge on one line, with what the verdict rests on."""
+    n = sorted({len(v.get("interpolated_resolutions_a") or v.get("resolutions_a") or []) for v in runs["variants"]})
+    rests = f"{n[0]}" if len(n) == 1 else f"{n[0]}-{n[-1]}"
+    test = next((c["test"] for c in runs["comparisons"] if c.get("test")), "Welch's t-test")
+    return (
+        f"Verdict ({runs.get('cryobox', 'runs')}, {rests} runs per variant, {test}): "
+        + "; ".join(_comparison_text(c) for c in runs["comparisons"])
+        + "."
+    )
+
+
+def answer_lines(advice_result, runs: dict | None, *, resolution_a: float) -> list[str]:
+    """The report's answer in at most three lines: the box to use and why; the recommended box and
+    the user's boxes reconciled; what to do next (or why, from `explain`). Built from the same
+    numbers as ``opening_paragraph``, which the page keeps in full below."""
+    a = advice_result.advice
+    rec = a.recommended_refine_box_px
+    by = {c.box_px: c for c in a.candidates}
+    physics = (
+        f"{rec} px ({rec * a.pixel_size_a:.0f} Å), the smallest FFT-friendly box of at least 1.5 x the "
+        f"{a.diameter_a:g} Å particle with {100 * by[rec].aliasing_free_fraction:.0f}% of particles alias-free to "
+        f"{resolution_a:g} Å"
+    )
+    yours = [c.box_px for c in a.candidates if c.user_box]
+    lines: list[str] = []
+    if runs:
+        failed = runs.get("not_converged") or []
+        boxes = sorted({b for b in (v.get("box_px") for v in runs.get("variants", [])) if b})
+        decided = [c for c in runs["comparisons"] if c.get("verdict") in ("finer", "coarser")]
+        equivalent = [c for c in runs["comparisons"] if c.get("verdict") == "equivalent"]
+        best = runs.get("best")
+        if failed:
+            lines.append(
+                f"No answer yet: {len(failed)} of the runs did not converge, so their resolutions say more about the "
+                "failed alignment than about the box; see the runs below."
+            )
+        elif best:
+            beaten = [c for c in decided if c["finer"] == best]
+            lines.append(
+                f"Use {best} ({_box_of(runs, best)} px): finer than "
+                + ", ".join(
+                    f"{c['b'] if c['finer'] == c['a'] else c['a']} by {abs(c['difference_a']):.2f} Å (p = {c['p']:.2g})"
+                    for c in beaten
+                )
+                + ", beyond run-to-run noise."
+            )
+        elif decided:  # some variants beaten, the others not told apart
+            losers = {c["b"] if c["finer"] == c["a"] else c["a"] for c in decided}
+            front = [v["variant"] for v in runs["variants"] if v["variant"] not in losers]
+            between = [c for c in runs["comparisons"] if c["a"] in front and c["b"] in front]
+            lines.append(
+                f"Drop {', '.join(sorted(losers))}: "
+                + "; ".join(
+                    f"{c['finer']} is finer by {abs(c['difference_a']):.2f} Å (p = {c['p']:.2g})" for c in decided
+                )
+                + ". Between "
+                + " and ".join(front)
+                + ": "
+                + "; ".join(_short(c) for c in between)
+                + "."
+            )
+        elif equivalent and not decided:
+            c = equivalent[0]
+            cheap = min((c["a"], c["b"]), key=lambda v: (_box_of(runs, v) or 0, v))
+            lines.append(
+                f"Use {cheap} ({_box_of(runs, cheap)} px): {c['a']} and {c['b']} are equivalent within one Fourier "
+                "shell, and it is the cheaper box."
+            )
+        else:
+            lines.append(
+                "Undecided: "
+                + "; ".join(_comparison_text(c) for c in runs["comparisons"] if c.get("verdict") != "equivalent")
+                + "."
+            )
+        chosen = _box_of(runs, best) if best else None
+        tested = " and ".join(f"{b} px" for b in boxes)
+        if rec in boxes:
+            lines.append(f"Physics alone recommends {physics}: one of the boxes your runs tested.")
+        elif chosen is not None:
+            lines.append(
+                f"Physics alone recommends {physics}; your runs tested {tested}, not {rec} px: keep {chosen} px, and "
+                f"refine {rec} px too (3 repeats or more) to learn whether it does better still."
+            )
+        else:
+            lines.append(
+                f"Physics alone recommends {physics}; your runs tested {tested}, not {rec} px: refine it too (3 "
+                "repeats or more) to learn where it stands."
+            )
+        why = _why_line(getattr(advice_result, "explanation", None))
+        if why:
+            lines.append(why)
+    else:
+        lines.append(f"Refine in {physics}.")
+        if yours:
+            parts = []
+            for b in yours:
+                c = by[b]
+                what = f"{100 * c.aliasing_free_fraction:.0f}% alias-free"
+                if b > rec:
+                    what += f", {c.relative_cost_2d / by[rec].relative_cost_2d:.1f}x the cost per image"
+                if c.edge_loss_fraction:
+                    what += f", {100 * c.edge_loss_fraction:.1f}% cross an edge"
+                parts.append(f"{b} px: {what}")
+            lines.append("Your boxes: " + "; ".join(parts) + ".")
+        lines.append(
+            "Next: to know whether boxes really differ, refine each at least 3 times and run `cryobox judge` on the "
+            "runs."
+        )
+    return lines[:3]
+
+
+def _why_line(e) -> str | None:
+    """Why, in one line, from `explain`: whether the modelled causes predict the measured order."""
+    measured = [b for b in (e.boxes if e else []) if b.measured_resolution_a is not None]
+    if len(measured) != 2 or any(b.predicted_resolution_a is None for b in measured):
+        return None
+    lo, hi = sorted(measured, key=lambda b: b.box_px)
+    pred = (
+        f"predict {lo.box_px} px {_a(lo.predicted_resolution_a)} Å and {hi.box_px} px {_a(hi.predicted_resolution_a)} Å"
+    )
+    meas = f"measured {_a(lo.measured_resolution_a)} and {_a(hi.measured_resolution_a)} Å"
+    same = (lo.predicted_resolution_a < hi.predicted_resolution_a) == (
+        lo.measured_resolution_a < hi.measured_resolution_a
+    )
+    if same:
+        return f"Why: the modelled causes (signal kept, aliasing, particles) {pred}, {meas}: each cause in Å below."
+    nb = ""
+    if lo.neighbours_fraction is not None and hi.neighbours_fraction is not None:
+        nb = (
+            f" (particles with a neighbour in the window: {100 * lo.neighbours_fraction:.0f}% at {lo.box_px} px, "
+            f"{100 * hi.neighbours_fraction:.0f}% at {hi.box_px} px)"
+        )
+    return (
+        f"Why: the modelled causes (signal kept, aliasing, particles) {pred}, but the runs {meas}: the difference "
+        f"comes from what they do not model, the neighbours in the window{nb} or the refinement's box-relative "
+        "settings; each cause in Å below."
+    )
+
+
 def opening_paragraph(advice_result, runs: dict | None, *, resolution_a: float) -> str:
     """The report's first paragraph, built from the numbers on the page: the box to refine in
     and why; the user's boxes; whether the runs (sweep or judge) differ beyond run-to-run noise;
