@@ -8,12 +8,12 @@ import json
 import os
 import subprocess
 import sys
-import types
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cryobox.report.drawing import ForkedFigures, render_png
+from cryobox.report.drawing import ForkedFigures
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
 
@@ -46,53 +46,78 @@ def _result() -> dict:
     }
 
 
-@pytest.fixture
-def failing_module(monkeypatch):
-    mod = types.ModuleType("cryobox_test_failing_figures")
+def _fresh(code: str, cwd) -> None:
+    """Run ``code`` in a fresh interpreter: a test process may hold threads of earlier tests, and
+    with other threads ForkedFigures does not fork (tested below)."""
+    r = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
 
-    def figures(d):
-        raise RuntimeError("cannot draw")
 
-    mod.figures = figures
-    monkeypatch.setitem(sys.modules, mod.__name__, mod)
-    return mod.__name__
+_SETUP = f"""
+import json, os, sys, threading
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_drawing import _result
+from cryobox.report.drawing import ForkedFigures, render_png
+assert threading.active_count() == 1
+"""
 
 
 def test_the_child_draws_the_same_png_bytes_as_this_process(tmp_path):
-    from cryobox.report.plots_diagnose import diagnose_figures
-
-    d = _result()
-    before = set(os.listdir(tmp_path))
-    cwd = os.getcwd()
-    os.chdir(tmp_path)  # a child that wrote a file would leave it here
-    try:
-        with ForkedFigures("cryobox.report.plots_diagnose", "diagnose_figures") as drawer:
-            pngs = drawer.draw(d)
-    finally:
-        os.chdir(cwd)
-    assert pngs is not None and set(pngs) == {"directional.png", "power.png"}
-    here = render_png(diagnose_figures(d))
-    assert pngs == here  # drawn in the child or here: the same figures, byte for byte
-    assert all(p.startswith(b"\x89PNG") for p in pngs.values())
-    assert set(os.listdir(tmp_path)) == before
-
-
-def test_a_child_that_fails_gives_none_and_leaves_no_process(failing_module):
-    drawer = ForkedFigures(failing_module, "figures")
-    pid = drawer._pid
-    with drawer:
-        assert drawer.draw(_result()) is None
-    with pytest.raises(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # reaped
+    _fresh(
+        _SETUP
+        + """
+from cryobox.report.plots_diagnose import diagnose_figures
+d = _result()
+with ForkedFigures("cryobox.report.plots_diagnose", "diagnose_figures") as drawer:
+    assert drawer._pid is not None  # a child, forked
+    pngs = drawer.draw(d)
+assert pngs is not None and set(pngs) == {"directional.png", "power.png"}
+assert pngs == render_png(diagnose_figures(d))  # drawn in the child or here: the same bytes
+assert all(p.startswith(b"\\x89PNG") for p in pngs.values())
+assert os.listdir(".") == []  # the child wrote no file (this folder is empty)
+""",
+        tmp_path,
+    )
 
 
-def test_a_child_never_asked_to_draw_is_reaped_on_leaving():
-    with pytest.raises(KeyError):
-        with ForkedFigures("cryobox.report.plots_diagnose", "diagnose_figures") as drawer:
-            pid = drawer._pid
-            raise KeyError("the work failed before any figure")
-    with pytest.raises(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+def test_a_child_that_fails_gives_none_and_leaves_no_process(tmp_path):
+    _fresh(
+        _SETUP
+        + """
+drawer = ForkedFigures("cryobox.report.plots_diagnose", "no_such_function")
+pid = drawer._pid
+assert pid is not None
+with drawer:
+    assert drawer.draw(_result()) is None
+try:
+    os.waitpid(pid, os.WNOHANG)
+    raise SystemExit("the child was not reaped")
+except ChildProcessError:
+    pass
+""",
+        tmp_path,
+    )
+
+
+def test_a_child_never_asked_to_draw_is_reaped_on_leaving(tmp_path):
+    _fresh(
+        _SETUP
+        + """
+try:
+    with ForkedFigures("cryobox.report.plots_diagnose", "diagnose_figures") as drawer:
+        pid = drawer._pid
+        assert pid is not None
+        raise KeyError("the work failed before any figure")
+except KeyError:
+    pass
+try:
+    os.waitpid(pid, os.WNOHANG)
+    raise SystemExit("the child was not reaped")
+except ChildProcessError:
+    pass
+""",
+        tmp_path,
+    )
 
 
 def test_no_child_in_a_process_with_threads():
