@@ -59,6 +59,14 @@ sys.path.insert(0, {str(Path(__file__).parent)!r})
 from test_drawing import _result
 from cryobox.report.drawing import ForkedFigures, render_png
 assert threading.active_count() == 1
+
+
+def assert_reaped(pid):
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return
+    raise SystemExit("the child was not reaped")
 """
 
 
@@ -89,11 +97,7 @@ pid = drawer._pid
 assert pid is not None
 with drawer:
     assert drawer.draw(_result()) is None
-try:
-    os.waitpid(pid, os.WNOHANG)
-    raise SystemExit("the child was not reaped")
-except ChildProcessError:
-    pass
+assert_reaped(pid)
 """,
         tmp_path,
     )
@@ -110,11 +114,7 @@ try:
         raise KeyError("the work failed before any figure")
 except KeyError:
     pass
-try:
-    os.waitpid(pid, os.WNOHANG)
-    raise SystemExit("the child was not reaped")
-except ChildProcessError:
-    pass
+assert_reaped(pid)
 """,
         tmp_path,
     )

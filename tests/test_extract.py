@@ -697,3 +697,15 @@ def test_the_csg_beside_a_restacked_cs_is_what_cryosparc_exports(tmp_path):
         if ours.dtype[f].kind != "S":  # byte strings: as long as each file needs
             assert ours.dtype[f] == theirs.dtype[f], f
     assert len(Dataset.load(tmp_path / "R" / "particles.cs")) == 5
+
+
+def test_the_output_pixel_size_is_said_in_one_place():
+    """ParticleOps.output_pixel_size_a: a Fourier rescale from the window to rescale_px scales the
+    pixel size by window / rescale; restack without a box keeps the input's box as its window."""
+    from cryobox.jobs.particle_ops import ParticleOps
+
+    assert ParticleOps(box_px=256, rescale_px=128).output_pixel_size_a(1.06) == pytest.approx(2.12)
+    assert ParticleOps(box_px=281).output_pixel_size_a(1.06) == 1.06  # no rescale, odd box
+    assert ParticleOps(rescale_px=100).output_pixel_size_a(1.0, 200) == pytest.approx(2.0)
+    assert ParticleOps(rescale_px=100).output_box_px(200) == 100 and ParticleOps().output_box_px(180) == 180
+    assert ParticleOps(box_px=64, rescale_px=96).output_pixel_size_a(3.0) == pytest.approx(2.0)  # a pad

@@ -312,7 +312,7 @@ def extract_micrograph(task: MicrographTask) -> dict:
         mic_f = _filter_whole_micrograph(mic_f, task)
     cache: dict = {}  # per micrograph: its mean, and CTF grids shared by all its particles
     step = chunk_size(o.cut_box_px)
-    pixel_size_out = task.pixel_size_a * o.box_px / n_out
+    pixel_size_out = o.output_pixel_size_a(task.pixel_size_a)
     with StackWriter(task.stack, kept.size, n_out, pixel_size_a=pixel_size_out, float16=o.float16) as out:
         for start in range(0, kept.size, step):
             out.write(_process_chunk(mic_f, task, kept[start : start + step], cache))
@@ -540,7 +540,7 @@ def _write_outputs(table, tasks, records, o: ExtractOptions, out: Path, summary:
     data["micrograph_height_px"] = per_particle(lambda t, k: float(t.height_px))
     if "micrograph_pixel_size_a" not in data:
         data["micrograph_pixel_size_a"] = psize_mic
-    data["pixel_size_a"] = psize_mic * (o.box_px / o.final_box_px)
+    data["pixel_size_a"] = o.output_pixel_size_a(psize_mic)
     data["box_px"] = o.final_box_px
     data["ctf_premultiplied"] = o.premultiplied
     if "optics_group" not in data:

@@ -59,6 +59,20 @@ class ParticleOps:
         """The box written (px): ``rescale_px``, else ``box_px``."""
         return self.rescale_px or self.box_px
 
+    def window_px(self, input_box_px: int | None = None) -> int:
+        """The box windowed to (px): ``box_px``, else (restack) the input's box."""
+        return self.box_px or input_box_px
+
+    def output_box_px(self, input_box_px: int | None = None) -> int:
+        """The box written (px) for particles of ``input_box_px`` (restack keeps it without ``box_px``)."""
+        return self.rescale_px or self.window_px(input_box_px)
+
+    def output_pixel_size_a(self, pixel_size_a: float, input_box_px: int | None = None) -> float:
+        """The pixel size (Å/px) of what is written, from the pixel size windowed at: a Fourier
+        rescale from the window to ``rescale_px`` scales it by window / rescale. The one place that
+        says it (extract, restack and their STAR, .cs and MRC headers all use it)."""
+        return pixel_size_a * self.window_px(input_box_px) / self.output_box_px(input_box_px)
+
     @property
     def cut_box_px(self) -> int:
         """The box cut from the micrograph (px): the premultiply box when there is one."""

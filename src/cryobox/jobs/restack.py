@@ -64,8 +64,8 @@ def _process(unit: _Unit) -> dict:
 
     o = unit.options
     n_in = unit.box_in
-    n_win = o.box_px or n_in
-    n_out = o.rescale_px or n_win
+    n_win = o.window_px(n_in)
+    n_out = o.output_box_px(n_in)
     src = StackReader(unit.stack_in)
     if src.nx != n_in or (unit.indices.size and unit.indices.max() >= src.nz):
         raise InputError(
@@ -73,7 +73,11 @@ def _process(unit: _Unit) -> dict:
             f"{int(unit.indices.max()) + 1} of {n_in} px; the metadata and the stack disagree."
         )
     with StackWriter(
-        unit.stack_out, unit.indices.size, n_out, pixel_size_a=unit.pixel_size_a * n_win / n_out, float16=o.float16
+        unit.stack_out,
+        unit.indices.size,
+        n_out,
+        pixel_size_a=o.output_pixel_size_a(unit.pixel_size_a, n_in),
+        float16=o.float16,
     ) as out:
         for start in range(0, unit.indices.size, CHUNK):
             sel = slice(start, start + CHUNK)
@@ -211,10 +215,9 @@ def run_restack(
             index[u.rows] = np.arange(u.indices.size)
         new["image_path"] = paths
         new["image_index"] = index
-        n_win = o.box_px or box_in
-        n_out = o.rescale_px or n_win
+        n_out = o.output_box_px(box_in)
         new["box_px"] = n_out
-        new["pixel_size_a"] = psize * n_win / n_out
+        new["pixel_size_a"] = o.output_pixel_size_a(psize, box_in)
         if o.premultiply:
             new["ctf_premultiplied"] = True
         elif "ctf_premultiplied" not in new:
@@ -234,7 +237,7 @@ def run_restack(
         "n_restacked": done_particles,
         "n_stacks_skipped": skipped,
         "box_px": n_out,
-        "pixel_size_a": psize * n_win / n_out,
+        "pixel_size_a": o.output_pixel_size_a(psize, box_in),
         "premultiplied": bool(o.premultiply),
         "star": str(star),
         "cs": None if cs is None else str(cs),
