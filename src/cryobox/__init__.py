@@ -5,7 +5,8 @@ The public API (``cryobox.api``, documented with units for every parameter) is a
 ``cryobox.read_particles``, ``write_particles``, ``advise_box``, ``ctf_on_box``, ``masked_fsc``,
 ``fourier_rescale``, ``window``, ``reconstruct``, ``extract_particles``, ``compare_resolutions``,
 ``directional_resolution``, ``sampling_compensation``; and the types they return:
-``ParticleTable``, ``BoxAdvice``, ``FscResult``.
+``ParticleTable``, ``BoxAdvice``, ``FscResult``, ``ResolutionComparison``, ``SamplingCompensation``,
+``DirectionalResolution``.
 """
 
 _API = (
@@ -24,6 +25,9 @@ _API = (
     "ParticleTable",
     "BoxAdvice",
     "FscResult",
+    "ResolutionComparison",
+    "SamplingCompensation",
+    "DirectionalResolution",
 )
 __all__ = ["__version__", *_API]
 

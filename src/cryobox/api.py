@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from cryobox.api_maps import directional_resolution, fourier_rescale, masked_fsc, reconstruct, window
+from cryobox.api_results import DirectionalResolution, ResolutionComparison, SamplingCompensation
 from cryobox.core.boxsize import BoxAdvice
 from cryobox.core.fsc import FscResult
 from cryobox.io.table import ParticleTable
@@ -34,6 +35,9 @@ __all__ = [
     "ParticleTable",
     "BoxAdvice",
     "FscResult",
+    "ResolutionComparison",
+    "SamplingCompensation",
+    "DirectionalResolution",
 ]
 
 
@@ -333,12 +337,15 @@ def extract_particles(
     return -stack if invert else stack
 
 
-def compare_resolutions(resolutions_a: ArrayLike, other_resolutions_a: ArrayLike, *, shell_width_inv_a: float) -> dict:
+def compare_resolutions(
+    resolutions_a: ArrayLike, other_resolutions_a: ArrayLike, *, shell_width_inv_a: float
+) -> ResolutionComparison:
     """Test whether one variant's resolution differs from another's beyond the run-to-run spread.
 
     Welch's two-sided t-test on the repeats' resolutions as spatial frequency (1/Å), with the
-    difference in Å, its 95% interval, p, the power the test had and the repeats per variant
-    that would detect the difference with 80% power.
+    difference in Å, its 95% interval and p; two one-sided tests with a margin of one Fourier shell
+    for equivalence; and the repeats per variant that would detect the difference (and one shell)
+    with 80% power.
 
     Parameters
     ----------
@@ -349,23 +356,26 @@ def compare_resolutions(resolutions_a: ArrayLike, other_resolutions_a: ArrayLike
 
     Returns
     -------
-    dict
-        ``verdict`` ("finer", "coarser" — of the first relative to the second — or
-        "undecided"), ``difference_a`` (Å), ``ci_a`` (Å), ``p``, ``power``, ``repeats_needed``,
-        ``repeats_needed_one_shell`` and the test's details.
+    ResolutionComparison
+        ``verdict`` ("finer", "coarser" — of the first relative to the second —, "equivalent" or
+        "undecided"), ``difference_a`` (Å), ``ci_a`` (Å), ``p``, ``repeats_needed``,
+        ``repeats_needed_one_shell``, and every number of the tests in ``details``.
 
     Examples
     --------
     >>> import cryobox
-    >>> cryobox.compare_resolutions([3.7, 3.6, 3.8], [4.1, 4.0, 4.2], shell_width_inv_a=1 / (576 * 1.06))["verdict"]
-    'finer'
+    >>> c = cryobox.compare_resolutions([3.7, 3.6, 3.8], [4.1, 4.0, 4.2], shell_width_inv_a=1 / (576 * 1.06))
+    >>> c.verdict, round(c.difference_a, 2)
+    ('finer', -0.4)
     """
     from cryobox.core.stats import compare_resolutions as _compare
 
-    return _compare(resolutions_a, other_resolutions_a, shell_width_inv_a=shell_width_inv_a)
+    return ResolutionComparison.from_dict(
+        _compare(resolutions_a, other_resolutions_a, shell_width_inv_a=shell_width_inv_a)
+    )
 
 
-def sampling_compensation(rot_deg: ArrayLike, tilt_deg: ArrayLike) -> dict:
+def sampling_compensation(rot_deg: ArrayLike, tilt_deg: ArrayLike) -> SamplingCompensation:
     """SCF and SCF* of a set of particle orientations (Baldwin & Lyumkis 2020), as ``cryobox diagnose``.
 
     Parameters
@@ -377,7 +387,7 @@ def sampling_compensation(rot_deg: ArrayLike, tilt_deg: ArrayLike) -> dict:
 
     Returns
     -------
-    dict
+    SamplingCompensation
         ``scf``, ``scf_star`` (what cryoSPARC reports; below 0.81 it calls the views anisotropic),
         ``unsampled_fraction`` (of Fourier directions no view samples), ``fourier_radius`` (the
         shell, in voxels, the sampling was counted on) and ``n_views_used`` (at most 10,000).
@@ -391,10 +401,16 @@ def sampling_compensation(rot_deg: ArrayLike, tilt_deg: ArrayLike) -> dict:
     >>> import numpy as np, cryobox
     >>> rng = np.random.default_rng(0)
     >>> rot, tilt = rng.uniform(-180, 180, 20000), np.degrees(np.arccos(rng.uniform(-1, 1, 20000)))
-    >>> round(cryobox.sampling_compensation(rot, tilt)["scf_star"], 1)
+    >>> round(cryobox.sampling_compensation(rot, tilt).scf_star, 1)
     1.0
     """
     from cryobox.core.diagnose import sampling_compensation_factor, viewing_directions
 
     out = sampling_compensation_factor(viewing_directions(rot_deg, tilt_deg))
-    return {k: out[k] for k in ("scf", "scf_star", "unsampled_fraction", "fourier_radius", "n_views_used")}
+    return SamplingCompensation(
+        scf=float(out["scf"]),
+        scf_star=float(out["scf_star"]),
+        unsampled_fraction=float(out["unsampled_fraction"]),
+        fourier_radius=float(out["fourier_radius"]),
+        n_views_used=int(out["n_views_used"]),
+    )

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from cryobox.api_results import DirectionalResolution
+
 __all__ = ["masked_fsc", "fourier_rescale", "window", "reconstruct", "directional_resolution"]
 
 
@@ -192,7 +194,7 @@ def directional_resolution(
     mask: ArrayLike | None = None,
     n_directions: int = 500,
     half_angle_deg: float = 20.0,
-) -> dict:
+) -> DirectionalResolution:
     """Resolution in every direction: conical FSCs and cryoSPARC's cFAR (``cryobox diagnose``).
 
     Parameters
@@ -210,7 +212,7 @@ def directional_resolution(
 
     Returns
     -------
-    dict
+    DirectionalResolution
         ``directions`` (n, 3) unit axes, ``resolution_a`` (n; Å at FSC 0.143, ``limited_by_nyquist``
         where a cone never falls below it), ``curves`` (n, N//2 + 1) against ``frequency_inv_a``
         (1/Å), ``cfar`` (smallest over largest area under the cone curves; below 0.5 cryoSPARC
@@ -226,9 +228,10 @@ def directional_resolution(
     >>> rng = np.random.default_rng(0)
     >>> s = rng.standard_normal((32, 32, 32)).astype(np.float32)
     >>> d = cryobox.directional_resolution(s + rng.standard_normal(s.shape), s, pixel_size_a=2.0, n_directions=100)
-    >>> d["resolution_a"].shape, d["cfar"] > 0.8
+    >>> d.resolution_a.shape, d.cfar > 0.8
     ((100,), True)
     """
     from cryobox.core.diagnose import directional_resolution as _directional
 
-    return _directional(half1, half2, pixel_size_a, mask=mask, n_directions=n_directions, half_angle_deg=half_angle_deg)
+    d = _directional(half1, half2, pixel_size_a, mask=mask, n_directions=n_directions, half_angle_deg=half_angle_deg)
+    return DirectionalResolution(**{k: d[k] for k in DirectionalResolution.__dataclass_fields__})
