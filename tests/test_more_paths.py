@@ -121,8 +121,8 @@ def test_an_interrupted_engine_run_stops_its_whole_process_group(tmp_path):
 def test_the_readme_demo_command_as_written(tmp_path):
     """`cryobox demo --quick --out demo`, as the README shows it (simulate, advise, sweep on
     RELION, report; run twice, the second reads every run back): the four steps, the report, and
-    every run's convergence said before the table (the README shows the runs not converging; if
-    they do one day, no run is flagged and the verdicts carry no convergence caveat)."""
+    every run's convergence said before the table (the README shows the runs converging within
+    the 20° rule; a run that does not is flagged and the verdicts resting on it carry the caveat)."""
 
     def demo():  # the README's command, as written, in a fresh folder
         done = subprocess.run(
