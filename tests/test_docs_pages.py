@@ -6,12 +6,22 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+
+
+def _run_block(page: str, cwd: Path) -> subprocess.CompletedProcess:
+    """The page's last bash block, run by bash with this Python's scripts first on the PATH
+    (`cryobox`, `cryobox-relion`, as `pip install` put them beside it)."""
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    return subprocess.run(
+        ["bash", "-e", "-c", _last_bash_block(page)], cwd=cwd, capture_output=True, text=True, env=env
+    )
 
 
 def _last_bash_block(page: str) -> str:
@@ -32,7 +42,7 @@ def _in_a_copy_of_the_layout(tmp_path: Path) -> Path:
 @pytest.mark.skipif(shutil.which("relion_pipeliner") is None, reason="RELION is not installed (relion_pipeliner)")
 def test_the_relion_page_runs_as_written(tmp_path):
     repo = _in_a_copy_of_the_layout(tmp_path)
-    r = subprocess.run(["bash", "-e", "-c", _last_bash_block("relion.md")], cwd=repo, capture_output=True, text=True)
+    r = _run_block("relion.md", repo)
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert "cryobox-relion restack: cryobox restack relion31.star --out External/job001/ --box 128 --premultiply" in out
@@ -47,7 +57,7 @@ def test_the_cryosparc_page_runs_as_written(tmp_path):
     import yaml
 
     repo = _in_a_copy_of_the_layout(tmp_path)
-    r = subprocess.run(["bash", "-e", "-c", _last_bash_block("cryosparc.md")], cwd=repo, capture_output=True, text=True)
+    r = _run_block("cryosparc.md", repo)
     assert r.returncode == 0, r.stderr
     out = " ".join(r.stdout.split())
     # what the page says each command shows
