@@ -274,11 +274,11 @@ def write_output_nodes(job: ExternalJob, nodes: list[Node]) -> Path:
     return path
 
 
-def _mark(job: ExternalJob, name: str) -> None:
+def _mark(folder: Path, name: str) -> None:
     """An exit file (empty), written through the ledger like every output."""
     from cryobox.io.atomic import atomic_path
 
-    with atomic_path(job.folder / name) as tmp:
+    with atomic_path(Path(folder) / name) as tmp:
         tmp.write_bytes(b"")
 
 
@@ -371,14 +371,14 @@ def run_external(argv: list[str]) -> int:
                 _logfile(job, pngs)
             nodes = [n for n in nodes if Path(n.name).exists()]
             write_output_nodes(job, nodes)
-            _mark(job, EXIT_SUCCESS)
+            _mark(job.folder, EXIT_SUCCESS)
             print(
                 f"cryobox-relion {job.verb}: done in {time.monotonic() - t0:.1f} s; outputs for the pipeline: "
                 + (", ".join(n.name for n in nodes) or "none"),
                 flush=True,
             )
             return 0
-        _mark(job, EXIT_FAILURE)
+        _mark(job.folder, EXIT_FAILURE)
         return code
     except KeyboardInterrupt:
         print(f"cryobox-relion {job.verb}: aborted as RELION asked; continue the job to start again", file=sys.stderr)
@@ -403,7 +403,7 @@ def _try_mark(out: str, name: str) -> None:
     an exit file is empty, so the only thing at stake is its presence."""
     path = Path(out) / name
     try:
-        _mark(ExternalJob(out=out, verb="fsc"), name)
+        _mark(Path(out), name)
     except Exception:  # noqa: BLE001 - the pipeliner must learn that the job ended
         if not path.exists():
             path.touch()
