@@ -200,8 +200,12 @@ def test_the_answer_fits_the_first_screen(report, size):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         assert driver.save_screenshot(str(ARTIFACTS / f"report_first_screen_{size.replace(',', 'x')}.png"))
         # a link of the table of contents opens its section
+        from selenium.webdriver.support.ui import WebDriverWait
+
         links[1].click()
-        assert driver.execute_script(f"return document.getElementById('{closed[1][0]}').open")
+        WebDriverWait(driver, 5).until(
+            lambda d: d.execute_script(f"return document.getElementById('{closed[1][0]}').open")
+        )
     finally:
         driver.quit()
 

@@ -137,6 +137,8 @@ function draw(){
 box.addEventListener('input', draw); pct.addEventListener('input', draw);
 function openTarget(){ const t=document.getElementById(location.hash.slice(1)); if (t && t.tagName==='DETAILS') t.open=true; }
 window.addEventListener('hashchange', openTarget); openTarget();
+document.querySelectorAll('nav.toc a').forEach(a => a.addEventListener('click', () => {
+  const t=document.getElementById(a.getAttribute('href').slice(1)); if (t) t.open=true; }));
 draw();
 })();
 """
