@@ -19,6 +19,7 @@ from cryobox.cli.common import (
     parse_size,
     print_json,
 )
+from cryobox.report.text import cause_cost
 
 EPILOG = """Examples:
 
@@ -143,7 +144,7 @@ def print_explanation(e) -> None:
     t.add_column("favours", justify="right")
     t.add_column("basis")
     for c in e.causes:
-        cells = [("+" + fmt(c.effect_by_box_a[b], ".2f")) if c.effect_by_box_a else "-" for b in boxes]
+        cells = [cause_cost(c.effect_by_box_a[b]) if c.effect_by_box_a else "-" for b in boxes]
         fav = f"{c.favours_box_px} px" if c.favours_box_px else "-"
         t.add_row(c.cause, *cells, fav, c.basis)
     console.print(t)

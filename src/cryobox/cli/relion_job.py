@@ -204,10 +204,12 @@ def cryobox_command(job: ExternalJob) -> tuple[list[str], list[Node], list[str]]
         if job.threads and "-j" not in p and "--jobs" not in p:
             args += ["--jobs", str(job.threads)]
         nodes.append(Node(o + "particles.star", *PARTICLES))
-    elif job.verb in ("advise", "explain"):
-        parts = [job.in_parts] if job.in_parts else []
-        if job.verb == "explain":
-            parts = [_need(job, "in_parts", "input particles")]
+    elif job.verb in ("advise", "explain"):  # advise can work from numbers alone, explain needs the file
+        parts = (
+            [_need(job, "in_parts", "input particles")]
+            if job.verb == "explain"
+            else [job.in_parts] * bool(job.in_parts)
+        )
         args = [job.verb, *parts, "--plot", o + "logfile.pdf", *p]
         nodes.append(Node(o + "logfile.pdf", *LOGFILE))
     elif job.verb in ("fsc", "diagnose"):

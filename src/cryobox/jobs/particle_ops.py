@@ -57,7 +57,7 @@ class ParticleOps:
     @property
     def final_box_px(self) -> int:
         """The box written (px): ``rescale_px``, else ``box_px``."""
-        return self.rescale_px or self.box_px
+        return self.output_box_px()
 
     def window_px(self, input_box_px: int | None = None) -> int:
         """The box windowed to (px): ``box_px``, else (restack) the input's box."""

@@ -7,7 +7,7 @@ import numpy as np
 
 from cryobox.report import plots, plots_diagnose
 from cryobox.report.html import esc, figure_to_data_uri, rgb_to_data_uri
-from cryobox.report.text import answer_lines, fmt, half_maps_text, opening_paragraph, verdict_line
+from cryobox.report.text import answer_lines, cause_cost, fmt, half_maps_text, opening_paragraph, verdict_line
 
 __all__ = [
     "Figures",
@@ -251,8 +251,8 @@ def causes_section(e, figs: Figures) -> tuple[str, str, str]:
     def cost(c, b) -> str:
         if not c.effect_by_box_a:
             return "–"
-        v = c.effect_by_box_a[b]
-        return "no crossing" if not np.isfinite(v) else "+" + _fmt(v, ".2f") + " Å"
+        text = cause_cost(c.effect_by_box_a[b])
+        return text + " Å" if text.startswith("+") else text
 
     rows = "".join(
         f"<tr><td>{esc(c.cause)}</td>"

@@ -104,6 +104,17 @@ def _box_of(runs: dict, variant: str) -> int | None:
     return next((v.get("box_px") for v in runs.get("variants", []) if v["variant"] == variant), None)
 
 
+def cause_cost(effect_a: float) -> str:
+    """A cause's cost in Å at one box, for a table cell (`explain`'s table and the report's):
+    "+0.48", or "no crossing" where the modelled FSC never reaches the resolution."""
+    return "no crossing" if not math.isfinite(effect_a) else "+" + fmt(effect_a, ".2f")
+
+
+def _other(c: dict) -> str:
+    """The variant a decided comparison found coarser."""
+    return c["b"] if c["finer"] == c["a"] else c["a"]
+
+
 def _short(c: dict) -> str:
     """Two variants not told apart, in a few words."""
     if c.get("verdict") == "equivalent":
@@ -116,13 +127,8 @@ def _short(c: dict) -> str:
 def _comparison_text(c: dict) -> str:
     """A comparison in a few words, for the verdict line."""
     if c.get("verdict") in ("finer", "coarser"):
-        other = c["b"] if c["finer"] == c["a"] else c["a"]
-        return f"{c['finer']} finer than {other} by {abs(c['difference_a']):.2f} Å (p = {c['p']:.2g})"
-    if c.get("verdict") == "equivalent":
-        return f"{c['a']} = {c['b']} within one Fourier shell"
-    apart = f", {abs(c['difference_a']):.2f} Å apart" if c.get("difference_a") is not None else ""
-    need = c.get("repeats_needed")
-    return f"{c['a']} vs {c['b']} undecided{apart}" + (f" (~{need} repeats per variant would decide)" if need else "")
+        return f"{c['finer']} finer than {_other(c)} by {abs(c['difference_a']):.2f} Å (p = {c['p']:.2g})"
+    return f"{c['a']} vs {c['b']}: {_short(c)}"
 
 
 def verdict_line(runs: dict) -> str:
@@ -166,14 +172,11 @@ def answer_lines(advice_result, runs: dict | None, *, resolution_a: float) -> li
             beaten = [c for c in decided if c["finer"] == best]
             lines.append(
                 f"Use {best} ({_box_of(runs, best)} px): finer than "
-                + ", ".join(
-                    f"{c['b'] if c['finer'] == c['a'] else c['a']} by {abs(c['difference_a']):.2f} Å (p = {c['p']:.2g})"
-                    for c in beaten
-                )
+                + ", ".join(f"{_other(c)} by {abs(c['difference_a']):.2f} Å (p = {c['p']:.2g})" for c in beaten)
                 + ", beyond run-to-run noise."
             )
         elif decided:  # some variants beaten, the others not told apart
-            losers = {c["b"] if c["finer"] == c["a"] else c["a"] for c in decided}
+            losers = {_other(c) for c in decided}
             front = [v["variant"] for v in runs["variants"] if v["variant"] not in losers]
             between = [c for c in runs["comparisons"] if c["a"] in front and c["b"] in front]
             lines.append(
