@@ -31,7 +31,7 @@ PX = 1.06
 def make_maps(cwd: Path, n: int) -> None:
     import scipy.fft as sfft
 
-    from cryobox.core.fsc import soft_spherical_mask
+    from cryobox.core.masks import soft_spherical_mask
     from cryobox.io.mrc import write_mrc
 
     rng = np.random.default_rng(4)

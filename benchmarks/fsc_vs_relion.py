@@ -27,7 +27,7 @@ def make_maps(work: Path, n: int, px: float, diameter_a: float | None = None) ->
     import mrcfile
 
     from cryobox.core.fourier import filter_map
-    from cryobox.core.fsc import soft_spherical_mask
+    from cryobox.core.masks import soft_spherical_mask
 
     rng = np.random.default_rng(n)
     sig = filter_map(rng.normal(size=(n, n, n)).astype(np.float32), pixel_size_a=px, lowpass_a=4 * px)

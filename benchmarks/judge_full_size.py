@@ -27,7 +27,7 @@ PX = 1.06
 
 def make_runs(work: Path, boxes: list[int], repeats: int, diameter_a: float) -> dict[int, list[str]]:
     from cryobox.core.fourier import filter_map, window
-    from cryobox.core.fsc import soft_spherical_mask
+    from cryobox.core.masks import soft_spherical_mask
     from cryobox.io.mrc import write_mrc
 
     big = max(boxes)

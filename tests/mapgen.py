@@ -4,7 +4,7 @@ import numpy as np
 import scipy.fft as sfft
 
 from cryobox.core.fourier import filter_map
-from cryobox.core.fsc import soft_spherical_mask
+from cryobox.core.masks import soft_spherical_mask
 
 
 def plain_shell_index(n: int) -> np.ndarray:

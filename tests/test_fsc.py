@@ -8,16 +8,14 @@ import starfile
 from conftest import needs_relion, run_relion
 from cryobox.core.fourier import filter_map, fourier_rescale, rfft_shell_index, window
 from cryobox.core.fsc import (
-    auto_mask,
-    corrected_fsc,
     fsc_curve,
     mask_effective_fraction,
     masked_fsc_analysis,
-    randomise_phases_beyond,
     resolution_interpolated,
     resolution_relion_rule,
-    soft_spherical_mask,
 )
+from cryobox.core.masks import auto_mask, soft_spherical_mask
+from cryobox.core.phase_random import corrected_fsc, randomise_phases_beyond
 from mapgen import known_crossing_half_maps, particle_half_maps
 
 

@@ -19,15 +19,8 @@ from cryobox.core.fourier import (
     rfftn_in_place,
     spectrum_buffer,
 )
-from cryobox.core.fsc import (
-    AutoMaskSettings,
-    _bounded_distance,
-    auto_mask,
-    auto_mask_from_map,
-    masked_fsc_analysis,
-    shell_sums_rfft,
-    soft_spherical_mask,
-)
+from cryobox.core.fsc import masked_fsc_analysis, shell_sums_rfft
+from cryobox.core.masks import AutoMaskSettings, _bounded_distance, auto_mask, auto_mask_from_map, soft_spherical_mask
 from cryobox.core.shells import ShellGrid
 from cryobox.errors import InputError
 from cryobox.io.mrc import read_map, read_map_header, read_map_into, write_mrc
@@ -235,7 +228,7 @@ def test_lowpass_slabs_equal_filter_map_and_know_their_statistics(n, resolution)
 
 
 def test_auto_mask_of_half_maps_equals_the_mask_of_their_average():
-    from cryobox.core.fsc import SlabMap, auto_mask_from_half_maps
+    from cryobox.core.masks import SlabMap, auto_mask_from_half_maps
 
     h1, h2 = _pair(41)
     ref, thr_ref = auto_mask_from_map(0.5 * (h1 + h2), pixel_size_a=1.2, lowpass_a=6.0, extend_a=1.2, soft_edge_a=3.6)
@@ -278,11 +271,15 @@ def test_transforms_per_analysis_are_as_documented(monkeypatch, kind, expected):
     """docs/commands/fsc.md and core/fsc.py state the 3D transforms per run: 2 unmasked, 14 with a
     mask (8 with one seeded draw), 2 more when the masked spectra are kept (diagnose)."""
     import cryobox.core.fsc as fsc_module
+    import cryobox.core.phase_random as phase_module
+    import cryobox.core.shells as shells_module
 
     calls = []
-    for name in ("rfftn_in_place", "irfftn_in_place"):
-        real = getattr(fsc_module, name)
-        monkeypatch.setattr(fsc_module, name, lambda *a, _f=real, **k: (calls.append(1), _f(*a, **k))[1])
+    for module in (fsc_module, phase_module, shells_module):
+        for name in ("rfftn_in_place", "irfftn_in_place"):
+            if hasattr(module, name):
+                real = getattr(module, name)
+                monkeypatch.setattr(module, name, lambda *a, _f=real, **k: (calls.append(1), _f(*a, **k))[1])
     h1, h2 = _pair(32)
     mask = None if kind == "unmasked" else soft_spherical_mask(32, radius_px=12, soft_edge_px=3)
     masked_fsc_analysis(

@@ -1,4 +1,5 @@
-"""Per-shell sums over an rfftn half spectrum, slab by slab: no full-size index or temporary.
+"""Per-shell sums over an rfftn half spectrum, slab by slab (no full-size index or temporary), and the
+spectrum buffers the FSC code transforms in place.
 
 The shell of an element is round(|k|) in Fourier pixels (RELION's getFSC binning); shells
 0..N//2 are kept, the corners beyond are summed and dropped. Each slab of planes along the first
@@ -15,9 +16,25 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from numpy.typing import NDArray
 
-from cryobox.core.fourier import rfft_radius2_fourier_px, slab_ranges
+from cryobox.core.fourier import (
+    irfftn_in_place,
+    padded_volume,
+    rfft_radius2_fourier_px,
+    rfftn_in_place,
+    slab_ranges,
+    spectrum_buffer,
+)
 
-__all__ = ["ShellGrid", "thread_pool"]
+__all__ = [
+    "ShellGrid",
+    "thread_pool",
+    "fsc_from_sums",
+    "spectrum_of",
+    "empty_spectrum",
+    "mask_spectrum_in_place",
+    "copy_low",
+    "copy_power_beyond",
+]
 
 _POOL: ThreadPoolExecutor | None = None
 
@@ -92,3 +109,56 @@ class ShellGrid:
 def _float64(w: NDArray) -> NDArray[np.float64]:
     # bincount is several times slower on float32 weights than on float64
     return np.asarray(w, dtype=np.float64).reshape(-1)
+
+
+def fsc_from_sums(sums: NDArray) -> NDArray[np.float64]:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fsc = sums[0] / np.sqrt(sums[1] * sums[2])
+    return np.nan_to_num(fsc, nan=0.0)
+
+
+def spectrum_of(volume: NDArray, overwrite: bool) -> NDArray[np.complex64]:
+    """The rfftn of ``volume`` in a buffer of its own: the volume's own memory when it is a
+    ``padded_volume`` and ``overwrite`` allows it, else a new buffer (the volume left alone)."""
+    buffer = spectrum_buffer(volume) if overwrite else None
+    if buffer is None:
+        copy = padded_volume(volume.shape)
+        copy[...] = volume
+        buffer = spectrum_buffer(copy)
+    return rfftn_in_place(buffer, volume.shape[-1])
+
+
+def empty_spectrum(shape: tuple[int, ...]) -> NDArray[np.complex64]:
+    return spectrum_buffer(padded_volume(shape))
+
+
+def mask_spectrum_in_place(buffer: NDArray, mask: NDArray, grid: ShellGrid) -> NDArray[np.complex64]:
+    """The spectrum of ``mask`` times the map whose spectrum ``buffer`` holds, written over it."""
+    n = grid.shape[-1]
+    real = irfftn_in_place(buffer, n)
+    grid.each_slab(lambda i, j: np.multiply(real[i:j], mask[i:j], out=real[i:j]))
+    return rfftn_in_place(buffer, n)
+
+
+def copy_low(src: NDArray, dst: NDArray, cut2: int, grid: ShellGrid) -> None:
+    """``dst`` = ``src`` with every component at |k|² >= ``cut2`` set to zero."""
+
+    def one(i, j):
+        dst[i:j] = 0
+        if grid.min_radius2(i, j) < cut2:  # else the whole slab lies beyond
+            np.copyto(dst[i:j], src[i:j], where=grid.radius2(i, j) < cut2)
+
+    grid.each_slab(one)
+
+
+def copy_power_beyond(src: NDArray, dst: NDArray, cut2: int, grid: ShellGrid) -> None:
+    """``dst`` = |src|² where |k|² >= ``cut2``, 0 elsewhere (a real, even spectrum)."""
+
+    def one(i, j):
+        x = src[i:j]
+        a2 = x.real * x.real + x.imag * x.imag
+        a2[grid.radius2(i, j) < cut2] = 0
+        dst[i:j].real = a2
+        dst[i:j].imag = 0
+
+    grid.each_slab(one)

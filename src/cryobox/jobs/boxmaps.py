@@ -42,7 +42,7 @@ def reference_grids(
     """The sweep's reference (resampled to the particles' pixel size, windowed to each box and
     low-passed to ``ini_high_a`` Å) and FSC mask per box (``masks_for_boxes``), as files."""
     from cryobox.core.fourier import filter_map, resample_to, window
-    from cryobox.core.fsc import auto_mask_from_map, auto_mask_scales_a
+    from cryobox.core.masks import auto_mask_from_map, auto_mask_scales_a
     from cryobox.io.mrc import write_mrc
 
     notes = []

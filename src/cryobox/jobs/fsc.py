@@ -10,13 +10,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cryobox.core.fourier import filter_map, fourier_rescale, padded_volume, window
-from cryobox.core.fsc import (
-    AutoMaskError,
-    AutoMaskSettings,
-    FscResult,
-    auto_mask_from_half_maps,
-    masked_fsc_analysis,
-)
+from cryobox.core.fsc import FscResult, masked_fsc_analysis
+from cryobox.core.masks import AutoMaskError, AutoMaskSettings, auto_mask_from_half_maps
 from cryobox.errors import InputError
 from cryobox.io.atomic import atomic_path
 from cryobox.io.mrc import check_mask, read_map, read_map_header, read_map_into, read_mrc, write_mrc, write_mrc_data

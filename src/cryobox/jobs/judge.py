@@ -264,7 +264,7 @@ def _judge_mask(
     """The one mask in Å at the largest box (given, or built from the average of every run in one
     fixed order), or none; and the sentence that says which."""
     from cryobox.core.fourier import window
-    from cryobox.core.fsc import auto_mask_from_map, auto_mask_scales_a
+    from cryobox.core.masks import auto_mask_from_map, auto_mask_scales_a
     from cryobox.io.mrc import read_mrc
 
     big = boxes[-1]
