@@ -94,163 +94,195 @@ def run_queue(
 ) -> RunQueueResult:
     """Run every spec (see the module docstring); returns results, failures and timings.
     ``poll_s``: seconds between looks (default 0.5 on this machine, 5 for a cluster's queue)."""
-    if poll_s is None:
-        poll_s = 5.0 if launcher.detached else 0.5
     t_start = time.perf_counter()
-    out = RunQueueResult()
-    total = len(specs)
-    index = {s.name: k + 1 for k, s in enumerate(specs)}
-    waiting: list[RunSpec] = []
-    active: dict[str, tuple[RunSpec, Job]] = {}
-    rows: dict[str, dict] = {}
+    queue = _Queue(specs, engine, launcher, finish, log, iter_max)
+    for spec in specs:
+        queue.place(spec, retry_failed=retry_failed)
+    try:
+        queue.follow(poll_s if poll_s is not None else 5.0 if launcher.detached else 0.5, status)
+    except KeyboardInterrupt:
+        queue.interrupted()
+        raise
+    out = queue.out
+    out.engine_wall_seconds = max(0.0, out.engine_wall_seconds - queue.finishing)
+    out.wall_seconds = time.perf_counter() - t_start
+    return out
 
-    def row(spec: RunSpec, **kw) -> None:
-        r = rows.setdefault(
+
+class _Queue:
+    """The runs of one ``run_queue`` call: waiting, out (``active``) or settled (in ``out``), and
+    the status rows shown while they run."""
+
+    def __init__(self, specs, engine, launcher, finish, log, iter_max):
+        self.specs, self.engine, self.launcher, self.finish, self.log = specs, engine, launcher, finish, log
+        self.iter_max = iter_max
+        self.out = RunQueueResult()
+        self.index = {s.name: k + 1 for k, s in enumerate(specs)}
+        self.waiting: list[RunSpec] = []
+        self.active: dict[str, tuple[RunSpec, Job]] = {}
+        self.rows: dict[str, dict] = {}
+        self.last_iteration: dict[str, int] = {}
+        self.finishing = 0.0  # seconds spent collecting runs while no other run was out
+
+    def prefix(self, spec: RunSpec) -> str:
+        return f"[{self.index[spec.name]}/{len(self.specs)}] {spec.label}"
+
+    def row(self, spec: RunSpec, **kw) -> None:
+        r = self.rows.setdefault(
             spec.name, {"run": spec.label, "job_id": None, "state": "waiting", "iteration": None, "resolution_a": None}
         )
         r.update(kw)
 
-    # where each run stands
-    for spec in specs:
-        prefix = f"[{index[spec.name]}/{total}] {spec.label}"
+    def place(self, spec: RunSpec, *, retry_failed: bool) -> None:
+        """Where a run stands before anything starts: done, failed, still out on the scheduler, or waiting."""
+        out, launcher = self.out, self.launcher
         done = read_record(spec.run_dir / RESULT, spec.run_dir / RESULT, expect={"key": spec.key})
         if done is not None:
             out.results[spec.name] = done
             out.reused += 1
-            row(spec, state="done before", resolution_a=done.get("interpolated_resolution_a"))
-            log(f"{prefix}: done before, read back")
-            continue
+            self.row(spec, state="done before", resolution_a=done.get("interpolated_resolution_a"))
+            self.log(f"{self.prefix(spec)}: done before, read back")
+            return
         rec = _record(spec)
         if rec is not None and rec.get("failed") and not retry_failed:
             out.failed.append(_failure(spec, rec))
-            row(spec, state="failed", job_id=rec.get("job_id"), error=rec["failed"])
-            log(f"{prefix}: failed before ({rec['failed']}); not run again without `retry_failed`")
-            continue
+            self.row(spec, state="failed", job_id=rec.get("job_id"), error=rec["failed"])
+            self.log(f"{self.prefix(spec)}: failed before ({rec['failed']}); not run again without `retry_failed`")
+            return
         if rec is not None and not rec.get("failed") and rec.get("scheduler") == launcher.kind and launcher.detached:
             job = Job(spec.name, spec.run_dir, _stored_command(rec), job_id=rec.get("job_id"))
             spec.command = job.command.argv
             job.submitted_at = rec.get("submitted_at")
-            active[spec.name] = (spec, job)
+            self.active[spec.name] = (spec, job)
             out.reattached += 1
-            row(spec, state="queued", job_id=job.job_id)
-            log(f"{prefix}: re-attached to {launcher.kind} job {job.job_id}")
-            continue
-        waiting.append(spec)
+            self.row(spec, state="queued", job_id=job.job_id)
+            self.log(f"{self.prefix(spec)}: re-attached to {launcher.kind} job {job.job_id}")
+            return
+        self.waiting.append(spec)
 
-    last_iteration: dict[str, int] = {}
-    finishing = 0.0
-
-    def fill() -> None:
+    def fill(self) -> None:
         """Start (or submit) waiting runs while the launcher has room."""
-        room = launcher.capacity()
-        while waiting and (room is None or len(active) < room):
-            spec = waiting.pop(0)
-            ledger.remove_written_folder(spec.run_dir)  # a folder cryobox made for an earlier try, nothing else
-            spec.run_dir.mkdir(parents=True)
-            ledger.record_folder(spec.run_dir)
-            cmd = engine.command(spec.run_dir, spec.particles_star, spec.reference, spec.params)
-            job = Job(spec.job_name or "cryobox-" + spec.name.replace("/", "-"), spec.run_dir, cmd)
-            spec.command = cmd.argv
-            job.job_id = launcher.submit(job)
-            job.submitted_at = time.time()
-            write_json(
-                spec.run_dir / JOB_RECORD,
-                {
-                    "key": spec.key,
-                    "scheduler": launcher.kind,
-                    "job_id": job.job_id,
-                    "name": spec.name,
-                    "submitted_at": job.submitted_at,
-                    "launcher": list(cmd.launcher),
-                    "program": list(cmd.program),
-                    "ranks": cmd.ranks,
-                    "threads": cmd.threads,
-                },
-            )
-            out.submitted += 1
-            active[spec.name] = (spec, job)
-            row(spec, state="queued", job_id=job.job_id)
-            how = launcher.submitted_text(job)
-            log(f"[{index[spec.name]}/{total}] {spec.label} (seed {spec.seed}): {spec.description}; {how}")
+        room = self.launcher.capacity()
+        while self.waiting and (room is None or len(self.active) < room):
+            self.submit(self.waiting.pop(0))
 
-    try:
-        while waiting or active:
+    def submit(self, spec: RunSpec) -> None:
+        launcher = self.launcher
+        ledger.remove_written_folder(spec.run_dir)  # a folder cryobox made for an earlier try, nothing else
+        spec.run_dir.mkdir(parents=True)
+        ledger.record_folder(spec.run_dir)
+        cmd = self.engine.command(spec.run_dir, spec.particles_star, spec.reference, spec.params)
+        job = Job(spec.job_name or "cryobox-" + spec.name.replace("/", "-"), spec.run_dir, cmd)
+        spec.command = cmd.argv
+        job.job_id = launcher.submit(job)
+        job.submitted_at = time.time()
+        write_json(
+            spec.run_dir / JOB_RECORD,
+            {
+                "key": spec.key,
+                "scheduler": launcher.kind,
+                "job_id": job.job_id,
+                "name": spec.name,
+                "submitted_at": job.submitted_at,
+                "launcher": list(cmd.launcher),
+                "program": list(cmd.program),
+                "ranks": cmd.ranks,
+                "threads": cmd.threads,
+            },
+        )
+        self.out.submitted += 1
+        self.active[spec.name] = (spec, job)
+        self.row(spec, state="queued", job_id=job.job_id)
+        self.log(f"{self.prefix(spec)} (seed {spec.seed}): {spec.description}; {launcher.submitted_text(job)}")
+
+    def follow(self, poll_s: float, status) -> None:
+        """Look every ``poll_s`` seconds until no run waits or is out."""
+        out = self.out
+        while self.waiting or self.active:
             tick = time.monotonic()
-            busy = bool(active)
-            fill()
-            ended = []
-            states = launcher.states([j for _, j in active.values()])
-            for name, (spec, job) in list(active.items()):
-                state = states.get(job.job_id, "unknown")
-                prefix = f"[{index[name]}/{total}] {spec.label}"
-                if state == "running":
-                    if job.started_at is None:
-                        job.started_at = time.time()
-                        row(spec, state="running")
-                        if launcher.kind != "local":
-                            log(f"{prefix}: running (job {job.job_id})")
-                    prog = engine.progress(spec.run_dir)
-                    if prog is not None and prog[0] > last_iteration.get(name, 0):
-                        last_iteration[name] = prog[0]
-                        row(spec, iteration=prog[0], resolution_a=prog[1])
-                        progress_line(log, prefix, iter_max)(prog[0], prog[1], time.time() - job.started_at)
-                elif state == "queued":
-                    row(spec, state="queued")
-                elif state == "ended":
-                    del active[name]
-                    job.ended_at = time.time()
-                    ended.append((name, spec, job))
+            busy = bool(self.active)
+            self.fill()
+            ended = self.look()
             # the next runs start before the ended ones are collected: their half maps and FSCs are
             # computed while the engine works, and cost no wall time while a run is out
             if ended:
-                fill()
-            for name, spec, job in ended:
-                prefix = f"[{index[name]}/{total}] {spec.label}"
-                seconds = job.ended_at - (job.started_at or job.submitted_at or job.ended_at)
-                t_finish = time.monotonic()
-                try:
-                    halves = engine.outcome(spec.run_dir, spec.params, launcher.exit_status(job))
-                    result = finish(spec, halves, seconds)
-                except EngineError as exc:
-                    if not active:  # collecting while other runs are out costs no wall time
-                        finishing += time.monotonic() - t_finish
-                    msg = str(exc)
-                    rec = _record(spec) or {"key": spec.key, "scheduler": launcher.kind, "job_id": job.job_id}
-                    rec["failed"] = msg
-                    write_json(spec.run_dir / JOB_RECORD, rec)
-                    out.failed.append(_failure(spec, rec))
-                    row(spec, state="failed", error=msg)
-                    log(f"{prefix}: FAILED: {msg}")
-                    continue
-                if not active:
-                    finishing += time.monotonic() - t_finish
-                out.results[name] = result
-                out.engine_seconds += seconds
-                row(spec, state="done", resolution_a=result.get("interpolated_resolution_a"))
+                self.fill()
+            for spec, job in ended:
+                self.collect(spec, job)
             if status is not None:
-                status([rows[s.name] for s in specs if s.name in rows])
-            busy = busy or bool(active)
-            if waiting or active:
+                status([self.rows[s.name] for s in self.specs if s.name in self.rows])
+            busy = busy or bool(self.active)
+            if self.waiting or self.active:
                 left = poll_s - (time.monotonic() - tick)
                 if left > 0:
                     out.waiting_seconds += left
                     time.sleep(left)
             if busy:
                 out.engine_wall_seconds += time.monotonic() - tick
-    except KeyboardInterrupt:
-        jobs = [j for _, j in active.values()]
+
+    def look(self) -> list[tuple[RunSpec, Job]]:
+        """Ask the launcher where the runs that are out stand; log progress; return those that ended."""
+        ended = []
+        states = self.launcher.states([j for _, j in self.active.values()])
+        for name, (spec, job) in list(self.active.items()):
+            state = states.get(job.job_id, "unknown")
+            if state == "running":
+                if job.started_at is None:
+                    job.started_at = time.time()
+                    self.row(spec, state="running")
+                    if self.launcher.kind != "local":
+                        self.log(f"{self.prefix(spec)}: running (job {job.job_id})")
+                prog = self.engine.progress(spec.run_dir)
+                if prog is not None and prog[0] > self.last_iteration.get(name, 0):
+                    self.last_iteration[name] = prog[0]
+                    self.row(spec, iteration=prog[0], resolution_a=prog[1])
+                    elapsed = time.time() - job.started_at
+                    progress_line(self.log, self.prefix(spec), self.iter_max)(prog[0], prog[1], elapsed)
+            elif state == "queued":
+                self.row(spec, state="queued")
+            elif state == "ended":
+                del self.active[name]
+                job.ended_at = time.time()
+                ended.append((spec, job))
+        return ended
+
+    def collect(self, spec: RunSpec, job: Job) -> None:
+        """An ended run: its outcome through ``finish``, or its failure recorded in its folder."""
+        seconds = job.ended_at - (job.started_at or job.submitted_at or job.ended_at)
+        t_finish = time.monotonic()
+        try:
+            halves = self.engine.outcome(spec.run_dir, spec.params, self.launcher.exit_status(job))
+            result = self.finish(spec, halves, seconds)
+        except EngineError as exc:
+            if not self.active:  # collecting while other runs are out costs no wall time
+                self.finishing += time.monotonic() - t_finish
+            msg = str(exc)
+            rec = _record(spec) or {"key": spec.key, "scheduler": self.launcher.kind, "job_id": job.job_id}
+            rec["failed"] = msg
+            write_json(spec.run_dir / JOB_RECORD, rec)
+            self.out.failed.append(_failure(spec, rec))
+            self.row(spec, state="failed", error=msg)
+            self.log(f"{self.prefix(spec)}: FAILED: {msg}")
+            return
+        if not self.active:
+            self.finishing += time.monotonic() - t_finish
+        self.out.results[spec.name] = result
+        self.out.engine_seconds += seconds
+        self.row(spec, state="done", resolution_a=result.get("interpolated_resolution_a"))
+
+    def interrupted(self) -> None:
+        """Ctrl-C or SIGTERM: local runs are stopped; a scheduler's jobs go on, and the log says how
+        to re-attach or cancel them."""
+        jobs = [j for _, j in self.active.values()]
+        launcher = self.launcher
         if launcher.detached and jobs:
             ids = ", ".join(j.job_id for j in jobs if j.job_id)
-            log(
+            self.log(
                 f"stopped waiting; {len(jobs)} {launcher.kind} job(s) go on ({ids}). Run the same command again to "
                 "re-attach and collect them, or add --cancel to cancel this sweep's jobs."
             )
         else:
             launcher.stop_all()
-        raise
-    out.engine_wall_seconds = max(0.0, out.engine_wall_seconds - finishing)
-    out.wall_seconds = time.perf_counter() - t_start
-    return out
 
 
 def progress_line(log, prefix: str, iter_max: int | None):
