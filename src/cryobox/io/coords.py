@@ -9,10 +9,10 @@ import pandas as pd
 
 from cryobox.errors import InputError
 from cryobox.io.particles import read_particles
-from cryobox.io.star import read_numeric_loop, read_star_blocks
+from cryobox.io.star import read_numeric_loop, read_star_blocks, write_star_blocks
 from cryobox.io.table import ParticleTable
 
-__all__ = ["read_coordinates"]
+__all__ = ["read_coordinates", "write_coordinates"]
 
 
 def read_coordinates(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -48,6 +48,12 @@ def read_coordinates(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 out.append(v)
             return out[0], out[1]
     raise InputError(f"{path}: no rlnCoordinateX/rlnCoordinateY columns; give a RELION coordinate file.")
+
+
+def write_coordinates(path: Path, x_px: np.ndarray, y_px: np.ndarray) -> None:
+    """A RELION coordinate STAR file (one loop of rlnCoordinateX, rlnCoordinateY in micrograph px),
+    as relion_preprocess reads it."""
+    write_star_blocks(path, {"": pd.DataFrame({"rlnCoordinateX": x_px, "rlnCoordinateY": y_px})})
 
 
 def particles_from_micrographs(

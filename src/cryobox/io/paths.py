@@ -3,6 +3,7 @@ project folder (the working folder), cryobox also looks beside the file itself."
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from cryobox.errors import InputError
 from cryobox.io.table import ParticleTable
 
 __all__ = [
+    "project_relative",
     "search_roots",
     "resolve_path",
     "find_stack",
@@ -123,3 +125,10 @@ def fill_box_from_stacks(table: ParticleTable) -> str | None:
         table.data = d.assign(box_px=np.full(len(d), shape[0], dtype=np.int64))
         return f"image size {shape[0]} px from the MRC header of {stack} (the particle file has no rlnImageSize)"
     return None
+
+
+def project_relative(path: str) -> str:
+    """RELION's convention: file names in STAR files are relative to the project folder (the
+    folder the job runs in); paths outside it stay absolute."""
+    rel = os.path.relpath(path, Path.cwd())
+    return path if rel.startswith("..") else rel

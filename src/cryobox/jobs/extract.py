@@ -11,7 +11,6 @@ the STAR file points to half-written.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ from cryobox.io.particles import (
     write_cs,
     write_star,
 )
-from cryobox.io.paths import star_safe_name
+from cryobox.io.paths import project_relative, star_safe_name
 from cryobox.io.schema import CTF_REQUIRED
 from cryobox.jobs.particle_ops import ParticleOps, finish_batch
 from cryobox.jobs.records import read_record, write_record
@@ -394,13 +393,6 @@ def _process_chunk(mic: np.ndarray, task: MicrographTask, sel: np.ndarray, cache
 # ----------------------------------------------------------------------------------------- run
 
 
-def _project_relative(path: str) -> str:
-    """RELION's convention: file names in STAR files are relative to the project folder (the
-    folder the job runs in); paths outside it stay absolute."""
-    rel = os.path.relpath(path, Path.cwd())
-    return path if rel.startswith("..") else rel
-
-
 def run_extract(
     table: ParticleTable,
     options: ExtractOptions,
@@ -534,7 +526,7 @@ def _write_outputs(table, tasks, records, o: ExtractOptions, out: Path, summary:
         data["shift_y_a"] = data["shift_y_a"].to_numpy(float) - (data["coord_y_px"].to_numpy(float) - y) * psize_mic
     data["coord_x_px"] = x
     data["coord_y_px"] = y
-    data["image_path"] = per_particle(lambda t, k: _project_relative(t.stack)).astype(object)
+    data["image_path"] = per_particle(lambda t, k: project_relative(t.stack)).astype(object)
     data["image_index"] = per_particle(lambda t, k: np.arange(k.size, dtype=np.int64))
     data["micrograph_width_px"] = per_particle(lambda t, k: float(t.width_px))
     data["micrograph_height_px"] = per_particle(lambda t, k: float(t.height_px))

@@ -26,7 +26,7 @@ from cryobox.io.particles import (
     write_cs,
     write_star,
 )
-from cryobox.io.paths import star_safe_name
+from cryobox.io.paths import project_relative, star_safe_name
 from cryobox.io.schema import CTF_REQUIRED
 from cryobox.jobs.particle_ops import ParticleOps, finish_batch
 from cryobox.jobs.records import read_record, write_record
@@ -205,13 +205,12 @@ def run_restack(
                     )
                 done_particles += unit.indices.size
                 log and log(f"restacked {unit.stack_in}: {unit.indices.size} particles")
-        from cryobox.jobs.extract import _project_relative
 
         new = d.reset_index(drop=True)
         paths = np.empty(len(new), dtype=object)  # plain strings: the input's column may be categorical (.cs files)
         index = np.zeros(len(new), dtype=np.int64)
         for u in units:
-            paths[u.rows] = _project_relative(u.stack_out)
+            paths[u.rows] = project_relative(u.stack_out)
             index[u.rows] = np.arange(u.indices.size)
         new["image_path"] = paths
         new["image_index"] = index

@@ -15,15 +15,35 @@ particle centre is the coordinate minus the origin).
 
 from __future__ import annotations
 
+import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.fft as sfft
 
+from cryobox.core.boxsize import next_fft_friendly_size
+from cryobox.core.extract import ctf_grids
+from cryobox.core.fourier import fft_workers, resample_to, window
+from cryobox.core.optics import ctf_2d
+from cryobox.core.simulate import (
+    Projector,
+    apply_ctf_to_images,
+    default_particle_map,
+    random_relion_angles,
+    shift_images,
+)
 from cryobox.errors import InputError
-from cryobox.io.particles import ParticleTable, write_cs, write_star
+from cryobox.io.atomic import atomic_path
+from cryobox.io.coords import write_coordinates
+from cryobox.io.model import model_potential
+from cryobox.io.mrc import read_map, stamp_header, write_mrc
+from cryobox.io.particles import ParticleTable, read_particles, write_cs, write_star
+from cryobox.io.paths import project_relative
+from cryobox.jobs.outputs import OutputFolder, refuse_star_unsafe_path
+from cryobox.jobs.records import check_memory, digest
 
 __all__ = ["SimulationSettings", "simulate_micrographs", "simulate_stack", "load_density", "poses_from_particles"]
 
@@ -57,7 +77,6 @@ def poses_from_particles(path, *, pixel_size_a: float) -> tuple[np.ndarray, np.n
     """Orientations (n, 3) (RELION Euler angles, degrees) and image displacements (n, 2) (px at
     ``pixel_size_a``) from any particle file with poses; displacements None when it has no shifts.
     RELION's origin is minus the particle's displacement in the image."""
-    from cryobox.io.particles import read_particles
 
     t = read_particles(path)
     t.require("angle_rot_deg", "angle_tilt_deg", "angle_psi_deg", purpose="simulating with given orientations")
@@ -72,20 +91,14 @@ def load_density(
 ) -> tuple[np.ndarray, str]:
     """The density to image: an MRC map (resampled to the pixel size), an atomic model (electron
     scattering potential via gemmi), or the built-in particle."""
-    from cryobox.core.fourier import resample_to, window
-    from cryobox.core.simulate import default_particle_map
 
     if map_path is not None and model_path is not None:
         raise InputError("give `map_path` or `model_path`, not both.")
     if box_px is not None and box_px < 2:
         raise InputError(f"`box_px` must be at least 2 px, got {box_px}.")
     if box_px is not None:
-        from cryobox.jobs.records import check_memory
-
         check_memory(16.0 * 4 * (2.0 * box_px) ** 3, what=f"a {box_px} px particle map and its projector")
     if map_path is not None:
-        from cryobox.io.mrc import read_map
-
         vol, px = read_map(map_path, what="map", ndim=3)
         if abs(px - pixel_size_a) > 1e-4 * px:
             vol, _ = resample_to(vol, px, pixel_size_a)
@@ -93,15 +106,12 @@ def load_density(
             vol = window(vol, box_px)
         return vol.astype(np.float32), f"map {map_path}"
     if model_path is not None:
-        from cryobox.io.model import model_potential
-
         return model_potential(model_path, pixel_size_a=pixel_size_a, box_px=box_px), f"model {model_path}"
     box = box_px or _default_box(pixel_size_a)
     return default_particle_map(box, pixel_size_a), "built-in two-domain particle (~220 Å)"
 
 
 def _default_box(pixel_size_a: float) -> int:
-    from cryobox.core.boxsize import next_fft_friendly_size
 
     return next_fft_friendly_size(1.3 * 220.0 / pixel_size_a)
 
@@ -137,14 +147,6 @@ def _simulate_micrographs(
     log=None,
 ) -> dict:
     """Write simulated micrographs and their metadata to ``out``; returns a summary."""
-    import scipy.fft as sfft
-
-    from cryobox.core.fourier import fft_workers
-    from cryobox.core.optics import ctf_2d
-    from cryobox.core.simulate import Projector, random_relion_angles, shift_images
-    from cryobox.io.mrc import write_mrc
-    from cryobox.io.star import write_star_blocks
-
     t0 = time.perf_counter()
     s = settings
     w, h = size_px
@@ -155,13 +157,9 @@ def _simulate_micrographs(
         )
     if n > min(w, h):
         raise InputError(f"the particle box ({n} px) is larger than the micrographs ({w} x {h} px, `size_px`).")
-    from cryobox.jobs.records import check_memory
-
     # a micrograph, its noise and its Fourier transform in float64 at once (and the CTF grid)
     check_memory(6 * 8.0 * w * h, what=f"one {w} x {h} px micrograph (`size_px`)")
     out = Path(out)
-    from cryobox.jobs.outputs import refuse_star_unsafe_path
-
     refuse_star_unsafe_path(out, what="output folder")
     (out / "Micrographs").mkdir(parents=True, exist_ok=True)
     proj = Projector(density)
@@ -173,99 +171,24 @@ def _simulate_micrographs(
         name = f"Micrographs/mic{k:04d}.mrc"
         ctf = _micrograph_ctf(rng, s)
         centres = _positions(rng, per_micrograph, w, h, min_dist)
-        m = len(centres)
-        angles = random_relion_angles(m, rng)
+        angles = random_relion_angles(len(centres), rng)
         xi, yi = np.trunc(centres[:, 0]), np.trunc(centres[:, 1])
         images = shift_images(proj.project(angles), centres[:, 0] - xi, centres[:, 1] - yi)
-        clean = np.zeros((h, w), np.float32)
-        signal_mask = np.zeros((h, w), bool)
-        yy, xx = np.mgrid[:n, :n]
-        disc = (yy - n // 2) ** 2 + (xx - n // 2) ** 2 <= (0.5 * d_px) ** 2
-        for img, x0, y0 in zip(images, xi.astype(int) - n // 2, yi.astype(int) - n // 2):
-            ys, xs = slice(max(0, y0), min(h, y0 + n)), slice(max(0, x0), min(w, x0 + n))
-            iy, ix = slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0)
-            clean[ys, xs] += img[iy, ix]
-            signal_mask[ys, xs] |= disc[iy, ix]
-        ky = np.fft.fftfreq(h, d=s.pixel_size_a).astype(np.float32)[:, None]
-        kx = np.fft.rfftfreq(w, d=s.pixel_size_a).astype(np.float32)[None, :]
-        grid = ctf_2d(
-            ky,
-            kx,
-            voltage_kv=s.voltage_kv,
-            cs_mm=s.cs_mm,
-            amplitude_contrast=s.amplitude_contrast,
-            bfactor_a2=s.bfactor_a2,
-            dtype=np.float32,
-            **ctf,
-        )
-        signal = sfft.irfft2(sfft.rfft2(clean, workers=fft_workers()) * grid, s=(h, w), workers=fft_workers()).astype(
-            np.float32
-        )
-        sig_var = float(signal[signal_mask].var()) if signal_mask.any() else float(signal.var())
-        noise_sd = np.sqrt(sig_var / s.snr) if s.snr > 0 else 0.0
-        # as a camera records it: protein dark on a light background (RELION's CTF makes the
-        # density positive), so the --invert that real micrographs need is right here too
-        mic = rng.standard_normal((h, w), dtype=np.float32) * np.float32(noise_sd) - signal
-        mic += np.float32(s.ice_ramp * noise_sd) * (np.arange(w, dtype=np.float32)[None, :] / w - 0.5)
+        mic = _micrograph(images, xi.astype(int), yi.astype(int), (h, w), ctf, 0.5 * d_px, s, rng)
         write_mrc(out / name, mic, pixel_size_a=s.pixel_size_a)
-        write_star_blocks(
-            out / "Micrographs" / f"mic{k:04d}_pick.star",
-            {"": pd.DataFrame({"rlnCoordinateX": xi, "rlnCoordinateY": yi})},
+        write_coordinates(out / "Micrographs" / f"mic{k:04d}_pick.star", xi, yi)
+        mic_rows.append({"micrograph_name": name, **ctf})
+        frame = pd.DataFrame({"micrograph_name": name, "coord_x_px": xi, "coord_y_px": yi, **ctf})
+        frame["shift_x_a"], frame["shift_y_a"] = (
+            (xi - centres[:, 0]) * s.pixel_size_a,
+            (yi - centres[:, 1]) * s.pixel_size_a,
         )
-        mic_rows.append(
-            {
-                "rlnMicrographName": name,
-                "rlnOpticsGroup": 1,
-                "rlnDefocusU": ctf["defocus_u_a"],
-                "rlnDefocusV": ctf["defocus_v_a"],
-                "rlnDefocusAngle": ctf["defocus_angle_deg"],
-                "rlnCtfBfactor": s.bfactor_a2,
-                "rlnCtfScalefactor": 1.0,
-                "rlnPhaseShift": 0.0,
-            }
-        )
-        particle_frames.append(
-            pd.DataFrame(
-                {
-                    "micrograph_name": name,
-                    "coord_x_px": xi,
-                    "coord_y_px": yi,
-                    "shift_x_a": (xi - centres[:, 0]) * s.pixel_size_a,
-                    "shift_y_a": (yi - centres[:, 1]) * s.pixel_size_a,
-                    "angle_rot_deg": angles[:, 0],
-                    "angle_tilt_deg": angles[:, 1],
-                    "angle_psi_deg": angles[:, 2],
-                    "defocus_u_a": ctf["defocus_u_a"],
-                    "defocus_v_a": ctf["defocus_v_a"],
-                    "defocus_angle_deg": ctf["defocus_angle_deg"],
-                    "phase_shift_deg": 0.0,
-                    "ctf_bfactor_a2": s.bfactor_a2,
-                    "ctf_scale": 1.0,
-                }
-            )
-        )
-        log and log(f"micrograph {k + 1}/{n_micrographs}: {m} particles")
-    optics = pd.DataFrame(
-        {
-            "rlnOpticsGroupName": ["opticsGroup1"],
-            "rlnOpticsGroup": [1],
-            "rlnMicrographOriginalPixelSize": [s.pixel_size_a],
-            "rlnVoltage": [s.voltage_kv],
-            "rlnSphericalAberration": [s.cs_mm],
-            "rlnAmplitudeContrast": [s.amplitude_contrast],
-            "rlnMicrographPixelSize": [s.pixel_size_a],
-        }
-    )
-    write_star_blocks(out / "micrographs.star", {"optics": optics, "micrographs": pd.DataFrame(mic_rows)})
-    data = pd.concat(particle_frames, ignore_index=True)
-    data["voltage_kv"], data["cs_mm"], data["amplitude_contrast"] = s.voltage_kv, s.cs_mm, s.amplitude_contrast
-    data["pixel_size_a"], data["micrograph_pixel_size_a"], data["box_px"], data["optics_group"] = (
-        s.pixel_size_a,
-        s.pixel_size_a,
-        n,
-        1,
-    )
-    data["micrograph_width_px"], data["micrograph_height_px"] = float(w), float(h)
+        frame["angle_rot_deg"], frame["angle_tilt_deg"], frame["angle_psi_deg"] = angles.T
+        particle_frames.append(frame)
+        log and log(f"micrograph {k + 1}/{n_micrographs}: {len(centres)} particles")
+    write_star(out / "micrographs.star", ParticleTable(_with_optics(pd.DataFrame(mic_rows), s), kind="micrographs"))
+    data = _with_optics(pd.concat(particle_frames, ignore_index=True), s)
+    data["box_px"], data["micrograph_width_px"], data["micrograph_height_px"] = n, float(w), float(h)
     table = ParticleTable(data, kind="particles", source_format="cryobox simulate")
     write_star(out / "particles.star", table)
     write_cs(out / "particles.cs", table)
@@ -291,6 +214,61 @@ def _simulate_micrographs(
     }
 
 
+def _with_optics(frame: pd.DataFrame, s: SimulationSettings) -> pd.DataFrame:
+    """The columns every simulated micrograph and particle shares (one optics group)."""
+    frame["phase_shift_deg"], frame["ctf_bfactor_a2"], frame["ctf_scale"] = 0.0, s.bfactor_a2, 1.0
+    frame["voltage_kv"], frame["cs_mm"], frame["amplitude_contrast"] = s.voltage_kv, s.cs_mm, s.amplitude_contrast
+    frame["pixel_size_a"], frame["micrograph_pixel_size_a"], frame["optics_group"] = s.pixel_size_a, s.pixel_size_a, 1
+    return frame
+
+
+def _micrograph(
+    images: np.ndarray,
+    x0: np.ndarray,
+    y0: np.ndarray,
+    shape: tuple[int, int],
+    ctf: dict,
+    radius_px: float,
+    s: SimulationSettings,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """One micrograph: the projections pasted with their centres at (``x0``, ``y0``), the
+    micrograph's CTF applied, noise at the settings' SNR (the signal's variance measured inside
+    discs of ``radius_px`` around the particles) and a linear ice ramp."""
+    h, w = shape
+    n = images.shape[-1]
+    clean = np.zeros((h, w), np.float32)
+    signal_mask = np.zeros((h, w), bool)
+    yy, xx = np.mgrid[:n, :n]
+    disc = (yy - n // 2) ** 2 + (xx - n // 2) ** 2 <= radius_px**2
+    for img, xa, ya in zip(images, x0 - n // 2, y0 - n // 2):
+        ys, xs = slice(max(0, ya), min(h, ya + n)), slice(max(0, xa), min(w, xa + n))
+        iy, ix = slice(ys.start - ya, ys.stop - ya), slice(xs.start - xa, xs.stop - xa)
+        clean[ys, xs] += img[iy, ix]
+        signal_mask[ys, xs] |= disc[iy, ix]
+    ky = np.fft.fftfreq(h, d=s.pixel_size_a).astype(np.float32)[:, None]
+    kx = np.fft.rfftfreq(w, d=s.pixel_size_a).astype(np.float32)[None, :]
+    grid = ctf_2d(
+        ky,
+        kx,
+        voltage_kv=s.voltage_kv,
+        cs_mm=s.cs_mm,
+        amplitude_contrast=s.amplitude_contrast,
+        bfactor_a2=s.bfactor_a2,
+        dtype=np.float32,
+        **ctf,
+    )
+    workers = fft_workers()
+    signal = sfft.irfft2(sfft.rfft2(clean, workers=workers) * grid, s=(h, w), workers=workers).astype(np.float32)
+    sig_var = float(signal[signal_mask].var()) if signal_mask.any() else float(signal.var())
+    noise_sd = np.sqrt(sig_var / s.snr) if s.snr > 0 else 0.0
+    # as a camera records it: protein dark on a light background (RELION's CTF makes the
+    # density positive), so the --invert that real micrographs need is right here too
+    mic = rng.standard_normal((h, w), dtype=np.float32) * np.float32(noise_sd) - signal
+    mic += np.float32(s.ice_ramp * noise_sd) * (np.arange(w, dtype=np.float32)[None, :] / w - 0.5)
+    return mic
+
+
 def _simulate_stack(
     out: Path,
     density: np.ndarray,
@@ -307,9 +285,6 @@ def _simulate_stack(
     ``angles_deg`` (n, 3) RELION Euler angles and ``shifts_px`` (n, 2) image displacements give
     the orientations instead of random ones (uniform on the sphere) and random sub-pixel shifts.
     """
-    from cryobox.core.extract import ctf_grids
-    from cryobox.core.simulate import Projector, apply_ctf_to_images, random_relion_angles, shift_images
-    from cryobox.io.mrc import write_mrc
 
     t0 = time.perf_counter()
     s = settings
@@ -348,9 +323,6 @@ def _simulate_stack(
     noise_sd = np.sqrt(float(first.var()) / s.snr) if s.snr > 0 else 0.0
     import mrcfile
 
-    from cryobox.io.atomic import atomic_path
-    from cryobox.io.mrc import stamp_header
-
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "particles.mrcs") as tmp:
         with mrcfile.new_mmap(tmp, shape=(n_particles, n, n), mrc_mode=2, overwrite=True) as mrc:
@@ -364,11 +336,10 @@ def _simulate_stack(
             stamp_header(mrc)
             mrc.voxel_size = s.pixel_size_a
             mrc.update_header_stats()
-    from cryobox.jobs.extract import _project_relative
 
     data = pd.DataFrame(
         {
-            "image_path": _project_relative(str((out / "particles.mrcs").resolve())),
+            "image_path": project_relative(str((out / "particles.mrcs").resolve())),
             "image_index": np.arange(n_particles),
             "angle_rot_deg": angles[:, 0],
             "angle_tilt_deg": angles[:, 1],
@@ -411,15 +382,11 @@ STACK_OUTPUTS = ("particles.mrcs", "particles.star", "particles.cs", "true_map.m
 
 
 def _density_digest(density: np.ndarray) -> str:
-    import hashlib
 
     return hashlib.sha1(np.ascontiguousarray(density).tobytes()).hexdigest()[:16]
 
 
 def _simulation_folder(out: Path, job: str, settings: dict, inputs, owns):
-    from dataclasses import asdict
-
-    from cryobox.jobs.outputs import OutputFolder, refuse_star_unsafe_path
 
     refuse_star_unsafe_path(out, what="output folder")
     s = {k: (asdict(v) if k == "settings" else v) for k, v in settings.items()}
@@ -439,7 +406,6 @@ def simulate_micrographs(out: Path, density: np.ndarray, *, inputs=(), **kwargs)
 def simulate_stack(out: Path, density: np.ndarray, *, inputs=(), **kwargs) -> dict:
     """A particle stack with its STAR, .cs and the true map in ``out`` (see ``_simulate_stack``),
     holding the folder's lock and run record as ``simulate_micrographs`` does."""
-    from cryobox.jobs.records import digest
 
     key = {
         k: (digest(np.asarray(v).tolist()) if k in ("angles_deg", "shifts_px") and v is not None else v)
