@@ -15,8 +15,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from cryobox.core import extract as ex
+from cryobox.core.extract import CTF_KEYS
+from cryobox.core.fourier import window
 from cryobox.errors import InputError
+from cryobox.io.mrc import StackReader, StackWriter
 from cryobox.io.particles import (
     ParticleTable,
     check_star_text,
@@ -28,8 +33,10 @@ from cryobox.io.particles import (
 )
 from cryobox.io.paths import project_relative, star_safe_name
 from cryobox.io.schema import CTF_REQUIRED
+from cryobox.jobs.outputs import OutputFolder, refuse_star_unsafe_path
 from cryobox.jobs.particle_ops import ParticleOps, finish_batch
 from cryobox.jobs.records import read_record, write_record
+from cryobox.parallel import run_tasks
 
 __all__ = ["RestackOptions", "run_restack"]
 
@@ -58,9 +65,6 @@ class _Unit:
 
 
 def _process(unit: _Unit) -> dict:
-    from cryobox.core import extract as ex
-    from cryobox.core.fourier import window
-    from cryobox.io.mrc import StackReader, StackWriter
 
     o = unit.options
     n_in = unit.box_in
@@ -113,65 +117,18 @@ def run_restack(
     ``out`` is locked and holds one set of settings (``jobs.outputs.OutputFolder``): another
     run's stacks and STAR files there are removed before any work; ``overwrite`` also redoes
     stacks already written with these settings; no output may replace an input."""
-    from cryobox.parallel import run_tasks
 
     t0 = time.perf_counter()
     o = options
     o.check()
-    d = table.data
-    table.require("image_path", "image_index", "pixel_size_a", purpose="restacking")
-    check_star_text(table, purpose="restack", skip=("image_path",))  # its stacks get names of cryobox's
-    if fill_box_from_stacks(table):
-        d = table.data
-    if "box_px" not in d:
-        raise InputError(
-            f"{table.path}: no image size (rlnImageSize / blob/shape) and no stack found to read it from; "
-            "add rlnImageSize or put the stacks where rlnImageName points."
-        )
-    if len(np.unique(d["box_px"])) != 1 or len(np.unique(d["pixel_size_a"].round(6))) != 1:
-        raise InputError(f"{table.path}: particles of several box or pixel sizes; restack one optics group at a time.")
-    if o.premultiply or o.phase_flip:
-        table.require(
-            *CTF_REQUIRED,
-            purpose="premultiply / phase flip",
-        )
-        if o.premultiply and o.phase_flip:
-            raise InputError("choose `premultiply` or `phase_flip`, not both.")
-        if "ctf_premultiplied" in d and d["ctf_premultiplied"].any():
-            raise InputError(
-                f"{table.path}: the particles are already CTF-premultiplied (rlnCtfDataAreCtfPremultiplied 1)."
-            )
+    d = _checked_input(table, o)
     box_in = int(d["box_px"].iloc[0])
     psize = float(d["pixel_size_a"].iloc[0])
     for v, flag in ((o.box_px, "`box_px`"), (o.rescale_px, "`rescale_px`")):
         if v is not None and v < 2:
             raise InputError(f"{flag} must be at least 2 px, got {v}.")
     out = Path(out).resolve()
-    roots = search_roots(table)
-    units = []
-    for k, (path, rows) in enumerate(d.groupby(d["image_path"].astype(str), sort=False).indices.items()):
-        src = find_stack(path, roots, where=table.path)
-        stem = star_safe_name(Path(path).stem)  # the STAR file names it: no space, # or quote from the input's name
-        dst = out / "Particles" / f"{stem}_{k}.mrcs"
-        ctf = None
-        if o.premultiply or o.phase_flip:
-            from cryobox.core.extract import CTF_KEYS
-
-            ctf = {c: d[c].to_numpy(float)[rows] for c in CTF_KEYS if c in d}
-        units.append(
-            _Unit(
-                str(src.resolve()),
-                str(dst),
-                str(dst.with_suffix(".json")),
-                d["image_index"].to_numpy(np.int64)[rows],
-                rows,
-                psize,
-                ctf,
-                o,
-                box_in,
-            )
-        )
-    from cryobox.jobs.outputs import OutputFolder, refuse_star_unsafe_path
+    units = _units(table, o, out, box_in, psize)
 
     refuse_star_unsafe_path(out, what="output folder")
     folder = OutputFolder(
@@ -206,28 +163,9 @@ def run_restack(
                 done_particles += unit.indices.size
                 log and log(f"restacked {unit.stack_in}: {unit.indices.size} particles")
 
-        new = d.reset_index(drop=True)
-        paths = np.empty(len(new), dtype=object)  # plain strings: the input's column may be categorical (.cs files)
-        index = np.zeros(len(new), dtype=np.int64)
-        for u in units:
-            paths[u.rows] = project_relative(u.stack_out)
-            index[u.rows] = np.arange(u.indices.size)
-        new["image_path"] = paths
-        new["image_index"] = index
+        result = _restacked_table(table, o, units, box_in, psize)
+        new = result.data
         n_out = o.output_box_px(box_in)
-        new["box_px"] = n_out
-        new["pixel_size_a"] = o.output_pixel_size_a(psize, box_in)
-        if o.premultiply:
-            new["ctf_premultiplied"] = True
-        elif "ctf_premultiplied" not in new:
-            new["ctf_premultiplied"] = False
-        result = ParticleTable(
-            new,
-            kind="particles",
-            source_format="cryobox restack",
-            path=None,
-            optics_passthrough=table.optics_passthrough,
-        )
         star = write_star(out / "particles.star", result)
         cs = None if o.no_cryosparc_file else write_cs(out / "particles.cs", result, group=True)
     wall = time.perf_counter() - t0
@@ -244,3 +182,83 @@ def run_restack(
         "wall_s": wall,
         "particles_per_s": done_particles / wall if wall > 0 else None,
     }
+
+
+def _checked_input(table: ParticleTable, o: RestackOptions) -> pd.DataFrame:
+    """The particles' data once they are fit to restack (image names, one box and pixel size, CTF
+    parameters when premultiplying or phase flipping, not premultiplied already)."""
+    d = table.data
+    table.require("image_path", "image_index", "pixel_size_a", purpose="restacking")
+    check_star_text(table, purpose="restack", skip=("image_path",))  # its stacks get names of cryobox's
+    if fill_box_from_stacks(table):
+        d = table.data
+    if "box_px" not in d:
+        raise InputError(
+            f"{table.path}: no image size (rlnImageSize / blob/shape) and no stack found to read it from; "
+            "add rlnImageSize or put the stacks where rlnImageName points."
+        )
+    if len(np.unique(d["box_px"])) != 1 or len(np.unique(d["pixel_size_a"].round(6))) != 1:
+        raise InputError(f"{table.path}: particles of several box or pixel sizes; restack one optics group at a time.")
+    if o.premultiply or o.phase_flip:
+        table.require(
+            *CTF_REQUIRED,
+            purpose="premultiply / phase flip",
+        )
+        if o.premultiply and o.phase_flip:
+            raise InputError("choose `premultiply` or `phase_flip`, not both.")
+        if "ctf_premultiplied" in d and d["ctf_premultiplied"].any():
+            raise InputError(
+                f"{table.path}: the particles are already CTF-premultiplied (rlnCtfDataAreCtfPremultiplied 1)."
+            )
+    return d
+
+
+def _units(table: ParticleTable, o: RestackOptions, out: Path, box_in: int, psize: float) -> list[_Unit]:
+    """One unit of work per input stack: where it is read and written, its particles' rows."""
+    d = table.data
+    roots = search_roots(table)
+    units = []
+    for k, (path, rows) in enumerate(d.groupby(d["image_path"].astype(str), sort=False).indices.items()):
+        src = find_stack(path, roots, where=table.path)
+        stem = star_safe_name(Path(path).stem)  # the STAR file names it: no space, # or quote from the input's name
+        dst = out / "Particles" / f"{stem}_{k}.mrcs"
+        ctf = None
+        if o.premultiply or o.phase_flip:
+            ctf = {c: d[c].to_numpy(float)[rows] for c in CTF_KEYS if c in d}
+        units.append(
+            _Unit(
+                str(src.resolve()),
+                str(dst),
+                str(dst.with_suffix(".json")),
+                d["image_index"].to_numpy(np.int64)[rows],
+                rows,
+                psize,
+                ctf,
+                o,
+                box_in,
+            )
+        )
+    return units
+
+
+def _restacked_table(
+    table: ParticleTable, o: RestackOptions, units: list[_Unit], box_in: int, psize: float
+) -> ParticleTable:
+    """The input's particles pointing at the new stacks, with the output box and pixel size."""
+    new = table.data.reset_index(drop=True)
+    paths = np.empty(len(new), dtype=object)  # plain strings: the input's column may be categorical (.cs files)
+    index = np.zeros(len(new), dtype=np.int64)
+    for u in units:
+        paths[u.rows] = project_relative(u.stack_out)
+        index[u.rows] = np.arange(u.indices.size)
+    new["image_path"] = paths
+    new["image_index"] = index
+    new["box_px"] = o.output_box_px(box_in)
+    new["pixel_size_a"] = o.output_pixel_size_a(psize, box_in)
+    if o.premultiply:
+        new["ctf_premultiplied"] = True
+    elif "ctf_premultiplied" not in new:
+        new["ctf_premultiplied"] = False
+    return ParticleTable(
+        new, kind="particles", source_format="cryobox restack", path=None, optics_passthrough=table.optics_passthrough
+    )
