@@ -78,33 +78,8 @@ def particles_from_star_blocks(
     """
     name, block = _pick_particle_block(blocks, path)
     optics = blocks.get("optics")
-    for a, b in _PAIRS:
-        if (a in block.columns) != (b in block.columns):
-            have, lack = (a, b) if a in block.columns else (b, a)
-            raise InputError(f"{_where(path)}: has {have} but not {lack}; RELION writes both: add the missing column.")
-    if optics is not None and len(optics) == 0 and len(block):
-        raise InputError(
-            f"{_where(path)}: data_optics has labels but no rows, while {len(block)} particles refer to it; write the "
-            "file again from RELION (or give each optics group its row)."
-        )
-    if optics is not None and "rlnOpticsGroup" in optics.columns and optics["rlnOpticsGroup"].duplicated().any():
-        dup = optics["rlnOpticsGroup"][optics["rlnOpticsGroup"].duplicated()].iloc[0]
-        raise InputError(
-            f"{_where(path)}: optics group {dup} has two rows in data_optics (rlnOpticsGroup); each group has one: "
-            "remove the extra row."
-        )
-    kind = (
-        "micrographs"
-        if (
-            name == "micrographs"
-            or (
-                "rlnImageName" not in block.columns
-                and "rlnMicrographName" in block.columns
-                and "rlnCoordinateX" not in block.columns
-            )
-        )
-        else "particles"
-    )
+    _check_blocks(block, optics, path)
+    kind = _block_kind(name, block)
     out: dict[str, object] = {}
     n = len(block)
     used: set[str] = set()
@@ -117,56 +92,10 @@ def particles_from_star_blocks(
 
     if optics is not None and len(optics):
         source_format = "relion3.1"
-        if "rlnOpticsGroup" not in optics.columns:
-            raise InputError(f"{_where(path)}: the optics block has no rlnOpticsGroup column; the file is damaged.")
-        groups = block["rlnOpticsGroup"].to_numpy() if "rlnOpticsGroup" in block.columns else np.ones(n, dtype=int)
-        if "rlnOpticsGroup" not in block.columns and len(optics) > 1:
-            raise InputError(
-                f"{_where(path)}: {len(optics)} optics groups but the particles have no rlnOpticsGroup column; add it."
-            )
-        optics_idx = pd.Index(optics["rlnOpticsGroup"].to_numpy())
-        pos = optics_idx.get_indexer(groups if "rlnOpticsGroup" in block.columns else np.full(n, optics_idx[0]))
-        if (pos < 0).any():
-            bad = sorted(set(np.asarray(groups)[pos < 0].tolist()))[:5]
-            raise InputError(
-                f"{_where(path)}: rlnOpticsGroup of the particles names group(s) {bad} that data_optics lacks; "
-                "add them to the optics table or correct the particles' rlnOpticsGroup."
-            )
-        out["optics_group"] = np.asarray(optics_idx[pos])
-        for canon, label in _RLN_OPTICS.items():
-            if label in optics.columns and canon != "optics_group":
-                out[canon] = optics[label].to_numpy()[pos]
-        psize_label = "rlnMicrographPixelSize" if kind == "micrographs" else "rlnImagePixelSize"
-        for label in (psize_label, "rlnImagePixelSize", "rlnMicrographPixelSize"):
-            if label in optics.columns:
-                out["pixel_size_a"] = _numbers(optics, label, path, " (data_optics)")[pos]
-                break
-        for label in optics.columns:
-            if label not in _RLN_OPTICS.values() and label not in ("rlnImagePixelSize", "rlnMicrographPixelSize"):
-                out[label] = optics[label].to_numpy()[pos]
-                optics_passthrough.append(label)
-        if "rlnImagePixelSize" in optics.columns and "rlnMicrographPixelSize" in optics.columns:
-            out["rlnMicrographPixelSize"] = optics["rlnMicrographPixelSize"].to_numpy()[pos]
-            optics_passthrough.append("rlnMicrographPixelSize")
+        optics_passthrough = _optics_per_particle(out, block, optics, kind, path)
     else:
         source_format = "relion3.0"
-        # RELION 3.0: optics values per particle in the one block.
-        for canon, label in _RLN_OPTICS.items():
-            if label in block.columns and canon not in out:
-                out[canon] = block[label].to_numpy()
-                used.add(label)
-        for label in ("rlnImagePixelSize", "rlnMicrographPixelSize"):
-            if label in block.columns:
-                out["pixel_size_a"] = _numbers(block, label, path)
-                used.add(label)
-                break
-        else:
-            if "rlnDetectorPixelSize" in block.columns and "rlnMagnification" in block.columns:
-                mag = _numbers(block, "rlnMagnification", path)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    out["pixel_size_a"] = _numbers(block, "rlnDetectorPixelSize", path) * 1e4 / mag
-        if "optics_group" not in out:
-            out["optics_group"] = np.ones(n, dtype=np.int64)
+        used |= _relion30_optics(out, block, path)
 
     if "rlnImageName" in block.columns and full:
         paths, idx = _split_image_names(block["rlnImageName"], path)
@@ -195,6 +124,99 @@ def particles_from_star_blocks(
     )
     validate(table)
     return table
+
+
+def _check_blocks(block: pd.DataFrame, optics: pd.DataFrame | None, path: Path | None) -> None:
+    for a, b in _PAIRS:
+        if (a in block.columns) != (b in block.columns):
+            have, lack = (a, b) if a in block.columns else (b, a)
+            raise InputError(f"{_where(path)}: has {have} but not {lack}; RELION writes both: add the missing column.")
+    if optics is not None and len(optics) == 0 and len(block):
+        raise InputError(
+            f"{_where(path)}: data_optics has labels but no rows, while {len(block)} particles refer to it; write the "
+            "file again from RELION (or give each optics group its row)."
+        )
+    if optics is not None and "rlnOpticsGroup" in optics.columns and optics["rlnOpticsGroup"].duplicated().any():
+        dup = optics["rlnOpticsGroup"][optics["rlnOpticsGroup"].duplicated()].iloc[0]
+        raise InputError(
+            f"{_where(path)}: optics group {dup} has two rows in data_optics (rlnOpticsGroup); each group has one: "
+            "remove the extra row."
+        )
+
+
+def _block_kind(name: str, block: pd.DataFrame) -> str:
+    """ "micrographs" for a micrographs block (by its name, or micrograph names without images or
+    coordinates), else "particles"."""
+    columns = block.columns
+    if name == "micrographs" or (
+        "rlnImageName" not in columns and "rlnMicrographName" in columns and "rlnCoordinateX" not in columns
+    ):
+        return "micrographs"
+    return "particles"
+
+
+def _optics_per_particle(
+    out: dict, block: pd.DataFrame, optics: pd.DataFrame, kind: str, path: Path | None
+) -> list[str]:
+    """RELION 3.1+: each particle's optics values from its group's row of data_optics, into
+    ``out``; returns the optics labels carried through unchanged."""
+    n = len(block)
+    passthrough = []
+    if "rlnOpticsGroup" not in optics.columns:
+        raise InputError(f"{_where(path)}: the optics block has no rlnOpticsGroup column; the file is damaged.")
+    groups = block["rlnOpticsGroup"].to_numpy() if "rlnOpticsGroup" in block.columns else np.ones(n, dtype=int)
+    if "rlnOpticsGroup" not in block.columns and len(optics) > 1:
+        raise InputError(
+            f"{_where(path)}: {len(optics)} optics groups but the particles have no rlnOpticsGroup column; add it."
+        )
+    optics_idx = pd.Index(optics["rlnOpticsGroup"].to_numpy())
+    pos = optics_idx.get_indexer(groups if "rlnOpticsGroup" in block.columns else np.full(n, optics_idx[0]))
+    if (pos < 0).any():
+        bad = sorted(set(np.asarray(groups)[pos < 0].tolist()))[:5]
+        raise InputError(
+            f"{_where(path)}: rlnOpticsGroup of the particles names group(s) {bad} that data_optics lacks; "
+            "add them to the optics table or correct the particles' rlnOpticsGroup."
+        )
+    out["optics_group"] = np.asarray(optics_idx[pos])
+    for canon, label in _RLN_OPTICS.items():
+        if label in optics.columns and canon != "optics_group":
+            out[canon] = optics[label].to_numpy()[pos]
+    psize_label = "rlnMicrographPixelSize" if kind == "micrographs" else "rlnImagePixelSize"
+    for label in (psize_label, "rlnImagePixelSize", "rlnMicrographPixelSize"):
+        if label in optics.columns:
+            out["pixel_size_a"] = _numbers(optics, label, path, " (data_optics)")[pos]
+            break
+    for label in optics.columns:
+        if label not in _RLN_OPTICS.values() and label not in ("rlnImagePixelSize", "rlnMicrographPixelSize"):
+            out[label] = optics[label].to_numpy()[pos]
+            passthrough.append(label)
+    if "rlnImagePixelSize" in optics.columns and "rlnMicrographPixelSize" in optics.columns:
+        out["rlnMicrographPixelSize"] = optics["rlnMicrographPixelSize"].to_numpy()[pos]
+        passthrough.append("rlnMicrographPixelSize")
+    return passthrough
+
+
+def _relion30_optics(out: dict, block: pd.DataFrame, path: Path | None) -> set[str]:
+    """RELION 3.0: the optics values are columns of the particles' own block; into ``out``.
+    Returns the labels used."""
+    used = set()
+    for canon, label in _RLN_OPTICS.items():
+        if label in block.columns and canon not in out:
+            out[canon] = block[label].to_numpy()
+            used.add(label)
+    for label in ("rlnImagePixelSize", "rlnMicrographPixelSize"):
+        if label in block.columns:
+            out["pixel_size_a"] = _numbers(block, label, path)
+            used.add(label)
+            break
+    else:
+        if "rlnDetectorPixelSize" in block.columns and "rlnMagnification" in block.columns:
+            mag = _numbers(block, "rlnMagnification", path)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out["pixel_size_a"] = _numbers(block, "rlnDetectorPixelSize", path) * 1e4 / mag
+    if "optics_group" not in out:
+        out["optics_group"] = np.ones(len(block), dtype=np.int64)
+    return used
 
 
 def particles_to_star_blocks(table: ParticleTable) -> dict[str, pd.DataFrame]:

@@ -10,6 +10,14 @@ import numpy as np
 
 from cryobox.errors import InputError
 from cryobox.io.atomic import atomic_path
+from cryobox.io.fsc_files import load_curve
+from cryobox.io.particles import read_particles
+from cryobox.jobs.advise import advise_files
+from cryobox.jobs.ctf import compute_ctf_picture, parameters_from_table
+from cryobox.jobs.explain import measured_from_curves, measured_from_runs
+from cryobox.jobs.inspect import inspect_table
+from cryobox.jobs.outputs import check_outputs
+from cryobox.report.html import render_report
 
 __all__ = ["build_report", "defocus_sample", "MAX_SAMPLE"]
 
@@ -67,14 +75,7 @@ def build_report(
     the file's own box and the boxes of the sweep or judge runs) are rows of the advice table,
     marked. The page opens with a paragraph built from its numbers.
     """
-    from cryobox.io.fsc_files import load_curve
-    from cryobox.io.particles import read_particles
-    from cryobox.jobs.advise import advise_files
-    from cryobox.jobs.ctf import compute_ctf_picture, parameters_from_table
-    from cryobox.jobs.explain import measured_from_curves, measured_from_runs
-    from cryobox.jobs.inspect import inspect_table
-    from cryobox.jobs.outputs import check_outputs
-    from cryobox.report.html import render_report
+    # the sections draw with matplotlib: imported when a report is made, not with the job modules
     from cryobox.report.sections import (
         Figures,
         advice_section,
@@ -83,6 +84,7 @@ def build_report(
         causes_section,
         ctf_section,
         dataset_section,
+        diagnose_section,
         explore_section,
         fsc_section,
         runs_section,
@@ -97,28 +99,12 @@ def build_report(
     check_outputs([out], ins_paths, names=["out"])
     table = read_particles(particles)
     table.require(purpose="the report")  # a file with no rows says so (its medians would be NaN)
-    ins = inspect_table(table)
-    sw = None if sweep is None else (sweep if isinstance(sweep, dict) else load_runs_result(sweep, "sweep"))
-    jd = None if judge is None else (judge if isinstance(judge, dict) else load_runs_result(judge, "judge"))
-    dg = (
-        None
-        if diagnose is None
-        else (diagnose if isinstance(diagnose, dict) else load_runs_result(diagnose, "diagnose"))
+    sw, jd, dg = (
+        r if r is None or isinstance(r, dict) else load_runs_result(r, kind)
+        for r, kind in ((sweep, "sweep"), (judge, "judge"), (diagnose, "diagnose"))
     )
     psize_particles = float(np.median(table.data["pixel_size_a"])) if "pixel_size_a" in table.data else None
-    run_notes = []
-    run_boxes: tuple[int, ...] = ()
-    for r in (sw, jd):
-        if not r:
-            continue
-        if psize_particles and abs(r["pixel_size_a"] - psize_particles) > 0.01 * psize_particles:
-            run_notes.append(
-                f"the {r['cryobox']} runs are at {r['pixel_size_a']:g} Å/px, the particles at {psize_particles:g} "
-                "Å/px: "
-                "their boxes are not rows of the advice table"
-            )
-            continue
-        run_boxes += tuple(v["box_px"] for v in r["variants"])
+    run_boxes, run_notes = _run_boxes((sw, jd), psize_particles)
     curves = [load_curve(spec) for spec in (fsc or [])]
     measured = measured_from_curves(c for c in curves if psize_particles is None or _same_grid(c, psize_particles))
     for r in (sw, jd):
@@ -133,27 +119,10 @@ def build_report(
         measured=measured,
     )
     a = adv.advice
-    inputs_kv = float(np.median(table.data["voltage_kv"])) if "voltage_kv" in table.data else 300.0
-    inputs_cs = float(np.median(table.data["cs_mm"])) if "cs_mm" in table.data else 2.7
-    figs = Figures()
     d = table.data
     df_max = np.maximum(np.abs(d["defocus_u_a"].to_numpy(float)), np.abs(d["defocus_v_a"].to_numpy(float)))
     sample = defocus_sample(df_max)
-    boxes_seen = [c.box_px for c in a.candidates] + list(run_boxes)
-    data = {
-        "pixel_size_a": a.pixel_size_a,
-        "voltage_kv": inputs_kv,
-        "cs_mm": inputs_cs,
-        "amplitude_contrast": float(np.median(d["amplitude_contrast"])) if "amplitude_contrast" in d else 0.1,
-        "diameter_a": diameter_a,
-        "resolution_a": resolution_a,
-        "defocus_sample_a": [float(v) for v in sample],
-        "n_particles": int(adv.n_particles),
-        "box_min_px": max(8, int(min(boxes_seen) * 0.8) // 2 * 2),
-        "box_max_px": int(max(boxes_seen) * 1.25) // 2 * 2,
-        "initial_box_px": a.recommended_refine_box_px,
-        "cost_base_px": a.candidates[0].box_px,  # the table's baseline, so the slider's cost agrees with it
-    }
+    data = _explorer_data(table, adv, sample, run_boxes, diameter_a=diameter_a, resolution_a=resolution_a)
     want = [c.box_px for c in a.candidates if c.user_box] + [a.recommended_refine_box_px, a.recommended_extract_box_px]
     pictures = [
         (b, compute_ctf_picture(parameters_from_table(table, percentile=95, box_px=int(b)), resolution_a=resolution_a))
@@ -165,6 +134,7 @@ def build_report(
         warnings.append(
             f"{len(runs['not_converged'])} run(s) did not converge: every verdict below rests on them (see the runs)."
         )
+    figs = Figures()
     top = [answer_section(adv, runs, resolution_a=resolution_a, warnings=warnings)]
     if adv.explanation is not None:
         top.append(causes_section(adv.explanation, figs))
@@ -173,14 +143,12 @@ def build_report(
     if curves:
         more.append(fsc_section(curves, figs))
     if dg:
-        from cryobox.report.sections import diagnose_section
-
         more.append(diagnose_section(dg, figs))
     more += [
         advice_section(adv, diameter_a=diameter_a, resolution_a=resolution_a, notes=run_notes, figs=figs),
         explore_section(data, sample_size=sample.size, n_particles=adv.n_particles),
         ctf_section(pictures, pixel_size_a=a.pixel_size_a, resolution_a=resolution_a, figs=figs),
-        dataset_section(ins, d["defocus_u_a"].to_numpy(float), d["defocus_v_a"].to_numpy(float), figs),
+        dataset_section(inspect_table(table), d["defocus_u_a"].to_numpy(float), d["defocus_v_a"].to_numpy(float), figs),
     ]
     page = render_report(
         title=title or f"cryobox report: {Path(particles).name}",
@@ -200,4 +168,45 @@ def build_report(
         "figures": figs.count,
         "data": data,
         "seconds": time.perf_counter() - t0,
+    }
+
+
+def _run_boxes(results, psize_particles: float | None) -> tuple[tuple[int, ...], list[str]]:
+    """The boxes of the sweep's or judge's runs that become rows of the advice table, and a note
+    for each result at another pixel size than the particles' (its boxes are left out)."""
+    boxes: tuple[int, ...] = ()
+    notes = []
+    for r in results:
+        if not r:
+            continue
+        if psize_particles and abs(r["pixel_size_a"] - psize_particles) > 0.01 * psize_particles:
+            notes.append(
+                f"the {r['cryobox']} runs are at {r['pixel_size_a']:g} Å/px, the particles at {psize_particles:g} "
+                "Å/px: their boxes are not rows of the advice table"
+            )
+            continue
+        boxes += tuple(v["box_px"] for v in r["variants"])
+    return boxes, notes
+
+
+def _explorer_data(
+    table, adv, sample: np.ndarray, run_boxes: tuple[int, ...], *, diameter_a: float, resolution_a: float
+) -> dict:
+    """What the page's box explorer computes from in the browser (its slider's range and start,
+    the optics and a defocus sample)."""
+    a, d = adv.advice, table.data
+    boxes_seen = [c.box_px for c in a.candidates] + list(run_boxes)
+    return {
+        "pixel_size_a": a.pixel_size_a,
+        "voltage_kv": float(np.median(d["voltage_kv"])) if "voltage_kv" in d else 300.0,
+        "cs_mm": float(np.median(d["cs_mm"])) if "cs_mm" in d else 2.7,
+        "amplitude_contrast": float(np.median(d["amplitude_contrast"])) if "amplitude_contrast" in d else 0.1,
+        "diameter_a": diameter_a,
+        "resolution_a": resolution_a,
+        "defocus_sample_a": [float(v) for v in sample],
+        "n_particles": int(adv.n_particles),
+        "box_min_px": max(8, int(min(boxes_seen) * 0.8) // 2 * 2),
+        "box_max_px": int(max(boxes_seen) * 1.25) // 2 * 2,
+        "initial_box_px": a.recommended_refine_box_px,
+        "cost_base_px": a.candidates[0].box_px,  # the table's baseline, so the slider's cost agrees with it
     }
