@@ -8,6 +8,7 @@ Each function is a thin, stable layer over the module that does the work (named 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,17 @@ from numpy.typing import ArrayLike, NDArray
 
 from cryobox.api_maps import directional_resolution, fourier_rescale, masked_fsc, reconstruct, window
 from cryobox.api_results import DirectionalResolution, ResolutionComparison, SamplingCompensation
+from cryobox.core import extract as ex
 from cryobox.core.boxsize import BoxAdvice
+from cryobox.core.boxsize import advise_box as _advise
+from cryobox.core.diagnose import sampling_compensation_factor, viewing_directions
 from cryobox.core.fsc import FscResult
+from cryobox.core.optics import ctf_2d_on_box
+from cryobox.core.stats import compare_resolutions as _compare
+from cryobox.io.particles import read_particles as _read
+from cryobox.io.particles import write_cs, write_star
 from cryobox.io.table import ParticleTable
+from cryobox.report.text import advice_sentences
 
 __all__ = [
     "read_particles",
@@ -79,8 +88,6 @@ def read_particles(path: str | os.PathLike):
     >>> len(table), round(float(table.data["pixel_size_a"].iloc[0]), 2)
     (100, 1.06)
     """
-    from cryobox.io.particles import read_particles as _read
-
     return _read(path)
 
 
@@ -109,8 +116,6 @@ def write_particles(path: str | os.PathLike, table) -> Path:
     >>> out.suffix
     '.cs'
     """
-    from cryobox.io.particles import write_cs, write_star
-
     path = Path(path)
     if path.suffix.lower() == ".cs":
         return write_cs(path, table)
@@ -181,11 +186,6 @@ def advise_box(
     >>> a.recommended_refine_box_px, a.recommended_extract_box_px
     (320, 504)
     """
-    from dataclasses import replace
-
-    from cryobox.core.boxsize import advise_box as _advise
-    from cryobox.report.text import advice_sentences
-
     advice = _advise(
         diameter_a=diameter_a,
         resolution_a=resolution_a,
@@ -264,8 +264,6 @@ def ctf_on_box(
     >>> c.shape, round(float(c[32, 32]), 3)
     ((64, 64), 0.1)
     """
-    from cryobox.core.optics import ctf_2d_on_box
-
     return ctf_2d_on_box(
         box_px,
         pixel_size_a,
@@ -326,8 +324,6 @@ def extract_particles(
     >>> cryobox.extract_particles(mic, [150.0, 10.0], [100.0, 190.0], box_px=64).shape
     (2, 64, 64)
     """
-    from cryobox.core import extract as ex
-
     stack = ex.window_particles(
         np.asarray(micrograph, dtype=np.float32), np.asarray(x_px), np.asarray(y_px), int(box_px)
     )
@@ -368,8 +364,6 @@ def compare_resolutions(
     >>> c.verdict, round(c.difference_a, 2)
     ('finer', -0.4)
     """
-    from cryobox.core.stats import compare_resolutions as _compare
-
     return ResolutionComparison.from_dict(
         _compare(resolutions_a, other_resolutions_a, shell_width_inv_a=shell_width_inv_a)
     )
@@ -404,8 +398,6 @@ def sampling_compensation(rot_deg: ArrayLike, tilt_deg: ArrayLike) -> SamplingCo
     >>> round(cryobox.sampling_compensation(rot, tilt).scf_star, 1)
     1.0
     """
-    from cryobox.core.diagnose import sampling_compensation_factor, viewing_directions
-
     out = sampling_compensation_factor(viewing_directions(rot_deg, tilt_deg))
     return SamplingCompensation(
         scf=float(out["scf"]),

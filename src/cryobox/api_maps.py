@@ -7,6 +7,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from cryobox.api_results import DirectionalResolution
+from cryobox.core.diagnose import directional_resolution as _directional
+from cryobox.core.fourier import fourier_rescale as _rescale
+from cryobox.core.fourier import window as _window
+from cryobox.core.fsc import masked_fsc_analysis
+from cryobox.core.reconstruct import Backprojector
 
 __all__ = ["masked_fsc", "fourier_rescale", "window", "reconstruct", "directional_resolution"]
 
@@ -56,7 +61,6 @@ def masked_fsc(
     >>> r.resolution(0.143)["limited_by_nyquist"]
     True
     """
-    from cryobox.core.fsc import masked_fsc_analysis
 
     return masked_fsc_analysis(
         np.asarray(half1),
@@ -94,7 +98,6 @@ def fourier_rescale(array: ArrayLike, new_box_px: int, *, pixel_size_a: float) -
     >>> small.shape, px
     ((48, 48, 48), 2.0)
     """
-    from cryobox.core.fourier import fourier_rescale as _rescale
 
     return _rescale(np.asarray(array), int(new_box_px), pixel_size_a=pixel_size_a)
 
@@ -126,7 +129,6 @@ def window(array: ArrayLike, box_px: int, *, ndim: int | None = None) -> NDArray
     >>> float(cryobox.window(np.arange(25.0).reshape(5, 5), 3)[1, 1])  # the centre stays the centre
     12.0
     """
-    from cryobox.core.fourier import window as _window
 
     return _window(np.asarray(array), int(box_px), ndim=ndim)
 
@@ -177,7 +179,6 @@ def reconstruct(
     >>> m.shape
     (16, 16, 16)
     """
-    from cryobox.core.reconstruct import Backprojector
 
     imgs = np.asarray(images)
     bp = Backprojector(int(imgs.shape[-1]), padding=padding)
@@ -231,7 +232,6 @@ def directional_resolution(
     >>> d.resolution_a.shape, d.cfar > 0.8
     ((100,), True)
     """
-    from cryobox.core.diagnose import directional_resolution as _directional
 
     d = _directional(half1, half2, pixel_size_a, mask=mask, n_directions=n_directions, half_angle_deg=half_angle_deg)
     return DirectionalResolution(**{k: d[k] for k in DirectionalResolution.__dataclass_fields__})

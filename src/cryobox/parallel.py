@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 from typing import Any, Callable, Iterable, Iterator
+
+from cryobox.core import fourier
+from cryobox.errors import InputError
 
 __all__ = ["default_workers", "die_with_parent", "run_tasks", "tune_for_batch_work"]
 
@@ -32,7 +36,6 @@ def tune_for_batch_work(*, single_threaded: bool) -> None:
       same-sized batch reuses memory that is already mapped (on this kind of work, page faults
       otherwise cost as much system time as the arithmetic). No effect on other C libraries.
     """
-    from cryobox.core import fourier
 
     if single_threaded:
         fourier.set_fft_workers(1)
@@ -53,7 +56,6 @@ def tune_for_batch_work(*, single_threaded: bool) -> None:
 
 
 def _init_worker() -> None:
-    import signal
 
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a worker told to stop just stops (no traceback)
     die_with_parent()
@@ -65,7 +67,6 @@ def die_with_parent() -> None:
     worker goes on writing for a job that is gone."""
     try:
         import ctypes
-        import signal
 
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux / not glibc
@@ -143,8 +144,6 @@ def _run_dask(fn: Callable, tasks: list, address: str) -> Iterator[tuple[Any, An
     try:
         from distributed import Client, as_completed
     except ImportError:
-        from cryobox.errors import InputError
-
         raise InputError(
             f"a Dask scheduler ({address}) needs Dask: pip install 'cryobox[dask]' (dask and distributed)."
         ) from None

@@ -68,8 +68,9 @@ def advise_command(
 ) -> None:
     """Which box to refine in, and which to extract in: aliasing, delocalisation, edges, cost."""
     check_output_flags({"--plot": plot}, files or [])
-    from cryobox.jobs.advise import advise_files, inputs_from_range, inputs_from_tables, run_advise
+    from cryobox.jobs.advise import advise_files, run_advise
     from cryobox.jobs.example import EXAMPLE, example_particles
+    from cryobox.jobs.inputs import inputs_from_range, inputs_from_tables
 
     files = files or []
     if example:

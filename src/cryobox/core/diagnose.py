@@ -42,8 +42,13 @@ D73, 729, 2017).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from cryobox.core.fourier import fft_workers, rfft_shell_index
+from cryobox.core.fsc import first_shell_below, fsc_from_rfft, resolution_interpolated
 
 __all__ = [
     "ICE_RINGS_A",
@@ -179,7 +184,6 @@ def conical_fsc(
 def cfar(curves: NDArray, frequency_inv_a: NDArray) -> dict:
     """Areas under the conical FSC curves (clipped to [0, 1], shell 1 to Nyquist, over 1/Å) and
     cFAR = smallest area / largest area (and smallest / mean, beside it)."""
-    import warnings
 
     c = np.asarray(curves, dtype=np.float64)
     with warnings.catch_warnings():  # a shell where every cone is NaN stays NaN here, then 1 below
@@ -210,7 +214,6 @@ def conical_resolution(
 ) -> dict:
     """``directional_resolution`` on the rfftn spectra of the (masked) half maps and their shell
     index (``core.fourier.rfft_shell_index``), for callers that use the spectra again."""
-    from cryobox.core.fsc import first_shell_below, fsc_from_rfft, resolution_interpolated
 
     n_shells = box_px // 2 + 1
     if fill is None:
@@ -266,8 +269,6 @@ def directional_resolution(
     ``cfar_min_over_mean`` and ``areas``.
     """
     import scipy.fft as sfft
-
-    from cryobox.core.fourier import fft_workers, rfft_shell_index
 
     h1 = np.asarray(half1)
     h2 = np.asarray(half2)

@@ -25,8 +25,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from cryobox.core.boxsize import box_origins
-from cryobox.core.fourier import fft_workers
-from cryobox.core.optics import ctf_2d_on_box
+from cryobox.core.fourier import fft_workers, irfft2_inplace
+from cryobox.core.optics import ctf_2d, ctf_2d_on_box
 
 __all__ = [
     "box_origins",
@@ -322,9 +322,6 @@ def premultiply_micrograph(
     Fourier space: the limit of an infinitely large premultiply box, so no delocalised signal
     wraps around a box edge. Units as in ``core.optics.ctf_2d`` (Å, degrees, kV, mm, Å²)."""
     import scipy.fft as sfft  # imported here: see the module docstring
-
-    from cryobox.core.fourier import irfft2_inplace
-    from cryobox.core.optics import ctf_2d
 
     mic = np.asarray(micrograph, dtype=np.float32)
     h, w = mic.shape

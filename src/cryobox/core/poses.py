@@ -15,13 +15,14 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from cryobox.core.simulate import relion_matrix
+
 __all__ = ["euler_to_matrix", "angular_distance_deg", "shift_distance_a", "pose_differences"]
 
 
 def euler_to_matrix(rot_deg: ArrayLike, tilt_deg: ArrayLike, psi_deg: ArrayLike) -> NDArray[np.float64]:
     """(n, 3, 3) rotation matrices from RELION's ZYZ Euler angles (degrees): the simulation's
     ``relion_matrix``, so that poses are measured in the convention the particles were made in."""
-    from cryobox.core.simulate import relion_matrix
 
     return relion_matrix(rot_deg, tilt_deg, psi_deg)
 

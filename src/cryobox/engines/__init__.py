@@ -2,6 +2,8 @@
 and the launchers that run them (this machine, SLURM)."""
 
 from cryobox.engines.base import EngineError, EngineMissing, HalfMaps, RefineEngine, RefineParams, RunCommand
+from cryobox.engines.launch import LocalLauncher, SlurmLauncher
+from cryobox.engines.relion import RelionEngine
 
 __all__ = [
     "EngineError",
@@ -21,8 +23,6 @@ ENGINES = ("relion",)
 def get_engine(name: str, **options) -> RefineEngine:
     """The engine called ``name`` ("relion")."""
     if name == "relion":
-        from cryobox.engines.relion import RelionEngine
-
         return RelionEngine(**options)
     raise EngineError(f"unknown refinement engine {name!r}; available: relion.")
 
@@ -43,7 +43,6 @@ def build(
     ``slurm`` holds the SlurmLauncher's options (template_path, queue, submit_extra,
     submit_command); the MPI flag OpenMPI needs as root is passed on when mpirun is here. Returns
     (engine, launcher, notes)."""
-    from cryobox.engines.launch import LocalLauncher, SlurmLauncher
 
     if name not in ENGINES:
         raise EngineError(f"unknown refinement engine {name!r}; available: {', '.join(ENGINES)}.")

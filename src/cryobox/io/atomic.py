@@ -10,21 +10,10 @@ from pathlib import Path
 from typing import Iterator
 
 from cryobox.errors import InputError
-from cryobox.io.ledger import check_replaceable, record_pending, record_written
+from cryobox.io.ledger import check_replaceable, current_umask, record_pending, record_written
 
 #: errors that writing an output meets: a full disk or quota, a file-size limit, a read-only file system
 _WRITE_ERRORS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
-
-
-def current_umask() -> int:
-    """The process's umask (read from /proc where it can be, so no thread sees it changed)."""
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 @contextlib.contextmanager

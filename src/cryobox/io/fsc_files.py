@@ -27,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from cryobox.core.fsc import first_shell_below, resolution_interpolated, resolution_relion_rule
 from cryobox.errors import InputError
+from cryobox.io.star import read_star_blocks
 
 __all__ = ["FscCurve", "RunSpec", "parse_run_spec", "load_curve", "resolution_text", "COMMON_RESOLUTIONS_A"]
 
@@ -94,8 +96,6 @@ class FscCurve:
         last shell it has): ``limited_0.143`` is then True and the value is a bound (≤), not a
         measurement."""
         import pandas as pd
-
-        from cryobox.core.fsc import first_shell_below, resolution_interpolated, resolution_relion_rule
 
         n, p = self.box_px, self.pixel_size_a
         # curves indexed by shell from 0: RELION's rule needs the array from shell 0
@@ -210,7 +210,6 @@ def _check_curve(path: Path, shells, values, *, box_px=None, pixel_size_a=None) 
 
 
 def _from_star(path: Path, label: str, spec: RunSpec) -> FscCurve:
-    from cryobox.io.star import read_star_blocks
 
     blocks = read_star_blocks(path)
     if "fsc" in blocks:

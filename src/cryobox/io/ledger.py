@@ -27,6 +27,7 @@ import fcntl
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -56,6 +57,17 @@ STATE_NAMES = (".cryobox.lock", ".cryobox-run.json", LEDGER)
 
 # the inputs of the jobs running in this process, as (device, inode) and resolved paths
 _PROTECTED: dict[tuple[int, int] | str, Path] = {}
+
+
+def current_umask() -> int:
+    """The process's umask (read from /proc where it can be, so no thread sees it changed)."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _ledger(folder: Path) -> Path:
@@ -315,9 +327,6 @@ def compact(folder: str | os.PathLike) -> None:
             continue
         if (e.get("folder") and _made_folder(p)) or (not e.get("folder") and written_by_cryobox(p)):
             keep.append(e)
-    import tempfile
-
-    from cryobox.io.atomic import current_umask  # here: atomic imports this module
 
     fd, tmp = tempfile.mkstemp(prefix=LEDGER + ".", suffix=".new", dir=folder)  # a name no one else has
     with os.fdopen(fd, "w") as fh:

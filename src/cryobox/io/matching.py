@@ -13,6 +13,7 @@ import numpy as np
 
 from cryobox.errors import InputError
 from cryobox.io.particles import ParticleTable
+from cryobox.io.schema import relion_label
 
 __all__ = [
     "HALF_SET_COLUMNS",
@@ -113,8 +114,6 @@ def pose_array(table: ParticleTable, *, what: str) -> np.ndarray:
     d = table.data
     missing = [c for c in POSE_COLUMNS[:3] if c not in d]
     if missing:
-        from cryobox.io.schema import relion_label
-
         raise InputError(
             f"{table.path}: {what} has no poses ({relion_label(missing[0])} is missing); give the data STAR of a "
             "refinement (run_data.star) or a cryoSPARC .cs with alignments3D/pose."

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cryobox.core.boxsize import next_fft_friendly_size
+from cryobox.core.simulate import atoms_to_map
 from cryobox.errors import InputError
 
 __all__ = ["model_potential"]
@@ -24,7 +26,6 @@ def model_potential(path: str | os.PathLike, *, pixel_size_a: float, box_px: int
         import gemmi
     except ImportError:  # pragma: no cover - gemmi is a dependency
         raise InputError("reading atomic models needs gemmi: pip install gemmi.") from None
-    from cryobox.core.simulate import atoms_to_map
 
     path = Path(path)
     try:
@@ -51,8 +52,6 @@ def model_potential(path: str | os.PathLike, *, pixel_size_a: float, box_px: int
     pts -= pts.mean(axis=0)
     extent = 2.0 * np.abs(pts).max() + 20.0
     if box_px is None:
-        from cryobox.core.boxsize import next_fft_friendly_size
-
         box_px = next_fft_friendly_size(1.25 * extent / pixel_size_a)
     return atoms_to_map(
         pts, box_px, pixel_size_a, weights=np.asarray(weights), bfactor_a2=max(10.0, float(np.mean(bfac)))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cryobox.core.fourier import padded_volume
 from cryobox.errors import InputError
 from cryobox.io.atomic import atomic_path
 
@@ -437,7 +438,6 @@ def read_map_padded(
 ) -> tuple[np.ndarray, float]:
     """``read_map``, the map read (``read_map_into``) into a ``core.fourier.padded_volume``: the
     buffer of its own Fourier transform, which the FSC then transforms in place."""
-    from cryobox.core.fourier import padded_volume
 
     shape, px = read_map_header(path, pixel_size_a=pixel_size_a, what=what, ndim=ndim)
     volume = padded_volume(shape)

@@ -23,6 +23,7 @@ from cryobox.io.cryosparc import particles_from_cs, particles_to_cs
 from cryobox.io.cs import read_cs_array, write_cs_array, write_csg
 from cryobox.io.paths import fill_box_from_stacks, find_stack, resolve_path, search_roots
 from cryobox.io.relion import particles_from_star_blocks, particles_to_star_blocks
+from cryobox.io.schema import relion_label
 from cryobox.io.star import read_star_blocks, write_star_blocks
 from cryobox.io.table import ParticleTable, validate, where
 
@@ -76,7 +77,6 @@ def check_star_text(table: ParticleTable, *, purpose: str, skip: tuple[str, ...]
     STAR file cannot hold (``io.paths.STAR_UNSAFE``: white space, #, quotes, @, ...); file names
     cryobox makes itself are made safe, the user's own (micrograph names, carried columns) are not
     renamed behind her back. ``skip``: columns the job replaces before writing."""
-    from cryobox.io.schema import relion_label
 
     d = table.data
     for col in d.columns:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from cryobox.errors import InputError
+from cryobox.io.mrc import read_mrc_header_shape
 from cryobox.io.table import ParticleTable
 
 __all__ = [
@@ -112,7 +113,6 @@ def fill_box_from_stacks(table: ParticleTable) -> str | None:
     d = table.data
     if "image_path" not in d or ("box_px" in d and not d["box_px"].isna().any()):
         return None
-    from cryobox.io.mrc import read_mrc_header_shape
 
     roots = search_roots(table)
     for text in pd.unique(d["image_path"].astype(str))[:20]:

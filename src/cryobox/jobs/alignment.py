@@ -8,9 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from cryobox.core.fsc import fsc_curve, resolution_interpolated
+from cryobox.core.poses import pose_differences
+from cryobox.core.stats import compare_repeats, mean_sd
 from cryobox.engines.base import HalfMaps
 from cryobox.io.atomic import atomic_path
 from cryobox.io.matching import pose_array
+from cryobox.io.mrc import read_mrc
 from cryobox.io.particles import read_particles
 from cryobox.jobs.runqueue import RunSpec
 from cryobox.jobs.sweep_plan import Variant
@@ -45,7 +49,6 @@ def _run_poses(halves: HalfMaps, spec: RunSpec) -> np.ndarray | None:
 def run_alignment(halves: HalfMaps, spec: RunSpec, truth_poses, truth_maps, mask, pixel_size_a) -> dict:
     """Keep the run's poses (poses.npy, for run-to-run comparisons) and, when the truth is known,
     how far they are from it and how well the run's map matches the true map."""
-    from cryobox.core.poses import pose_differences
 
     out: dict = {}
     poses = _run_poses(halves, spec)
@@ -59,9 +62,6 @@ def run_alignment(halves: HalfMaps, spec: RunSpec, truth_poses, truth_maps, mask
     if truth_poses is not None and poses is not None:
         truth.update(pose_differences(poses, truth_poses))
     if truth_maps is not None:
-        from cryobox.core.fsc import fsc_curve, resolution_interpolated
-        from cryobox.io.mrc import read_mrc
-
         true = truth_maps(spec.params.box_px)
         h1, _ = read_mrc(halves.half1)
         h2, _ = read_mrc(halves.half2)
@@ -104,8 +104,6 @@ def alignment_summary(variants: list[Variant], runs: dict[str, list[dict]], spec
     repeats (mean, SD) and, per pair of variants, Welch's test on the repeats (lower error is
     better). Between runs (no truth needed): for every pair of runs, the median angular and shift
     difference of the same particles; within a variant that is its run-to-run precision."""
-    from cryobox.core.poses import pose_differences
-    from cryobox.core.stats import compare_repeats, mean_sd
 
     per_variant = []
     for v in variants:

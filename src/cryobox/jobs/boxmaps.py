@@ -8,6 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cryobox.core.fourier import filter_map, resample_to, window
+from cryobox.core.masks import auto_mask_from_map, auto_mask_scales_a
+from cryobox.io.mrc import write_mrc
+
 __all__ = ["masks_for_boxes", "reference_grids"]
 
 
@@ -16,8 +20,6 @@ def masks_for_boxes(
 ) -> tuple[dict[int, tuple[Path, np.ndarray]], list[str]]:
     """The mask windowed to each box, written as ``folder/mask_box<N>.mrc``; per box (path, array),
     and a note for each box that cuts off more than 1% of the mask."""
-    from cryobox.core.fourier import window
-    from cryobox.io.mrc import write_mrc
 
     total = float(mask_big.sum())
     out, notes = {}, []
@@ -41,9 +43,6 @@ def reference_grids(
 ) -> tuple[dict, dict, list[str]]:
     """The sweep's reference (resampled to the particles' pixel size, windowed to each box and
     low-passed to ``ini_high_a`` Å) and FSC mask per box (``masks_for_boxes``), as files."""
-    from cryobox.core.fourier import filter_map, resample_to, window
-    from cryobox.core.masks import auto_mask_from_map, auto_mask_scales_a
-    from cryobox.io.mrc import write_mrc
 
     notes = []
     ref = np.asarray(reference, dtype=np.float32)

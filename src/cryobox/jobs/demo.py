@@ -19,7 +19,15 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from cryobox.engines import get_engine
 from cryobox.io.jsonio import jsonable, write_json
+from cryobox.io.mrc import read_mrc
+from cryobox.io.particles import read_particles
+from cryobox.jobs.advise import advise_files
+from cryobox.jobs.outputs import refuse_star_unsafe_path
+from cryobox.jobs.report import build_report
+from cryobox.jobs.simulate import SimulationSettings, load_density, simulate_micrographs
+from cryobox.jobs.sweep import SweepSettings, run_sweep
 
 __all__ = ["DemoSettings", "DEMO", "QUICK", "run_demo"]
 
@@ -78,7 +86,6 @@ def _json_or_none(path: Path):
 def _demo_data(out: Path, ds: DemoSettings, seed: int, log) -> tuple[Path, float]:
     """Step 1: the simulated micrographs and particles (reused when ``demo.json`` names the same
     settings); returns the particles' STAR and the seconds spent."""
-    from cryobox.jobs.simulate import SimulationSettings, load_density, simulate_micrographs
 
     sim = out / "simulated"
     star = sim / "particles.star"
@@ -125,13 +132,6 @@ def run_demo(
     launcher=None,
 ) -> dict:
     """Run the demo into ``out`` (resumable: finished sweep runs are reused); returns its summary."""
-    from cryobox.engines import get_engine
-    from cryobox.io.mrc import read_mrc
-    from cryobox.io.particles import read_particles
-    from cryobox.jobs.advise import advise_files
-    from cryobox.jobs.outputs import refuse_star_unsafe_path
-    from cryobox.jobs.report import build_report
-    from cryobox.jobs.sweep import SweepSettings, run_sweep
 
     t0 = time.perf_counter()
     ds = settings or (QUICK if quick else DEMO)

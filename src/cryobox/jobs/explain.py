@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cryobox.core import explain as ex
 from cryobox.core.boxsize import edge_clipped
 from cryobox.errors import InputError
-
-if TYPE_CHECKING:  # advise builds its explanation with explain_boxes: the type only, no cycle
-    from cryobox.jobs.advise import AdviseInputs
+from cryobox.io.fsc_files import load_curve
+from cryobox.jobs.inputs import AdviseInputs, gather_inputs
+from cryobox.report.text import explain_paragraph
 
 __all__ = [
     "ExplainSettings",
@@ -290,7 +289,6 @@ def explain_boxes(
         bfactor_source=bsource,
         basis_box_px=None if basis is None else basis.box_px,
     )
-    from cryobox.report.text import explain_paragraph
 
     expl.paragraph = explain_paragraph(expl)
     return expl
@@ -500,8 +498,6 @@ def explain_files(
 ) -> Explanation:
     """Read particle files (as ``advise`` does), FSC files (as ``compare`` does) and judge/sweep
     results, and explain the boxes. ``resolution_a`` defaults to the first measured FSC's."""
-    from cryobox.io.fsc_files import load_curve
-    from cryobox.jobs.advise import gather_inputs
 
     for name, v in (("bfactor_a2", bfactor_a2), ("diameter_a", diameter_a)):
         if not (math.isfinite(v) and v > 0):

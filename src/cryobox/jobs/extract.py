@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cryobox.core import extract as ex
 from cryobox.core.boxsize import box_origins, edge_clipped
-from cryobox.core.extract import CTF_KEYS
+from cryobox.core.extract import CTF_KEYS, background_mask, premultiply_micrograph
 from cryobox.errors import InputError
+from cryobox.io.mrc import StackWriter, check_mrc_file, read_mrc, read_mrc_header_shape, read_mrc_pixel_size
 from cryobox.io.particles import (
     ParticleTable,
     check_star_text,
@@ -31,8 +33,10 @@ from cryobox.io.particles import (
 )
 from cryobox.io.paths import project_relative, star_safe_name
 from cryobox.io.schema import CTF_REQUIRED
+from cryobox.jobs.outputs import OutputFolder, refuse_star_unsafe_path
 from cryobox.jobs.particle_ops import ParticleOps, finish_batch
 from cryobox.jobs.records import read_record, write_record
+from cryobox.parallel import run_tasks
 
 __all__ = ["ExtractOptions", "MicrographTask", "plan_extraction", "extract_micrograph", "run_extract", "ExtractSummary"]
 
@@ -100,7 +104,6 @@ class ExtractSummary:
 
 
 def _mic_shape(path: Path) -> tuple[int, int]:
-    from cryobox.io.mrc import check_mrc_file, read_mrc_header_shape
 
     where = (
         "check its path in the STAR file (rlnMicrographName, or location/micrograph_path in a .cs) and where "
@@ -159,7 +162,6 @@ def plan_extraction(
         raise InputError(f"`rescale_px` must be at least 2 px, got {o.rescale_px}.")
     if o.edge not in ("keep", "drop"):
         raise InputError(f"`edge` must be keep or drop, got {o.edge!r}.")
-    from cryobox.core.extract import background_mask
 
     o.check()
     if o.norm and not background_mask(o.final_box_px, o.bg_radius).any():
@@ -245,7 +247,6 @@ def plan_extraction(
 def _micrograph_pixel_size(sub: pd.DataFrame, mic_path: Path, *, prefer_header: bool) -> float:
     """The micrograph's pixel size: a micrographs STAR's rlnMicrographPixelSize, or (re-extraction
     from particles) the micrograph's MRC header, falling back to the file's micrograph pixel size."""
-    from cryobox.io.mrc import read_mrc_pixel_size
 
     # rlnMicrographOriginalPixelSize (micrograph_pixel_size_a) is the movie's: last, for unbinned data
     order = (
@@ -292,7 +293,6 @@ def _record_ok(task: MicrographTask) -> dict | None:
 
 def extract_micrograph(task: MicrographTask) -> dict:
     """Cut, process and write one micrograph's particles; returns what was written (small dict)."""
-    from cryobox.io.mrc import StackWriter, read_mrc
 
     o = task.options
     mic, _ = read_mrc(Path(task.micrograph), mmap=True)
@@ -340,7 +340,6 @@ def _filter_whole_micrograph(mic: np.ndarray, task: MicrographTask) -> np.ndarra
                 "CTF "
                 "per micrograph (use `premultiply_box_px` instead)."
             )
-    from cryobox.core.extract import premultiply_micrograph
 
     def first(key: str, default: float) -> float:
         return float(c[key][0]) if key in c else default
@@ -361,7 +360,6 @@ def _filter_whole_micrograph(mic: np.ndarray, task: MicrographTask) -> np.ndarra
 
 
 def _process_chunk(mic: np.ndarray, task: MicrographTask, sel: np.ndarray, cache: dict | None = None) -> np.ndarray:
-    from cryobox.core import extract as ex
 
     o = task.options
     h, w = mic.shape
@@ -417,7 +415,6 @@ def run_extract(
     removed before any work; ``overwrite`` also redoes stacks written with these settings.
     ``inputs``: files besides the particle table that must not be overwritten.
     """
-    from cryobox.jobs.outputs import OutputFolder, refuse_star_unsafe_path
 
     out = Path(out)
     refuse_star_unsafe_path(out, what="output folder")
@@ -451,7 +448,6 @@ def run_extract(
 def _run_extract(
     table, options, out, *, recenter, overwrite, keep_going, workers, scheduler, progress, log, from_star, plan
 ) -> ExtractSummary:
-    from cryobox.parallel import run_tasks
 
     t0 = time.perf_counter()
     tasks, report, notes = plan or plan_extraction(

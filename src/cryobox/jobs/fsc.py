@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from cryobox.core.fsc import FscResult, masked_fsc_analysis
 from cryobox.core.masks import AutoMaskError, AutoMaskSettings, auto_mask_from_half_maps
 from cryobox.errors import InputError
 from cryobox.io.atomic import atomic_path
+from cryobox.io.ledger import same_file
 from cryobox.io.mrc import check_mask, read_map, read_map_header, read_map_into, read_mrc, write_mrc, write_mrc_data
+from cryobox.io.star import write_star_blocks
 from cryobox.jobs.outputs import check_outputs
 from cryobox.jobs.records import check_memory
 
@@ -44,7 +47,6 @@ def _while_writing(tmp: Path, volume: NDArray, pixel_size_a: float, work):
     """``work()``, with ``volume`` written to ``tmp`` on a thread meanwhile (the write is mostly
     the kernel's copying, which the transforms need not wait for); the writer's error, if any,
     is raised after ``work``'s."""
-    import threading
 
     failed: list[BaseException] = []
 
@@ -279,14 +281,12 @@ def fsc_star_blocks(job: FscJob) -> dict:
 
 
 def write_fsc_star(path: Path, job: FscJob) -> Path:
-    from cryobox.io.star import write_star_blocks
 
     return write_star_blocks(path, fsc_star_blocks(job))
 
 
 def refuse_one_map(half1, half2) -> None:
     """Two names for one file (the same path, a link, ``..``, a hard link) are not two half maps."""
-    from cryobox.io.ledger import same_file
 
     if same_file(half1, half2):
         raise InputError(

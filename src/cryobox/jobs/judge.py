@@ -25,9 +25,20 @@ from pathlib import Path
 
 import numpy as np
 
+from cryobox.core.fourier import padded_volume, resample_to, window
+from cryobox.core.masks import auto_mask_from_map, auto_mask_scales_a
 from cryobox.errors import InputError
 from cryobox.io.layouts import RunMaps, find_half_maps
+from cryobox.io.ledger import same_file
+from cryobox.io.mrc import read_map, read_map_padded, read_mrc, read_mrc_header_shape, read_mrc_pixel_size
+from cryobox.jobs.boxmaps import masks_for_boxes
 from cryobox.jobs.convergence import convergence_flags, mark_unconverged
+from cryobox.jobs.explain import ExplainSettings, MeasuredRun, explain_boxes
+from cryobox.jobs.fsc import fsc_memory_bytes, refuse_one_map
+from cryobox.jobs.inputs import gather_inputs
+from cryobox.jobs.outputs import OutputFolder
+from cryobox.jobs.records import check_memory
+from cryobox.jobs.verdicts import TEST_TEXT, compare_variants, decided_best, run_fsc_record, variant_row, write_sweep
 
 __all__ = ["RunMaps", "find_half_maps", "parse_variants", "run_judge"]
 
@@ -52,7 +63,6 @@ def parse_variants(specs: list[str]) -> list[tuple[str, list[str]]]:
 
 
 def _header(path: Path) -> tuple[int, float | None]:
-    from cryobox.io.mrc import read_mrc_header_shape, read_mrc_pixel_size
 
     shape = read_mrc_header_shape(path)
     if shape is None:
@@ -62,8 +72,6 @@ def _header(path: Path) -> tuple[int, float | None]:
 
 def _read_on_grid(path: Path, pixel_size_a: float, header_pixel_a: float) -> np.ndarray:
     """A half map on the common grid, in a ``padded_volume`` (its FSC transforms it in place)."""
-    from cryobox.core.fourier import padded_volume, resample_to
-    from cryobox.io.mrc import read_map, read_map_padded
 
     if abs(header_pixel_a - pixel_size_a) <= 1e-6 * pixel_size_a:
         return read_map_padded(path, what="half map", ndim=3, varying=True)[0]
@@ -114,7 +122,6 @@ def run_judge(
     mean FSC as the basis of the prediction).
     Unmasked FSCs (no ``mask``, no ``auto_mask``) of variants in different boxes are refused unless
     ``unmasked_across_boxes``; then every output carries the warning."""
-    from cryobox.jobs.outputs import OutputFolder
 
     settings = {"variants": variants, "mask": str(mask), "auto_mask": auto_mask, "resample": resample, "seed": seed}
     runs = [(label, find_half_maps(r)) for label, specs in variants for r in specs]
@@ -125,8 +132,6 @@ def run_judge(
             "give both `particles` and `diameter_a` (the explanation of the boxes needs both), or neither."
         )
     if particles is not None:  # read and checked before any work
-        from cryobox.jobs.advise import gather_inputs
-
         particle_inputs = gather_inputs([particles])
         inputs.append(particles)
     owns = ("judge.json", "judge.png", "masks")
@@ -161,8 +166,6 @@ def _run_judge(
     explain_with: tuple | None = None,
 ) -> dict:
     """Judge the variants' runs; writes judge.json (sweep.json schema), judge.png and the masks in ``out``."""
-    from cryobox.jobs.boxmaps import masks_for_boxes
-    from cryobox.jobs.verdicts import write_sweep
 
     t0 = time.perf_counter()
     say = log or (lambda s: None)
@@ -195,8 +198,6 @@ def _run_judge(
 def _check_judge_memory(boxes: list[int], *, masked: bool) -> None:
     """One sentence before any work when the judge would not fit in the free memory: one FSC of
     the largest box at a time (``jobs.fsc.fsc_memory_bytes``) and one mask per box."""
-    from cryobox.jobs.fsc import fsc_memory_bytes
-    from cryobox.jobs.records import check_memory
 
     big = boxes[-1]
     other_masks = sum(4.0 * b**3 for b in boxes[:-1]) if masked else 0.0  # the largest one is in the FSC's
@@ -210,8 +211,6 @@ def _check_runs(runs: list[tuple[str, RunMaps]], *, resample: bool):
     """Every check of the runs before any work: no run named twice, each pair one box and pixel
     size, one pixel size for all (or ``resample``), two different maps. Returns each run's (box,
     pixel size), the common pixel size, each run's box on the common grid, and notes."""
-    from cryobox.io.ledger import same_file
-    from cryobox.jobs.fsc import refuse_one_map
 
     notes: list[str] = []
     for i, (_, rm) in enumerate(runs):
@@ -263,9 +262,6 @@ def _judge_mask(
 ):
     """The one mask in Å at the largest box (given, or built from the average of every run in one
     fixed order), or none; and the sentence that says which."""
-    from cryobox.core.fourier import window
-    from cryobox.core.masks import auto_mask_from_map, auto_mask_scales_a
-    from cryobox.io.mrc import read_mrc
 
     big = boxes[-1]
     if mask is not None:
@@ -278,7 +274,6 @@ def _judge_mask(
                     f"{mask}: the mask is at {mask_pixel_a:g} Å/px, the runs at {psize:g} Å/px; give `resample` or a "
                     "mask on their grid."
                 )
-            from cryobox.core.fourier import resample_to
 
             m_big, _ = resample_to(m_big, mask_pixel_a, psize)
             m_big = np.clip(m_big, 0.0, 1.0)
@@ -334,7 +329,6 @@ def _judge_mask(
 
 def _judge_fscs(variants, runs, info, grid_box, masks, *, psize: float, seed: int | None, say) -> dict[str, list[dict]]:
     """Every run's FSC record, read one pair of maps at a time."""
-    from cryobox.jobs.verdicts import run_fsc_record
 
     results: dict[str, list[dict]] = {label: [] for label, _ in variants}
     for k, (label, rm) in enumerate(runs):
@@ -376,7 +370,6 @@ def _explain_runs(summary: dict, inputs, diameter_a: float):
     """``cryobox explain`` on the judged boxes: each variant's mean resolution as measured, the
     roomiest box's mean FSC curve as the basis of the prediction (predicting a tight box from a
     roomy one is the direction the benchmarks check)."""
-    from cryobox.jobs.explain import ExplainSettings, MeasuredRun, explain_boxes
 
     if abs(inputs.pixel_size_a - summary["pixel_size_a"]) > 0.01 * summary["pixel_size_a"]:
         raise InputError(
@@ -405,7 +398,6 @@ def summarise_judge(
     variants, results: dict[str, list[dict]], *, pixel_size_a: float, mask_text: str, notes: list[str]
 ) -> dict:
     """judge.json: the sweep.json schema for runs made elsewhere."""
-    from cryobox.jobs.verdicts import TEST_TEXT, compare_variants, decided_best, variant_row
 
     rows = []
     for label, _ in variants:

@@ -31,6 +31,7 @@ from pathlib import Path
 from cryobox.errors import InputError
 from cryobox.io import ledger
 from cryobox.io.jsonio import write_json
+from cryobox.io.paths import star_unsafe_char
 from cryobox.jobs.records import digest
 
 __all__ = [
@@ -120,7 +121,6 @@ def refuse_star_unsafe_path(path, *, what: str) -> None:
     """Before any work: a folder whose path, as a STAR file will name it (absolute, or relative to
     the working folder), holds a character RELION or cryobox would read back differently
     (``io.paths.STAR_UNSAFE``: white space, #, quotes, @, :, ...), or begins with _ (a label)."""
-    from cryobox.io.paths import star_unsafe_char
 
     full = Path(path).resolve()
     rel = os.path.relpath(full, Path.cwd())

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cryobox.core import extract as ex
 from cryobox.core.extract import default_bg_radius_px
+from cryobox.errors import InputError
 from cryobox.jobs.records import settings_digest
 
 __all__ = ["ParticleOps", "finish_batch"]
@@ -108,7 +110,6 @@ class ParticleOps:
 
     def check(self) -> None:
         """One sentence (``InputError``) for settings no particle can have."""
-        from cryobox.errors import InputError
 
         if self.bg_radius_px is not None and not (np.isfinite(self.bg_radius_px) and self.bg_radius_px > 0):
             raise InputError(f"`bg_radius_px` must be a positive radius in px, got {self.bg_radius_px}.")
@@ -124,7 +125,6 @@ def finish_batch(stack: np.ndarray, ops: ParticleOps, *, pixel_size_a: float, ov
     ``stack`` (n, N, N) at ``pixel_size_a`` (Å/px) is the windowed (and premultiplied) batch;
     ``overwrite`` lets the normalisation work in the batch itself.
     """
-    from cryobox.core import extract as ex
 
     n = stack.shape[-1]
     if ops.rescale_px and ops.rescale_px != n:

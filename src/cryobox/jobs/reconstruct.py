@@ -8,6 +8,7 @@ The sweep uses it for runs that stopped before the engine wrote its final half m
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +16,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cryobox.core.extract import CTF_KEYS, ctf_grids
+from cryobox.core.reconstruct import Backprojector
 from cryobox.errors import InputError
 from cryobox.io.matching import half_sets
+from cryobox.io.mrc import StackReader, write_mrc
 from cryobox.io.particles import ParticleTable, find_stack, search_roots
 from cryobox.io.paths import stack_files
-from cryobox.io.schema import CTF_REQUIRED
+from cryobox.io.schema import CTF_REQUIRED, relion_label
+from cryobox.jobs.outputs import OutputFolder
+from cryobox.parallel import default_workers, run_tasks
 
 __all__ = ["reconstruct_particles", "write_reconstructions", "reconstruct_into"]
 
@@ -32,7 +38,6 @@ CTF = CTF_REQUIRED
 def _checked_stacks(table: ParticleTable, n: int) -> dict[str, str]:
     """Every stack the particles name, found and checked (box, image numbers) before any work:
     image path as written -> the file to read."""
-    from cryobox.io.mrc import StackReader
 
     d = table.data
     roots = search_roots(table)
@@ -54,9 +59,6 @@ def _fill_in_processes(tasks, workers: int, maps: dict, counts: dict, *, progres
     here reports to ``progress`` while they run."""
     global _SHARED_COUNT
     import multiprocessing as mp
-    import threading
-
-    from cryobox.parallel import run_tasks
 
     _SHARED_COUNT = mp.get_context("fork").Value("q", 0) if "fork" in mp.get_all_start_methods() else None
     finished = threading.Event()
@@ -97,8 +99,6 @@ def reconstruct_particles(
     backprojects without CTF weighting (also what happens when the table has no CTF).
     ``progress(done, total)`` is called after every chunk.
     """
-    from cryobox.core.extract import CTF_KEYS
-    from cryobox.parallel import default_workers
 
     t0 = time.perf_counter()
     d = table.data
@@ -112,8 +112,6 @@ def reconstruct_particles(
     psize = float(d["pixel_size_a"].iloc[0])
     missing = [c for c in CTF if c not in d]
     if ctf and missing:
-        from cryobox.io.schema import relion_label
-
         raise InputError(
             f"{table.path}: no {missing[0]} ({relion_label(missing[0])}) for CTF weighting; use a file with CTF "
             "parameters, or give `ctf=False` to reconstruct without CTF weighting."
@@ -200,9 +198,6 @@ class _Half:
 
 def _fill(task: _Half, progress=None) -> tuple[str, np.ndarray, int]:
     """Stream one half set's images into a Backprojector and reconstruct it."""
-    from cryobox.core.extract import CTF_KEYS, ctf_grids
-    from cryobox.core.reconstruct import Backprojector
-    from cryobox.io.mrc import StackReader
 
     d, n, psize = task.rows, task.box_px, task.pixel_size_a
     bp = Backprojector(n, padding=task.padding)
@@ -239,7 +234,6 @@ def write_reconstructions(
     maps: dict[str, np.ndarray], paths: dict[str, Path], *, pixel_size_a: float
 ) -> dict[str, Path]:
     """Write each map atomically (MRC, the given pixel size)."""
-    from cryobox.io.mrc import write_mrc
 
     return {k: write_mrc(paths[k], maps[k], pixel_size_a=pixel_size_a) for k in maps}
 
@@ -261,7 +255,6 @@ def reconstruct_into(
     lock and run record (``jobs.outputs.OutputFolder``): maps another run wrote there with other
     settings are removed before any work, so an interrupted re-run never leaves maps that look
     current; the particle file and its stacks are never written over."""
-    from cryobox.jobs.outputs import OutputFolder
 
     out = Path(out)
     stacks = stack_files(table)

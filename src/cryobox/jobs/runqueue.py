@@ -21,13 +21,14 @@ re-attach or cancel.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from cryobox.engines.base import EngineError, HalfMaps, RefineEngine, RefineParams
-from cryobox.engines.launch import Job, Launcher
+from cryobox.engines.launch import Job, Launcher, RunCommand
 from cryobox.io import ledger
 from cryobox.io.jsonio import write_json
 from cryobox.jobs.records import read_record
@@ -312,7 +313,6 @@ def _failure(spec: RunSpec, rec: dict) -> dict:
 
 
 def _stored_command(rec: dict):
-    from cryobox.engines.launch import RunCommand
 
     return RunCommand(
         tuple(rec.get("launcher", ())),
@@ -329,8 +329,6 @@ def sweep_jobs(out: Path) -> list[dict]:
         if (rec_path.parent / RESULT).exists():
             continue
         try:
-            import json
-
             rec = json.loads(rec_path.read_text())
         except (OSError, ValueError):
             continue

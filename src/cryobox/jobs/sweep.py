@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cryobox.core.fourier import resample_to, window
 from cryobox.engines.base import HalfMaps, RefineEngine, RefineParams
 from cryobox.engines.launch import Launcher, LocalLauncher
 from cryobox.errors import InputError
@@ -45,6 +46,8 @@ from cryobox.io.schema import CTF_REQUIRED
 from cryobox.jobs.alignment import alignment_summary, format_alignment, run_alignment
 from cryobox.jobs.boxmaps import reference_grids
 from cryobox.jobs.convergence import convergence_flags, mark_unconverged
+from cryobox.jobs.outputs import refuse_star_unsafe_path
+from cryobox.jobs.reconstruct import reconstruct_particles, write_reconstructions
 from cryobox.jobs.records import digest
 from cryobox.jobs.runqueue import RunSpec, run_queue
 from cryobox.jobs.sweep_data import contrast_note, has_micrographs, input_rows, make_arm_data, start_table
@@ -71,7 +74,6 @@ HALVES_VERSION = "cryobox-reconstruct-1"
 def _reconstruct_halves(poses: Path | None, run_dir: Path, iteration: int | None) -> tuple[Path, Path]:
     """Half maps of a run stopped early, from its last poses: each half set reconstructed with
     the same CTF weighting (sum CTF.X / sum CTF^2) whether its images are plain or premultiplied."""
-    from cryobox.jobs.reconstruct import reconstruct_particles, write_reconstructions
 
     if poses is None:
         raise InputError(f"{run_dir}: the engine gave neither half maps nor poses.")
@@ -95,7 +97,6 @@ def plan_sweep(
     shapes, the engine, how the particles are made (extract or restack) and whether the stacks
     are big enough, and the variants (a mask diameter that does not fit a box is refused here).
     Returns the plan: mode, variants, number of runs, engine description."""
-    from cryobox.jobs.outputs import refuse_star_unsafe_path
 
     s = settings
     s.check()
@@ -431,8 +432,6 @@ class RunFinisher:
     def truth_grid(self, box: int) -> np.ndarray:
         """The true map on one box's grid (Fourier-rescaled to the particles' pixel size)."""
         if box not in self._grids:
-            from cryobox.core.fourier import resample_to, window
-
             vol, true_pixel_a = self.truth_map
             self._grids[box] = window(resample_to(vol, true_pixel_a, self.psize)[0], box, ndim=3)
         return self._grids[box]

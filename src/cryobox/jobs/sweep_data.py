@@ -7,8 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from cryobox.core.extract import particle_contrast
 from cryobox.io.matching import POSE_COLUMNS, particle_keys, strip_poses
+from cryobox.io.mrc import StackReader
 from cryobox.io.particles import ParticleTable, read_particles, resolve_path, search_roots
+from cryobox.io.paths import find_stack
+from cryobox.jobs.extract import ExtractOptions, run_extract
+from cryobox.jobs.restack import RestackOptions, run_restack
 from cryobox.jobs.sweep_plan import SweepSettings
 
 __all__ = ["has_micrographs", "contrast_note", "start_table", "input_rows", "make_arm_data"]
@@ -24,9 +29,6 @@ def has_micrographs(table: ParticleTable) -> bool:
 def contrast_note(table: ParticleTable, diameter_a: float, pixel_size_a: float, sample: int = 200) -> str | None:
     """A sentence when the extracted particles are dark on a bright background: RELION refines
     white particles against a positive reference, and dark ones align to noise (say `invert`)."""
-    from cryobox.core.extract import particle_contrast
-    from cryobox.io.mrc import StackReader
-    from cryobox.io.paths import find_stack
 
     d = table.data
     if "image_path" not in d or len(d) == 0 or bool(d.get("ctf_premultiplied", False) is True):
@@ -76,8 +78,6 @@ def make_arm_data(
 ) -> Path:
     """Extract (or restack) the particles for one (box, premultiply) arm; returns its particles.star."""
     if mode == "extract":
-        from cryobox.jobs.extract import ExtractOptions, run_extract
-
         opts = ExtractOptions(box_px=box, invert=s.invert, premultiply_box_px=pm, edge=s.edge)
         summary = run_extract(table, opts, folder, workers=workers, log=None, from_star=table.kind == "micrographs")
         log(
@@ -85,7 +85,6 @@ def make_arm_data(
             f"{summary.n_skipped_done} micrographs already done"
         )
         return Path(summary.star)
-    from cryobox.jobs.restack import RestackOptions, run_restack
 
     src = table
     if pm:

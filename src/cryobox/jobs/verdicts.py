@@ -12,7 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
+from cryobox.core.fsc import masked_fsc_analysis
+from cryobox.core.stats import compare_resolutions, mean_sd
 from cryobox.io.jsonio import write_json
+from cryobox.io.mrc import read_map_padded, read_mrc
+from cryobox.report.text import verdict_sentence
 
 __all__ = [
     "RESOLUTION_KEY",
@@ -42,7 +46,6 @@ def format_resolution(r: dict) -> str:
 
 def fsc_of_files(half1: Path, half2: Path, mask_path: Path, pixel_size_a: float, seed: int | None) -> dict:
     """``run_fsc_record`` of two half-map files (read into their transform buffers) and a mask file."""
-    from cryobox.io.mrc import read_map_padded, read_mrc
 
     maps = [
         read_map_padded(path, pixel_size_a=pixel_size_a, what="half map", ndim=3, varying=True)[0]
@@ -66,7 +69,6 @@ def run_fsc_record(
     and the curve. Randomises from 2/3 Nyquist when the unmasked FSC never drops below 0.8. The
     phase-randomised curve is its expectation over all draws (``seed`` None) or one seeded draw.
     ``overwrite_input``: the half maps may be used as the transforms' buffers (then garbage)."""
-    from cryobox.core.fsc import masked_fsc_analysis
 
     res = masked_fsc_analysis(
         h1,
@@ -132,7 +134,6 @@ def variant_row(label: str, runs: list[dict], *, box_px: int, pixel_size_a: floa
     """One variant of sweep.json / judge.json: its runs' resolutions (RELION's rule and
     interpolated), their mean and SD, and what each run keeps (``RUN_KEYS``); ``extra``: the
     variant's own fields (premultiply source, mask policy and diameter, sources)."""
-    from cryobox.core.stats import mean_sd
 
     vals = [r.get(RESOLUTION_KEY) for r in runs]
     rel = [r.get("resolution_a") for r in runs]
@@ -160,8 +161,6 @@ def variant_row(label: str, runs: list[dict], *, box_px: int, pixel_size_a: floa
 def compare_variants(rows: list[dict], *, pixel_size_a: float) -> list[dict]:
     """Every pair of variants (rows with ``variant``, ``box_px``, ``interpolated_resolutions_a``
     and ``runs``): the test, the verdict and its sentence (sweep and judge alike)."""
-    from cryobox.core.stats import compare_resolutions
-    from cryobox.report.text import verdict_sentence
 
     out = []
     for va, vb in combinations(rows, 2):
@@ -230,6 +229,6 @@ def write_sweep(out: Path, summary: dict, *, plot: bool = True, name: str = "swe
     """``<name>.json`` and ``<name>.png`` (FSC of every run; resolution per variant with its repeats)."""
     write_json(Path(out) / f"{name}.json", summary, indent=1)
     if plot:
-        from cryobox.report.plots import figure_sweep, save_figure
+        from cryobox.report.plots import figure_sweep, save_figure  # matplotlib: only when a figure is drawn
 
         save_figure(figure_sweep(summary), Path(out) / f"{name}.png")

@@ -17,8 +17,12 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import signal
 import threading
 from pathlib import Path
+
+from cryobox.io.atomic import atomic_path
+from cryobox.parallel import die_with_parent
 
 __all__ = ["ForkedFigures", "render_png", "save_png"]
 
@@ -35,7 +39,6 @@ def render_png(figures: dict, *, dpi: int = 120) -> dict[str, bytes]:
 
 def save_png(data: bytes, path: Path) -> Path:
     """Write PNG bytes atomically (the ledger's rules, as every output)."""
-    from cryobox.io.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
@@ -74,11 +77,8 @@ class ForkedFigures:
         if pid == 0:  # the child: never returns
             code = 1
             try:
-                import signal
-
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                from cryobox.parallel import die_with_parent
 
                 die_with_parent()
                 os.close(self._to_child)

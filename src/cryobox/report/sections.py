@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cryobox.io.fsc_files import resolution_text
 from cryobox.report import plots, plots_diagnose
 from cryobox.report.html import esc, figure_to_data_uri, rgb_to_data_uri
 from cryobox.report.text import answer_lines, cause_cost, fmt, half_maps_text, opening_paragraph, verdict_line
@@ -287,7 +288,6 @@ def causes_section(e, figs: Figures) -> tuple[str, str, str]:
 
 def fsc_section(curves: list, figs: Figures) -> tuple[str, str, str]:
     """FSC curves read from any format (``io.fsc_files``): a table and the overlay on one Å axis."""
-    from cryobox.io.fsc_files import resolution_text
 
     summaries = [c.summary() for c in curves]
     rows = "".join(

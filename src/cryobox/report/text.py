@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from cryobox.core.boxsize import fft_friendly_sizes, is_fft_friendly
+
 __all__ = [
     "fmt",
     "half_maps_text",
@@ -426,7 +428,6 @@ def advice_sentences(a, *, program: str | None = None) -> tuple[list[str], list[
         f"({a.rosenthal_henderson_box_a / p:.0f} px)."
     )
     warnings = []
-    from cryobox.core.boxsize import fft_friendly_sizes, is_fft_friendly
 
     for c in a.candidates:
         if c.user_box and not is_fft_friendly(c.box_px):
