@@ -161,10 +161,10 @@ def signal_kept_table(
     c = np.roll(c, (n // 2, n // 2), axis=(0, 1)) / disc.sum()
     shifts = np.arange(0.0, max_shift_a + step, step / 2)
     theta = (np.arange(n_directions) + 0.5) * (2 * np.pi / n_directions)
-    px = shifts[:, None] * np.cos(theta)[None, :] / step + n // 2
+    pixel_a = shifts[:, None] * np.cos(theta)[None, :] / step + n // 2
     py = shifts[:, None] * np.sin(theta)[None, :] / step + n // 2
-    x0, y0 = np.floor(px).astype(int), np.floor(py).astype(int)
-    fx, fy = px - x0, py - y0
+    x0, y0 = np.floor(pixel_a).astype(int), np.floor(py).astype(int)
+    fx, fy = pixel_a - x0, py - y0
     x0, y0 = np.clip(x0, 0, n - 2), np.clip(y0, 0, n - 2)
     vals = (
         c[y0, x0] * (1 - fx) * (1 - fy)

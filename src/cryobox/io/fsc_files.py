@@ -252,7 +252,7 @@ def _from_star(path: Path, label: str, spec: RunSpec) -> FscCurve:
             raise InputError(f"{path}: {sorted(model)[0]} has no rlnGoldStandardFsc; use a 3D auto-refine model file.")
         try:
             box = int(gen["rlnOriginalImageSize"].iloc[0])
-            px = float(gen["rlnPixelSize"].iloc[0])
+            pixel_a = float(gen["rlnPixelSize"].iloc[0])
         except (KeyError, ValueError, TypeError):
             raise InputError(
                 f"{path}: data_model_general needs rlnOriginalImageSize (a whole number of px) and rlnPixelSize (Å); "
@@ -268,9 +268,11 @@ def _from_star(path: Path, label: str, spec: RunSpec) -> FscCurve:
             cls["rlnSpectralIndex"] if "rlnSpectralIndex" in cls else np.arange(len(cls), dtype=float),
             cls["rlnGoldStandardFsc"],
             box_px=box,
-            pixel_size_a=spec.pixel_size_a or px,
+            pixel_size_a=spec.pixel_size_a or pixel_a,
         )
-        return FscCurve(label, str(path), "gold-standard (refinement)", shells, values, box, spec.pixel_size_a or px)
+        return FscCurve(
+            label, str(path), "gold-standard (refinement)", shells, values, box, spec.pixel_size_a or pixel_a
+        )
     raise InputError(
         f"{path}: neither a postprocess/FSC STAR file (data_fsc) nor a model STAR file (data_model_class_1)."
     )

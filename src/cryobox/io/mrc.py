@@ -393,10 +393,10 @@ def _check_map_shape(path, shape: tuple[int, ...], what: str, ndim: int | None) 
 def _map_pixel_size(path, header_pixel_a: float | None, pixel_size_a: float | None) -> float:
     if pixel_size_a is not None and not (np.isfinite(pixel_size_a) and pixel_size_a > 0):
         raise InputError(f"`pixel_size_a` must be a positive number of Å/px, got {pixel_size_a}.")
-    px = pixel_size_a if pixel_size_a is not None else header_pixel_a
-    if px is None or not px > 0:
+    pixel_a = pixel_size_a if pixel_size_a is not None else header_pixel_a
+    if pixel_a is None or not pixel_a > 0:
         raise InputError(f"{path}: no pixel size in the MRC header; give `pixel_size_a`.")
-    return float(px)
+    return float(pixel_a)
 
 
 def _check_values(path, lo: float, hi: float, finite: bool, what: str, varying: bool) -> None:
@@ -416,9 +416,9 @@ def read_map(
     is not cubic, holds NaN or inf, is not ``ndim``-dimensional, or (``varying``) is constant."""
     data, header_pixel_a = read_mrc(path)
     _check_map_shape(path, data.shape, what, ndim)
-    px = _map_pixel_size(path, header_pixel_a, pixel_size_a)
+    pixel_a = _map_pixel_size(path, header_pixel_a, pixel_size_a)
     _check_values(path, float(data.min()), float(data.max()), bool(np.isfinite(data).all()), what, varying)
-    return data.astype(np.float32, copy=False), px
+    return data.astype(np.float32, copy=False), pixel_a
 
 
 def read_map_header(
@@ -439,10 +439,10 @@ def read_map_padded(
     """``read_map``, the map read (``read_map_into``) into a ``core.fourier.padded_volume``: the
     buffer of its own Fourier transform, which the FSC then transforms in place."""
 
-    shape, px = read_map_header(path, pixel_size_a=pixel_size_a, what=what, ndim=ndim)
+    shape, pixel_a = read_map_header(path, pixel_size_a=pixel_size_a, what=what, ndim=ndim)
     volume = padded_volume(shape)
     read_map_into(path, volume, what=what, varying=varying)
-    return volume, px
+    return volume, pixel_a
 
 
 def read_map_into(path: Path, out: np.ndarray, *, what: str = "map", varying: bool = False) -> None:

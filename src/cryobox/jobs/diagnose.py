@@ -49,11 +49,11 @@ SPREAD_MILD = 1.10
 SCF_ANISOTROPIC = 0.81
 
 
-def _resolution(curve: np.ndarray, box: int, px: float, threshold: float = 0.143) -> tuple[float, bool]:
+def _resolution(curve: np.ndarray, box: int, pixel_a: float, threshold: float = 0.143) -> tuple[float, bool]:
     """Interpolated resolution at ``threshold``; (Nyquist, True) when the curve never falls below it."""
 
     limited = first_shell_below(curve, threshold) is None
-    return float(resolution_interpolated(curve, threshold, box_px=box, pixel_size_a=px)), limited
+    return float(resolution_interpolated(curve, threshold, box_px=box, pixel_size_a=pixel_a)), limited
 
 
 def run_diagnose(
@@ -122,40 +122,40 @@ def _diagnose(half1, half2, *, out, mask, auto_mask, particles, box_px, n_direct
             keep_spectra=True,
         )
         res = job.result
-        box, px = res.box_px, res.pixel_size_a
+        box, pixel_a = res.box_px, res.pixel_size_a
         f1, f2 = res.spectra  # the masked half maps' spectra, as the FSC computed them
         res.spectra = None
         shells = rfft_shell_index((box,) * 3)
         n_shells = box // 2 + 1
-        freq = np.arange(n_shells) / (box * px)
+        freq = np.arange(n_shells) / (box * pixel_a)
         t_fsc = time.perf_counter() - t0
 
         # 1. directional resolution (the mask and the global curve of `cryobox fsc`)
         t1 = time.perf_counter()
         masked = res.fsc_masked if res.fsc_masked is not None else res.fsc_unmasked
         dr = dg.conical_resolution(
-            f1, f2, shells, box, px, n_directions=n_directions, half_angle_deg=half_angle_deg, fill=masked
+            f1, f2, shells, box, pixel_a, n_directions=n_directions, half_angle_deg=half_angle_deg, fill=masked
         )
         t_cones = time.perf_counter() - t1
-        g_res, g_lim = _resolution(res.final, box, px)
+        g_res, g_lim = _resolution(res.final, box, pixel_a)
         directional = _directional(dr, n_directions=n_directions, half_angle_deg=half_angle_deg)
 
         # 3. power spectra
-        power = _power(f1, f2, shells, n_shells, freq, res.final, px)
+        power = _power(f1, f2, shells, n_shells, freq, res.final, pixel_a)
 
         # 2. and the box: views, aliasing, phase randomisation
         marks: dict = {}
         if res.randomise_at_shell:
             marks["phase_randomisation_a"] = float(1.0 / freq[res.randomise_at_shell])
         if table is not None:
-            true_pixel_a = float(table.data["pixel_size_a"].iloc[0]) if "pixel_size_a" in table.data else px
+            true_pixel_a = float(table.data["pixel_size_a"].iloc[0]) if "pixel_size_a" in table.data else pixel_a
             marks.update(_aliasing(table, box_px or _table_box(table), true_pixel_a))
         elif box_px is not None:
             marks["box_px"] = box_px
 
         summary = _sentences(directional, power, views, marks, g_res, g_lim)
         result = _result(
-            half1, half2, job, box=box, px=px, g_res=g_res, g_lim=g_lim, directional=directional, power=power,
+            half1, half2, job, box=box, pixel_a=pixel_a, g_res=g_res, g_lim=g_lim, directional=directional, power=power,
             views=views, marks=marks, summary=summary,
             timings={"fsc_s": t_fsc, "cones_s": t_cones, "total_s": time.perf_counter() - t0},
         )  # fmt: skip
@@ -180,13 +180,13 @@ def _checked_particles(particles: Path | None, half1: Path):
 
     table = read_particles(particles)
     views = _views(table)
-    map_px = read_mrc_pixel_size(half1)
-    if map_px and "pixel_size_a" in table.data and len(table):
-        part_px = float(np.median(table.data["pixel_size_a"]))
-        if abs(part_px - map_px) > 0.01 * map_px:
+    map_pixel_a = read_mrc_pixel_size(half1)
+    if map_pixel_a and "pixel_size_a" in table.data and len(table):
+        particles_pixel_a = float(np.median(table.data["pixel_size_a"]))
+        if abs(particles_pixel_a - map_pixel_a) > 0.01 * map_pixel_a:
             raise InputError(
-                f"{particles}: the particles are at {part_px:g} Å/px but {half1} at {map_px:g} Å/px; give the "
-                "particles of the refinement that made these maps (`particles`)."
+                f"{particles}: the particles are at {particles_pixel_a:g} Å/px but {half1} at {map_pixel_a:g} Å/px; "
+                "give the particles of the refinement that made these maps (`particles`)."
             )
     return table, views
 
@@ -228,7 +228,7 @@ def _directional(dr: dict, *, n_directions: int, half_angle_deg: float) -> dict:
     }
 
 
-def _power(f1, f2, shells, n_shells: int, freq, final, px: float) -> dict:
+def _power(f1, f2, shells, n_shells: int, freq, final, pixel_a: float) -> dict:
     """diagnose.json's ``power``: the map's and the noise's power per shell (the transform is
     linear: the average's and the difference's spectra come from the halves' without two more
     FFTs), their ratio and SSNR, the FSC's dips with their likely cause, and the ice rings."""
@@ -245,7 +245,7 @@ def _power(f1, f2, shells, n_shells: int, freq, final, px: float) -> dict:
         d["dip_a"] = float(1.0 / freq[d["dip_shell"]])
         d["peak_a"] = float(1.0 / freq[d["peak_shell"]])
         d.update(_dip_cause(d["dip_shell"], p_avg, p_noise))
-    ice = _ice_rings(freq, p_avg, p_noise, final, px)
+    ice = _ice_rings(freq, p_avg, p_noise, final, pixel_a)
     return {
         "frequency_inv_a": freq.round(6).tolist(),
         "fsc": np.asarray(final).round(5).tolist(),
@@ -258,7 +258,9 @@ def _power(f1, f2, shells, n_shells: int, freq, final, px: float) -> dict:
     }
 
 
-def _result(half1, half2, job, *, box, px, g_res, g_lim, directional, power, views, marks, summary, timings) -> dict:
+def _result(
+    half1, half2, job, *, box, pixel_a, g_res, g_lim, directional, power, views, marks, summary, timings
+) -> dict:
     """The diagnose.json dict, with the definitions of what it reports."""
     return {
         "cryobox": "diagnose",
@@ -267,7 +269,7 @@ def _result(half1, half2, job, *, box, px, g_res, g_lim, directional, power, vie
         "half2": str(half2),
         "mask": job.mask or "none (unmasked)",
         "box_px": box,
-        "pixel_size_a": px,
+        "pixel_size_a": pixel_a,
         "global_resolution_a": g_res,
         "global_limited_by_nyquist": g_lim,
         "directional": directional,
@@ -304,7 +306,7 @@ def _dip_cause(shell: int, p_avg: np.ndarray, p_noise: np.ndarray, reach: int = 
     return {"map_power_minimum": signal_min, "noise_rises": noise_rise}
 
 
-def _ice_rings(freq, p_avg, p_noise, fsc, px) -> list[dict]:
+def _ice_rings(freq, p_avg, p_noise, fsc, pixel_a) -> list[dict]:
 
     out = []
     for spacing, label in ICE_RINGS_A:
@@ -366,7 +368,7 @@ def _views(table) -> dict:
     return out
 
 
-def _aliasing(table, box: int | None, px: float) -> dict:
+def _aliasing(table, box: int | None, pixel_a: float) -> dict:
 
     d = table.data
     need = ("defocus_u_a", "defocus_v_a", "voltage_kv", "cs_mm")
@@ -374,7 +376,7 @@ def _aliasing(table, box: int | None, px: float) -> dict:
         return {}
     df = float(np.percentile(np.maximum(d["defocus_u_a"], d["defocus_v_a"]), 95))
     kv, cs = float(d["voltage_kv"].iloc[0]), float(d["cs_mm"].iloc[0])
-    onset = aliasing_limited_resolution_a(box, px, defocus_a=df, voltage_kv=kv, cs_mm=cs)
+    onset = aliasing_limited_resolution_a(box, pixel_a, defocus_a=df, voltage_kv=kv, cs_mm=cs)
     return {"box_px": int(box), "defocus_95th_a": df, "ctf_aliasing_onset_a": float(onset)}
 
 

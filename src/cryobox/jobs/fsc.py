@@ -311,19 +311,19 @@ def run_filter(
         raise InputError(
             f"{path}: nothing to do; give `lowpass_a`, `highpass_a`, `bfactor_a2` or `mask` (a plain copy is `cp`)."
         )
-    vol, px = read_map(path, pixel_size_a=pixel_size_a)
+    vol, pixel_a = read_map(path, pixel_size_a=pixel_size_a)
     if edge_width_shells < 0:
         raise InputError(f"`edge_width_shells` must be 0 or more Fourier shells, got {edge_width_shells}.")
     for name, v in (("`lowpass_a`", lowpass_a), ("`highpass_a`", highpass_a), ("`bfactor_a2`", bfactor_a2)):
         if v is not None and not math.isfinite(v):
             raise InputError(f"{name} must be a number, got {v}.")
     for name, v in (("`lowpass_a`", lowpass_a), ("`highpass_a`", highpass_a)):
-        if v is not None and v < 2 * px:
-            raise InputError(f"{name} {v:g} Å is finer than Nyquist ({2 * px:.3g} Å at {px:g} Å/px).")
+        if v is not None and v < 2 * pixel_a:
+            raise InputError(f"{name} {v:g} Å is finer than Nyquist ({2 * pixel_a:.3g} Å at {pixel_a:g} Å/px).")
     try:
         outv = filter_map(
             vol,
-            pixel_size_a=px,
+            pixel_size_a=pixel_a,
             lowpass_a=lowpass_a,
             highpass_a=highpass_a,
             bfactor_a2=bfactor_a2,
@@ -342,11 +342,11 @@ def run_filter(
             raise InputError(f"{mask} is {m.shape} but {path} is {outv.shape}: the mask must share the map's box.")
         check_mask(m, mask)
         outv = outv * m.astype(np.float32)
-    write_mrc(out, outv, pixel_size_a=px)
+    write_mrc(out, outv, pixel_size_a=pixel_a)
     return {
         "input": str(path),
         "output": str(out),
-        "pixel_size_a": px,
+        "pixel_size_a": pixel_a,
         "box_px": int(vol.shape[-1]),
         "lowpass_a": lowpass_a,
         "highpass_a": highpass_a,
@@ -366,22 +366,22 @@ def run_resample(
 ) -> dict:
     """Fourier-rescale to a pixel size (exact pad/crop) and/or window to a box, centre kept at N//2."""
     check_outputs([out], [path], names=["out"])
-    vol, px = read_map(path, pixel_size_a=pixel_size_a)
+    vol, pixel_a = read_map(path, pixel_size_a=pixel_size_a)
     n = vol.shape[-1]
     if new_pixel_size_a is None and box_px is None:
         raise InputError("give `new_pixel_size_a` and/or `box_px` for resample.")
-    achieved = px
+    achieved = pixel_a
     if new_pixel_size_a is not None:
         if not new_pixel_size_a > 0:
             raise InputError(f"`new_pixel_size_a` must be positive, got {new_pixel_size_a}.")
-        new_n = int(round(n * px / new_pixel_size_a))
+        new_n = int(round(n * pixel_a / new_pixel_size_a))
         if new_n < 2:
             raise InputError(
                 f"`new_pixel_size_a` {new_pixel_size_a:g} Å leaves {new_n} px of a {n} px box; choose a smaller "
                 "pixel size."
             )
         check_memory(16.0 * 3 * max(new_n, n) ** vol.ndim, what=f"resampling to {new_n} px ({new_pixel_size_a:g} Å/px)")
-        vol, achieved = fourier_rescale(vol, new_n, pixel_size_a=px)
+        vol, achieved = fourier_rescale(vol, new_n, pixel_size_a=pixel_a)
     if box_px is not None:
         if box_px < 2:
             raise InputError(f"`box_px` must be at least 2 px, got {box_px}.")
@@ -390,7 +390,7 @@ def run_resample(
     return {
         "input": str(path),
         "output": str(out),
-        "input_pixel_size_a": px,
+        "input_pixel_size_a": pixel_a,
         "input_box_px": n,
         "pixel_size_a": achieved,
         "box_px": int(vol.shape[-1]),

@@ -99,9 +99,9 @@ def load_density(
     if box_px is not None:
         check_memory(16.0 * 4 * (2.0 * box_px) ** 3, what=f"a {box_px} px particle map and its projector")
     if map_path is not None:
-        vol, px = read_map(map_path, what="map", ndim=3)
-        if abs(px - pixel_size_a) > 1e-4 * px:
-            vol, _ = resample_to(vol, px, pixel_size_a)
+        vol, pixel_a = read_map(map_path, what="map", ndim=3)
+        if abs(pixel_a - pixel_size_a) > 1e-4 * pixel_a:
+            vol, _ = resample_to(vol, pixel_a, pixel_size_a)
         if box_px is not None and vol.shape[-1] != box_px:
             vol = window(vol, box_px)
         return vol.astype(np.float32), f"map {map_path}"
