@@ -169,7 +169,7 @@ def test_bfactor_envelope_of_the_2d_grids_is_relions(n):
     """The envelope of every 2D CTF grid (simulation, premultiplied extraction) is RELION's
     exp(-B k^2 / 4), with k written out plainly here (1/Å) rather than taken from the code."""
     from cryobox.core.extract import ctf_rfft_grid
-    from cryobox.core.optics import ctf_2d_on_box
+    from cryobox.core.optics import CtfParams, ctf_2d_on_box
 
     px, b = 1.3, 150.0
     kw = dict(
@@ -181,7 +181,42 @@ def test_bfactor_envelope_of_the_2d_grids_is_relions(n):
     plain = ctf_2d_on_box(n, px, **kw, layout="rfft", dtype=np.float64)
     damped = ctf_2d_on_box(n, px, **kw, bfactor_a2=b, layout="rfft", dtype=np.float64)
     np.testing.assert_allclose(damped, plain * envelope, atol=1e-6)
-    grid0 = ctf_rfft_grid(n, px, **kw)
-    grid_b = ctf_rfft_grid(n, px, **kw, bfactor_a2=b)
+    grid0 = ctf_rfft_grid(n, px, CtfParams(**kw))
+    grid_b = ctf_rfft_grid(n, px, CtfParams(**kw, bfactor_a2=b))
     np.testing.assert_allclose(grid_b, grid0 * envelope, atol=1e-5)
     assert envelope.min() < 0.25  # the test has teeth: the envelope is far from 1 at Nyquist
+
+
+def test_ctf_params_from_columns_and_on_grid():
+    """CtfParams reads canonical column names (the B-factor and scale under their table names,
+    defaults 0 and 1) and gives ctf_2d's values, without its scale."""
+    from cryobox.core.extract import ctf_rfft_grid
+    from cryobox.core.optics import CtfParams, ctf_2d
+
+    row = dict(
+        defocus_u_a=15000.0,
+        defocus_v_a=14000.0,
+        defocus_angle_deg=20.0,
+        voltage_kv=200.0,
+        cs_mm=2.7,
+        amplitude_contrast=0.07,
+        ctf_bfactor_a2=40.0,
+        ctf_scale=0.5,
+    )
+    p = CtfParams.from_columns(row)
+    assert (p.bfactor_a2, p.scale, p.phase_shift_deg) == (40.0, 0.5, 0.0)
+    ky, kx = np.fft.fftfreq(33, d=1.2)[:, None], np.fft.rfftfreq(33, d=1.2)[None, :]
+    ref = ctf_2d(
+        ky,
+        kx,
+        defocus_u_a=15000.0,
+        defocus_v_a=14000.0,
+        defocus_angle_deg=20.0,
+        voltage_kv=200.0,
+        cs_mm=2.7,
+        amplitude_contrast=0.07,
+        bfactor_a2=40.0,
+    )
+    np.testing.assert_allclose(p.on_grid(ky, kx), ref)
+    # the extraction grid carries the scale (odd box: numpy's and RELION's rows agree)
+    np.testing.assert_allclose(ctf_rfft_grid(33, 1.2, p), 0.5 * ref, atol=1e-6)

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from cryobox.core.boxsize import box_origins
 from cryobox.core.fourier import fft_workers, irfft2_inplace
-from cryobox.core.optics import ctf_2d, ctf_2d_on_box
+from cryobox.core.optics import CtfParams
 
 __all__ = [
     "box_origins",
@@ -85,40 +85,13 @@ def _replicate_edges(stack: NDArray, x_px: NDArray, y_px: NDArray, *, width_px: 
         stack[i] = stack[i][rows[:, None], cols[None, :]]
 
 
-def ctf_rfft_grid(
-    box_px: int,
-    pixel_size_a: float,
-    *,
-    defocus_u_a: float,
-    defocus_v_a: float,
-    defocus_angle_deg: float,
-    voltage_kv: float,
-    cs_mm: float,
-    amplitude_contrast: float,
-    phase_shift_deg: float = 0.0,
-    bfactor_a2: float = 0.0,
-    scale: float = 1.0,
-    phase_flip: bool = False,
-) -> NDArray[np.float32]:
+def ctf_rfft_grid(box_px: int, pixel_size_a: float, ctf: CtfParams, *, phase_flip: bool = False) -> NDArray[np.float32]:
     """The CTF (with B-factor envelope and scale, RELION's "damping") or its sign on the rfft2
     grid (N, N//2 + 1) of a box: what relion_preprocess multiplies a particle's spectrum by."""
-    ctf = ctf_2d_on_box(
-        box_px,
-        pixel_size_a,
-        defocus_u_a=defocus_u_a,
-        defocus_v_a=defocus_v_a,
-        defocus_angle_deg=defocus_angle_deg,
-        voltage_kv=voltage_kv,
-        cs_mm=cs_mm,
-        amplitude_contrast=amplitude_contrast,
-        phase_shift_deg=phase_shift_deg,
-        bfactor_a2=bfactor_a2,
-        layout="rfft-relion",
-        dtype=np.float64,
-    )
+    grid = ctf.on_box(box_px, pixel_size_a, layout="rfft-relion", dtype=np.float64)
     if phase_flip:
-        return np.where(ctf < 0, -1.0, 1.0).astype(np.float32)
-    return (scale * ctf).astype(np.float32)
+        return np.where(grid < 0, -1.0, 1.0).astype(np.float32)
+    return (ctf.scale * grid).astype(np.float32)
 
 
 CTF_KEYS = (
@@ -144,23 +117,8 @@ def ctf_grids(params: dict, box_px: int, pixel_size_a: float, *, phase_flip: boo
     uniq, inverse = np.unique(table, axis=0, return_inverse=True)
     grids = []
     for row in uniq:
-        p = dict(zip(keys, row))
-        grids.append(
-            ctf_rfft_grid(
-                box_px,
-                pixel_size_a,
-                defocus_u_a=p["defocus_u_a"],
-                defocus_v_a=p["defocus_v_a"],
-                defocus_angle_deg=p["defocus_angle_deg"],
-                voltage_kv=p["voltage_kv"],
-                cs_mm=p["cs_mm"],
-                amplitude_contrast=p["amplitude_contrast"],
-                phase_shift_deg=p.get("phase_shift_deg", 0.0),
-                bfactor_a2=p.get("ctf_bfactor_a2", 0.0),
-                scale=p.get("ctf_scale", 1.0),
-                phase_flip=phase_flip,
-            )
-        )
+        ctf = CtfParams.from_columns(dict(zip(keys, row)))
+        grids.append(ctf_rfft_grid(box_px, pixel_size_a, ctf, phase_flip=phase_flip))
     return grids[0] if len(grids) == 1 else np.stack(grids)[inverse.reshape(-1)]
 
 
@@ -304,46 +262,21 @@ def normalise_background(
     return out
 
 
-def premultiply_micrograph(
-    micrograph: NDArray,
-    pixel_size_a: float,
-    *,
-    defocus_u_a: float,
-    defocus_v_a: float,
-    defocus_angle_deg: float,
-    voltage_kv: float,
-    cs_mm: float,
-    amplitude_contrast: float,
-    phase_shift_deg: float = 0.0,
-    bfactor_a2: float = 0.0,
-    scale: float = 1.0,
-) -> NDArray[np.float32]:
+def premultiply_micrograph(micrograph: NDArray, pixel_size_a: float, ctf: CtfParams) -> NDArray[np.float32]:
     """A whole micrograph (H, W) multiplied by its CTF (RELION's convention, times ``scale``) in
     Fourier space: the limit of an infinitely large premultiply box, so no delocalised signal
-    wraps around a box edge. Units as in ``core.optics.ctf_2d`` (Å, degrees, kV, mm, Å²)."""
+    wraps around a box edge (``ctf``: the micrograph's one CTF, its scale applied)."""
     import scipy.fft as sfft  # imported here: see the module docstring
 
     mic = np.asarray(micrograph, dtype=np.float32)
     h, w = mic.shape
     ky = np.fft.fftfreq(h, d=pixel_size_a).astype(np.float32)
     kx = np.fft.rfftfreq(w, d=pixel_size_a).astype(np.float32)
-    ctf = ctf_2d(
-        ky[:, None],
-        kx[None, :],
-        defocus_u_a=defocus_u_a,
-        defocus_v_a=defocus_v_a,
-        defocus_angle_deg=defocus_angle_deg,
-        voltage_kv=voltage_kv,
-        cs_mm=cs_mm,
-        amplitude_contrast=amplitude_contrast,
-        phase_shift_deg=phase_shift_deg,
-        bfactor_a2=bfactor_a2,
-        dtype=np.float32,
-    )
-    if scale != 1.0:
-        ctf *= np.float32(scale)
+    grid = ctf.on_grid(ky[:, None], kx[None, :], dtype=np.float32)
+    if ctf.scale != 1.0:
+        grid *= np.float32(ctf.scale)
     ft = sfft.rfft2(mic, workers=fft_workers())
-    ft *= ctf
+    ft *= grid
     return irfft2_inplace(ft, mic.shape)
 
 

@@ -13,10 +13,14 @@ Pure numpy; no files.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 __all__ = [
+    "CtfParams",
     "electron_wavelength_a",
     "ctf_1d",
     "ctf_2d",
@@ -234,6 +238,54 @@ def ctf_2d_on_box(
         power=power,
     )
     return ctf.astype(dtype, copy=False)
+
+
+@dataclass(frozen=True)
+class CtfParams:
+    """One CTF in RELION's terms, the pack that travels from a particle's metadata to a grid:
+    defocus U / V (Å, underfocus > 0) and astigmatism angle (degrees), voltage (kV), Cs (mm),
+    amplitude contrast (fraction), phase shift (degrees), B-factor (Å², RELION's rlnCtfBfactor)
+    and scale (rlnCtfScalefactor: multiplies the CTF where a job applies it, never inside
+    ``on_grid``)."""
+
+    defocus_u_a: float
+    defocus_v_a: float
+    defocus_angle_deg: float
+    voltage_kv: float
+    cs_mm: float
+    amplitude_contrast: float
+    phase_shift_deg: float = 0.0
+    bfactor_a2: float = 0.0
+    scale: float = 1.0
+
+    #: the canonical particle-table column of each field (``io.schema``'s names)
+    COLUMNS = {"bfactor_a2": "ctf_bfactor_a2", "scale": "ctf_scale"}
+
+    @classmethod
+    def from_columns(cls, values: Mapping[str, float]) -> CtfParams:
+        """From canonical column names (``defocus_u_a``, ..., ``ctf_bfactor_a2``, ``ctf_scale``);
+        the phase shift, B-factor and scale default to 0, 0 and 1 when absent."""
+        fields = {}
+        for name in cls.__dataclass_fields__:
+            column = cls.COLUMNS.get(name, name)
+            if column in values:
+                fields[name] = float(values[column])
+        return cls(**fields)
+
+    def _ctf_kwargs(self) -> dict:
+        kw = asdict(self)
+        del kw["scale"]
+        return kw
+
+    def on_grid(self, ky_inv_a: ArrayLike, kx_inv_a: ArrayLike, *, power: int = 1, dtype: type = np.float64):
+        """``ctf_2d`` of these parameters at (ky, kx) in 1/Å (without ``scale``)."""
+        return ctf_2d(ky_inv_a, kx_inv_a, power=power, dtype=dtype, **self._ctf_kwargs())
+
+    def on_box(
+        self, box_px: int, pixel_size_a: float, *, power: int = 1, layout: str = "centred", dtype: type = np.float32
+    ) -> NDArray:
+        """``ctf_2d_on_box`` of these parameters (without ``scale``)."""
+        return ctf_2d_on_box(box_px, pixel_size_a, power=power, layout=layout, dtype=dtype, **self._ctf_kwargs())
 
 
 def local_oscillation_a(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cryobox.core.boxsize import aliasing_limited_resolution_a
-from cryobox.core.optics import ctf_1d, ctf_2d_on_box, electron_wavelength_a
+from cryobox.core.optics import CtfParams, ctf_1d, electron_wavelength_a
 from cryobox.errors import InputError
 from cryobox.io.particles import ParticleTable
 from cryobox.io.schema import CTF_REQUIRED, checked, checked_defocus
@@ -33,6 +33,18 @@ class CtfParameters:
     amplitude_contrast: float
     phase_shift_deg: float = 0.0
     source: str = "flags"
+
+    @property
+    def ctf(self) -> CtfParams:
+        return CtfParams(
+            self.defocus_u_a,
+            self.defocus_v_a,
+            self.defocus_angle_deg,
+            self.voltage_kv,
+            self.cs_mm,
+            self.amplitude_contrast,
+            self.phase_shift_deg,
+        )
 
 
 @dataclass
@@ -139,16 +151,9 @@ def compute_ctf_picture(
         amplitude_contrast=p.amplitude_contrast,
         phase_shift_deg=p.phase_shift_deg,
         power=power,
-    )
+    )  # of the 1D profiles along the largest defocus
     try:
-        image = ctf_2d_on_box(
-            p.box_px,
-            p.pixel_size_a,
-            defocus_u_a=p.defocus_u_a,
-            defocus_v_a=p.defocus_v_a,
-            defocus_angle_deg=p.defocus_angle_deg,
-            **kw,
-        )
+        image = p.ctf.on_box(p.box_px, p.pixel_size_a, power=power)
     except ValueError as exc:
         raise InputError(f"CTF parameters: {exc}.") from None
     df_max = max(p.defocus_u_a, p.defocus_v_a)

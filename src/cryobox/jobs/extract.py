@@ -21,6 +21,7 @@ import pandas as pd
 from cryobox.core import extract as ex
 from cryobox.core.boxsize import box_origins, edge_clipped
 from cryobox.core.extract import CTF_KEYS, background_mask, premultiply_micrograph
+from cryobox.core.optics import CtfParams
 from cryobox.errors import InputError
 from cryobox.io.mrc import StackWriter, check_mrc_file, read_mrc, read_mrc_header_shape, read_mrc_pixel_size
 from cryobox.io.particles import (
@@ -341,22 +342,7 @@ def _filter_whole_micrograph(mic: np.ndarray, task: MicrographTask) -> np.ndarra
                 "per micrograph (use `premultiply_box_px` instead)."
             )
 
-    def first(key: str, default: float) -> float:
-        return float(c[key][0]) if key in c else default
-
-    return premultiply_micrograph(
-        mic,
-        task.pixel_size_a,
-        defocus_u_a=first("defocus_u_a", 0.0),
-        defocus_v_a=first("defocus_v_a", 0.0),
-        defocus_angle_deg=first("defocus_angle_deg", 0.0),
-        voltage_kv=first("voltage_kv", 0.0),
-        cs_mm=first("cs_mm", 0.0),
-        amplitude_contrast=first("amplitude_contrast", 0.0),
-        phase_shift_deg=first("phase_shift_deg", 0.0),
-        bfactor_a2=first("ctf_bfactor_a2", 0.0),
-        scale=first("ctf_scale", 1.0),
-    )
+    return premultiply_micrograph(mic, task.pixel_size_a, CtfParams.from_columns({k: v[0] for k, v in c.items()}))
 
 
 def _process_chunk(mic: np.ndarray, task: MicrographTask, sel: np.ndarray, cache: dict | None = None) -> np.ndarray:
