@@ -27,11 +27,19 @@ from pathlib import Path
 
 import numpy as np
 
-from cryobox.core.fsc import first_shell_below, resolution_interpolated, resolution_relion_rule
+from cryobox.core.fsc import FscResult, first_shell_below, resolution_interpolated, resolution_relion_rule
 from cryobox.errors import InputError
 from cryobox.io.star import read_star_blocks
 
-__all__ = ["FscCurve", "RunSpec", "parse_run_spec", "load_curve", "resolution_text", "COMMON_RESOLUTIONS_A"]
+__all__ = [
+    "FscCurve",
+    "RunSpec",
+    "parse_run_spec",
+    "load_curve",
+    "resolution_text",
+    "postprocess_star_blocks",
+    "COMMON_RESOLUTIONS_A",
+]
 
 COMMON_RESOLUTIONS_A = (
     30.0, 20.0, 15.0, 12.0, 10.0, 8.0, 6.0, 5.0, 4.5, 4.0, 3.7, 3.5, 3.2, 3.0, 2.8, 2.5, 2.2, 2.0, 1.8, 1.5
@@ -359,3 +367,31 @@ def load_curve(spec: str | RunSpec, *, box_px: int | None = None, pixel_size_a: 
         rs.pixel_size_a if rs.pixel_size_a is not None else pixel_size_a,
     )
     return _from_text(path, label, rs)
+
+
+def postprocess_star_blocks(result: FscResult, *, half1: str, half2: str, mask: str | None) -> dict:
+    """``data_general`` and ``data_fsc`` of an FSC analysis with relion_postprocess's labels (the
+    file CtfRefine, Polish and ``load_curve`` read)."""
+    import pandas as pd  # here, so `cryobox fsc` starts without pandas
+
+    r = result
+    shells = r.shells
+    with np.errstate(divide="ignore"):
+        res_a = np.where(shells > 0, r.box_px * r.pixel_size_a / np.maximum(shells, 1), 999.0)
+    general = {
+        "rlnFinalResolution": float(r.resolution(0.143)["resolution_a"]),
+        "rlnBfactorUsedForSharpening": 0.0,
+        "rlnUnfilteredMapHalf1": half1,
+        "rlnUnfilteredMapHalf2": half2,
+    }
+    fsc = {"rlnSpectralIndex": shells.astype(np.int64), "rlnResolution": 1.0 / res_a, "rlnAngstromResolution": res_a}
+    if r.fsc_corrected is not None and r.fsc_masked is not None:
+        general["rlnMaskName"] = mask or ""
+        general["rlnRandomiseFrom"] = float(r.box_px * r.pixel_size_a / r.randomise_at_shell)
+        fsc["rlnFourierShellCorrelationCorrected"] = r.fsc_corrected
+        fsc["rlnFourierShellCorrelationUnmaskedMaps"] = r.fsc_unmasked
+        fsc["rlnFourierShellCorrelationMaskedMaps"] = r.fsc_masked
+        fsc["rlnCorrectedFourierShellCorrelationPhaseRandomizedMaskedMaps"] = r.fsc_random_masked
+    else:
+        fsc["rlnFourierShellCorrelationUnmaskedMaps"] = r.fsc_unmasked
+    return {"general": general, "fsc": pd.DataFrame(fsc)}

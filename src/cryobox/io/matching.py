@@ -18,6 +18,7 @@ from cryobox.io.schema import relion_label
 __all__ = [
     "HALF_SET_COLUMNS",
     "half_sets",
+    "set_half_sets",
     "POSE_COLUMNS",
     "POSE_PREFIXES",
     "particle_keys",
@@ -124,6 +125,12 @@ def pose_array(table: ParticleTable, *, what: str) -> np.ndarray:
 
 # the half-set columns, RELION's and cryoSPARC's, in the order they are looked for
 HALF_SET_COLUMNS = ("rlnRandomSubset", "alignments3D/split")
+
+
+def set_half_sets(data, halves: np.ndarray) -> None:
+    """Write each particle's half set (1 or 2) into a particle table's data, in the canonical
+    column (RELION's rlnRandomSubset; the cryoSPARC writer turns it into alignments3D/split)."""
+    data[HALF_SET_COLUMNS[0]] = np.asarray(halves, dtype=np.int64)
 
 
 def half_sets(table: ParticleTable) -> np.ndarray:

@@ -15,6 +15,7 @@ from cryobox.core.fsc import FscResult, masked_fsc_analysis
 from cryobox.core.masks import AutoMaskError, AutoMaskSettings, auto_mask_from_half_maps
 from cryobox.errors import InputError
 from cryobox.io.atomic import atomic_path
+from cryobox.io.fsc_files import postprocess_star_blocks
 from cryobox.io.ledger import same_file
 from cryobox.io.mrc import check_mask, read_map, read_map_header, read_map_into, read_mrc, write_mrc, write_mrc_data
 from cryobox.io.star import write_star_blocks
@@ -24,7 +25,6 @@ from cryobox.jobs.records import check_memory
 __all__ = [
     "FscJob",
     "run_fsc",
-    "fsc_star_blocks",
     "fsc_to_dict",
     "run_filter",
     "run_resample",
@@ -253,36 +253,10 @@ def fsc_to_dict(job: FscJob) -> dict:
     }
 
 
-def fsc_star_blocks(job: FscJob) -> dict:
-    """``data_general`` and ``data_fsc`` with relion_postprocess's labels."""
-    import pandas as pd  # here, so `cryobox fsc` starts without pandas
-
-    r = job.result
-    shells = r.shells
-    with np.errstate(divide="ignore"):
-        res_a = np.where(shells > 0, r.box_px * r.pixel_size_a / np.maximum(shells, 1), 999.0)
-    general = {
-        "rlnFinalResolution": float(r.resolution(0.143)["resolution_a"]),
-        "rlnBfactorUsedForSharpening": 0.0,
-        "rlnUnfilteredMapHalf1": job.half1,
-        "rlnUnfilteredMapHalf2": job.half2,
-    }
-    fsc = {"rlnSpectralIndex": shells.astype(np.int64), "rlnResolution": 1.0 / res_a, "rlnAngstromResolution": res_a}
-    if r.fsc_corrected is not None and r.fsc_masked is not None:
-        general["rlnMaskName"] = job.mask or ""
-        general["rlnRandomiseFrom"] = float(r.box_px * r.pixel_size_a / r.randomise_at_shell)
-        fsc["rlnFourierShellCorrelationCorrected"] = r.fsc_corrected
-        fsc["rlnFourierShellCorrelationUnmaskedMaps"] = r.fsc_unmasked
-        fsc["rlnFourierShellCorrelationMaskedMaps"] = r.fsc_masked
-        fsc["rlnCorrectedFourierShellCorrelationPhaseRandomizedMaskedMaps"] = r.fsc_random_masked
-    else:
-        fsc["rlnFourierShellCorrelationUnmaskedMaps"] = r.fsc_unmasked
-    return {"general": general, "fsc": pd.DataFrame(fsc)}
-
-
 def write_fsc_star(path: Path, job: FscJob) -> Path:
-
-    return write_star_blocks(path, fsc_star_blocks(job))
+    """The analysis as relion_postprocess's STAR file (``io.fsc_files.postprocess_star_blocks``)."""
+    blocks = postprocess_star_blocks(job.result, half1=job.half1, half2=job.half2, mask=job.mask)
+    return write_star_blocks(path, blocks)
 
 
 def refuse_one_map(half1, half2) -> None:

@@ -38,6 +38,7 @@ from cryobox.core.simulate import (
 from cryobox.errors import InputError
 from cryobox.io.atomic import atomic_path
 from cryobox.io.coords import write_coordinates
+from cryobox.io.matching import set_half_sets
 from cryobox.io.model import model_potential
 from cryobox.io.mrc import read_map, stamp_header, write_mrc
 from cryobox.io.particles import ParticleTable, read_particles, write_cs, write_star
@@ -359,10 +360,10 @@ def _simulate_stack(
             "pixel_size_a": s.pixel_size_a,
             "box_px": n,
             "optics_group": 1,
-            # gold-standard half sets, alternating (1, 2, 1, ...) so both halves see every part of the stack
-            "rlnRandomSubset": 1 + np.arange(n_particles) % 2,
         }
     )
+    # gold-standard half sets, alternating (1, 2, 1, ...) so both halves see every part of the stack
+    set_half_sets(data, 1 + np.arange(n_particles) % 2)
     table = ParticleTable(data, kind="particles", source_format="cryobox simulate")
     write_star(out / "particles.star", table)
     write_cs(out / "particles.cs", table)

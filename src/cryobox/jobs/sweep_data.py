@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cryobox.core.extract import particle_contrast
-from cryobox.io.matching import POSE_COLUMNS, particle_keys, strip_poses
+from cryobox.io.matching import POSE_COLUMNS, particle_keys, set_half_sets, strip_poses
 from cryobox.io.mrc import StackReader
 from cryobox.io.particles import ParticleTable, read_particles, resolve_path, search_roots
 from cryobox.io.paths import find_stack
@@ -61,7 +61,7 @@ def start_table(table: ParticleTable, poses: np.ndarray | None, halves: np.ndarr
     d = t.data
     for k, col in enumerate(POSE_COLUMNS):
         d[col] = poses[:, k]
-    d["rlnRandomSubset"] = np.asarray(halves, dtype=np.int64)
+    set_half_sets(d, halves)
     return t
 
 
