@@ -1,17 +1,15 @@
-"""`cryobox fsc`, `compare`, `filter`, `resample`."""
+"""`cryobox fsc`: the FSC of two half maps, as relion_postprocess computes it."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from rich.table import Table
 
 from cryobox.cli.common import (
     check_output_flags,
-    check_plot_path,
     console,
     flag_words,
     fmt,
@@ -24,29 +22,6 @@ FSC_EPILOG = """Examples:
   cryobox fsc run_half1_class001_unfil.mrc run_half2_class001_unfil.mrc --mask mask.mrc --plot fsc.png
 
   cryobox fsc half1.mrc half2.mrc --auto-mask --mask-out automask.mrc --star fsc.star --json > fsc.json
-"""
-
-COMPARE_EPILOG = """Examples:
-
-  cryobox compare box280=job050/postprocess.star box576=job051/postprocess.star --plot compare.png
-
-  cryobox compare cs576=J80_fsc.txt@576:1.06 cs280=J50_fsc.txt@280:1.06 --plot compare.png
-
-  cryobox compare fsc_280.json fsc_360.json cs576=J80_fsc.txt --box 576 --pixel-size 1.06
-"""
-
-FILTER_EPILOG = """Examples:
-
-  cryobox filter map.mrc --lowpass 4.1 --out map_lp.mrc
-
-  cryobox filter map.mrc --bfactor -80 --lowpass 3.7 --mask mask.mrc --out sharpened.mrc
-"""
-
-RESAMPLE_EPILOG = """Examples:
-
-  cryobox resample map_576.mrc --box 280 --out map_280.mrc
-
-  cryobox resample map.mrc --to-pixel-size 1.5 --out map_1.5A.mrc
 """
 
 
@@ -158,123 +133,3 @@ def fsc_command(
     for what, path in (("STAR", star), ("plot", plot)):
         if path is not None:
             console.print(f"{what} written to {path}")
-
-
-@handle_input_errors
-def compare_command(
-    runs: List[str] = typer.Argument(
-        ...,
-        help="FSC results: [LABEL=]PATH[@BOX:PIXELSIZE] (cryobox JSON/STAR, postprocess.star, run_model.star, "
-        "relion_image_handler --fsc, cryoSPARC FSC .txt; @280:1.06 gives a text table its box and pixel size).",
-        show_default=False,
-    ),
-    box: Optional[int] = typer.Option(
-        None,
-        "--box",
-        help="Box (px) for cryoSPARC text tables that have no @BOX of their own (checked against each file's shells).",
-    ),
-    pixel_size: Optional[float] = typer.Option(
-        None,
-        "--pixel-size",
-        help="Pixel size (Å/px) for cryoSPARC text tables that have no @BOX:PIXELSIZE of their own.",
-    ),
-    json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the overlay (PNG/PDF/SVG)."),
-) -> None:
-    """Overlay FSC curves of several runs on one Å axis, with box sizes and resolutions side by side."""
-    check_plot_path(plot)
-    from cryobox.io.fsc_files import resolution_text
-    from cryobox.jobs.compare import compare_curves, load_curve
-
-    curves = [load_curve(r, box_px=box, pixel_size_a=pixel_size) for r in runs]
-    check_output_flags({"--plot": plot}, [c.source for c in curves])
-    result = compare_curves(curves)
-    if plot is not None:
-        from cryobox.report.plots import figure_compare, save_figure
-
-        save_figure(figure_compare(curves, result["runs"]), plot)
-    if json_out:
-        print_json(result)
-        return
-    t = Table(
-        title="FSC comparison (resolution at FSC = 0.143 / 0.5; FSC values at common resolutions)", title_justify="left"
-    )
-    t.add_column("")
-    for s in result["runs"]:
-        t.add_column(s["label"], justify="right")
-    rows = [
-        ("curve", [s["curve"] for s in result["runs"]]),
-        ("box", [f"{s['box_px']} px ({s['box_a']:.0f} Å)" for s in result["runs"]]),
-        ("pixel size", [f"{s['pixel_size_a']:.4g} Å" for s in result["runs"]]),
-        ("0.143 (RELION rule)", [resolution_text(s, 0.143, interpolated=False) for s in result["runs"]]),
-        ("0.143 (interpolated)", [resolution_text(s, 0.143) for s in result["runs"]]),
-        ("0.5 (interpolated)", [resolution_text(s, 0.5) for s in result["runs"]]),
-    ]
-    for d in result["common_resolutions_a"]:
-        vals = [s["fsc_at"][f"{d:g}"] for s in result["runs"]]
-        if any(v is not None for v in vals):
-            rows.append((f"FSC at {d:g} Å", ["-" if v is None or math.isnan(v) else f"{v:.3f}" for v in vals]))
-    for name, vals in rows:
-        t.add_row(name, *vals)
-    console.print(t)
-    if plot is not None:
-        console.print(f"plot written to {plot}")
-
-
-@handle_input_errors
-def filter_command(
-    map_path: Path = typer.Argument(..., metavar="MAP", help="Map (MRC).", show_default=False),
-    out: Path = typer.Option(..., "--out", help="Output map (MRC)."),
-    lowpass: Optional[float] = typer.Option(None, "--lowpass", help="Low-pass filter at this resolution (Å)."),
-    highpass: Optional[float] = typer.Option(None, "--highpass", help="High-pass filter at this resolution (Å)."),
-    edge_width: int = typer.Option(
-        2, "--filter-edge-width", help="Raised-cosine edge width in Fourier shells (RELION default 2)."
-    ),
-    bfactor: float = typer.Option(0.0, "--bfactor", help="B-factor (Å²): negative sharpens, positive blurs."),
-    mask: Optional[Path] = typer.Option(None, "--mask", help="Multiply by this mask afterwards."),
-    pixel_size: Optional[float] = typer.Option(None, "--pixel-size", help="Pixel size (Å/px); overrides the header."),
-    json_out: bool = typer.Option(False, "--json", help="Print what was done as JSON."),
-) -> None:
-    """Low-/high-pass (RELION's raised-cosine edge), B-factor and mask a map."""
-    from cryobox.jobs.fsc import run_filter
-
-    info = run_filter(
-        map_path,
-        out,
-        lowpass_a=lowpass,
-        highpass_a=highpass,
-        bfactor_a2=bfactor,
-        edge_width_shells=edge_width,
-        mask=mask,
-        pixel_size_a=pixel_size,
-    )
-    if json_out:
-        print_json(info)
-    else:
-        console.print(f"wrote {out} ({info['box_px']} px at {info['pixel_size_a']:g} Å/px)")
-
-
-@handle_input_errors
-def resample_command(
-    map_path: Path = typer.Argument(..., metavar="MAP", help="Map (MRC).", show_default=False),
-    out: Path = typer.Option(..., "--out", help="Output map (MRC)."),
-    pixel_size_new: Optional[float] = typer.Option(
-        None, "--to-pixel-size", help="New pixel size (Å/px): exact Fourier crop/pad."
-    ),
-    box: Optional[int] = typer.Option(None, "--box", help="New box (px): centred crop/pad (centre stays at N//2)."),
-    input_pixel_size: Optional[float] = typer.Option(
-        None, "--pixel-size", help="The map's pixel size (Å/px), as everywhere else; overrides the header."
-    ),
-    json_out: bool = typer.Option(False, "--json", help="Print what was done as JSON."),
-) -> None:
-    """Put a map on another grid: Fourier rescale to a pixel size, then window to a box."""
-    from cryobox.jobs.fsc import run_resample
-
-    info = run_resample(map_path, out, new_pixel_size_a=pixel_size_new, box_px=box, pixel_size_a=input_pixel_size)
-    if json_out:
-        print_json(info)
-    else:
-        console.print(
-            f"wrote {out}: {info['box_px']} px at {info['pixel_size_a']:.5g} Å/px (from {info['input_box_px']} px at "
-            f"{info['input_pixel_size_a']:g} Å/px)"
-        )

@@ -10,17 +10,21 @@ import cryobox
 import cryobox._threads  # noqa: F401  (before numpy loads: thread limits under an address-space cap)
 from cryobox.cli import (
     advise,
+    compare,
     ctf,
     demo,
     diagnose,
     example,
     explain,
     extract,
+    filter,
     fsc,
     inspect,
     judge,
     reconstruct,
     report,
+    resample,
+    restack,
     simulate,
     sweep,
 )
@@ -57,12 +61,12 @@ app.command("inspect", epilog=inspect.EPILOG)(inspect.inspect_command)
 app.command("ctf", epilog=ctf.EPILOG)(ctf.ctf_command)
 app.command("example", epilog=example.EPILOG)(example.example_command)
 app.command("extract", epilog=extract.EPILOG)(extract.extract_command)
-app.command("restack", epilog=extract.RESTACK_EPILOG)(extract.restack_command)
+app.command("restack", epilog=restack.EPILOG)(restack.restack_command)
 app.command("simulate", epilog=simulate.EPILOG)(simulate.simulate_command)
 app.command("fsc", epilog=fsc.FSC_EPILOG)(fsc.fsc_command)
-app.command("compare", epilog=fsc.COMPARE_EPILOG)(fsc.compare_command)
-app.command("filter", epilog=fsc.FILTER_EPILOG)(fsc.filter_command)
-app.command("resample", epilog=fsc.RESAMPLE_EPILOG)(fsc.resample_command)
+app.command("compare", epilog=compare.EPILOG)(compare.compare_command)
+app.command("filter", epilog=filter.EPILOG)(filter.filter_command)
+app.command("resample", epilog=resample.EPILOG)(resample.resample_command)
 app.command("reconstruct", epilog=reconstruct.EPILOG)(reconstruct.reconstruct_command)
 app.command("sweep", epilog=sweep.SWEEP_EPILOG)(sweep.sweep_command)
 app.command("judge", epilog=judge.EPILOG)(judge.judge_command)
