@@ -343,3 +343,18 @@ def test_missing_required_numbers_exit_2(tmp_path):
         [sys.executable, "-m", "cryobox", "ctf", "--box", "64"], capture_output=True, text=True, timeout=120
     )
     assert proc.returncode == 2 and "--pixel-size" in proc.stderr
+
+
+def test_flag_words_rule_and_exceptions_name_real_flags():
+    """A library message names parameters (`box_px`); the CLI shows the flag that sets each: by
+    rule (unit suffix dropped, dashes) when the app has that flag, else from the exceptions table,
+    every one of which is a flag some command really has."""
+    from cryobox.cli.common import PARAMETER_FLAGS, app_flags, flag_words
+
+    flags = app_flags()
+    assert {"--box", "--pixel-size", "--premultiply-from", "--ini-high", "--voltage"} <= flags
+    for name, flag in PARAMETER_FLAGS.items():
+        assert flag.split()[0] in flags, name
+    text = flag_words("`box_px`, `pixel_size_a`, `defocus_min_a`, `n_particles`, `no_such_thing`")
+    assert text == "--box, --pixel-size, --defocus-min, --n, `no_such_thing`"
+    assert flag_words("`box_px`", {"box_px": "--box-size"}) == "--box-size"

@@ -29,83 +29,64 @@ def fail(message: str) -> None:
 
 
 #: Below the CLI, messages name parameters in backticks (`box_px`), so Python callers read their
-#: own terms; the CLI shows the flag that sets each. A command whose flag differs from this table
-#: gives its own with ``handle_input_errors(flags={...})``.
+#: own terms; the CLI shows the flag that sets each. The flag is found by rule: the parameter's
+#: name without its unit suffix, with dashes (`box_px` -> --box, `pixel_size_a` -> --pixel-size),
+#: when a command of the app has that flag. This table holds only the exceptions to the rule; a
+#: command whose flag differs gives its own with ``handle_input_errors(flags={...})``.
 PARAMETER_FLAGS = {
-    "keep_going": "--keep-going",
-    "coords_dir": "--coords-dir",
-    "coords_suffix": "--coords-suffix",
-    "premultiply_box_px": "--premultiply-box",
-    "premultiply_micrograph": "--premultiply-micrograph",
-    "premultiply_from_px": "--premultiply-from",
-    "premultiply": "--premultiply",
-    "box_px": "--box",
-    "boxes_px": "--boxes",
-    "rescale_px": "--rescale",
-    "edge": "--edge",
     "edge='keep'": "--edge keep",
-    "bg_radius_px": "--bg-radius",
-    "phase_flip": "--phase-flip",
-    "recenter": "--recenter",
-    "optics_group": "--optics-group",
-    "voltage_kv": "--voltage",
-    "cs_mm": "--cs",
-    "pixel_size_a": "--pixel-size",
     "new_pixel_size_a": "--to-pixel-size",
-    "defocus_min_a": "--defocus-min",
-    "defocus_max_a": "--defocus-max",
-    "mask": "--mask",
-    "reference": "--reference",
-    "auto_mask": "--auto-mask",
-    "mask_threshold": "--mask-threshold",
     "mask_policies": "--mask-policy",
-    "lowpass_a": "--lowpass",
-    "highpass_a": "--highpass",
     "map_path": "--map",
     "model_path": "--model",
     "n_particles": "--n",
     "n_micrographs": "--micrographs",
-    "per_micrograph": "--per-micrograph",
-    "percentile": "--percentile",
-    "repeats": "--repeats",
-    "particle_diameter_a": "--particle-diameter",
-    "ini_high_a": "--ini-high",
-    "auto_iter_max": "--auto-iter-max",
-    "resample": "--resample",
-    "force_mask": "--force-mask",
     "halves=False": "--no-halves",
     "ctf=False": "--no-ctf",
-    "bfactor_a2": "--bfactor",
-    "randomise_at_a": "--randomise-at",
-    "mask_out": "--mask-out",
-    "out": "--out",
-    "invert": "--invert",
-    "diameter_a": "--diameter",
-    "resolution_a": "--resolution",
-    "amplitude_contrast": "--amp-contrast",
-    "defocus_u_a": "--defocus-u",
-    "defocus_v_a": "--defocus-v",
-    "threshold": "--threshold",
-    "healpix_order": "--healpix-order",
-    "local_healpix_order": "--local-healpix-order",
-    "mask_lowpass_a": "--mask-lowpass",
-    "mask_extend_a": "--mask-extend",
-    "mask_soft_edge_a": "--mask-soft-edge",
-    "edge_width_shells": "--filter-edge-width",
-    "submit_template": "--submit-template",
-    "size_px": "--size",
-    "particles": "--particles",
-    "unmasked_across_boxes": "--unmasked-across-boxes",
     "auto_mask=False": "--no-mask",
+    "amplitude_contrast": "--amp-contrast",
+    "edge_width_shells": "--filter-edge-width",
     "n_directions": "--directions",
 }
 
+_UNIT_SUFFIXES = ("_px", "_a2", "_a", "_kv", "_mm", "_deg")
+
+
+def _flag_by_rule(name: str) -> str:
+    for unit in _UNIT_SUFFIXES:
+        if name.endswith(unit):
+            name = name[: -len(unit)]
+            break
+    return "--" + name.replace("_", "-")
+
+
+@functools.cache
+def app_flags() -> frozenset[str]:
+    """Every long flag of every `cryobox` command, read from the app itself."""
+    import typer.main
+
+    from cryobox.cli.main import app  # here: main imports this module
+
+    group = typer.main.get_command(app)
+    return frozenset(
+        o for c in group.commands.values() for p in c.params for o in (*p.opts, *p.secondary_opts) if o.startswith("--")
+    )
+
 
 def flag_words(message: str, flags: dict[str, str] | None = None) -> str:
-    """A library message in the command line's words: each backticked parameter name the table
-    knows becomes its flag (other backticked text stays as it is)."""
+    """A library message in the command line's words: each backticked parameter name becomes the
+    flag that sets it (the command's own ``flags``, the exceptions above, else the rule); other
+    backticked text stays as it is."""
     table = {**PARAMETER_FLAGS, **(flags or {})}
-    return re.sub(r"`([^`]+)`", lambda m: table.get(m.group(1), m.group(0)), message)
+
+    def one(m: re.Match) -> str:
+        name = m.group(1)
+        if name in table:
+            return table[name]
+        flag = _flag_by_rule(name)
+        return flag if flag in app_flags() else m.group(0)
+
+    return re.sub(r"`([^`]+)`", one, message)
 
 
 def handle_input_errors(fn: Callable | None = None, *, flags: dict[str, str] | None = None) -> Callable:
