@@ -24,7 +24,7 @@ from cryobox.core.fsc import FscResult
 from cryobox.core.optics import ctf_2d_on_box
 from cryobox.core.stats import compare_resolutions as _compare
 from cryobox.io.particles import read_particles as _read
-from cryobox.io.particles import write_cs, write_star
+from cryobox.io.particles import write_particles as _write
 from cryobox.io.table import ParticleTable
 from cryobox.report.text import advice_sentences
 
@@ -116,14 +116,7 @@ def write_particles(path: str | os.PathLike, table) -> Path:
     >>> out.suffix
     '.cs'
     """
-    path = Path(path)
-    if path.suffix.lower() == ".cs":
-        return write_cs(path, table)
-    if path.suffix.lower() == ".star":
-        return write_star(path, table)
-    raise ValueError(
-        f"write_particles writes .star or .cs files, not {path.suffix or 'a file without a suffix'} ({path})"
-    )
+    return _write(path, table)
 
 
 def advise_box(

@@ -14,6 +14,8 @@ keep every value.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,9 @@ __all__ = [
     "find_stack",
     "fill_box_from_stacks",
     "validate",
+    "write_particles",
+    "FORMATS",
+    "ParticleFormat",
 ]
 
 
@@ -58,18 +63,24 @@ def read_particles(path: str | os.PathLike, *, full: bool = True) -> ParticleTab
         raise InputError(f"{path}: is a folder, not a particle file; give the .star or .cs file inside it.")
     if not path.is_file():  # a named pipe or a device: reading it to sniff its type could wait forever
         raise InputError(f"{path}: not a regular file (a pipe, socket or device); give the .star or .cs file itself.")
-    suffix = path.suffix.lower()
-    if suffix == ".cs":
-        return particles_from_cs(read_cs_array(path), path=path, full=full)
-    if suffix == ".star":
-        return particles_from_star_blocks(read_star_blocks(path), path=path, full=full)
-    with open(path, "rb") as fh:
-        head = fh.read(4096)
-    if head.startswith(b"\x93NUMPY") or head.startswith(b"\x95CSDAT"):
-        return particles_from_cs(read_cs_array(path), path=path, full=full)
-    if b"data_" in head and b"_rln" in head:
-        return particles_from_star_blocks(read_star_blocks(path), path=path, full=full)
-    raise InputError(f"{path}: unknown file type; give a RELION .star or cryoSPARC .cs particle file.")
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+        fmt = next((f for f in FORMATS.values() if f.sniff(head)), None)
+    if fmt is None:
+        raise InputError(f"{path}: unknown file type; give a RELION .star or cryoSPARC .cs particle file.")
+    return fmt.read(path, full)
+
+
+def write_particles(path: str | os.PathLike, table: ParticleTable) -> Path:
+    """Write a particle table in the format its suffix names (``FORMATS``), atomically."""
+    path = Path(path)
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        known = " or ".join(FORMATS)
+        raise ValueError(f"particle files are {known}, not {path.suffix or 'a file without a suffix'} ({path})")
+    return fmt.write(path, table)
 
 
 def check_star_text(table: ParticleTable, *, purpose: str, skip: tuple[str, ...] = ()) -> None:
@@ -107,3 +118,32 @@ def write_cs(path: str | os.PathLike, table: ParticleTable, *, seed: int | None 
     if group:
         write_csg(Path(path).with_suffix(".csg"), records, path)
     return path
+
+
+@dataclass(frozen=True)
+class ParticleFormat:
+    """One particle-file format: its name, how to read a path (``full`` as in ``read_particles``),
+    how to write a table, and how to recognise its first bytes when the suffix says nothing."""
+
+    name: str
+    read: Callable[[Path, bool], ParticleTable]
+    write: Callable[[Path, ParticleTable], Path]
+    sniff: Callable[[bytes], bool]
+
+
+#: every particle-file format, by suffix: the one table ``read_particles``, ``write_particles``
+#: and ``cryobox.api`` dispatch through (a new format is a module in io/ and a row here)
+FORMATS = {
+    ".star": ParticleFormat(
+        "RELION STAR",
+        lambda path, full: particles_from_star_blocks(read_star_blocks(path), path=path, full=full),
+        write_star,
+        lambda head: b"data_" in head and b"_rln" in head,
+    ),
+    ".cs": ParticleFormat(
+        "cryoSPARC .cs",
+        lambda path, full: particles_from_cs(read_cs_array(path), path=path, full=full),
+        write_cs,
+        lambda head: head.startswith(b"\x93NUMPY") or head.startswith(b"\x95CSDAT"),
+    ),
+}
