@@ -269,6 +269,12 @@ def sweep_command(
     from_consensus: Optional[Path] = _SWEEP_FROM_CONSENSUS,
     local_healpix_order: int = _SWEEP_LOCAL_HEALPIX_ORDER,
     sigma_ang: float = _SWEEP_SIGMA_ANG,
+    faster_sampling: bool = typer.Option(
+        False,
+        "--faster-sampling",
+        help="Finer angular sampling sooner: RELION's --auto_ignore_angles --auto_resol_angles (the Refine3D GUI's "
+        "'Use finer angular sampling faster?').",
+    ),
     truth: Optional[Path] = _SWEEP_TRUTH,
     truth_map: Optional[Path] = _SWEEP_TRUTH_MAP,
     json_out: bool = typer.Option(False, "--json", help="Print sweep.json."),
@@ -295,6 +301,7 @@ def sweep_command(
         symmetry=symmetry,
         local_healpix_order=local_healpix_order,
         sigma_ang_deg=sigma_ang,
+        faster_sampling=faster_sampling,
     )
     settings.check()
     engine, launcher, notes = _engine_and_launcher(

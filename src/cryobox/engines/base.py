@@ -52,6 +52,10 @@ class RefineParams:
     #: order) from the first iteration, and the standard deviation of the angular prior (degrees)
     local_healpix_order: int | None = None
     sigma_ang_deg: float | None = None
+    #: finer angular sampling sooner: the sampling follows the resolution and not the orientations'
+    #: convergence (RELION's --auto_ignore_angles --auto_resol_angles, the Refine3D GUI's "Use finer
+    #: angular sampling faster?")
+    faster_sampling: bool = False
 
 
 @dataclass

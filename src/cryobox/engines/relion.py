@@ -167,6 +167,8 @@ class RelionEngine(RefineEngine):
             cmd += ["--sigma_ang", f"{p.sigma_ang_deg:g}"]
         if p.auto_iter_max:
             cmd += ["--auto_iter_max", str(p.auto_iter_max)]
+        if p.faster_sampling:
+            cmd += ["--auto_ignore_angles", "--auto_resol_angles"]
         return RunCommand(launcher, (*cmd, *self.extra_args), ranks=self.ranks, threads=self.threads)
 
     def progress(self, run_dir: Path) -> tuple[int, float | None] | None:

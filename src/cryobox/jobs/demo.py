@@ -50,6 +50,7 @@ class DemoSettings:
     offset_step_a: float = 5.0
     auto_iter_max: int = 5
     repeats: int = 2
+    faster_sampling: bool = False
 
 
 DEMO = DemoSettings(
@@ -176,6 +177,7 @@ def run_demo(
             offset_range_a=ds.offset_range_a,
             offset_step_a=ds.offset_step_a,
             auto_iter_max=ds.auto_iter_max,
+            faster_sampling=ds.faster_sampling,
             invert=True,
         ),  # simulated micrographs, like real ones, have dark particles
         reference=ref,

@@ -368,7 +368,8 @@ def run_specs(
             params = refine_params(s, v, psize, seed=s.first_seed + rep, local=local)
             key = digest(
                 {
-                    "params": asdict(params),
+                    # (a setting added later enters the key only when used: earlier runs stay valid)
+                    "params": {k: v for k, v in asdict(params).items() if k != "faster_sampling" or v},
                     "engine": engine.name,
                     "particles": particles.order_digest,
                     "start": particles.start_digest,
@@ -414,6 +415,7 @@ def refine_params(s: SweepSettings, v: Variant, pixel_size_a: float, *, seed: in
         symmetry=s.symmetry,
         local_healpix_order=s.local_healpix_order if local else None,
         sigma_ang_deg=s.sigma_ang_deg if local else None,
+        faster_sampling=s.faster_sampling,
     )
 
 

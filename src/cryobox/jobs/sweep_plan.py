@@ -52,6 +52,8 @@ class SweepSettings:
     #: (4 = 3.75°) with this angular prior (degrees; RELION's --sigma_ang)
     local_healpix_order: int = 4
     sigma_ang_deg: float = 3.0
+    #: finer angular sampling sooner (``RefineParams.faster_sampling``)
+    faster_sampling: bool = False
 
     def check(self) -> None:
         if not self.boxes_px:
