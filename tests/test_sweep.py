@@ -128,6 +128,14 @@ def test_relion_command_converts_angstrom_offsets_and_sets_seed(tmp_path):
         eng.prepare(tmp_path / "run2", tmp_path / "p.star", tmp_path / "ref.mrc", replace(p, faster_sampling=True))
     )
     assert "--auto_ignore_angles --auto_resol_angles" in fast
+    # local searches from RELION's default order 4 on, or from the order asked for
+    assert "--healpix_order 2 --auto_local_healpix_order 4" in s
+    early = replace(p, auto_local_healpix_order=2)
+    assert "--auto_local_healpix_order 2" in " ".join(
+        eng.prepare(tmp_path / "run3", tmp_path / "p.star", tmp_path / "r.mrc", early)
+    )
+    with pytest.raises(InputError, match="auto_local_healpix_order"):
+        SweepSettings(boxes_px=(64,), particle_diameter_a=100.0, auto_local_healpix_order=9).check()
     if shutil.which("relion_refine"):
         helptext = subprocess.run(["relion_refine", "--help"], capture_output=True, text=True).stdout
         assert "--auto_ignore_angles" in helptext and "--auto_resol_angles" in helptext
@@ -574,3 +582,14 @@ def test_a_2d_reference_is_refused_before_any_work(tiny_dataset, tmp_path, monke
             log=lambda s: None,
         )
     assert not eng.calls and not (tmp_path / "sw" / "data").exists()
+
+
+def test_settings_added_later_leave_earlier_run_keys_alone():
+    """A run's key holds its refinement parameters; a setting added in a later version enters it
+    only when it differs from what earlier runs had, so a resumed sweep still reads them back."""
+    from cryobox.jobs.sweep import _key_params
+
+    p = RefineParams(pixel_size_a=2.0, box_px=64, particle_diameter_a=100.0, ini_high_a=30.0, random_seed=1)
+    assert "faster_sampling" not in _key_params(p) and "auto_local_healpix_order" not in _key_params(p)
+    changed = _key_params(replace(p, faster_sampling=True, auto_local_healpix_order=2))
+    assert changed["faster_sampling"] is True and changed["auto_local_healpix_order"] == 2

@@ -269,6 +269,12 @@ def sweep_command(
     from_consensus: Optional[Path] = _SWEEP_FROM_CONSENSUS,
     local_healpix_order: int = _SWEEP_LOCAL_HEALPIX_ORDER,
     sigma_ang: float = _SWEEP_SIGMA_ANG,
+    auto_local_healpix_order: int = typer.Option(
+        4,
+        "--auto-local-healpix-order",
+        help="Global runs: local angular searches from this HEALPix order on (RELION's --auto_local_healpix_order; "
+        "4 = 3.75°, 2 = 15°).",
+    ),
     faster_sampling: bool = typer.Option(
         False,
         "--faster-sampling",
@@ -302,6 +308,7 @@ def sweep_command(
         local_healpix_order=local_healpix_order,
         sigma_ang_deg=sigma_ang,
         faster_sampling=faster_sampling,
+        auto_local_healpix_order=auto_local_healpix_order,
     )
     settings.check()
     engine, launcher, notes = _engine_and_launcher(

@@ -44,6 +44,9 @@ class RefineParams:
     ini_high_a: float
     random_seed: int
     healpix_order: int = 2
+    #: the HEALPix order from which RELION's auto-sampling turns to local searches (RELION's
+    #: default 4: 3.75° before oversampling; the Refine3D GUI's "Local searches from auto-sampling")
+    auto_local_healpix_order: int = 4
     offset_range_a: float = 6.0
     offset_step_a: float = 2.0
     auto_iter_max: int | None = None

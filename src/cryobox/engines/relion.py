@@ -142,7 +142,7 @@ class RelionEngine(RefineEngine):
             "--healpix_order",
             str(p.local_healpix_order if local else p.healpix_order),
             "--auto_local_healpix_order",
-            str(p.local_healpix_order if local else 4),
+            str(p.local_healpix_order if local else p.auto_local_healpix_order),
             "--offset_range",
             f"{offset_range_px:.4g}",
             "--offset_step",

@@ -51,6 +51,7 @@ class DemoSettings:
     auto_iter_max: int = 5
     repeats: int = 2
     faster_sampling: bool = False
+    auto_local_healpix_order: int = 4
 
 
 DEMO = DemoSettings(
@@ -178,6 +179,7 @@ def run_demo(
             offset_step_a=ds.offset_step_a,
             auto_iter_max=ds.auto_iter_max,
             faster_sampling=ds.faster_sampling,
+            auto_local_healpix_order=ds.auto_local_healpix_order,
             invert=True,
         ),  # simulated micrographs, like real ones, have dark particles
         reference=ref,

@@ -369,7 +369,7 @@ def run_specs(
             key = digest(
                 {
                     # (a setting added later enters the key only when used: earlier runs stay valid)
-                    "params": {k: v for k, v in asdict(params).items() if k != "faster_sampling" or v},
+                    "params": _key_params(params),
                     "engine": engine.name,
                     "particles": particles.order_digest,
                     "start": particles.start_digest,
@@ -398,6 +398,15 @@ def run_specs(
     return specs
 
 
+#: settings added after runs were made, with the value those runs had: left out of a run's key at
+#: that value, so the runs of earlier versions are still read back
+_LATER_PARAMS = {"faster_sampling": False, "auto_local_healpix_order": 4}
+
+
+def _key_params(params: RefineParams) -> dict:
+    return {k: v for k, v in asdict(params).items() if k not in _LATER_PARAMS or v != _LATER_PARAMS[k]}
+
+
 def refine_params(s: SweepSettings, v: Variant, pixel_size_a: float, *, seed: int, local: bool) -> RefineParams:
     """The refinement parameters of one run of variant ``v``: the sweep's and the CLI's
     ``--dry-run`` both build them here. Offsets default to RELION's 6 px range and 2 px step at
@@ -409,6 +418,7 @@ def refine_params(s: SweepSettings, v: Variant, pixel_size_a: float, *, seed: in
         ini_high_a=s.ini_high_a,
         random_seed=seed,
         healpix_order=s.healpix_order,
+        auto_local_healpix_order=s.auto_local_healpix_order,
         offset_range_a=s.offset_range_a if s.offset_range_a is not None else 6.0 * pixel_size_a,
         offset_step_a=s.offset_step_a if s.offset_step_a is not None else 2.0 * pixel_size_a,
         auto_iter_max=s.auto_iter_max,

@@ -41,6 +41,8 @@ class SweepSettings:
     mask_policies: tuple[str, ...] = ("fixed",)
     ini_high_a: float = 60.0
     healpix_order: int = 2
+    #: global runs: local searches from this HEALPix order on (``RefineParams.auto_local_healpix_order``)
+    auto_local_healpix_order: int = 4
     offset_range_a: float | None = None  # default: RELION's 6 px at the particles' pixel size
     offset_step_a: float | None = None  # default: RELION's 2 px
     auto_iter_max: int | None = None
@@ -80,7 +82,7 @@ class SweepSettings:
             raise InputError(f"`ini_high_a` must be positive (Å), got {self.ini_high_a}.")
         if self.edge not in ("keep", "drop"):
             raise InputError(f"`edge` must be keep or drop, got {self.edge!r}.")
-        for name in ("healpix_order", "local_healpix_order"):
+        for name in ("healpix_order", "local_healpix_order", "auto_local_healpix_order"):
             v = getattr(self, name)
             if not 0 <= v <= 8:  # RELION's orders: 0 = 60°, 8 = 0.23°
                 raise InputError(f"`{name}` must be a HEALPix order from 0 (60°) to 8 (0.23°), got {v}.")
