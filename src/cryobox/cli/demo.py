@@ -20,7 +20,7 @@ DEMO_EPILOG = """Examples:
 @handle_input_errors
 def demo_command(
     out: Path = typer.Option(Path("cryobox_demo"), "--out", help="Output folder."),
-    quick: bool = typer.Option(False, "--quick", help="A smaller, faster run (under 10 minutes on 2 cores)."),
+    quick: bool = typer.Option(False, "--quick", help="A smaller, faster run (under 6 minutes on 2 cores)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed of the simulation (0 or more)."),
     json_out: bool = typer.Option(False, "--json", help="Print the demo summary as JSON."),
 ) -> None:
