@@ -16,11 +16,12 @@ full demo takes well under 30 minutes and ``quick`` under 6 on 2 cores (most of 
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cryobox.engines import get_engine
+from cryobox.engines import build, get_engine
 from cryobox.io.jsonio import jsonable, write_json
 from cryobox.io.mrc import read_mrc
 from cryobox.io.particles import read_particles
@@ -150,7 +151,11 @@ def run_demo(
     out = Path(out)
     refuse_star_unsafe_path(out, what="output folder")
     out.mkdir(parents=True, exist_ok=True)
-    engine = get_engine("relion")
+    if launcher is None:  # two runs at once at least: RELION's master rank mostly waits
+        cores = os.cpu_count() or 1
+        engine, launcher, _ = build("relion", parallel_runs=max(2, cores // 3), cores=cores)
+    else:
+        engine = get_engine("relion")
     engine.check()  # fail before simulating when RELION is missing
 
     # 1. data
