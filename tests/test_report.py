@@ -269,7 +269,19 @@ def test_figures_a_single_defocus_is_one_bar_and_the_ctf_legend_leaves_the_curve
     assert len(ax.patches) > 3  # a real spread: the histogram and the U, V outlines
     fig = Figure(figsize=(8, 5))
     ax = fig.add_subplot(111)
-    picture = compute_ctf_picture(CtfParameters(280, 1.06, 29600.0, 29600.0, 0.0, 300.0, 2.7, 0.1), resolution_a=3.7)
+    picture = compute_ctf_picture(
+        CtfParameters(
+            box_px=280,
+            pixel_size_a=1.06,
+            defocus_u_a=29600.0,
+            defocus_v_a=29600.0,
+            defocus_angle_deg=0.0,
+            voltage_kv=300.0,
+            cs_mm=2.7,
+            amplitude_contrast=0.1,
+        ),
+        resolution_a=3.7,
+    )
     plot_ctf_profile(ax, picture)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 

@@ -175,6 +175,18 @@ _SWEEP_HEALPIX_ORDER = typer.Option(
     2, "--healpix-order", help="Initial angular sampling (RELION HEALPix order: 1 = 30°, 2 = 15°, 3 = 7.5°)."
 )
 _SWEEP_OFFSET_RANGE = typer.Option(None, "--offset-range", help="Offset search range (Å); default RELION's 6 px.")
+_SWEEP_AUTO_LOCAL_HEALPIX_ORDER = typer.Option(
+    4,
+    "--auto-local-healpix-order",
+    help="Global runs: local angular searches from this HEALPix order on (RELION's --auto_local_healpix_order; "
+    "4 = 3.75°, 2 = 15°).",
+)
+_SWEEP_FASTER_SAMPLING = typer.Option(
+    False,
+    "--faster-sampling",
+    help="Finer angular sampling sooner: RELION's --auto_ignore_angles --auto_resol_angles (the Refine3D GUI's "
+    "'Use finer angular sampling faster?').",
+)
 _SWEEP_AUTO_ITER_MAX = typer.Option(
     None, "--auto-iter-max", help="Stop each refinement at this iteration (quick runs)."
 )
@@ -269,18 +281,8 @@ def sweep_command(
     from_consensus: Optional[Path] = _SWEEP_FROM_CONSENSUS,
     local_healpix_order: int = _SWEEP_LOCAL_HEALPIX_ORDER,
     sigma_ang: float = _SWEEP_SIGMA_ANG,
-    auto_local_healpix_order: int = typer.Option(
-        4,
-        "--auto-local-healpix-order",
-        help="Global runs: local angular searches from this HEALPix order on (RELION's --auto_local_healpix_order; "
-        "4 = 3.75°, 2 = 15°).",
-    ),
-    faster_sampling: bool = typer.Option(
-        False,
-        "--faster-sampling",
-        help="Finer angular sampling sooner: RELION's --auto_ignore_angles --auto_resol_angles (the Refine3D GUI's "
-        "'Use finer angular sampling faster?').",
-    ),
+    auto_local_healpix_order: int = _SWEEP_AUTO_LOCAL_HEALPIX_ORDER,
+    faster_sampling: bool = _SWEEP_FASTER_SAMPLING,
     truth: Optional[Path] = _SWEEP_TRUTH,
     truth_map: Optional[Path] = _SWEEP_TRUTH_MAP,
     json_out: bool = typer.Option(False, "--json", help="Print sweep.json."),

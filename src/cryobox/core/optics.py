@@ -14,7 +14,7 @@ Pure numpy; no files.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -273,9 +273,8 @@ class CtfParams:
         return cls(**fields)
 
     def _ctf_kwargs(self) -> dict:
-        kw = asdict(self)
-        del kw["scale"]
-        return kw
+        """The CTF's own fields (a subclass may add others), less the scale: ``ctf_2d``'s keywords."""
+        return {f: getattr(self, f) for f in CtfParams.__dataclass_fields__ if f != "scale"}
 
     def on_grid(self, ky_inv_a: ArrayLike, kx_inv_a: ArrayLike, *, power: int = 1, dtype: type = np.float64):
         """``ctf_2d`` of these parameters at (ky, kx) in 1/Å (without ``scale``)."""

@@ -17,34 +17,15 @@ from cryobox.jobs.records import check_memory
 __all__ = ["CtfParameters", "CtfPicture", "parameters_from_table", "compute_ctf_picture"]
 
 
-@dataclass(frozen=True)
-class CtfParameters:
-    """One CTF on one box: box (px), pixel size (Å/px), defocus U / V (Å) and angle (degrees),
-    voltage (kV), Cs (mm), amplitude contrast (fraction), phase shift (degrees), and where the
-    values came from (``source``: "flags" or the particle file and percentile)."""
+@dataclass(frozen=True, kw_only=True)
+class CtfParameters(CtfParams):
+    """One CTF (``core.optics.CtfParams``: defocus U / V in Å and angle in degrees, voltage in kV,
+    Cs in mm, amplitude contrast, phase shift in degrees) on one box: box (px), pixel size (Å/px),
+    and where the values came from (``source``: "flags" or the particle file and percentile)."""
 
     box_px: int
     pixel_size_a: float
-    defocus_u_a: float
-    defocus_v_a: float
-    defocus_angle_deg: float
-    voltage_kv: float
-    cs_mm: float
-    amplitude_contrast: float
-    phase_shift_deg: float = 0.0
     source: str = "flags"
-
-    @property
-    def ctf(self) -> CtfParams:
-        return CtfParams(
-            self.defocus_u_a,
-            self.defocus_v_a,
-            self.defocus_angle_deg,
-            self.voltage_kv,
-            self.cs_mm,
-            self.amplitude_contrast,
-            self.phase_shift_deg,
-        )
 
 
 @dataclass
@@ -153,7 +134,7 @@ def compute_ctf_picture(
         power=power,
     )  # of the 1D profiles along the largest defocus
     try:
-        image = p.ctf.on_box(p.box_px, p.pixel_size_a, power=power)
+        image = p.on_box(p.box_px, p.pixel_size_a, power=power)
     except ValueError as exc:
         raise InputError(f"CTF parameters: {exc}.") from None
     df_max = max(p.defocus_u_a, p.defocus_v_a)
