@@ -132,3 +132,15 @@ def test_equivalence_within_one_shell_with_many_repeats():
     # two repeats with a spread of a shell: not equivalent, not different: undecided
     assert not equivalence_test([1.0, 1.0 + shell], [1.0 + shell / 2, 1.0 - shell / 2], margin=shell)["equivalent"]
     assert "power" not in c  # no observed power
+
+
+@pytest.mark.parametrize("difference", [0.0005, 0.0025, 0.02])
+@pytest.mark.parametrize("sd", [0.0008, 0.004])
+def test_repeats_for_power_is_the_first_n_a_scan_of_every_n_finds(difference, sd):
+    """The search over n (doubling, then bisection) gives the smallest n whose power reaches the
+    target, as a scan of every n from 2 to the limit does."""
+    from cryobox.core.stats import power_two_sample, repeats_for_power
+
+    n = np.arange(2, 121)
+    ok = n[power_two_sample(difference, sd, n) >= 0.8]
+    assert repeats_for_power(difference, sd, max_n=120) == (int(ok[0]) if ok.size else None)

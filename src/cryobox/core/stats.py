@@ -167,9 +167,21 @@ def repeats_for_power(
         return None
     if sd <= 0:
         return 2
-    n = np.arange(2, max_n + 1)
-    ok = n[power_two_sample(difference, sd, n, alpha=alpha) >= power]
-    return int(ok[0]) if ok.size else None
+
+    def enough(n: int) -> bool:
+        return bool(power_two_sample(difference, sd, n, alpha=alpha) >= power)
+
+    # the power grows with n: doubling, then bisection (a few dozen evaluations where a scan of
+    # every n up to max_n took hundreds of numerical integrations where scipy's noncentral t fails)
+    lo, hi = 1, 2  # lo: not enough (n = 1 has no test); hi: the candidate
+    while not enough(hi):
+        if hi >= max_n:
+            return None
+        lo, hi = hi, min(2 * hi, max_n)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if enough(mid) else (mid, hi)
+    return int(hi)
 
 
 def pooled_sd(*groups) -> float | None:
