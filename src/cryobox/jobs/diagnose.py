@@ -22,18 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from cryobox.core import diagnose as dg
-from cryobox.core.boxsize import aliasing_limited_resolution_a
-from cryobox.core.diagnose import ICE_RINGS_A, SCF_MIN_VIEWS, sampling_compensation_factor, viewing_directions
-from cryobox.core.fourier import rfft_shell_index
-from cryobox.core.fsc import first_shell_below, resolution_interpolated
 from cryobox.errors import InputError
 from cryobox.io.jsonio import write_json
-from cryobox.io.mrc import read_mrc_pixel_size
-from cryobox.io.particles import read_particles
-from cryobox.jobs.fsc import run_fsc
-from cryobox.jobs.outputs import OutputFolder
 from cryobox.report.drawing import ForkedFigures, render_png, save_png
+
+# The numerical modules (scipy's transforms, the particle readers) are imported inside the functions,
+# after `run_diagnose` has forked the child that draws the figures: the child's import of matplotlib
+# then overlaps the parent's imports and work instead of preceding them (docs/benchmarks.md: diagnose
+# within twice the time of `cryobox fsc`).
 
 __all__ = ["run_diagnose", "CFAR_ANISOTROPIC", "SCF_ANISOTROPIC"]
 
@@ -51,6 +47,7 @@ SCF_ANISOTROPIC = 0.81
 
 def _resolution(curve: np.ndarray, box: int, pixel_a: float, threshold: float = 0.143) -> tuple[float, bool]:
     """Interpolated resolution at ``threshold``; (Nyquist, True) when the curve never falls below it."""
+    from cryobox.core.fsc import first_shell_below, resolution_interpolated
 
     limited = first_shell_below(curve, threshold) is None
     return float(resolution_interpolated(curve, threshold, box_px=box, pixel_size_a=pixel_a)), limited
@@ -102,6 +99,10 @@ def run_diagnose(
 
 def _diagnose(half1, half2, *, out, mask, auto_mask, particles, box_px, n_directions, half_angle_deg, pixel_size_a,
               drawer, settings, t0) -> dict:  # fmt: skip
+    from cryobox.core import diagnose as dg
+    from cryobox.core.fourier import rfft_shell_index
+    from cryobox.jobs.fsc import run_fsc
+    from cryobox.jobs.outputs import OutputFolder
 
     table, views = _checked_particles(particles, half1)  # read and checked before any work
     with OutputFolder(
@@ -163,7 +164,6 @@ def _diagnose(half1, half2, *, out, mask, auto_mask, particles, box_px, n_direct
         if drawer is not None:
             pngs = drawer.draw(result)
             if pngs is None:  # no child to draw them: here, the same figures
-                # matplotlib is imported here, not with the module: the fork above imports it beside the work
                 from cryobox.report.plots_diagnose import diagnose_figures
 
                 pngs = render_png(diagnose_figures(result))
@@ -177,6 +177,8 @@ def _checked_particles(particles: Path | None, half1: Path):
     maps' (a false aliasing sentence would follow); (None, None) without particles."""
     if particles is None:
         return None, None
+    from cryobox.io.mrc import read_mrc_pixel_size
+    from cryobox.io.particles import read_particles
 
     table = read_particles(particles)
     views = _views(table)
@@ -195,6 +197,7 @@ def _directional(dr: dict, *, n_directions: int, half_angle_deg: float) -> dict:
     """diagnose.json's ``directional``: every cone's resolution, and the summary over the
     directions reported (a cone that held too few voxels at its crossing is not), with the
     anisotropy thresholds applied."""
+    from cryobox.core import diagnose as dg
 
     dirs, cones, all_res, limited = dr["directions"], dr["curves"], dr["resolution_a"], dr["limited_by_nyquist"]
     reported = dr["reported"]
@@ -232,6 +235,7 @@ def _power(f1, f2, shells, n_shells: int, freq, final, pixel_a: float) -> dict:
     """diagnose.json's ``power``: the map's and the noise's power per shell (the transform is
     linear: the average's and the difference's spectra come from the halves' without two more
     FFTs), their ratio and SSNR, the FSC's dips with their likely cause, and the ice rings."""
+    from cryobox.core import diagnose as dg
 
     avg = 0.5 * (f1 + f2)
     diff = 0.5 * (f1 - f2)
@@ -307,6 +311,7 @@ def _dip_cause(shell: int, p_avg: np.ndarray, p_noise: np.ndarray, reach: int = 
 
 
 def _ice_rings(freq, p_avg, p_noise, fsc, pixel_a) -> list[dict]:
+    from cryobox.core.diagnose import ICE_RINGS_A
 
     out = []
     for spacing, label in ICE_RINGS_A:
@@ -330,6 +335,7 @@ def _table_box(table) -> int | None:
 
 
 def _views(table) -> dict:
+    from cryobox.core.diagnose import SCF_MIN_VIEWS, sampling_compensation_factor, viewing_directions
 
     table.require(purpose="the orientation coverage")  # a file with no rows says so
     d = table.data
@@ -369,6 +375,7 @@ def _views(table) -> dict:
 
 
 def _aliasing(table, box: int | None, pixel_a: float) -> dict:
+    from cryobox.core.boxsize import aliasing_limited_resolution_a
 
     d = table.data
     need = ("defocus_u_a", "defocus_v_a", "voltage_kv", "cs_mm")

@@ -15,10 +15,8 @@ from cryobox.core.fsc import FscResult, masked_fsc_analysis
 from cryobox.core.masks import AutoMaskError, AutoMaskSettings, auto_mask_from_half_maps
 from cryobox.errors import InputError
 from cryobox.io.atomic import atomic_path
-from cryobox.io.fsc_files import postprocess_star_blocks
 from cryobox.io.ledger import same_file
 from cryobox.io.mrc import check_mask, read_map, read_map_header, read_map_into, read_mrc, write_mrc, write_mrc_data
-from cryobox.io.star import write_star_blocks
 from cryobox.jobs.outputs import check_outputs
 from cryobox.jobs.records import check_memory
 
@@ -255,6 +253,10 @@ def fsc_to_dict(job: FscJob) -> dict:
 
 def write_fsc_star(path: Path, job: FscJob) -> Path:
     """The analysis as relion_postprocess's STAR file (``io.fsc_files.postprocess_star_blocks``)."""
+    # imported here: STAR files need pandas, which `cryobox fsc` without --star never loads
+    from cryobox.io.fsc_files import postprocess_star_blocks
+    from cryobox.io.star import write_star_blocks
+
     blocks = postprocess_star_blocks(job.result, half1=job.half1, half2=job.half2, mask=job.mask)
     return write_star_blocks(path, blocks)
 

@@ -33,9 +33,7 @@ from cryobox.io.ledger import same_file
 from cryobox.io.mrc import read_map, read_map_padded, read_mrc, read_mrc_header_shape, read_mrc_pixel_size
 from cryobox.jobs.boxmaps import masks_for_boxes
 from cryobox.jobs.convergence import convergence_flags, mark_unconverged
-from cryobox.jobs.explain import ExplainSettings, MeasuredRun, explain_boxes
 from cryobox.jobs.fsc import fsc_memory_bytes, refuse_one_map
-from cryobox.jobs.inputs import gather_inputs
 from cryobox.jobs.outputs import OutputFolder
 from cryobox.jobs.records import check_memory
 from cryobox.jobs.verdicts import TEST_TEXT, compare_variants, decided_best, run_fsc_record, variant_row, write_sweep
@@ -132,6 +130,8 @@ def run_judge(
             "give both `particles` and `diameter_a` (the explanation of the boxes needs both), or neither."
         )
     if particles is not None:  # read and checked before any work
+        from cryobox.jobs.inputs import gather_inputs  # here: particle files need pandas; maps alone do not
+
         particle_inputs = gather_inputs([particles])
         inputs.append(particles)
     owns = ("judge.json", "judge.png", "masks")
@@ -370,6 +370,7 @@ def _explain_runs(summary: dict, inputs, diameter_a: float):
     """``cryobox explain`` on the judged boxes: each variant's mean resolution as measured, the
     roomiest box's mean FSC curve as the basis of the prediction (predicting a tight box from a
     roomy one is the direction the benchmarks check)."""
+    from cryobox.jobs.explain import ExplainSettings, MeasuredRun, explain_boxes  # with particles only: see above
 
     if abs(inputs.pixel_size_a - summary["pixel_size_a"]) > 0.01 * summary["pixel_size_a"]:
         raise InputError(

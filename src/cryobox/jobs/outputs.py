@@ -31,7 +31,6 @@ from pathlib import Path
 from cryobox.errors import InputError
 from cryobox.io import ledger
 from cryobox.io.jsonio import write_json
-from cryobox.io.paths import star_unsafe_char
 from cryobox.jobs.records import digest
 
 __all__ = [
@@ -121,6 +120,8 @@ def refuse_star_unsafe_path(path, *, what: str) -> None:
     """Before any work: a folder whose path, as a STAR file will name it (absolute, or relative to
     the working folder), holds a character RELION or cryobox would read back differently
     (``io.paths.STAR_UNSAFE``: white space, #, quotes, @, :, ...), or begins with _ (a label)."""
+
+    from cryobox.io.paths import star_unsafe_char  # here: io.paths loads pandas, which fsc and judge never need
 
     full = Path(path).resolve()
     rel = os.path.relpath(full, Path.cwd())
