@@ -41,6 +41,8 @@ class StandInJob:
         self.status = "killed"
 
     def refresh(self):
+        if self.project.hold and not self.type.startswith("import_"):
+            return self  # the server has no free GPU: the refinements wait
         parents = [self.project.jobs[uid] for uid, _ in self.connections.values()]
         if self.status == "queued" and all(p.status == "completed" for p in parents):
             if self.type in self.project.failing:
@@ -78,6 +80,7 @@ class StandInProject:
         self.jobs: dict[str, StandInJob] = {}
         self.failing = set(failing)
         self.workspaces: set[str] = set()
+        self.hold = False
 
     def create_job(self, workspace_uid, type, connections={}, params={}, title=None):
         self.workspaces.add(workspace_uid)
@@ -159,6 +162,50 @@ def test_a_sweep_runs_as_cryosparc_jobs(stack, tmp_path, monkeypatch):
         plot=False,
     )
     assert len(project.jobs) == n_jobs and again["scheduler"]["read_back"] == 4
+
+
+def test_an_interrupted_wait_re_attaches_to_its_cryosparc_jobs(stack, tmp_path, monkeypatch):
+    """Ctrl-C while the jobs wait on the server leaves them there (a detached launcher) and says
+    how to come back; the same sweep again re-attaches to every job instead of queueing it twice."""
+    monkeypatch.chdir(tmp_path)
+    project = StandInProject(tmp_path / "P3")
+    project.hold = True
+    engine = CryosparcEngine(project, "W1")
+    table = read_particles(stack / "particles.star")
+    ref, px = read_mrc(stack / "true_map.mrc")
+    settings = SweepSettings(boxes_px=(32, 40), particle_diameter_a=200.0, repeats=2, ini_high_a=30.0)
+
+    def sweep(**kw):
+        return run_sweep(
+            table,
+            settings,
+            reference=ref,
+            reference_pixel_size_a=px,
+            out=tmp_path / "sw",
+            engine=engine,
+            launcher=engine.launcher(),
+            poll_s=0.01,
+            plot=False,
+            **kw,
+        )
+
+    def interrupt_once_queued(rows):
+        if sum(r["job_id"] is not None for r in rows) == 4:
+            raise KeyboardInterrupt
+
+    lines = []
+    with pytest.raises(KeyboardInterrupt):
+        sweep(status=interrupt_once_queued, log=lines.append)
+    assert any("stopped waiting; 4 cryosparc job(s) go on" in ln for ln in lines)
+    refines = [j for j in project.jobs.values() if j.type == "nonuniform_refine_new"]
+    assert len(refines) == 4 and all(j.status == "queued" for j in refines)
+    n_jobs = len(project.jobs)
+    project.hold = False
+    lines = []
+    d = sweep(log=lines.append)
+    assert len(project.jobs) == n_jobs and all(j.status == "completed" for j in refines)
+    assert d["scheduler"]["reattached"] == 4 and d["scheduler"]["submitted"] == 0
+    assert sum("re-attached to cryosparc job" in ln for ln in lines) == 4
 
 
 def test_states_cancel_and_a_failed_import(tmp_path):
