@@ -38,6 +38,7 @@ from cryobox.engines.launch import Job, Launcher, RunCommand
 from cryobox.io.jsonio import write_json
 from cryobox.io.layouts import cryosparc_half_maps
 from cryobox.io.particles import read_particles
+from cryobox.io.paths import find_stack, search_roots
 
 __all__ = ["STATES", "CryosparcEngine", "CryosparcLauncher"]
 
@@ -76,6 +77,7 @@ class CryosparcEngine(RefineEngine):
         self.lane = lane
         self.job_type = job_type
         self.extra_params = dict(params or {})
+        self._stack_folders: dict[str, str] = {}
 
     def check(self) -> dict:
         uid = getattr(self.project, "uid", None)
@@ -99,22 +101,30 @@ class CryosparcEngine(RefineEngine):
         """Not a command line: the jobs to create, as one JSON argument that ``CryosparcLauncher``
         reads (and the run's ``job.json`` keeps)."""
         star = Path(particles_star).resolve()
-        table = read_particles(star)
-        stacks = sorted({str(Path(p).parent) for p in table.data["image_path"].astype(str)})
-        blob = Path(stacks[0]) if len(stacks) == 1 else star.parent
         spec = {
             "run_dir": str(Path(run_dir).resolve()),
             "particles": {
                 "particle_meta_path": str(star),
-                "particle_blob_path": str(_absolute(blob, star)),
+                "particle_blob_path": self._stack_folder(star),
                 "psize_A": params.pixel_size_a,
-            },  # fmt: skip
+            },
             "volume": {"volume_blob_path": str(Path(reference).resolve())},
             "type": self.job_type,
             "params": self.job_params(params),
             "title": f"cryobox {Path(run_dir).parent.name} {Path(run_dir).name} (seed {params.random_seed})",
         }
         return RunCommand((), ("cryosparc", json.dumps(spec, sort_keys=True)), ranks=1, threads=1)
+
+    def _stack_folder(self, star: Path) -> str:
+        """The folder of the stacks a particle STAR names (found as every job finds them), for
+        cryoSPARC's ``particle_blob_path``; read once per file, which every repeat shares."""
+        if str(star) not in self._stack_folders:
+            table = read_particles(star)
+            roots = search_roots(table)
+            paths = table.data["image_path"].astype(str).unique()
+            folders = {find_stack(p, roots, where=star).resolve().parent for p in paths}
+            self._stack_folders[str(star)] = str(folders.pop() if len(folders) == 1 else star.parent)
+        return self._stack_folders[str(star)]
 
     def collect(self, run_dir: Path) -> HalfMaps:
         rec = _record(run_dir)
@@ -205,14 +215,6 @@ class CryosparcLauncher(Launcher):
 
 def _name(project, uid: str) -> str:
     return f"{project.uid}-{uid}"
-
-
-def _absolute(folder: Path, star: Path) -> Path:
-    """A stack folder named in a STAR file, relative to the current folder (RELION's project
-    folder) or to the STAR file's own folder, made absolute for the server."""
-    if folder.is_absolute():
-        return folder
-    return (Path.cwd() / folder) if (Path.cwd() / folder).is_dir() else (star.parent / folder)
 
 
 def _record(run_dir: Path, *, missing_ok: bool = False) -> dict:
