@@ -103,6 +103,24 @@ def stack(tmp_path_factory):
     return root / "sim"
 
 
+def _sweep(stack: Path, out: Path, engine: CryosparcEngine, **kw) -> dict:
+    """Two boxes, two repeats of each, on the stand-in server."""
+    ref, px = read_mrc(stack / "true_map.mrc")
+    settings = SweepSettings(boxes_px=(32, 40), particle_diameter_a=200.0, repeats=2, ini_high_a=30.0)
+    return run_sweep(
+        read_particles(stack / "particles.star"),
+        settings,
+        reference=ref,
+        reference_pixel_size_a=px,
+        out=out,
+        engine=engine,
+        launcher=engine.launcher(),
+        poll_s=0.01,
+        plot=False,
+        **kw,
+    )
+
+
 def test_a_sweep_runs_as_cryosparc_jobs(stack, tmp_path, monkeypatch):
     """Every run becomes an Import Particles job per arm, one Import Volumes job per reference
     (shared by the repeats) and a Non-uniform Refinement connected to both; the half maps come
@@ -111,22 +129,9 @@ def test_a_sweep_runs_as_cryosparc_jobs(stack, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     project = StandInProject(tmp_path / "P3")
     engine = CryosparcEngine(project, "W1", lane="gpu")
-    table = read_particles(stack / "particles.star")
-    ref, px = read_mrc(stack / "true_map.mrc")
-    settings = SweepSettings(boxes_px=(32, 40), particle_diameter_a=200.0, repeats=2, ini_high_a=30.0)
+    _, px = read_mrc(stack / "true_map.mrc")
     lines = []
-    d = run_sweep(
-        table,
-        settings,
-        reference=ref,
-        reference_pixel_size_a=px,
-        out=tmp_path / "sw",
-        engine=engine,
-        launcher=engine.launcher(),
-        log=lines.append,
-        poll_s=0.01,
-        plot=False,
-    )
+    d = _sweep(stack, tmp_path / "sw", engine, log=lines.append)
     by_type: dict[str, list[StandInJob]] = {}
     for job in project.jobs.values():
         by_type.setdefault(job.type, []).append(job)
@@ -149,18 +154,7 @@ def test_a_sweep_runs_as_cryosparc_jobs(stack, tmp_path, monkeypatch):
     assert (tmp_path / "sw" / "runs" / "box32" / "rep1" / "poses.npy").exists()  # from the job's particles .cs
     assert any("queued in cryoSPARC as P3-J" in ln for ln in lines)
     n_jobs = len(project.jobs)
-    again = run_sweep(
-        table,
-        settings,
-        reference=ref,
-        reference_pixel_size_a=px,
-        out=tmp_path / "sw",
-        engine=engine,
-        launcher=engine.launcher(),
-        log=lambda s: None,
-        poll_s=0.01,
-        plot=False,
-    )
+    again = _sweep(stack, tmp_path / "sw", engine, log=lambda s: None)
     assert len(project.jobs) == n_jobs and again["scheduler"]["read_back"] == 4
 
 
@@ -171,23 +165,9 @@ def test_an_interrupted_wait_re_attaches_to_its_cryosparc_jobs(stack, tmp_path, 
     project = StandInProject(tmp_path / "P3")
     project.hold = True
     engine = CryosparcEngine(project, "W1")
-    table = read_particles(stack / "particles.star")
-    ref, px = read_mrc(stack / "true_map.mrc")
-    settings = SweepSettings(boxes_px=(32, 40), particle_diameter_a=200.0, repeats=2, ini_high_a=30.0)
 
     def sweep(**kw):
-        return run_sweep(
-            table,
-            settings,
-            reference=ref,
-            reference_pixel_size_a=px,
-            out=tmp_path / "sw",
-            engine=engine,
-            launcher=engine.launcher(),
-            poll_s=0.01,
-            plot=False,
-            **kw,
-        )
+        return _sweep(stack, tmp_path / "sw", engine, **kw)
 
     def interrupt_once_queued(rows):
         if sum(r["job_id"] is not None for r in rows) == 4:
