@@ -85,7 +85,7 @@ def write_particles(path: str | os.PathLike, table: ParticleTable) -> Path:
 
 def check_star_text(table: ParticleTable, *, purpose: str, skip: tuple[str, ...] = ()) -> None:
     """One sentence, before any work, when a text column the STAR file will hold has a value a
-    STAR file cannot hold (``io.paths.STAR_UNSAFE``: white space, #, quotes, @, ...); file names
+    STAR file cannot hold (``io.starnames.STAR_UNSAFE``: white space, #, quotes, @, ...); file names
     cryobox makes itself are made safe, the user's own (micrograph names, carried columns) are not
     renamed behind her back. ``skip``: columns the job replaces before writing."""
 

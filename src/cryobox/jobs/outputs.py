@@ -31,6 +31,7 @@ from pathlib import Path
 from cryobox.errors import InputError
 from cryobox.io import ledger
 from cryobox.io.jsonio import write_json
+from cryobox.io.starnames import star_unsafe_char
 from cryobox.jobs.records import digest
 
 __all__ = [
@@ -119,9 +120,7 @@ def refuse_overwriting_inputs(outputs, inputs, *, name: str = "out") -> None:
 def refuse_star_unsafe_path(path, *, what: str) -> None:
     """Before any work: a folder whose path, as a STAR file will name it (absolute, or relative to
     the working folder), holds a character RELION or cryobox would read back differently
-    (``io.paths.STAR_UNSAFE``: white space, #, quotes, @, :, ...), or begins with _ (a label)."""
-
-    from cryobox.io.paths import star_unsafe_char  # here: io.paths loads pandas, which fsc and judge never need
+    (``io.starnames.STAR_UNSAFE``: white space, #, quotes, @, :, ...), or begins with _ (a label)."""
 
     full = Path(path).resolve()
     rel = os.path.relpath(full, Path.cwd())

@@ -31,8 +31,9 @@ from cryobox.io.particles import (
     write_cs,
     write_star,
 )
-from cryobox.io.paths import project_relative, star_safe_name
+from cryobox.io.paths import project_relative
 from cryobox.io.schema import CTF_REQUIRED
+from cryobox.io.starnames import star_safe_name
 from cryobox.jobs.outputs import OutputFolder, refuse_star_unsafe_path
 from cryobox.jobs.particle_ops import ParticleOps, finish_batch
 from cryobox.jobs.records import read_record, write_record
